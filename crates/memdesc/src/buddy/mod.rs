@@ -1,0 +1,763 @@
+//! The page allocator: zones of buddy free lists, pageblock migratetypes,
+//! per-CPU lists, watermarks, and the [`Node`] that ties them to the memory
+//! map.
+//!
+//! # Design
+//! [`Node::boot`] places the memory map and the `Node` itself inside the
+//! managed memory ([`MemMap::boot`]), types every frame (hole, reserved,
+//! metadata, free), splits the span into a normal zone and a movable zone, and
+//! frees the usable frames into the zones as maximal aligned blocks.
+//!
+//! An allocation ([`Node::alloc`], [`Node::alloc_frozen`]) picks zones in
+//! order (movable requests try the movable zone first), checks the min
+//! watermark, and takes a block from the CPU's pcp list (orders 0–3) or the
+//! zone's free lists. It then prepares the folio (compound words, type tag,
+//! cleared owner words; zeroed on request) while it is still exclusively ours
+//! (P3.1–P3.2), and either publishes it with refcount 1 (P3.3) or hands it out
+//! frozen. When every zone fails, every CPU's lists are drained and the
+//! allocation retried once before [`AllocError::OutOfMemory`].
+//!
+//! A folio comes back when its last [`FolioRef`] is dropped or its
+//! [`FrozenFolio`] is dropped ([`FolioRelease::release`]): its descriptors are
+//! checked (a mapped, pinned, locked or malformed folio is quarantined with a
+//! bad-page report instead of freed) and reset, and the block goes to the pcp
+//! list or merges into the zone.
+//!
+//! Main types: [`Node`], [`NodeConfig`], [`Gfp`], [`Migratetype`],
+//! [`ZoneId`]; reports in [`report`].
+
+mod freelist;
+mod migratetype;
+mod pcp;
+pub mod report;
+mod vmstat;
+mod zone;
+
+pub use migratetype::{Migratetype, NR_MIGRATETYPES};
+pub use pcp::{PcpConfig, PCP_MAX_ORDER};
+pub use vmstat::{VmEvent, NR_VM_EVENTS};
+pub use zone::{Watermarks, ZoneId, NR_ORDERS, NR_ZONES};
+
+use crate::folio::{
+    decode_compound, head_word, sealed, tail_word, BadPageReason, FolioRelease, Order, PageFlags, PageType,
+};
+use crate::memmap::{MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
+use crate::platform::Platform;
+use crate::sync::{Ordering, SpinLock};
+use core::fmt;
+use core::num::NonZeroU32;
+use migratetype::set_pageblock_migratetype;
+use pcp::Pcp;
+use vmstat::VmCounters;
+use zone::{max_block_order, Zone};
+
+/// A counted reference to a folio of a [`Node`].
+pub type FolioRef<'a> = crate::folio::FolioRef<'a, Node<'a>>;
+/// A frozen folio of a [`Node`].
+pub type FrozenFolio<'a> = crate::folio::FrozenFolio<'a, Node<'a>>;
+
+/// The most CPUs a node serves (per-CPU lists are inline in the node).
+#[cfg(not(memdesc_loom))]
+pub const MAX_CPUS: usize = 64;
+/// The most CPUs a node serves (shrunk under the model).
+#[cfg(memdesc_loom)]
+pub const MAX_CPUS: usize = 2;
+
+/// How many bad-page reports the node keeps (the count is exact).
+pub const BAD_PAGE_LOG: usize = 16;
+
+/// Node configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeConfig {
+    /// Percentage of the span (rounded to 4 MiB) given to the movable zone.
+    pub movable_percent: u8,
+    /// Per-CPU list sizing.
+    pub pcp: PcpConfig,
+    /// Min watermark per zone, in frames; `None` scales it with the zone like
+    /// Linux's `min_free_kbytes`.
+    pub min_free_frames: Option<u64>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { movable_percent: 25, pcp: PcpConfig::default(), min_free_frames: None }
+    }
+}
+
+/// How to allocate (Linux's gfp flags, as a struct).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gfp {
+    /// The mobility of the allocation; `Movable` may use the movable zone.
+    pub migratetype: Migratetype,
+    /// The type tag the folio gets.
+    pub page_type: PageType,
+    /// Zero the frames before handing them out.
+    pub zero: bool,
+    /// May dip below the min watermark (`__GFP_HIGH`).
+    pub high_priority: bool,
+}
+
+impl Gfp {
+    /// Unmovable kernel memory.
+    pub const KERNEL: Gfp =
+        Gfp { migratetype: Migratetype::Unmovable, page_type: PageType::Kernel, zero: false, high_priority: false };
+    /// Movable user memory (anonymous).
+    pub const USER: Gfp =
+        Gfp { migratetype: Migratetype::Movable, page_type: PageType::Anon, zero: false, high_priority: false };
+    /// Reclaimable caches.
+    pub const RECLAIMABLE: Gfp =
+        Gfp { migratetype: Migratetype::Reclaimable, page_type: PageType::File, zero: false, high_priority: false };
+
+    /// The same request, zeroing the frames.
+    pub const fn zeroed(self) -> Self {
+        Self { zero: true, ..self }
+    }
+
+    /// The same request, typing the folio `ty`.
+    pub const fn typed(self, ty: PageType) -> Self {
+        Self { page_type: ty, ..self }
+    }
+}
+
+/// Why the node could not boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootError {
+    /// The memory layout was refused.
+    Layout(MemMapError),
+    /// More CPUs than [`MAX_CPUS`], or none.
+    TooManyCpus(u32),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Layout(e) => write!(f, "memory layout refused: {e}"),
+            Self::TooManyCpus(n) => write!(f, "{n} CPUs; supported: 1..={MAX_CPUS}"),
+        }
+    }
+}
+
+impl core::error::Error for BootError {}
+
+impl From<MemMapError> for BootError {
+    fn from(e: MemMapError) -> Self {
+        Self::Layout(e)
+    }
+}
+
+/// Why an allocation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// No zone the request may use has a free block of the order above the
+    /// watermark, even after draining every CPU's lists.
+    OutOfMemory {
+        /// The order requested.
+        order: Order,
+    },
+    /// The requested type cannot head an allocated folio (free, tail or
+    /// unmanaged types), or a counted allocation asked for an always-frozen
+    /// type (slab, page table: use [`Node::alloc_frozen`]).
+    BadType(PageType),
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfMemory { order } => write!(f, "out of memory for an order-{order} allocation"),
+            Self::BadType(ty) => write!(f, "cannot allocate a folio of type {ty}"),
+        }
+    }
+}
+
+impl core::error::Error for AllocError {}
+
+/// Why a raw-pfn operation ([`Node::put_pfn`], [`Node::free_pages`],
+/// [`Node::unfreeze_pfn`]) was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawError {
+    /// The pfn has no descriptor.
+    OutOfRange(Pfn),
+    /// The frame is a tail; operations take the head.
+    Tail(Pfn),
+    /// The frame is free.
+    Free(Pfn),
+    /// The frame is not managed (hole, reserved, metadata, quarantined).
+    Unmanaged(Pfn, PageType),
+    /// A put found refcount 0 (frozen, or never counted).
+    ZeroRefcount(Pfn),
+    /// An unfreeze found a counted folio.
+    NotFrozen {
+        /// The frame.
+        pfn: Pfn,
+        /// Its refcount.
+        refcount: u32,
+    },
+    /// The folio has another order than the caller said.
+    WrongOrder {
+        /// The frame.
+        pfn: Pfn,
+        /// Its order.
+        actual: Order,
+    },
+    /// The folio's type forbids the operation (unfreezing a slab or page
+    /// table, which stay frozen: P3).
+    WrongType(Pfn, PageType),
+}
+
+impl fmt::Display for RawError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfRange(p) => write!(f, "pfn {p} out of range"),
+            Self::Tail(p) => write!(f, "pfn {p} is a tail page"),
+            Self::Free(p) => write!(f, "pfn {p} is free"),
+            Self::Unmanaged(p, ty) => write!(f, "pfn {p} is not managed ({ty})"),
+            Self::ZeroRefcount(p) => write!(f, "pfn {p} has refcount 0"),
+            Self::NotFrozen { pfn, refcount } => write!(f, "pfn {pfn} is not frozen (refcount {refcount})"),
+            Self::WrongOrder { pfn, actual } => write!(f, "pfn {pfn} heads an order-{actual} folio"),
+            Self::WrongType(p, ty) => write!(f, "pfn {p} has type {ty}"),
+        }
+    }
+}
+
+impl core::error::Error for RawError {}
+
+/// One bad-page report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadPageReport {
+    /// The frame reported.
+    pub pfn: Pfn,
+    /// What was wrong.
+    pub reason: BadPageReason,
+}
+
+struct BadPageLog {
+    reports: [Option<BadPageReport>; BAD_PAGE_LOG],
+    count: u64,
+    frames: u64,
+}
+
+/// A NUMA node's worth of memory: the memory map, the zones, the per-CPU
+/// lists. Lives inside the memory it manages.
+pub struct Node<'a> {
+    map: MemMap<'a>,
+    platform: &'a dyn Platform,
+    nr_cpus: u32,
+    zones: [Zone; NR_ZONES],
+    pcp: [[Pcp; NR_ZONES]; MAX_CPUS],
+    /// Event counters per CPU, written by the CPU itself.
+    stats: [VmCounters; MAX_CPUS],
+    config: NodeConfig,
+    bad: SpinLock<BadPageLog>,
+}
+
+impl sealed::Sealed for Node<'_> {}
+
+impl<'a> FolioRelease for Node<'a> {
+    #[inline(always)]
+    fn memmap(&self) -> &MemMap<'_> {
+        &self.map
+    }
+
+    fn release(&self, head: Pfn) {
+        self.free_folio(head);
+    }
+
+    fn bad_page(&self, pfn: Pfn, reason: BadPageReason) {
+        self.quarantine(pfn, reason);
+    }
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("map", &self.map).field("zones", &self.zones).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Node<'a> {
+    /// Boots a node over `memory` (the host's mapping of physical addresses
+    /// `phys_base..`), placing all metadata inside it.
+    ///
+    /// # Errors
+    /// [`BootError::Layout`] for a bad memory layout; [`BootError::TooManyCpus`]
+    /// if the platform reports more than [`MAX_CPUS`] CPUs.
+    pub fn boot(
+        memory: &'a mut [u8],
+        phys_base: PhysAddr,
+        layout: &MemoryLayout<'_>,
+        config: NodeConfig,
+        platform: &'a dyn Platform,
+    ) -> Result<&'a Node<'a>, BootError> {
+        let nr_cpus = platform.nr_cpus();
+        if nr_cpus == 0 || nr_cpus as usize > MAX_CPUS {
+            return Err(BootError::TooManyCpus(nr_cpus));
+        }
+        Ok(MemMap::boot(memory, phys_base, layout, |map, _info| {
+            let (start, end) = (map.base_pfn(), map.end_pfn());
+            let span = end.0 - start.0;
+            // The boundary is aligned to absolute MAX_ORDER pfns, so no
+            // buddy block and no pageblock ever straddles two zones (a
+            // pageblock claim retypes the whole pageblock).
+            let max_block = 1u64 << crate::folio::MAX_ORDER;
+            let movable = span * config.movable_percent.min(90) as u64 / 100;
+            let boundary = Pfn(((end.0 - movable).next_multiple_of(max_block)).clamp(start.0, end.0));
+            let mut zones = [Zone::new(ZoneId::Normal, start, boundary), Zone::new(ZoneId::Movable, boundary, end)];
+            populate(&map, layout, &mut zones);
+            set_watermarks(&mut zones, config.min_free_frames);
+            Node {
+                map,
+                platform,
+                nr_cpus,
+                zones,
+                pcp: core::array::from_fn(|_| core::array::from_fn(|_| Pcp::new())),
+                stats: core::array::from_fn(|_| VmCounters::new()),
+                config,
+                bad: SpinLock::new(BadPageLog { reports: [None; BAD_PAGE_LOG], count: 0, frames: 0 }),
+            }
+        })?)
+    }
+
+    /// The memory map.
+    pub fn memmap(&self) -> &MemMap<'a> {
+        &self.map
+    }
+
+    /// The platform hooks.
+    pub fn platform(&self) -> &'a dyn Platform {
+        self.platform
+    }
+
+    /// How many CPUs the node serves.
+    pub fn nr_cpus(&self) -> u32 {
+        self.nr_cpus
+    }
+
+    /// The configuration the node booted with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Allocates a folio of `order` and returns a reference to it (refcount
+    /// 1, type `gfp.page_type`).
+    ///
+    /// # Errors
+    /// [`AllocError::OutOfMemory`] when no allowed zone has a block after
+    /// draining every CPU's lists; [`AllocError::BadType`] for a type an
+    /// allocated, counted folio cannot have.
+    #[inline]
+    pub fn alloc(&self, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
+        if gfp.page_type.is_always_frozen() {
+            return Err(AllocError::BadType(gfp.page_type));
+        }
+        Ok(self.alloc_frozen(order, gfp)?.publish())
+    }
+
+    /// Allocates a folio of `order` and returns it frozen (refcount 0):
+    /// exclusively the caller's, invisible to speculative getters (P3). Slab
+    /// and page-table frames are allocated this way and stay frozen.
+    ///
+    /// # Errors
+    /// As [`Node::alloc`].
+    #[inline]
+    pub fn alloc_frozen(&self, order: Order, gfp: Gfp) -> Result<FrozenFolio<'_>, AllocError> {
+        if !gfp.page_type.is_owner_type() {
+            return Err(AllocError::BadType(gfp.page_type));
+        }
+        let cpu = self.cpu();
+        let stats = &self.stats[cpu];
+        let (pfn, zone) = match self.rmqueue(order, gfp, cpu) {
+            Some(found) => found,
+            None => {
+                self.drain_all();
+                stats.add(VmEvent::DrainAllPages, 1);
+                match self.rmqueue(order, gfp, cpu) {
+                    Some(found) => found,
+                    None => {
+                        stats.add(VmEvent::PgallocFail, 1);
+                        return Err(AllocError::OutOfMemory { order });
+                    }
+                }
+            }
+        };
+        self.prep_new_folio(pfn, order, gfp);
+        let nr = order.nr_pages();
+        stats.add(if zone == ZoneId::Movable { VmEvent::PgallocMovable } else { VmEvent::PgallocNormal }, nr);
+        if gfp.page_type.is_always_frozen() {
+            stats.add(VmEvent::PgallocFrozen, 1);
+        }
+        if gfp.zero {
+            stats.add(VmEvent::Pgzero, nr);
+        }
+        // SAFETY: duty 1: the block came off a free list, so it is ours alone;
+        // prep_new_folio typed it as allocated; its refcount is still 0.
+        Ok(unsafe { crate::folio::FrozenFolio::from_owned(self, self.map.page_of(pfn)) })
+    }
+
+    /// Takes a free block for `gfp` from the first zone that has one.
+    #[inline]
+    fn rmqueue(&self, order: Order, gfp: Gfp, cpu: usize) -> Option<(Pfn, ZoneId)> {
+        let zones: &[ZoneId] = if gfp.migratetype == Migratetype::Movable {
+            &[ZoneId::Movable, ZoneId::Normal]
+        } else {
+            &[ZoneId::Normal]
+        };
+        let nr = order.nr_pages();
+        for &id in zones {
+            let zone = &self.zones[id as usize];
+            if zone.end <= zone.start {
+                continue;
+            }
+            let found = if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
+                self.pcp[cpu][id as usize].alloc(
+                    zone,
+                    &self.map,
+                    &self.config.pcp,
+                    order.get(),
+                    gfp.migratetype,
+                    gfp.high_priority,
+                    &self.stats[cpu],
+                )
+            } else if zone.watermark_ok(nr, gfp.high_priority) {
+                let mut area = zone.area.lock();
+                area.with(|area| area.take_block(zone, &self.map, order.get(), gfp.migratetype))
+            } else {
+                self.stats[cpu].add(VmEvent::WatermarkFail, 1);
+                None
+            };
+            if let Some(pfn) = found {
+                return Some((pfn, id));
+            }
+        }
+        None
+    }
+
+    /// Prepares a block just taken off a free list as a folio (P3.1–P3.2).
+    #[inline]
+    fn prep_new_folio(&self, pfn: Pfn, order: Order, gfp: Gfp) {
+        let map = &self.map;
+        let head = map.page_of(pfn);
+        if gfp.zero {
+            // SAFETY: duty 1: the block was just taken off a free list and is
+            // not yet published; nobody else can reach its contents.
+            unsafe { map.zero_frames(pfn, order.nr_pages()) };
+        }
+        // P3.1: compound layout, flags, counts, owner words. Relaxed stores:
+        // the block is exclusively ours until P3.3 publishes it.
+        for i in 1..order.nr_pages() {
+            let tail = map.page_of(pfn.add(i));
+            tail.set_compound(tail_word(pfn));
+            tail.set_type(PageType::Tail);
+        }
+        head.set_compound(head_word(order));
+        // Relaxed: exclusive owner (above); published by P3.3.
+        head.flags.store(0, Ordering::Relaxed);
+        // Relaxed: exclusive owner (above).
+        head.mapcount.store(0, Ordering::Relaxed);
+        // Relaxed: exclusive owner (above).
+        head.pincount.store(0, Ordering::Relaxed);
+        for word in 0..crate::memmap::OWNER_WORDS {
+            // SAFETY: duty 1 of set_owner_word: the block is exclusively ours
+            // (taken off a free list under its lock, not yet published).
+            unsafe { head.set_owner_word(word, 0) };
+        }
+        // P3.2: the type tag, last before publication.
+        head.set_type(gfp.page_type);
+    }
+
+    /// Takes back a folio whose refcount reached 0 (or whose frozen owner
+    /// dropped it): checks it, resets it, and frees its block.
+    fn free_folio(&self, head_pfn: Pfn) {
+        let map = &self.map;
+        let head = map.page_of(head_pfn);
+        let (_, order) = decode_compound(head_pfn, head.compound_word());
+        let Some(order) = order else {
+            self.quarantine(head_pfn, BadPageReason::BadCompound);
+            return;
+        };
+        if let Some(reason) = self.check_free(head_pfn, order) {
+            self.quarantine(head_pfn, reason);
+            return;
+        }
+        // Reset: tails become plain free frames; the head is typed by the
+        // list it joins.
+        for i in 1..order.nr_pages() {
+            let tail = map.page_of(head_pfn.add(i));
+            tail.set_compound(0);
+            tail.set_type(PageType::Free);
+        }
+        head.set_compound(0);
+        // Relaxed: refcount 0 and the folio ours (last put or frozen owner):
+        // nobody else may touch its flags.
+        head.flags.store(0, Ordering::Relaxed);
+        let zone = self.zone_of(head_pfn);
+        let cpu = self.cpu();
+        self.stats[cpu].add(VmEvent::Pgfree, order.nr_pages());
+        if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
+            self.pcp[cpu][zone.id as usize].free(zone, map, &self.config.pcp, head_pfn, order.get(), &self.stats[cpu]);
+        } else {
+            let mut area = zone.area.lock();
+            area.with(|area| area.free_block(zone, map, head_pfn, order.get()));
+        }
+    }
+
+    /// What is wrong with a folio being freed, if anything (Linux's
+    /// `free_page_is_bad`).
+    fn check_free(&self, head_pfn: Pfn, order: Order) -> Option<BadPageReason> {
+        let head = self.map.page_of(head_pfn);
+        let ty = head.page_type();
+        if ty.is_free() {
+            return Some(BadPageReason::DoubleFree);
+        }
+        if ty.is_unmanaged() || ty == PageType::Tail {
+            return Some(BadPageReason::BadCompound);
+        }
+        if head.map_count() != 0 {
+            return Some(BadPageReason::FreedWhileMapped);
+        }
+        // Relaxed: a check at free time; the folio is ours.
+        if head.pincount.load(Ordering::Relaxed) != 0 {
+            return Some(BadPageReason::FreedWhilePinned);
+        }
+        if head.flags().intersects(PageFlags::CHECK_AT_FREE) {
+            return Some(BadPageReason::FreedWithBadFlags);
+        }
+        let tail = tail_word(head_pfn);
+        if (1..order.nr_pages()).any(|i| self.map.page_of(head_pfn.add(i)).compound_word() != tail) {
+            return Some(BadPageReason::BadCompound);
+        }
+        None
+    }
+
+    /// Takes the folio (or frame) at `pfn` out of service and logs a report.
+    /// A free frame is only reported: it belongs to a free list, and
+    /// retyping it would corrupt the list.
+    fn quarantine(&self, pfn: Pfn, reason: BadPageReason) {
+        let Some(page) = self.map.page(pfn) else { return };
+        let (_, order) = decode_compound(pfn, page.compound_word());
+        let tail = tail_word(pfn);
+        let mut frames = 0;
+        if !page.page_type().is_free() {
+            page.set_type(PageType::Quarantined);
+            frames = 1;
+        }
+        if let (Some(order), 1) = (order, frames) {
+            for i in 1..order.nr_pages() {
+                let Some(t) = self.map.page(pfn.add(i)) else { break };
+                if t.compound_word() != tail {
+                    break;
+                }
+                t.set_type(PageType::Quarantined);
+                frames += 1;
+            }
+        }
+        let mut log = self.bad.lock();
+        log.with(|log| {
+            log.reports[(log.count % BAD_PAGE_LOG as u64) as usize] = Some(BadPageReport { pfn, reason });
+            log.count += 1;
+            log.frames += frames;
+        });
+        drop(log);
+        self.stats[self.cpu()].add(VmEvent::BadPage, 1);
+    }
+
+    /// The running CPU's index into per-CPU arrays (clamped: a platform
+    /// reporting a bad id costs speed, never memory safety).
+    #[inline(always)]
+    fn cpu(&self) -> usize {
+        self.platform.current_cpu().index().min(self.nr_cpus as usize - 1)
+    }
+
+    fn zone_of(&self, pfn: Pfn) -> &Zone {
+        if self.zones[ZoneId::Movable as usize].contains(pfn) {
+            &self.zones[ZoneId::Movable as usize]
+        } else {
+            &self.zones[ZoneId::Normal as usize]
+        }
+    }
+
+    /// Gives every CPU's cached blocks back to the zones; returns the frames
+    /// moved (`drain_all_pages`).
+    pub fn drain_all(&self) -> u64 {
+        let mut moved = 0;
+        for cpu in 0..self.nr_cpus as usize {
+            for zone in &self.zones {
+                moved += self.pcp[cpu][zone.id as usize].drain(zone, &self.map) as u64;
+            }
+        }
+        moved
+    }
+
+    /// Takes a speculative reference to the folio containing `pfn` (P1) with
+    /// no source to recheck; validate the type before relying on it.
+    ///
+    /// # Errors
+    /// See [`crate::folio::GetError`].
+    pub fn try_get(&self, pfn: Pfn) -> Result<FolioRef<'_>, crate::folio::GetError> {
+        crate::folio::try_get(self, pfn, |_| true)
+    }
+
+    fn raw_head(&self, pfn: Pfn) -> Result<&crate::memmap::Page, RawError> {
+        let page = self.map.page(pfn).ok_or(RawError::OutOfRange(pfn))?;
+        let ty = page.page_type();
+        if ty.is_free() {
+            return Err(RawError::Free(pfn));
+        }
+        if ty.is_unmanaged() {
+            return Err(RawError::Unmanaged(pfn, ty));
+        }
+        if ty == PageType::Tail {
+            return Err(RawError::Tail(pfn));
+        }
+        Ok(page)
+    }
+
+    /// Drops one reference to the folio headed at `pfn`, for callers that
+    /// keep raw pfns (`put_page`). Checks the frame first; frees the folio on
+    /// the last put.
+    ///
+    /// # Errors
+    /// [`RawError`] for a pfn out of range, a tail, a free or unmanaged
+    /// frame, or a zero refcount. Nothing changes on error.
+    pub fn put_pfn(&self, pfn: Pfn) -> Result<(), RawError> {
+        let page = self.raw_head(pfn)?;
+        // Relaxed: seeds the decrement-unless-zero loop.
+        let mut count = page.refcount.load(Ordering::Relaxed);
+        loop {
+            if count == 0 {
+                return Err(RawError::ZeroRefcount(pfn));
+            }
+            // Release: like FolioRef::drop, our accesses happen before the
+            // free; pairs with the Acquire fence below and try_freeze (P2.1).
+            // Relaxed: on failure, retry.
+            match page.refcount.compare_exchange_weak(count, count - 1, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => count = actual,
+            }
+        }
+        if count == 1 {
+            // Acquire: pairs with the Release puts of the other holders.
+            crate::sync::fence(Ordering::Acquire);
+            self.free_folio(pfn);
+        }
+        Ok(())
+    }
+
+    /// Frees the folio headed at `pfn`, which the caller says has `order`
+    /// (`__free_pages`): a checked [`Node::put_pfn`].
+    ///
+    /// # Errors
+    /// As [`Node::put_pfn`], plus [`RawError::WrongOrder`].
+    pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), RawError> {
+        let page = self.raw_head(pfn)?;
+        let actual = decode_compound(pfn, page.compound_word()).1.unwrap_or(Order::ZERO);
+        if actual != order {
+            return Err(RawError::WrongOrder { pfn, actual });
+        }
+        self.put_pfn(pfn)
+    }
+
+    /// Unfreezes the frozen folio headed at `pfn` to `count` references, for
+    /// callers that keep raw pfns. Checks the state, not who froze it.
+    ///
+    /// # Errors
+    /// [`RawError`] for a pfn out of range, a tail, a free or unmanaged frame,
+    /// a counted folio ([`RawError::NotFrozen`]), or a slab or page-table
+    /// folio ([`RawError::WrongType`]).
+    pub fn unfreeze_pfn(&self, pfn: Pfn, count: NonZeroU32) -> Result<(), RawError> {
+        let page = self.raw_head(pfn)?;
+        let ty = page.page_type();
+        if ty.is_always_frozen() {
+            return Err(RawError::WrongType(pfn, ty));
+        }
+        // Release: publishes the owner's stores like FrozenFolio::unfreeze
+        // (P2.5), pairing with the Acquire get (P1.3). Relaxed: on failure,
+        // nothing changes.
+        page.refcount
+            .compare_exchange(0, count.get(), Ordering::Release, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|refcount| RawError::NotFrozen { pfn, refcount })
+    }
+
+    /// Bad-page reports: how many, how many frames they quarantined, and the
+    /// most recent ones (up to [`BAD_PAGE_LOG`]).
+    pub fn bad_pages(&self) -> (u64, u64, [Option<BadPageReport>; BAD_PAGE_LOG]) {
+        let guard = self.bad.lock();
+        guard.with_ref(|log| (log.count, log.frames, log.reports))
+    }
+}
+
+/// Types every frame of the span and frees the usable ones into their zones,
+/// as maximal aligned blocks. Runs at boot, before the node is shared.
+fn populate(map: &MemMap<'_>, layout: &MemoryLayout<'_>, zones: &mut [Zone; NR_ZONES]) {
+    let (meta_start, meta_end) = map.metadata_range();
+    let usable = |pfn: Pfn| layout.is_ram(pfn) && !layout.is_reserved(pfn) && !(meta_start <= pfn && pfn < meta_end);
+    // Pageblocks start movable, as Linux boots them.
+    let mut pb = map.base_pfn();
+    while pb < map.end_pfn() {
+        set_pageblock_migratetype(map, pb, Migratetype::Movable);
+        pb = Pfn((pb.0 & !(PAGEBLOCK_FRAMES - 1)) + PAGEBLOCK_FRAMES);
+    }
+    for zone in zones.iter_mut() {
+        let mut pfn = zone.start;
+        let mut managed = 0;
+        let mut area = zone.area.lock();
+        while pfn < zone.end {
+            if !usable(pfn) {
+                let ty = if !layout.is_ram(pfn) {
+                    PageType::Hole
+                } else if layout.is_reserved(pfn) {
+                    PageType::Reserved
+                } else {
+                    PageType::Metadata
+                };
+                map.page_of(pfn).set_type(ty);
+                pfn = pfn.add(1);
+                continue;
+            }
+            let mut run_end = pfn;
+            while run_end < zone.end && usable(run_end) {
+                run_end = run_end.add(1);
+            }
+            while pfn < run_end {
+                let order = max_block_order(pfn, run_end);
+                for i in 1..(1u64 << order) {
+                    map.page_of(pfn.add(i)).set_type(PageType::Free);
+                }
+                area.with(|area| area.free_block(zone, map, pfn, order));
+                managed += 1 << order;
+                pfn = pfn.add(1 << order);
+            }
+        }
+        drop(area);
+        zone.managed = managed;
+    }
+}
+
+/// Splits the node's min watermark over the zones by size.
+fn set_watermarks(zones: &mut [Zone; NR_ZONES], min_free_frames: Option<u64>) {
+    let total: u64 = zones.iter().map(|z| z.managed).sum();
+    let min_total = min_free_frames.unwrap_or_else(|| default_min_free(total));
+    for zone in zones.iter_mut() {
+        let min = (min_total * zone.managed).checked_div(total).unwrap_or(0);
+        zone.watermarks = Watermarks { min, low: min + min / 4, high: min + min / 2 };
+    }
+}
+
+/// Linux's `min_free_kbytes` rule: sqrt(16 × managed KiB), clamped to
+/// 128 KiB..256 MiB, in frames; nothing for tiny nodes (tests, models).
+fn default_min_free(managed_frames: u64) -> u64 {
+    if managed_frames < 4096 {
+        return 0;
+    }
+    let kib = managed_frames * 4;
+    let min_kib = (kib * 16).isqrt().clamp(128, 256 * 1024);
+    min_kib / 4
+}
+
+#[cfg(all(test, not(memdesc_loom)))]
+mod tests;
+
+#[cfg(all(test, not(memdesc_loom)))]
+mod proptests;
+
+#[cfg(all(test, memdesc_loom))]
+mod loom;

@@ -1,0 +1,133 @@
+//! The buddy allocator against a reference model: a set of allocated
+//! (pfn, order) intervals.
+
+use super::*;
+use crate::memmap::{PhysRange, PAGE_SIZE};
+use crate::platform::SpinPlatform;
+use crate::testutil::with_node;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc { order: u32, kind: u8, frozen: bool },
+    Free { index: usize },
+    Drain,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (prop_oneof![8 => 0u32..=3, 2 => 4u32..=10], 0u8..3, any::<bool>())
+            .prop_map(|(order, kind, frozen)| Op::Alloc { order, kind, frozen }),
+        5 => any::<usize>().prop_map(|index| Op::Free { index }),
+        1 => Just(Op::Drain),
+    ]
+}
+
+enum Held<'a> {
+    Counted(FolioRef<'a>),
+    Frozen(FrozenFolio<'a>),
+}
+
+impl Held<'_> {
+    fn pfn(&self) -> Pfn {
+        match self {
+            Held::Counted(f) => f.pfn(),
+            Held::Frozen(f) => f.pfn(),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn buddy_matches_reference_model(ops in proptest::collection::vec(op(), 1..160), pcp in any::<bool>()) {
+        // 16 MiB with a reserved hole, two zones, tiny pcp lists.
+        let frames = 4096u64;
+        let reserved = [PhysRange::new(1000 * PAGE_SIZE as u64, 1100 * PAGE_SIZE as u64)];
+        let config = NodeConfig {
+            movable_percent: 50,
+            pcp: PcpConfig { enabled: pcp, batch: 4, high: 12 },
+            min_free_frames: Some(0),
+        };
+        with_node(frames, &reserved, config, &SpinPlatform, |n| {
+            let boot_blocks = [n.zone_info(ZoneId::Normal).free_blocks, n.zone_info(ZoneId::Movable).free_blocks];
+            let managed = n.vmstat().nr_managed;
+            let mut model: BTreeMap<u64, u64> = BTreeMap::new(); // pfn -> frames
+            let mut held: Vec<Held<'_>> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Alloc { order, kind, frozen } => {
+                        let gfp = [Gfp::KERNEL, Gfp::USER, Gfp::RECLAIMABLE][kind as usize];
+                        let order = Order::new(order).unwrap();
+                        let got = if frozen {
+                            n.alloc_frozen(order, gfp).map(Held::Frozen)
+                        } else {
+                            n.alloc(order, gfp).map(Held::Counted)
+                        };
+                        let Ok(h) = got else {
+                            // The node drained every pcp list before failing,
+                            // so with full coalescing no aligned block of
+                            // usable, unallocated frames may exist in a zone
+                            // the request may use.
+                            let zones: &[ZoneId] = if gfp.migratetype == Migratetype::Movable {
+                                &[ZoneId::Movable, ZoneId::Normal]
+                            } else {
+                                &[ZoneId::Normal]
+                            };
+                            for &z in zones {
+                                let info = n.zone_info(z);
+                                let mut start = info.start.0.next_multiple_of(order.nr_pages());
+                                while start + order.nr_pages() <= info.end.0 {
+                                    let fits = (start..start + order.nr_pages()).all(|p| {
+                                        n.memmap().page(Pfn(p)).is_some_and(|pg| !pg.page_type().is_unmanaged())
+                                            && model.range(..=p).next_back().is_none_or(|(&a, &len)| a + len <= p)
+                                    });
+                                    prop_assert!(!fits, "order-{} block at {start} was free in {z}", order);
+                                    start += order.nr_pages();
+                                }
+                            }
+                            continue;
+                        };
+                        let pfn = h.pfn();
+                        let nr = order.nr_pages();
+                        prop_assert!(pfn.is_aligned(order.get()));
+                        prop_assert!(!(1000..1100).contains(&pfn.0) && !(1000..1100).contains(&(pfn.0 + nr - 1)));
+                        if let Some((&p, &len)) = model.range(..pfn.0 + nr).next_back() {
+                            prop_assert!(p + len <= pfn.0, "overlap with {p}+{len}");
+                        }
+                        if gfp.migratetype != Migratetype::Movable {
+                            prop_assert!(n.zone_info(ZoneId::Normal).end > pfn);
+                        }
+                        model.insert(pfn.0, nr);
+                        held.push(h);
+                    }
+                    Op::Free { index } => {
+                        if !held.is_empty() {
+                            let h = held.swap_remove(index % held.len());
+                            model.remove(&h.pfn().0);
+                        }
+                    }
+                    Op::Drain => {
+                        n.drain_all();
+                    }
+                }
+                let allocated: u64 = model.values().sum();
+                prop_assert_eq!(n.vmstat().nr_free_pages, managed - allocated);
+            }
+            drop(held);
+            n.drain_all();
+            let audit = n.audit();
+            prop_assert_eq!(audit.violations, 0, "{:?}", audit.first_violation);
+            prop_assert_eq!(audit.free, managed);
+            let after = [n.zone_info(ZoneId::Normal).free_blocks, n.zone_info(ZoneId::Movable).free_blocks];
+            prop_assert_eq!(after, boot_blocks, "full coalescing");
+            let stat = n.vmstat();
+            let allocated = stat.event(VmEvent::PgallocNormal) + stat.event(VmEvent::PgallocMovable);
+            prop_assert_eq!(allocated, stat.event(VmEvent::Pgfree));
+            Ok(())
+        })?;
+    }
+}

@@ -1,0 +1,402 @@
+//! The ownership handles: counted [`FolioRef`] and exclusive [`FrozenFolio`].
+
+use super::{decode_compound, Order, PageType, REF_MAX};
+use crate::memmap::{MemMap, Page, Pfn};
+use crate::sync::{fence, FrameWord, Ordering};
+use core::fmt;
+use core::mem::ManuallyDrop;
+use core::num::NonZeroU32;
+
+pub(crate) mod sealed {
+    /// Keeps [`FolioRelease`](super::FolioRelease) implementable only here:
+    /// its implementor takes ownership of freed frames on trust.
+    pub trait Sealed {}
+}
+
+/// Why a descriptor is in a state the core refuses to use: the report that
+/// quarantines a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadPageReason {
+    /// A put found the refcount already 0.
+    RefcountUnderflow,
+    /// A folio reached refcount 0 while still mapped.
+    FreedWhileMapped,
+    /// A folio reached refcount 0 while pinned.
+    FreedWhilePinned,
+    /// A folio reached refcount 0 with flags that must be clear (locked,
+    /// isolated, on an LRU).
+    FreedWithBadFlags,
+    /// A tail's compound word does not name its head.
+    BadCompound,
+    /// A free path met a frame whose type says it is already free.
+    DoubleFree,
+}
+
+impl fmt::Display for BadPageReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RefcountUnderflow => "refcount underflow",
+            Self::FreedWhileMapped => "freed while mapped",
+            Self::FreedWhilePinned => "freed while pinned",
+            Self::FreedWithBadFlags => "freed with bad flags",
+            Self::BadCompound => "bad compound info",
+            Self::DoubleFree => "double free",
+        })
+    }
+}
+
+/// The owner of frames whose last reference is dropped: the allocator.
+///
+/// Sealed: implemented by [`crate::buddy::Node`] (and test doubles inside the
+/// crate).
+pub trait FolioRelease: Sync + Sized + sealed::Sealed {
+    /// The memory map the folios live in.
+    fn memmap(&self) -> &MemMap<'_>;
+
+    /// Takes back the folio headed at `head`, whose refcount just reached 0:
+    /// the callee now owns it exclusively.
+    fn release(&self, head: Pfn);
+
+    /// Records a bad-page report for `pfn` and takes the frame out of service.
+    fn bad_page(&self, pfn: Pfn, reason: BadPageReason);
+}
+
+/// A counted reference to a folio.
+///
+/// While it lives the folio cannot be freed, frozen, split or change type.
+/// Clone takes another reference; Drop puts this one, and the last put hands
+/// the folio back to the allocator.
+#[must_use]
+pub struct FolioRef<'a, R: FolioRelease> {
+    owner: &'a R,
+    head: &'a Page,
+}
+
+/// The exclusive owner of a frozen folio (refcount 0, not free).
+///
+/// Nobody else can take a reference: [`try_get`](super::try_get) fails on a
+/// zero refcount. This is the only handle that may change the type tag, the
+/// compound layout or the owner words. Drop frees the folio.
+#[must_use]
+pub struct FrozenFolio<'a, R: FolioRelease> {
+    owner: &'a R,
+    head: &'a Page,
+}
+
+/// Why a freeze failed: the refcount was not the expected one (a pin, a
+/// transient reference from a speculative getter, another mapping). The
+/// reference comes back untouched.
+pub struct FreezeError<'a, R: FolioRelease> {
+    /// The reference the caller passed in.
+    pub folio: FolioRef<'a, R>,
+    /// The refcount seen instead of the expected one.
+    pub actual: u32,
+}
+
+impl<R: FolioRelease> fmt::Debug for FreezeError<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FreezeError").field("pfn", &self.folio.pfn()).field("actual", &self.actual).finish()
+    }
+}
+
+impl<R: FolioRelease> fmt::Display for FreezeError<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "folio {} has refcount {}, not the expected one", self.folio.pfn(), self.actual)
+    }
+}
+
+impl<R: FolioRelease> core::error::Error for FreezeError<'_, R> {}
+
+impl<'a, R: FolioRelease> FolioRef<'a, R> {
+    /// Wraps a head whose refcount the caller has already raised for us.
+    #[inline(always)]
+    pub(crate) fn from_counted(owner: &'a R, head: &'a Page) -> Self {
+        Self { owner, head }
+    }
+
+    /// The head frame's pfn.
+    #[inline(always)]
+    pub fn pfn(&self) -> Pfn {
+        self.owner.memmap().pfn_of(self.head)
+    }
+
+    /// The head descriptor.
+    #[inline(always)]
+    pub fn head(&self) -> &'a Page {
+        self.head
+    }
+
+    /// The folio's order. Stable while the reference is held.
+    #[inline(always)]
+    pub fn order(&self) -> Order {
+        let (_, order) = decode_compound(Pfn(0), self.head.compound_word());
+        order.unwrap_or(Order::ZERO)
+    }
+
+    /// Frames in the folio.
+    #[inline(always)]
+    pub fn nr_pages(&self) -> u64 {
+        self.order().nr_pages()
+    }
+
+    /// The type tag. Stable while the reference is held (P3).
+    #[inline(always)]
+    pub fn page_type(&self) -> PageType {
+        self.head.page_type()
+    }
+
+    /// The refcount, as a snapshot.
+    pub fn ref_count(&self) -> u32 {
+        self.head.ref_count()
+    }
+
+    /// Whether `pfn` lies inside this folio.
+    pub fn contains(&self, pfn: Pfn) -> bool {
+        let head = self.pfn();
+        head <= pfn && pfn.0 < head.0 + self.nr_pages()
+    }
+
+    /// The folio's contents as atomic words (racy but defined: other holders
+    /// of references may access them too).
+    pub fn contents(&self) -> &'a [FrameWord] {
+        self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[])
+    }
+
+    /// The allocator this folio belongs to.
+    pub fn owner(&self) -> &'a R {
+        self.owner
+    }
+
+    /// Freezes the refcount from exactly `expected` to 0 (P2.1), giving this
+    /// reference up for exclusive ownership.
+    ///
+    /// `expected` counts this reference and every other one the caller
+    /// accounts for (mappings, caches); any other reference (a pin, a
+    /// speculative getter) makes the freeze fail.
+    ///
+    /// # Errors
+    /// [`FreezeError`] with this reference back if the refcount is not
+    /// `expected`.
+    pub fn try_freeze(self, expected: NonZeroU32) -> Result<FrozenFolio<'a, R>, FreezeError<'a, R>> {
+        // P2.1. Acquire: pairs with the Release fetch_sub of every put
+        // (FolioRef::drop) so the other holders' accesses happen before our
+        // exclusive use. Relaxed: on failure, we keep our reference and touch
+        // nothing.
+        match self.head.refcount.compare_exchange(expected.get(), 0, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => {
+                let this = ManuallyDrop::new(self);
+                Ok(FrozenFolio { owner: this.owner, head: this.head })
+            }
+            Err(actual) => Err(FreezeError { folio: self, actual }),
+        }
+    }
+
+    /// Gives up the handle without putting the reference; returns the head
+    /// pfn, for [`FolioRef::from_raw`].
+    pub fn into_raw(self) -> Pfn {
+        let pfn = self.pfn();
+        core::mem::forget(self);
+        pfn
+    }
+
+    /// Restores a handle given up by [`FolioRef::into_raw`].
+    ///
+    /// # Safety
+    /// 1. `pfn` came from `into_raw` on a reference of this `owner`, and
+    ///    each such value is restored exactly once.
+    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn) -> Self {
+        debug_assert!(owner.memmap().page(pfn).is_some_and(|p| p.ref_count() > 0));
+        Self { owner, head: owner.memmap().page_of(pfn) }
+    }
+}
+
+impl<R: FolioRelease> Clone for FolioRef<'_, R> {
+    #[inline]
+    fn clone(&self) -> Self {
+        // Relaxed: as in Arc::clone, a new reference is made from one we hold,
+        // so the folio cannot be freed or frozen concurrently and nothing
+        // needs ordering.
+        let old = self.head.refcount.fetch_add(1, Ordering::Relaxed);
+        assert!(old < REF_MAX, "folio refcount overflow: references are leaking");
+        Self { owner: self.owner, head: self.head }
+    }
+}
+
+impl<R: FolioRelease> Drop for FolioRef<'_, R> {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: our accesses to the folio happen before whoever frees or
+        // freezes it; pairs with the Acquire fence below (last put) and the
+        // Acquire CAS in try_freeze (P2.1).
+        let old = self.head.refcount.fetch_sub(1, Ordering::Release);
+        if old == 1 {
+            // Acquire: pairs with the Release puts of every other holder, so
+            // their accesses happen before the free.
+            fence(Ordering::Acquire);
+            self.owner.release(self.pfn());
+        } else if old == 0 {
+            // A put nobody owned (a raw API misused): undo our own wrap only,
+            // so a concurrent publish of a reallocation is not overwritten,
+            // and report it; the owner quarantines the frame unless it is
+            // free (a free frame is on a list and stays there).
+            // Relaxed: misuse recovery; nothing is ordered by it.
+            let _ = self.head.refcount.compare_exchange(u32::MAX, 0, Ordering::Relaxed, Ordering::Relaxed);
+            self.owner.bad_page(self.pfn(), BadPageReason::RefcountUnderflow);
+        }
+    }
+}
+
+impl<R: FolioRelease> fmt::Debug for FolioRef<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FolioRef")
+            .field("pfn", &self.pfn())
+            .field("order", &self.order())
+            .field("type", &self.page_type())
+            .finish()
+    }
+}
+
+impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
+    /// Wraps a head the caller owns exclusively with refcount 0.
+    ///
+    /// # Safety
+    /// 1. The folio at `head` is allocated (not free), its refcount is 0, and
+    ///    no other handle to it exists.
+    #[inline(always)]
+    pub(crate) unsafe fn from_owned(owner: &'a R, head: &'a Page) -> Self {
+        debug_assert_eq!(head.ref_count(), 0);
+        Self { owner, head }
+    }
+
+    /// The head frame's pfn.
+    #[inline(always)]
+    pub fn pfn(&self) -> Pfn {
+        self.owner.memmap().pfn_of(self.head)
+    }
+
+    /// The head descriptor.
+    #[inline(always)]
+    pub fn head(&self) -> &'a Page {
+        self.head
+    }
+
+    /// The folio's order.
+    #[inline(always)]
+    pub fn order(&self) -> Order {
+        decode_compound(Pfn(0), self.head.compound_word()).1.unwrap_or(Order::ZERO)
+    }
+
+    /// The type tag.
+    pub fn page_type(&self) -> PageType {
+        self.head.page_type()
+    }
+
+    /// The allocator this folio belongs to.
+    pub fn owner(&self) -> &'a R {
+        self.owner
+    }
+
+    /// Changes the type tag (P3). The new type reaches other CPUs when the
+    /// folio is published or unfrozen.
+    ///
+    /// Returns `false`, changing nothing, for a type no allocated folio may
+    /// carry (free, tail, unmanaged).
+    pub fn set_type(&mut self, ty: PageType) -> bool {
+        if !ty.is_owner_type() {
+            return false;
+        }
+        self.head.set_type(ty);
+        true
+    }
+
+    /// Reads owner word `index` (0..4).
+    pub fn owner_word(&self, index: usize) -> Option<u64> {
+        // SAFETY: duty 1 holds: the folio is frozen and this handle is its
+        // only owner (type invariant), so nobody writes the word concurrently.
+        (index < crate::memmap::OWNER_WORDS).then(|| unsafe { self.head.owner_word(index) })
+    }
+
+    /// Writes owner word `index` (0..4); returns `false` if out of range.
+    pub fn set_owner_word(&mut self, index: usize, value: u64) -> bool {
+        if index >= crate::memmap::OWNER_WORDS {
+            return false;
+        }
+        // SAFETY: duty 1 holds: frozen and exclusively ours (type invariant).
+        unsafe { self.head.set_owner_word(index, value) };
+        true
+    }
+
+    /// The folio's contents as atomic words.
+    pub fn contents(&self) -> &'a [FrameWord] {
+        self.owner.memmap().frame_words(self.pfn(), self.order().nr_pages()).unwrap_or(&[])
+    }
+
+    /// Unfreezes to `count` references (P2.5) and returns one of them; the
+    /// other `count - 1` belong to holders the caller accounts for (the ones
+    /// its `try_freeze` expected).
+    pub fn unfreeze(self, count: NonZeroU32) -> FolioRef<'a, R> {
+        let this = ManuallyDrop::new(self);
+        // P2.5. Release: publishes every store made while frozen (type tag,
+        // compound words, flags, owner words; P2.2-P2.4) to the next
+        // speculative getter, whose Acquire get (P1.3) pairs with it.
+        #[cfg(not(memdesc_mutant = "relaxed_unfreeze"))]
+        this.head.refcount.store(count.get(), Ordering::Release);
+        // Mutant (DESIGN §4): the unfreeze without Release, so a getter may
+        // see the refcount but stale compound info and type (seed 000).
+        // Relaxed: deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_unfreeze")]
+        this.head.refcount.store(count.get(), Ordering::Relaxed);
+        FolioRef { owner: this.owner, head: this.head }
+    }
+
+    /// Publishes a newly allocated folio with refcount 1 (P3.3): the type tag,
+    /// compound words and cleared owner words written while it was being
+    /// prepared become visible to every getter that takes a reference.
+    pub(crate) fn publish(self) -> FolioRef<'a, R> {
+        let this = ManuallyDrop::new(self);
+        // P3.3. Release: pairs with the Acquire get (P1.3); a getter that sees
+        // refcount 1 sees the type tag and compound info of P3.1-P3.2.
+        #[cfg(not(memdesc_mutant = "relaxed_type_publish"))]
+        this.head.refcount.store(1, Ordering::Release);
+        // Mutant (DESIGN §4): the typed folio published without Release, so
+        // a getter may hold a reference and still read the old type.
+        // Relaxed: deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_type_publish")]
+        this.head.refcount.store(1, Ordering::Relaxed);
+        FolioRef { owner: this.owner, head: this.head }
+    }
+
+    /// Gives up the handle, keeping the folio frozen; returns the head pfn.
+    pub fn into_raw(self) -> Pfn {
+        let pfn = self.pfn();
+        core::mem::forget(self);
+        pfn
+    }
+
+    /// Restores a handle given up by [`FrozenFolio::into_raw`].
+    ///
+    /// # Safety
+    /// 1. `pfn` came from `into_raw` on a frozen folio of this `owner`, and
+    ///    each such value is restored exactly once.
+    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn) -> Self {
+        Self { owner, head: owner.memmap().page_of(pfn) }
+    }
+}
+
+impl<R: FolioRelease> Drop for FrozenFolio<'_, R> {
+    fn drop(&mut self) {
+        // Dropping exclusive ownership frees the folio; the refcount is
+        // already 0, so the allocator takes it as is.
+        self.owner.release(self.pfn());
+    }
+}
+
+impl<R: FolioRelease> fmt::Debug for FrozenFolio<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrozenFolio")
+            .field("pfn", &self.pfn())
+            .field("order", &self.order())
+            .field("type", &self.page_type())
+            .finish()
+    }
+}

@@ -1,0 +1,68 @@
+//! The folio lock (`PG_locked`): a sleeping lock in the head's flags word.
+//!
+//! Lock and unlock are atomic read-modify-writes on the flags word. A
+//! waiter sets `PG_waiters` before sleeping on the platform's wait queue for
+//! the folio's pfn; unlock clears both bits and wakes the queue only if the
+//! waiter bit was set, so an uncontended unlock costs one atomic.
+
+use super::{FolioRef, FolioRelease, PageFlags};
+use crate::platform::{Platform, WaitKey};
+use crate::sync::Ordering;
+
+/// The folio lock, held. Borrows the reference that keeps the folio alive;
+/// Drop unlocks and wakes waiters.
+#[must_use]
+pub struct LockedFolio<'r, 'a, R: FolioRelease> {
+    folio: &'r FolioRef<'a, R>,
+    platform: &'r dyn Platform,
+}
+
+impl<'a, R: FolioRelease> FolioRef<'a, R> {
+    /// Takes the folio lock if it is free.
+    pub fn try_lock<'r>(&'r self, platform: &'r dyn Platform) -> Option<LockedFolio<'r, 'a, R>> {
+        // Acquire: pairs with the Release in LockedFolio::drop, so this holder
+        // sees what the previous one wrote under the lock.
+        let old = self.head().flags.fetch_or(PageFlags::LOCKED.0, Ordering::Acquire);
+        // Not `then_some`: it would build the guard eagerly, and its drop
+        // would release a lock someone else holds.
+        if old & PageFlags::LOCKED.0 == 0 {
+            Some(LockedFolio { folio: self, platform })
+        } else {
+            None
+        }
+    }
+
+    /// Takes the folio lock, sleeping through `platform` while it is held.
+    pub fn lock<'r>(&'r self, platform: &'r dyn Platform) -> LockedFolio<'r, 'a, R> {
+        loop {
+            if let Some(locked) = self.try_lock(platform) {
+                return locked;
+            }
+            // Relaxed: only announces a sleeper; the wait below rechecks the
+            // lock bit under the platform's queue lock, and unlock's RMW sees
+            // this bit in coherence order if it runs after us.
+            self.head().flags.fetch_or(PageFlags::WAITERS.0, Ordering::Relaxed);
+            let head = self.head();
+            platform.wait(WaitKey(self.pfn().0), &|| head.flags().contains(PageFlags::LOCKED));
+        }
+    }
+}
+
+impl<'a, R: FolioRelease> LockedFolio<'_, 'a, R> {
+    /// The locked folio.
+    pub fn folio(&self) -> &FolioRef<'a, R> {
+        self.folio
+    }
+}
+
+impl<R: FolioRelease> Drop for LockedFolio<'_, '_, R> {
+    fn drop(&mut self) {
+        let clear = PageFlags::LOCKED.0 | PageFlags::WAITERS.0;
+        // Release: pairs with the Acquire in try_lock; the next holder sees
+        // our writes.
+        let old = self.folio.head().flags.fetch_and(!clear, Ordering::Release);
+        if old & PageFlags::WAITERS.0 != 0 {
+            self.platform.wake_all(WaitKey(self.folio.pfn().0));
+        }
+    }
+}

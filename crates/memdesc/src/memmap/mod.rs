@@ -1,0 +1,386 @@
+//! The memory map: one descriptor per frame, placed inside managed memory.
+//!
+//! [`MemMap::boot`] takes the host's physical memory (as a byte slice that
+//! covers the physical span, holes included, like a kernel's direct map), the
+//! RAM ranges with their reserved sub-ranges, and validates them. It then
+//! carves the metadata it needs out of the lowest RAM that fits: the
+//! descriptor array (flat: one 64-byte [`Page`] per frame of the span, so pfn ↔
+//! descriptor is one subtraction and one multiply), a byte per pageblock, and
+//! the caller's own root object (the allocator). Nothing is allocated from a
+//! heap; the metadata frames are reported so the layer above can type them.
+//!
+//! Frames in holes still get a descriptor (FLATMEM); their cost is
+//! [`MemMap::metadata_frames`] and is reported. A sparse map would trade that
+//! for one more lookup per pfn.
+
+mod addr;
+mod page;
+
+pub use addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
+pub use page::{Page, DESCRIPTOR_SIZE, OWNER_WORDS};
+
+use crate::sync::{AtomicU8, FrameWord};
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
+
+/// Order of a pageblock: the unit that carries a migratetype (2 MiB).
+pub const PAGEBLOCK_ORDER: u32 = 9;
+/// Frames per pageblock.
+pub const PAGEBLOCK_FRAMES: u64 = 1 << PAGEBLOCK_ORDER;
+
+/// The physical memory a host hands over: RAM ranges and the reserved
+/// sub-ranges inside them (firmware, kernel image, …) that are never managed.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLayout<'c> {
+    /// RAM ranges; frame-aligned, non-overlapping, any order.
+    pub ram: &'c [PhysRange],
+    /// Ranges never handed out; frame-aligned, non-overlapping.
+    pub reserved: &'c [PhysRange],
+}
+
+impl MemoryLayout<'_> {
+    /// Whether `pfn` is RAM.
+    pub fn is_ram(&self, pfn: Pfn) -> bool {
+        self.ram.iter().any(|r| r.contains_pfn(pfn))
+    }
+
+    /// Whether `pfn` is inside a reserved range.
+    pub fn is_reserved(&self, pfn: Pfn) -> bool {
+        self.reserved.iter().any(|r| r.contains_pfn(pfn))
+    }
+}
+
+/// Why a memory layout was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemMapError {
+    /// No RAM range was given, or every range is empty.
+    NoRam,
+    /// A range's bounds, or the memory slice's address, are not frame-aligned.
+    Misaligned(PhysRange),
+    /// A range ends before it starts.
+    Inverted(PhysRange),
+    /// Two RAM ranges (or two reserved ranges) overlap.
+    Overlap(PhysRange, PhysRange),
+    /// A range lies outside the memory slice the host handed over.
+    OutsideMemory(PhysRange),
+    /// No unreserved RAM run is large enough for the metadata.
+    NoRoomForMetadata {
+        /// Bytes the metadata needs.
+        needed: u64,
+    },
+    /// The span has more frames than a descriptor index can name.
+    TooLarge,
+}
+
+impl fmt::Display for MemMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRam => write!(f, "no RAM in the memory layout"),
+            Self::Misaligned(r) => write!(f, "range {:#x}..{:#x} is not frame-aligned", r.start.0, r.end.0),
+            Self::Inverted(r) => write!(f, "range {:#x}..{:#x} ends before it starts", r.start.0, r.end.0),
+            Self::Overlap(a, b) => {
+                write!(f, "ranges {:#x}..{:#x} and {:#x}..{:#x} overlap", a.start.0, a.end.0, b.start.0, b.end.0)
+            }
+            Self::OutsideMemory(r) => {
+                write!(f, "range {:#x}..{:#x} lies outside the given memory", r.start.0, r.end.0)
+            }
+            Self::NoRoomForMetadata { needed } => {
+                write!(f, "no unreserved RAM run holds the {needed} bytes of metadata")
+            }
+            Self::TooLarge => write!(f, "physical span too large"),
+        }
+    }
+}
+
+impl core::error::Error for MemMapError {}
+
+/// The descriptor array and the memory it describes.
+pub struct MemMap<'a> {
+    pages: &'a [Page],
+    pageblocks: &'a [AtomicU8],
+    base_pfn: Pfn,
+    /// Start of the host mapping of physical address `phys_base`.
+    memory: NonNull<u8>,
+    phys_base: PhysAddr,
+    memory_len: usize,
+    metadata: (Pfn, Pfn),
+    _memory: PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: the descriptors are Sync (see `Page`); frame contents are reached
+// only as atomic words (`frame_words`) or by the exclusive owner of a frame
+// (`frame_bytes_mut`), so sharing the map between threads adds no race.
+unsafe impl Sync for MemMap<'_> {}
+// SAFETY: the map borrows the memory for 'a from whichever thread created it;
+// nothing in it is tied to that thread.
+unsafe impl Send for MemMap<'_> {}
+
+impl fmt::Debug for MemMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemMap")
+            .field("base_pfn", &self.base_pfn)
+            .field("nr_pages", &self.pages.len())
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where boot placed the metadata, for the layer above to type the frames.
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    /// First metadata frame.
+    pub metadata_start: Pfn,
+    /// One past the last metadata frame.
+    pub metadata_end: Pfn,
+}
+
+impl<'a> MemMap<'a> {
+    /// Validates `layout`, places descriptors, pageblock bytes and a `T` (built
+    /// by `build` from the finished map) in the lowest unreserved RAM that
+    /// fits, and returns the `T`, which lives as long as the memory.
+    ///
+    /// `memory` is the host's mapping of physical addresses
+    /// `phys_base..phys_base + memory.len()`; every RAM range must lie inside
+    /// it. Frames outside RAM are never touched, so a host may leave them
+    /// unbacked.
+    ///
+    /// # Errors
+    /// [`MemMapError`] for an empty, misaligned, inverted, overlapping or
+    /// out-of-bounds layout, or when no unreserved RAM run holds the metadata.
+    pub fn boot<T>(
+        memory: &'a mut [u8],
+        phys_base: PhysAddr,
+        layout: &MemoryLayout<'_>,
+        build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
+    ) -> Result<&'a T, MemMapError> {
+        let (span_start, span_end) = validate(memory, phys_base, layout)?;
+        let nr_pages = span_end.0 - span_start.0;
+        let nr_pageblocks = nr_pages.div_ceil(PAGEBLOCK_FRAMES) + 1;
+        let desc_bytes = nr_pages.checked_mul(DESCRIPTOR_SIZE as u64).ok_or(MemMapError::TooLarge)?;
+        let pb_offset = desc_bytes;
+        let root_offset = align_up(pb_offset + nr_pageblocks, align_of::<T>().max(64) as u64);
+        let needed = root_offset + size_of::<T>() as u64;
+        let meta_frames = needed.div_ceil(PAGE_SIZE as u64);
+        let meta_start = find_metadata_room(layout, meta_frames).ok_or(MemMapError::NoRoomForMetadata { needed })?;
+        let meta_end = meta_start.add(meta_frames);
+
+        let base = NonNull::new(memory.as_mut_ptr()).ok_or(MemMapError::NoRam)?;
+        let memory_len = memory.len();
+        let offset = (meta_start.phys().0 - phys_base.0) as usize;
+        // SAFETY: `validate` checked that every RAM range, and so the metadata
+        // run chosen inside one, lies within `memory`; the offset is in bounds.
+        let meta = unsafe { base.as_ptr().add(offset) };
+
+        let pages_ptr = meta.cast::<Page>();
+        for i in 0..nr_pages as usize {
+            // SAFETY: `meta` is frame-aligned (memory base and the run are), so
+            // every slot is aligned for `Page`; slot i lies within the
+            // `meta_frames` run, which we own exclusively through `memory`.
+            unsafe { pages_ptr.add(i).write(Page::new()) };
+        }
+        // SAFETY: all `nr_pages` slots were initialised above; the run stays
+        // borrowed for 'a through `memory` and is never handed out again
+        // (its frames are typed as metadata by the layer above).
+        let pages: &'a [Page] = unsafe { core::slice::from_raw_parts(pages_ptr, nr_pages as usize) };
+
+        // SAFETY: `pb_offset` is within the run (see `needed`).
+        let pb_ptr = unsafe { meta.add(pb_offset as usize) }.cast::<AtomicU8>();
+        for i in 0..nr_pageblocks as usize {
+            // SAFETY: byte-aligned slot inside the run, exclusively ours.
+            unsafe { pb_ptr.add(i).write(AtomicU8::new(0)) };
+        }
+        // SAFETY: initialised above; borrowed for 'a like the descriptors.
+        let pageblocks: &'a [AtomicU8] = unsafe { core::slice::from_raw_parts(pb_ptr, nr_pageblocks as usize) };
+
+        let map = MemMap {
+            pages,
+            pageblocks,
+            base_pfn: span_start,
+            memory: base,
+            phys_base,
+            memory_len,
+            metadata: (meta_start, meta_end),
+            _memory: PhantomData,
+        };
+        let info = BootInfo { metadata_start: meta_start, metadata_end: meta_end };
+        let root = build(map, info);
+        // SAFETY: `root_offset` is aligned for T (rounded up to its alignment
+        // from a frame-aligned base) and `size_of::<T>()` bytes fit in the run.
+        let root_ptr = unsafe { meta.add(root_offset as usize) }.cast::<T>();
+        // SAFETY: as above; the slot is ours and uninitialised.
+        unsafe { root_ptr.write(root) };
+        // SAFETY: initialised just above, and the run is borrowed for 'a. The
+        // root is never dropped: it lives in the memory it manages.
+        Ok(unsafe { &*root_ptr })
+    }
+
+    /// The first frame with a descriptor.
+    #[inline(always)]
+    pub fn base_pfn(&self) -> Pfn {
+        self.base_pfn
+    }
+
+    /// One past the last frame with a descriptor.
+    #[inline(always)]
+    pub fn end_pfn(&self) -> Pfn {
+        self.base_pfn.add(self.pages.len() as u64)
+    }
+
+    /// Frames with a descriptor, holes included.
+    pub fn nr_pages(&self) -> u64 {
+        self.pages.len() as u64
+    }
+
+    /// The frames holding the metadata, `[start, end)`.
+    pub fn metadata_range(&self) -> (Pfn, Pfn) {
+        self.metadata
+    }
+
+    /// How many frames the metadata takes.
+    pub fn metadata_frames(&self) -> u64 {
+        self.metadata.1 .0 - self.metadata.0 .0
+    }
+
+    /// The descriptor of `pfn`, or `None` if the map does not cover it.
+    #[inline(always)]
+    pub fn page(&self, pfn: Pfn) -> Option<&'a Page> {
+        let index = pfn.0.checked_sub(self.base_pfn.0)?;
+        self.pages.get(usize::try_from(index).ok()?)
+    }
+
+    /// The descriptor of `pfn`, which the caller knows to be covered.
+    ///
+    /// # Panics
+    /// If `pfn` is outside the map: that is a bug in the core, not bad input.
+    #[inline(always)]
+    pub(crate) fn page_of(&self, pfn: Pfn) -> &'a Page {
+        &self.pages[(pfn.0 - self.base_pfn.0) as usize]
+    }
+
+    /// The pfn a descriptor of this map describes.
+    #[inline(always)]
+    pub fn pfn_of(&self, page: &Page) -> Pfn {
+        let offset = (page as *const Page as usize) - (self.pages.as_ptr() as usize);
+        debug_assert!(offset % DESCRIPTOR_SIZE == 0 && offset / DESCRIPTOR_SIZE < self.pages.len());
+        self.base_pfn.add((offset / DESCRIPTOR_SIZE) as u64)
+    }
+
+    /// The pageblock byte of the pageblock containing `pfn`.
+    #[inline(always)]
+    pub(crate) fn pageblock(&self, pfn: Pfn) -> &'a AtomicU8 {
+        &self.pageblocks
+            [((pfn.0 - self.base_pfn.0 + (self.base_pfn.0 & (PAGEBLOCK_FRAMES - 1))) >> PAGEBLOCK_ORDER) as usize]
+    }
+
+    /// The contents of `nr` frames from `pfn`, as atomic words.
+    ///
+    /// Returns `None` if the frames are not all inside the memory or overlap
+    /// the metadata. Callers above hand this out only for frames they own or
+    /// hold a reference to; the atomic view keeps even a racing access
+    /// defined.
+    pub(crate) fn frame_words(&self, pfn: Pfn, nr: u64) -> Option<&'a [FrameWord]> {
+        let (offset, len) = self.frame_span(pfn, nr)?;
+        // SAFETY: `frame_span` checked the bytes lie inside `memory`, which is
+        // borrowed for 'a, and outside the metadata run, so no descriptor or
+        // root object aliases them; the base is frame-aligned, so the words
+        // are 8-aligned; `FrameWord` has the size and alignment of u64 and any
+        // bit pattern is valid.
+        Some(unsafe { core::slice::from_raw_parts(self.memory.as_ptr().add(offset).cast::<FrameWord>(), len / 8) })
+    }
+
+    /// Fills `nr` frames from `pfn` with zeroes.
+    ///
+    /// # Safety
+    /// 1. The caller owns the frames exclusively: no reference, mapping or
+    ///    atomic view of them exists (a frame just taken off a free list and
+    ///    not yet published).
+    pub(crate) unsafe fn zero_frames(&self, pfn: Pfn, nr: u64) {
+        let Some((offset, len)) = self.frame_span(pfn, nr) else {
+            return;
+        };
+        // SAFETY: in bounds and outside the metadata (frame_span); duty 1
+        // makes the write exclusive.
+        unsafe { self.memory.as_ptr().add(offset).write_bytes(0, len) };
+    }
+
+    fn frame_span(&self, pfn: Pfn, nr: u64) -> Option<(usize, usize)> {
+        let start = pfn.phys().0.checked_sub(self.phys_base.0)?;
+        let len = nr.checked_mul(PAGE_SIZE as u64)?;
+        let end = start.checked_add(len)?;
+        let (meta_start, meta_end) = self.metadata;
+        let overlaps_meta = pfn.0 < meta_end.0 && meta_start.0 < pfn.0 + nr;
+        if end > self.memory_len as u64 || overlaps_meta {
+            return None;
+        }
+        Some((start as usize, len as usize))
+    }
+}
+
+const fn align_up(value: u64, align: u64) -> u64 {
+    (value + align - 1) & !(align - 1)
+}
+
+/// Checks the layout and returns the pfn span its RAM covers.
+fn validate(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Result<(Pfn, Pfn), MemMapError> {
+    let whole = PhysRange { start: phys_base, end: PhysAddr(phys_base.0 + memory.len() as u64) };
+    if (memory.as_ptr() as usize) % PAGE_SIZE != 0 || !phys_base.is_page_aligned() {
+        return Err(MemMapError::Misaligned(whole));
+    }
+    for ranges in [layout.ram, layout.reserved] {
+        for (i, r) in ranges.iter().enumerate() {
+            if !r.start.is_page_aligned() || !r.end.is_page_aligned() {
+                return Err(MemMapError::Misaligned(*r));
+            }
+            if r.end.0 < r.start.0 {
+                return Err(MemMapError::Inverted(*r));
+            }
+            if let Some(other) = ranges[..i].iter().find(|o| o.overlaps(r)) {
+                return Err(MemMapError::Overlap(*other, *r));
+            }
+        }
+    }
+    let mut span: Option<(Pfn, Pfn)> = None;
+    for r in layout.ram.iter().filter(|r| r.end.0 > r.start.0) {
+        if r.start.0 < whole.start.0 || r.end.0 > whole.end.0 {
+            return Err(MemMapError::OutsideMemory(*r));
+        }
+        let (s, e) = (r.start.pfn(), r.end.pfn());
+        span = Some(match span {
+            None => (s, e),
+            Some((s0, e0)) => (s0.min(s), e0.max(e)),
+        });
+    }
+    let span = span.ok_or(MemMapError::NoRam)?;
+    if span.1 .0 - span.0 .0 > u32::MAX as u64 {
+        return Err(MemMapError::TooLarge);
+    }
+    Ok(span)
+}
+
+/// Finds the lowest frame-run of `frames` frames inside one RAM range that no
+/// reserved range touches.
+fn find_metadata_room(layout: &MemoryLayout<'_>, frames: u64) -> Option<Pfn> {
+    let mut best: Option<Pfn> = None;
+    for r in layout.ram {
+        let (mut start, end) = (r.start.pfn(), r.end.pfn());
+        'search: while start.0 + frames <= end.0 {
+            let candidate = PhysRange { start: start.phys(), end: start.add(frames).phys() };
+            for res in layout.reserved {
+                if res.overlaps(&candidate) {
+                    start = Pfn(res.end.0.div_ceil(PAGE_SIZE as u64));
+                    continue 'search;
+                }
+            }
+            if best.is_none_or(|b| start < b) {
+                best = Some(start);
+            }
+            break;
+        }
+    }
+    best
+}
+
+#[cfg(all(test, not(memdesc_loom)))]
+mod tests;

@@ -1,0 +1,76 @@
+//! Platform hooks: what the embedding kernel (or the simulator) provides.
+//!
+//! The core never asks the host for anything but these: which CPU is running,
+//! how many there are, and how to sleep until a folio lock may be free. Later
+//! layers add their hooks here (TLB shootdown, RCU quiescent states) so there
+//! is one trait to implement when porting.
+//!
+//! Under the model checker the implementations must be deterministic: a
+//! thread's CPU id is fixed and waiting is a yield.
+
+/// Index of a CPU, `0..nr_cpus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CpuId(pub u32);
+
+impl CpuId {
+    /// The index as a `usize`, for per-CPU arrays.
+    #[inline(always)]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What a wait is waiting for: the folio lock of one frame.
+///
+/// The key is stable for the frame's life (its pfn), so a host can hash it to
+/// a wait queue the way Linux hashes `folio_waitqueue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WaitKey(pub u64);
+
+/// The services a host supplies to the core.
+///
+/// # Contract
+/// - `current_cpu` returns an id below `nr_cpus`, and a CPU's per-CPU data is
+///   used by one thread at a time (the kernel guarantees this by disabling
+///   preemption; the simulator by running each CPU as one thread). The per-CPU
+///   lists are still locked, so a violation costs speed, never memory safety.
+/// - `wait` may return spuriously; callers recheck. It must return promptly
+///   once `wake_all` is called for the same key after `still_blocked` returned
+///   `true` (no lost wake-ups).
+pub trait Platform: Sync {
+    /// The CPU this code runs on.
+    fn current_cpu(&self) -> CpuId;
+
+    /// How many CPUs exist; fixed for the platform's lifetime.
+    fn nr_cpus(&self) -> u32;
+
+    /// Sleeps until woken for `key`, unless `still_blocked()` is false once the
+    /// wait queue is held.
+    fn wait(&self, key: WaitKey, still_blocked: &dyn Fn() -> bool);
+
+    /// Wakes every waiter on `key`.
+    fn wake_all(&self, key: WaitKey);
+}
+
+/// A single-CPU platform whose waits spin: for tests, loom models and early
+/// boot, where nobody else can hold a lock for long.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpinPlatform;
+
+impl Platform for SpinPlatform {
+    fn current_cpu(&self) -> CpuId {
+        CpuId(0)
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        1
+    }
+
+    fn wait(&self, _key: WaitKey, still_blocked: &dyn Fn() -> bool) {
+        if still_blocked() {
+            crate::sync::spin_loop();
+        }
+    }
+
+    fn wake_all(&self, _key: WaitKey) {}
+}

@@ -1,0 +1,178 @@
+//! Steps and the runner that prints, times and records them.
+//!
+//! A [`Step`] is one cargo invocation with its environment. The [`Runner`]
+//! echoes it as a shell line (`==> RUSTFLAGS="--cfg memdesc_loom" cargo test
+//! ...`), runs it in the workspace root, and keeps its timing for the summary
+//! printed when the command ends, successful or not.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One cargo invocation: a short name for the summary, arguments, environment.
+pub struct Step {
+    name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Step {
+    /// Creates a step running `cargo <args>`, listed as `name` in the summary.
+    pub fn cargo(name: &str, args: &[&str]) -> Step {
+        Step { name: name.to_owned(), args: args.iter().map(|&a| a.to_owned()).collect(), env: Vec::new() }
+    }
+
+    /// Sets `key=value` in the step's environment.
+    pub fn env(mut self, key: &str, value: &str) -> Step {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets `key=default` unless the caller's environment already sets `key`,
+    /// in which case that value is kept (and echoed).
+    pub fn env_default(self, key: &str, default: &str) -> Step {
+        match std::env::var(key) {
+            Ok(value) => self.env(key, &value),
+            Err(_) => self.env(key, default),
+        }
+    }
+
+    /// Returns the shell line echoed before the step runs.
+    pub fn display(&self) -> String {
+        let mut line = String::new();
+        for (key, value) in &self.env {
+            let _ = write!(line, "{key}={} ", shell_quote(value));
+        }
+        line.push_str("cargo");
+        for arg in &self.args {
+            let _ = write!(line, " {}", shell_quote(arg));
+        }
+        line
+    }
+}
+
+/// Quotes `word` for display if a shell would split it.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// The outcome of a step whose output was captured.
+pub struct Captured {
+    /// Whether the process exited successfully.
+    pub success: bool,
+    /// Its standard output, lossily decoded.
+    pub stdout: String,
+    /// Its standard error, lossily decoded.
+    pub stderr: String,
+    /// Wall-clock time the step took.
+    pub elapsed: Duration,
+}
+
+/// One line of the closing summary.
+struct Record {
+    name: String,
+    elapsed: Duration,
+    outcome: &'static str,
+}
+
+/// Runs steps in the workspace root and records their timings.
+pub struct Runner {
+    root: PathBuf,
+    cargo: OsString,
+    records: Vec<Record>,
+}
+
+impl Runner {
+    /// Creates a runner for the workspace at `root`.
+    pub fn new(root: PathBuf) -> Runner {
+        // `cargo xtask` runs under cargo, which names itself in $CARGO; use the
+        // same toolchain for every step.
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Runner { root, cargo, records: Vec::new() }
+    }
+
+    /// Returns the workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `step` with inherited output; fails if it fails.
+    pub fn run(&mut self, step: &Step) -> Result<(), String> {
+        println!("==> {}", step.display());
+        let start = Instant::now();
+        let status = self.command(step).status();
+        let elapsed = start.elapsed();
+        let result = match status {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("`{}` failed ({status})", step.display())),
+            Err(e) => Err(format!("could not start `{}`: {e}", step.display())),
+        };
+        self.record(&step.name, elapsed, if result.is_ok() { "ok" } else { "FAILED" });
+        result
+    }
+
+    /// Runs `step` with its output captured rather than shown. The caller
+    /// judges the outcome and records it with [`Runner::record`].
+    pub fn run_captured(&mut self, step: &Step) -> Result<Captured, String> {
+        println!("==> {}", step.display());
+        let start = Instant::now();
+        let output = self.command(step).output().map_err(|e| format!("could not start `{}`: {e}", step.display()))?;
+        Ok(Captured {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Runs an in-process step named `name` and records its timing.
+    pub fn run_in_process(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        println!("==> {name}");
+        let start = Instant::now();
+        let result = f();
+        let outcome = if result.is_ok() { "ok" } else { "FAILED" };
+        self.record(name, start.elapsed(), outcome);
+        result
+    }
+
+    /// Adds a line to the closing summary.
+    pub fn record(&mut self, name: &str, elapsed: Duration, outcome: &'static str) {
+        self.records.push(Record { name: name.to_owned(), elapsed, outcome });
+    }
+
+    /// Prints the timing of every step run so far, and the total.
+    pub fn print_summary(&self) {
+        if self.records.is_empty() {
+            return;
+        }
+        println!("==> summary");
+        let width = self.records.iter().map(|r| r.name.len()).fold("total".len(), usize::max);
+        let mut total = Duration::ZERO;
+        for r in &self.records {
+            total += r.elapsed;
+            println!("    {:<width$}  {:>8}  {}", r.name, seconds(r.elapsed), r.outcome);
+        }
+        println!("    {:<width$}  {:>8}", "total", seconds(total));
+    }
+
+    fn command(&self, step: &Step) -> Command {
+        let mut command = Command::new(&self.cargo);
+        command.args(&step.args).current_dir(&self.root);
+        for (key, value) in &step.env {
+            command.env(key, value);
+        }
+        command
+    }
+}
+
+/// Formats a duration as seconds with one decimal: `12.3 s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
