@@ -1,0 +1,59 @@
+//! Why a simulation could not run.
+
+use memdesc::buddy::BootError;
+use std::fmt;
+use std::io;
+
+/// Why [`run`](crate::run) returned no report.
+#[derive(Debug)]
+pub enum SimError {
+    /// The configuration asked for no CPUs.
+    NoCpus,
+    /// More workload CPUs than the node serves (it keeps one for the scanner).
+    TooManyCpus {
+        /// CPUs asked for.
+        cpus: u32,
+        /// The most allowed.
+        max: u32,
+    },
+    /// Less RAM than [`MIN_RAM_BYTES`](crate::MIN_RAM_BYTES).
+    TooLittleMemory {
+        /// Bytes asked for.
+        bytes: u64,
+        /// The least allowed.
+        min: u64,
+    },
+    /// The host refused to map the arena.
+    Map(io::Error),
+    /// The node refused to boot over the arena.
+    Boot(BootError),
+    /// The host refused to start a thread.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCpus => f.write_str("at least one CPU is needed"),
+            Self::TooManyCpus { cpus, max } => {
+                write!(f, "{cpus} CPUs requested; at most {max} (one more runs the scanner)")
+            }
+            Self::TooLittleMemory { bytes, min } => {
+                write!(f, "{bytes} bytes of RAM requested; at least {} MiB", min >> 20)
+            }
+            Self::Map(e) => write!(f, "cannot map the simulated memory: {e}"),
+            Self::Boot(e) => write!(f, "the node did not boot: {e}"),
+            Self::Spawn(e) => write!(f, "cannot start a CPU thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Map(e) | Self::Spawn(e) => Some(e),
+            Self::Boot(e) => Some(e),
+            _ => None,
+        }
+    }
+}

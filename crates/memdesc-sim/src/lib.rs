@@ -1,0 +1,46 @@
+//! The memdesc simulator: a machine whose physical memory is an anonymous
+//! mapping and whose CPUs are threads.
+//!
+//! # The problem
+//! The core crate's protocols are model-checked on a few frames; the
+//! simulator shows they hold at scale, under real contention, with every byte
+//! accounted for.
+//!
+//! # The mechanism
+//! [`run`] maps an [`Arena`] as the machine's physical memory (with holes and
+//! a reserved kernel image), boots a [`memdesc::Node`] over it with a
+//! [`SimPlatform`] whose CPUs are threads, runs a workload on every CPU while
+//! a scanner thread takes speculative references to random frames, then
+//! frees everything, audits every descriptor and returns a [`Report`].
+//!
+//! # Main types
+//! [`SimConfig`] says what to run; [`Progress`] is handed to the caller while
+//! it runs; [`Report`] is what it found (serialisable, and printable in
+//! Linux's vocabulary through its `Display`).
+//!
+//! # Workloads
+//! [`Workload::Mixed`]: every CPU allocates and frees folios of mixed orders,
+//! counted and frozen, stamping every frame it owns and checking the stamps
+//! before freeing (see `workload::mixed`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod arena;
+mod config;
+mod error;
+mod machine;
+pub mod platform;
+pub mod report;
+mod rng;
+mod scanner;
+mod violations;
+mod workload;
+
+pub use arena::Arena;
+pub use config::{SimConfig, Workload, MIN_RAM_BYTES};
+pub use error::SimError;
+pub use machine::{run, Phase, Progress};
+pub use platform::SimPlatform;
+pub use report::Report;
+pub use scanner::ScannerStats;
+pub use workload::WorkloadStats;

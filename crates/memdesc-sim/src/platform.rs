@@ -1,0 +1,66 @@
+//! The simulated CPUs' platform hooks: thread-bound CPU ids and hashed wait
+//! queues for the folio lock.
+
+use memdesc::platform::{CpuId, Platform, WaitKey};
+use std::cell::Cell;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+thread_local! {
+    static CURRENT_CPU: Cell<u32> = const { Cell::new(0) };
+}
+
+const WAIT_BUCKETS: usize = 64;
+
+/// Platform hooks for a simulated machine: each simulated CPU is one thread
+/// that calls [`SimPlatform::bind_current_thread`] first.
+pub struct SimPlatform {
+    nr_cpus: u32,
+    queues: [(Mutex<()>, Condvar); WAIT_BUCKETS],
+}
+
+impl SimPlatform {
+    /// A platform with `nr_cpus` CPUs.
+    pub fn new(nr_cpus: u32) -> Self {
+        Self { nr_cpus, queues: std::array::from_fn(|_| (Mutex::new(()), Condvar::new())) }
+    }
+
+    /// Makes the calling thread run as `cpu` (one thread per CPU: the
+    /// platform contract of [`Platform`]).
+    pub fn bind_current_thread(&self, cpu: CpuId) {
+        assert!(cpu.0 < self.nr_cpus, "cpu {} out of range (nr_cpus {})", cpu.0, self.nr_cpus);
+        CURRENT_CPU.with(|c| c.set(cpu.0));
+    }
+
+    fn queue(&self, key: WaitKey) -> &(Mutex<()>, Condvar) {
+        // Fibonacci hashing spreads neighbouring pfns over the buckets.
+        let hash = key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+        &self.queues[hash as usize % WAIT_BUCKETS]
+    }
+}
+
+impl Platform for SimPlatform {
+    fn current_cpu(&self) -> CpuId {
+        CpuId(CURRENT_CPU.with(Cell::get))
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        self.nr_cpus
+    }
+
+    fn wait(&self, key: WaitKey, still_blocked: &dyn Fn() -> bool) {
+        let (lock, cv) = self.queue(key);
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if still_blocked() {
+            // The timeout bounds the cost of a hash collision's stray wake-up
+            // and of any wake-up lost to a bug, which the caller's loop absorbs.
+            let _ = cv.wait_timeout(guard, Duration::from_millis(10));
+        }
+    }
+
+    fn wake_all(&self, key: WaitKey) {
+        let (lock, cv) = self.queue(key);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        cv.notify_all();
+    }
+}

@@ -1,0 +1,179 @@
+//! Building the report from the threads' results and the node's final state,
+//! and the final accounting checks.
+
+use super::{AuditSummary, Machine, MemmapSummary, PageTypeInfo, Range, Report, Throughput, ZoneSummary};
+use crate::arena::Arena;
+use crate::config::SimConfig;
+use crate::scanner::ScannerStats;
+use crate::violations::Violations;
+use crate::workload::WorkloadStats;
+use memdesc::buddy::report::{Audit, VmStat};
+use memdesc::buddy::{VmEvent, ZoneId};
+use memdesc::memmap::DESCRIPTOR_SIZE;
+use memdesc::{Migratetype, Node, PAGE_SIZE};
+use std::time::Duration;
+
+/// What the threads handed back.
+#[derive(Default)]
+pub(crate) struct RunOutcome {
+    /// From start until every thread ended.
+    pub(crate) elapsed: Duration,
+    /// The workload CPUs' counts, summed.
+    pub(crate) stats: WorkloadStats,
+    /// (ops before teardown, time before teardown) per workload CPU.
+    pub(crate) per_cpu: Vec<(u64, Duration)>,
+    /// The scanner's counts.
+    pub(crate) scanner: ScannerStats,
+    /// Everything the threads saw go wrong.
+    pub(crate) violations: Violations,
+}
+
+impl Machine {
+    /// The machine `arena` simulates, with `cpus` workload CPUs.
+    pub(crate) fn of(arena: &Arena, cpus: u32) -> Machine {
+        let (ram, reserved) = arena.ranges();
+        let range = |r: &memdesc::PhysRange| Range { start: r.start.0, end: r.end.0 };
+        let mut holes = Vec::new();
+        let mut cursor = 0;
+        for r in &ram {
+            if r.start.0 > cursor {
+                holes.push(Range { start: cursor, end: r.start.0 });
+            }
+            cursor = r.end.0;
+        }
+        Machine {
+            ram_bytes: arena.ram_bytes(),
+            ram: ram.iter().map(range).collect(),
+            holes,
+            reserved: reserved.iter().map(range).collect(),
+            workload_cpus: cpus,
+            scanner_cpu: cpus,
+        }
+    }
+}
+
+/// Builds the report of a run whose threads all ended and whose per-CPU
+/// lists were drained.
+pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outcome: RunOutcome) -> Report {
+    let RunOutcome { elapsed, stats, per_cpu, scanner, mut violations } = outcome;
+    let audit = node.audit();
+    let vm = node.vmstat();
+    let (bad_pages, _, bad_log) = node.bad_pages();
+    if audit.violations > 0 {
+        let first = audit.first_violation.map(|(pfn, what)| format!("{what} at pfn {pfn}"));
+        violations.record_many(audit.violations, || {
+            format!("audit: {} violations, the first: {}", audit.violations, first.unwrap_or_default())
+        });
+    }
+    check_accounting(&stats, &audit, &vm, bad_pages, &mut violations);
+    let map = node.memmap();
+    let memmap = MemmapSummary {
+        frames: map.nr_pages(),
+        metadata_frames: map.metadata_frames(),
+        descriptor_bytes: DESCRIPTOR_SIZE as u64,
+        overhead_percent: (map.metadata_frames() * PAGE_SIZE as u64) as f64 * 100.0 / machine.ram_bytes as f64,
+    };
+    let leaked_frames = audit.allocated;
+    let violation_count = violations.count();
+    Report {
+        config: config.clone(),
+        machine,
+        memmap,
+        duration_s: elapsed.as_secs_f64(),
+        throughput: throughput(&per_cpu),
+        workload: stats,
+        scanner,
+        violations: violation_count,
+        first_violations: violations.into_first(),
+        leaked_frames,
+        bad_pages,
+        bad_page_reports: bad_log.iter().flatten().map(|r| format!("pfn {}: {}", r.pfn, r.reason)).collect(),
+        audit: AuditSummary {
+            free_frames: audit.free,
+            allocated_frames: audit.allocated,
+            folios: audit.folios,
+            unmanaged_frames: audit.unmanaged,
+            quarantined_frames: audit.quarantined,
+            violations: audit.violations,
+            first_violation: audit.first_violation.map(|(pfn, what)| format!("{what} at pfn {pfn}")),
+        },
+        vmstat: vm.iter().collect(),
+        buddyinfo: ZoneId::ALL.iter().map(|&z| (z.name(), node.zone_info(z).free_blocks)).collect(),
+        pagetypeinfo: ZoneId::ALL.iter().map(|&z| (z.name(), page_type_info(node, z))).collect(),
+        zones: ZoneId::ALL.iter().map(|&z| zone_summary(node, z)).collect(),
+        passed: violation_count == 0 && leaked_frames == 0 && bad_pages == 0,
+    }
+}
+
+/// Checks that every managed frame is accounted for, and that the
+/// allocator's counters agree with what the CPUs did. Each mismatch is a
+/// violation.
+fn check_accounting(stats: &WorkloadStats, audit: &Audit, vm: &VmStat, bad_pages: u64, v: &mut Violations) {
+    // Every managed frame is free, quarantined or (leaked, reported apart)
+    // allocated; the counters and the walk agree on the free ones.
+    let accounted = vm.nr_free_pages + vm.nr_quarantined + audit.allocated;
+    if accounted != vm.nr_managed {
+        v.record(|| {
+            format!(
+                "accounting: free {} + quarantined {} + allocated {} = {accounted}, managed {}",
+                vm.nr_free_pages, vm.nr_quarantined, audit.allocated, vm.nr_managed
+            )
+        });
+    }
+    if audit.free != vm.nr_free_pages {
+        v.record(|| {
+            format!("accounting: the walk found {} free frames, the counters {}", audit.free, vm.nr_free_pages)
+        });
+    }
+    if vm.nr_free_pcp != 0 {
+        v.record(|| format!("accounting: {} frames still on per-CPU lists after draining", vm.nr_free_pcp));
+    }
+    let allocated = vm.event(VmEvent::PgallocNormal) + vm.event(VmEvent::PgallocMovable);
+    let expected = [
+        ("frames allocated (pgalloc_*)", stats.frames_allocated, allocated),
+        ("frames zeroed (pgzero)", stats.frames_zeroed, vm.event(VmEvent::Pgzero)),
+        (
+            "slab and page-table allocations (pgalloc_frozen)",
+            stats.always_frozen_allocs,
+            vm.event(VmEvent::PgallocFrozen),
+        ),
+        ("failed allocations (pgalloc_fail)", stats.alloc_failures, vm.event(VmEvent::PgallocFail)),
+    ];
+    for (what, ours, theirs) in expected {
+        if ours != theirs {
+            v.record(|| format!("accounting: {what}: the CPUs counted {ours}, vmstat {theirs}"));
+        }
+    }
+    if bad_pages == 0 && audit.allocated == 0 && allocated != vm.event(VmEvent::Pgfree) {
+        v.record(|| format!("accounting: {allocated} frames allocated but {} freed", vm.event(VmEvent::Pgfree)));
+    }
+}
+
+fn throughput(per_cpu: &[(u64, Duration)]) -> Throughput {
+    let rate = |(ops, time): &(u64, Duration)| if time.is_zero() { 0.0 } else { *ops as f64 / time.as_secs_f64() };
+    let per_cpu_ops_per_s: Vec<f64> = per_cpu.iter().map(rate).collect();
+    Throughput { ops_per_s: per_cpu_ops_per_s.iter().sum(), per_cpu_ops_per_s }
+}
+
+fn page_type_info(node: &Node<'_>, zone: ZoneId) -> PageTypeInfo {
+    let info = node.zone_info(zone);
+    PageTypeInfo {
+        free: Migratetype::ALL.iter().map(|&mt| (mt.name(), info.free_by_type[mt.index()])).collect(),
+        pageblocks: Migratetype::ALL.iter().map(|&mt| (mt.name(), info.pageblocks[mt.index()])).collect(),
+    }
+}
+
+fn zone_summary(node: &Node<'_>, zone: ZoneId) -> ZoneSummary {
+    let info = node.zone_info(zone);
+    ZoneSummary {
+        name: zone.name().to_owned(),
+        start_pfn: info.start.0,
+        end_pfn: info.end.0,
+        managed: info.managed,
+        free: info.free,
+        pcp: info.pcp,
+        min: info.watermarks.min,
+        low: info.watermarks.low,
+        high: info.watermarks.high,
+    }
+}

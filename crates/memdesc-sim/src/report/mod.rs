@@ -1,0 +1,181 @@
+//! The report of a run: what the machine was, what the CPUs and the scanner
+//! did, what the audit found, and the allocator's state at the end in Linux's
+//! vocabulary (vmstat, buddyinfo, pagetypeinfo).
+//!
+//! [`Report`] serialises to JSON (the CLI's `--json`) and prints as text
+//! through its `Display` (module `text`). Its verdict: [`Report::passed`] when
+//! there were no violations, no leaked frames and no bad pages.
+
+mod build;
+mod ordered;
+mod text;
+
+pub(crate) use build::{build, RunOutcome};
+pub use ordered::OrderedMap;
+
+use crate::config::SimConfig;
+use crate::scanner::ScannerStats;
+use crate::workload::WorkloadStats;
+use memdesc::buddy::NR_ORDERS;
+use serde::Serialize;
+
+/// Everything a run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// What was asked for (repeat a run with the same values).
+    pub config: SimConfig,
+    /// The simulated machine.
+    pub machine: Machine,
+    /// The memory map's cost.
+    pub memmap: MemmapSummary,
+    /// Wall-clock seconds from start to the end of teardown.
+    pub duration_s: f64,
+    /// What the workload CPUs did.
+    pub workload: WorkloadStats,
+    /// Allocations plus frees per second before teardown.
+    pub throughput: Throughput,
+    /// What the scanner did.
+    pub scanner: ScannerStats,
+    /// Promises the core broke, seen by the workload, the scanner, the audit
+    /// or the final accounting. Must be 0.
+    pub violations: u64,
+    /// The first violations, described.
+    pub first_violations: Vec<String>,
+    /// Frames still allocated after every CPU freed everything. Must be 0.
+    pub leaked_frames: u64,
+    /// Bad-page reports (frames quarantined). Expected 0 in this workload.
+    pub bad_pages: u64,
+    /// The most recent bad-page reports, described.
+    pub bad_page_reports: Vec<String>,
+    /// The final descriptor walk.
+    pub audit: AuditSummary,
+    /// Event counters and gauges, in `/proc/vmstat` order.
+    pub vmstat: OrderedMap<u64>,
+    /// Free blocks per order, per zone (`/proc/buddyinfo`).
+    pub buddyinfo: OrderedMap<[u64; NR_ORDERS]>,
+    /// Free blocks per migratetype and order, and pageblocks per
+    /// migratetype, per zone (`/proc/pagetypeinfo`).
+    pub pagetypeinfo: OrderedMap<PageTypeInfo>,
+    /// The zones at the end of the run.
+    pub zones: Vec<ZoneSummary>,
+    /// No violations, no leaked frames, no bad pages.
+    pub passed: bool,
+}
+
+impl Report {
+    /// Whether the run passed: no violations, no leaked frames, no bad pages.
+    pub fn passed(&self) -> bool {
+        self.passed
+    }
+}
+
+/// A physical address range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Range {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl Range {
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// The simulated machine.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// RAM, holes excluded (the requested size rounded to 4 MiB).
+    pub ram_bytes: u64,
+    /// The RAM ranges.
+    pub ram: Vec<Range>,
+    /// The ranges of the physical span that are not RAM.
+    pub holes: Vec<Range>,
+    /// RAM reserved for the "kernel image", never managed.
+    pub reserved: Vec<Range>,
+    /// CPUs running the workload.
+    pub workload_cpus: u32,
+    /// The CPU running the scanner.
+    pub scanner_cpu: u32,
+}
+
+/// What the memory map costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemmapSummary {
+    /// Descriptors: one per frame of the span, holes included.
+    pub frames: u64,
+    /// Frames holding the descriptors, pageblock bytes and the node.
+    pub metadata_frames: u64,
+    /// Bytes per descriptor.
+    pub descriptor_bytes: u64,
+    /// Metadata as a percentage of RAM.
+    pub overhead_percent: f64,
+}
+
+/// Allocations plus frees per second, before teardown.
+#[derive(Clone, Debug, Serialize)]
+pub struct Throughput {
+    /// Over all CPUs.
+    pub ops_per_s: f64,
+    /// Per workload CPU.
+    pub per_cpu_ops_per_s: Vec<f64>,
+}
+
+/// What the final descriptor walk ([`memdesc::Node::audit`]) counted.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditSummary {
+    /// Free frames (buddy and per-CPU lists).
+    pub free_frames: u64,
+    /// Frames in allocated folios.
+    pub allocated_frames: u64,
+    /// Allocated folios.
+    pub folios: u64,
+    /// Frames in holes, reserved or holding metadata.
+    pub unmanaged_frames: u64,
+    /// Frames quarantined.
+    pub quarantined_frames: u64,
+    /// Descriptor invariants broken.
+    pub violations: u64,
+    /// The first one, described.
+    pub first_violation: Option<String>,
+}
+
+/// One zone's `/proc/pagetypeinfo` entries.
+#[derive(Clone, Debug, Serialize)]
+pub struct PageTypeInfo {
+    /// Free blocks per order, per migratetype.
+    pub free: OrderedMap<[u64; NR_ORDERS]>,
+    /// Pageblocks per migratetype.
+    pub pageblocks: OrderedMap<u64>,
+}
+
+/// One zone at the end of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ZoneSummary {
+    /// The zone's name.
+    pub name: String,
+    /// First frame.
+    pub start_pfn: u64,
+    /// One past the last frame.
+    pub end_pfn: u64,
+    /// Frames given to the zone at boot.
+    pub managed: u64,
+    /// Free frames on the buddy lists.
+    pub free: u64,
+    /// Free frames on per-CPU lists.
+    pub pcp: u64,
+    /// The min watermark, in frames.
+    pub min: u64,
+    /// The low watermark, in frames.
+    pub low: u64,
+    /// The high watermark, in frames.
+    pub high: u64,
+}

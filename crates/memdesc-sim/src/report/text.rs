@@ -1,0 +1,333 @@
+//! The human-readable report: short sections, then the allocator's state in
+//! the exact formats of Linux's `/proc/vmstat`, `/proc/buddyinfo` and
+//! `/proc/pagetypeinfo`, then the verdict.
+
+use super::{Range, Report};
+use memdesc::memmap::{PAGEBLOCK_FRAMES, PAGEBLOCK_ORDER};
+use memdesc::PAGE_SIZE;
+use std::fmt::{self, Display, Formatter, Write as _};
+
+impl Display for Report {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        self.fmt_header(f)?;
+        self.fmt_machine(f)?;
+        self.fmt_workload(f)?;
+        self.fmt_scanner(f)?;
+        self.fmt_problems(f)?;
+        self.fmt_vmstat(f)?;
+        self.fmt_buddyinfo(f)?;
+        self.fmt_pagetypeinfo(f)?;
+        writeln!(
+            f,
+            "violations: {}   leaked frames: {}   bad pages: {}",
+            self.violations, self.leaked_frames, self.bad_pages
+        )?;
+        writeln!(f, "{}", if self.passed { "PASS" } else { "FAIL" })
+    }
+}
+
+impl Report {
+    fn fmt_header(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(
+            f,
+            "memdesc simulation: {} workload, {} CPUs, {} RAM, {}, seed {}",
+            c.workload.name(),
+            c.cpus,
+            Bytes(self.machine.ram_bytes),
+            Secs(c.duration.as_secs_f64()),
+            c.seed
+        )?;
+        writeln!(
+            f,
+            "repeat with: memdesc run --mem {} --cpus {} --duration {} --seed {}\n",
+            size_arg(c.ram_bytes),
+            c.cpus,
+            duration_arg(c.duration),
+            c.seed
+        )
+    }
+
+    fn fmt_machine(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let m = &self.machine;
+        let total = |rs: &[Range]| rs.iter().map(Range::len).sum::<u64>();
+        writeln!(f, "Machine")?;
+        writeln!(f, "  RAM             {} in {} ranges: {}", Bytes(m.ram_bytes), m.ram.len(), Ranges(&m.ram))?;
+        writeln!(f, "  holes           {}: {}", Bytes(total(&m.holes)), Ranges(&m.holes))?;
+        writeln!(f, "  reserved        {}: {}", Bytes(total(&m.reserved)), Ranges(&m.reserved))?;
+        let mm = &self.memmap;
+        writeln!(
+            f,
+            "  memory map      {} descriptors x {} B in {} frames = {} ({:.2} % of RAM)",
+            Count(mm.frames),
+            mm.descriptor_bytes,
+            Count(mm.metadata_frames),
+            Bytes(mm.metadata_frames * PAGE_SIZE as u64),
+            mm.overhead_percent
+        )?;
+        for (i, z) in self.zones.iter().enumerate() {
+            writeln!(
+                f,
+                "  {:<15} {:<8} pfn {:#x}-{:#x}, {} managed, watermarks min {} low {} high {} frames",
+                if i == 0 { "zones" } else { "" },
+                z.name,
+                z.start_pfn,
+                z.end_pfn,
+                Bytes(z.managed * PAGE_SIZE as u64),
+                Count(z.min),
+                Count(z.low),
+                Count(z.high)
+            )?;
+        }
+        writeln!(f, "  CPUs            {} workload + 1 scanner (cpu{})\n", m.workload_cpus, m.scanner_cpu)
+    }
+
+    fn fmt_workload(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let w = &self.workload;
+        writeln!(f, "Workload ({}, {} wall clock incl. teardown)", self.config.workload.name(), Secs(self.duration_s))?;
+        writeln!(
+            f,
+            "  allocations     {}  (frozen {}, zeroed {}; {} failed: out of memory)",
+            Count(w.allocs),
+            Count(w.frozen_allocs),
+            Count(w.zeroed_allocs),
+            Count(w.alloc_failures)
+        )?;
+        let mut by_order = String::new();
+        for (order, n) in w.allocs_by_order.iter().enumerate() {
+            let _ = write!(by_order, "{}{order}: {}", if order == 0 { "" } else { "  " }, Count(*n));
+        }
+        writeln!(f, "  by order        {by_order}")?;
+        writeln!(f, "  frees           {}", Count(w.frees))?;
+        writeln!(
+            f,
+            "  splits          {} into {} folios; freeze EAGAIN {}",
+            Count(w.splits),
+            Count(w.split_pieces),
+            Count(w.freeze_eagain)
+        )?;
+        writeln!(
+            f,
+            "  folio locks     {} (busy {}); clones {}",
+            Count(w.lock_ops),
+            Count(w.lock_busy),
+            Count(w.clones)
+        )?;
+        writeln!(
+            f,
+            "  pressure        {} phases; most frames held by one CPU {}",
+            w.pressure_phases,
+            Count(w.peak_live_frames)
+        )?;
+        let per_cpu: Vec<String> = self
+            .throughput
+            .per_cpu_ops_per_s
+            .iter()
+            .enumerate()
+            .map(|(cpu, r)| format!("cpu{cpu} {}", Rate(*r)))
+            .collect();
+        writeln!(f, "  throughput      {} allocs+frees/s ({})\n", Rate(self.throughput.ops_per_s), per_cpu.join(", "))
+    }
+
+    fn fmt_scanner(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = &self.scanner;
+        let pct = if s.attempts == 0 { 0.0 } else { s.successes as f64 * 100.0 / s.attempts as f64 };
+        writeln!(f, "Scanner (cpu{})", self.machine.scanner_cpu)?;
+        writeln!(f, "  speculative gets {}, got a reference {} ({pct:.1} %)", Count(s.attempts), Count(s.successes))?;
+        let o = &s.failures;
+        writeln!(
+            f,
+            "  refused         free {}, frozen {}, moved {}, unmanaged {}, out of range {}, source changed {}, overflow {}",
+            Count(o.free),
+            Count(o.frozen),
+            Count(o.moved),
+            Count(o.unmanaged),
+            Count(o.out_of_range),
+            Count(o.source_changed),
+            Count(o.overflow)
+        )?;
+        writeln!(f, "  then            {} folio locks, {} clones\n", Count(s.locks), Count(s.clones))
+    }
+
+    fn fmt_problems(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let a = &self.audit;
+        writeln!(f, "Audit")?;
+        writeln!(
+            f,
+            "  frames          free {}, allocated {} in {} folios, unmanaged {}, quarantined {}; {} violations\n",
+            Count(a.free_frames),
+            Count(a.allocated_frames),
+            Count(a.folios),
+            Count(a.unmanaged_frames),
+            Count(a.quarantined_frames),
+            a.violations
+        )?;
+        if !self.first_violations.is_empty() {
+            writeln!(f, "Violations (first {} of {})", self.first_violations.len(), self.violations)?;
+            for v in &self.first_violations {
+                writeln!(f, "  {v}")?;
+            }
+            writeln!(f)?;
+        }
+        if !self.bad_page_reports.is_empty() {
+            writeln!(f, "Bad pages (latest {} of {})", self.bad_page_reports.len(), self.bad_pages)?;
+            for r in &self.bad_page_reports {
+                writeln!(f, "  {r}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+
+    fn fmt_vmstat(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "vmstat")?;
+        for (name, value) in self.vmstat.iter() {
+            writeln!(f, "{name} {value}")?;
+        }
+        writeln!(f)
+    }
+
+    /// `/proc/buddyinfo`: `Node %d, zone %8s ` then `%6lu ` per order.
+    fn fmt_buddyinfo(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "buddyinfo")?;
+        for (zone, blocks) in self.buddyinfo.iter() {
+            write!(f, "Node 0, zone {zone:>8} ")?;
+            for n in blocks {
+                write!(f, "{n:>6} ")?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f)
+    }
+
+    /// `/proc/pagetypeinfo`, in Linux's column layout.
+    fn fmt_pagetypeinfo(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "pagetypeinfo")?;
+        writeln!(f, "Page block order: {PAGEBLOCK_ORDER}")?;
+        writeln!(f, "Pages per block:  {PAGEBLOCK_FRAMES}\n")?;
+        write!(f, "{:<43} ", "Free pages count per migrate type at order")?;
+        for order in 0..memdesc::buddy::NR_ORDERS {
+            write!(f, "{order:>6} ")?;
+        }
+        writeln!(f)?;
+        for (zone, info) in self.pagetypeinfo.iter() {
+            for (mt, blocks) in info.free.iter() {
+                write!(f, "Node {:>4}, zone {zone:>8}, type {mt:>12} ", 0)?;
+                for n in blocks {
+                    write!(f, "{n:>6} ")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        write!(f, "\n{:<23}", "Number of blocks type ")?;
+        if let Some((_, info)) = self.pagetypeinfo.iter().next() {
+            for (mt, _) in info.pageblocks.iter() {
+                write!(f, "{mt:>12} ")?;
+            }
+        }
+        writeln!(f)?;
+        for (zone, info) in self.pagetypeinfo.iter() {
+            write!(f, "Node 0, zone {zone:>8} ")?;
+            for (_, n) in info.pageblocks.iter() {
+                write!(f, "{n:>12} ")?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f)
+    }
+}
+
+/// `--mem` as the CLI accepts it: whole GiB or MiB when exact, else bytes.
+fn size_arg(bytes: u64) -> String {
+    if bytes % (1 << 30) == 0 {
+        format!("{}G", bytes >> 30)
+    } else if bytes % (1 << 20) == 0 {
+        format!("{}M", bytes >> 20)
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// `--duration` as the CLI accepts it: whole seconds when exact, else ms.
+fn duration_arg(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A count with thousands separators.
+struct Count(u64);
+
+impl Display for Count {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        f.pad(&out)
+    }
+}
+
+/// A size in binary units.
+struct Bytes(u64);
+
+impl Display for Bytes {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{value:.2} {}", UNITS[unit])
+        }
+    }
+}
+
+/// A rate with a metric prefix.
+struct Rate(f64);
+
+impl Display for Rate {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            r if r >= 1e9 => write!(f, "{:.2} G", r / 1e9),
+            r if r >= 1e6 => write!(f, "{:.2} M", r / 1e6),
+            r if r >= 1e3 => write!(f, "{:.1} k", r / 1e3),
+            r => write!(f, "{r:.0}"),
+        }
+    }
+}
+
+/// Seconds, to the millisecond.
+struct Secs(f64);
+
+impl Display for Secs {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2} s", self.0)
+    }
+}
+
+/// Physical ranges as `[start, end)` in hex.
+struct Ranges<'a>(&'a [Range]);
+
+impl Display for Ranges<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            write!(f, "{}[{:#x}, {:#x})", if i == 0 { "" } else { " " }, r.start, r.end)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,50 @@
+//! A short run of the mixed workload: nothing broken, nothing leaked, and
+//! every path the workload promises was taken.
+
+use crate::run;
+use memdesc_sim::SimConfig;
+use std::time::Duration;
+
+#[test]
+fn short_mixed_run_passes_and_exercises_every_path() {
+    let report = run(SimConfig::new(96 << 20, 2, Duration::from_millis(1000), 0x5eed));
+    assert_eq!(report.violations, 0, "violations: {:#?}", report.first_violations);
+    assert_eq!(report.leaked_frames, 0);
+    assert_eq!(report.bad_pages, 0, "bad pages: {:#?}", report.bad_page_reports);
+    assert!(report.passed());
+
+    let w = &report.workload;
+    assert!(w.allocs > 0 && w.frees == w.allocs - w.splits + w.split_pieces, "every folio freed once: {w:#?}");
+    assert!(w.frozen_allocs > 0 && w.always_frozen_allocs > 0, "{w:#?}");
+    assert!(w.zeroed_allocs > 0, "{w:#?}");
+    assert!(w.splits > 0, "{w:#?}");
+    assert!(w.lock_ops > 0 && w.clones > 0, "{w:#?}");
+    assert!(w.pressure_phases > 0 && w.alloc_failures > 0, "out of memory never reached: {w:#?}");
+
+    let s = &report.scanner;
+    assert!(s.successes > 0, "the scanner never got a reference: {s:#?}");
+    assert!(s.attempts > s.successes, "the scanner never failed a get: {s:#?}");
+    assert!(s.failures.free > 0 && s.failures.unmanaged > 0 && s.failures.out_of_range > 0, "{s:#?}");
+
+    let vm = |name: &str| *report.vmstat.get(name).unwrap_or_else(|| panic!("no {name} in vmstat"));
+    assert!(vm("drain_all_pages") > 0, "the drain-before-failing path never ran");
+    assert!(vm("pgalloc_fail") > 0);
+    assert!(vm("pcp_refill") > 0 && vm("pcp_free_bulk") > 0);
+    assert_eq!(vm("nr_free_pages"), vm("nr_managed"));
+}
+
+#[test]
+fn report_serialises_with_the_documented_keys() {
+    let report = run(SimConfig::new(64 << 20, 1, Duration::from_millis(200), 1));
+    let json = serde_json::to_value(&report).expect("serialisable");
+    for key in
+        ["violations", "leaked_frames", "bad_pages", "vmstat", "buddyinfo", "duration_s", "pagetypeinfo", "memmap"]
+    {
+        assert!(json.get(key).is_some(), "no {key} in {json:#}");
+    }
+    assert_eq!(json["buddyinfo"]["Normal"].as_array().map(Vec::len), Some(11));
+    assert!(json["vmstat"]["pgfree"].is_u64());
+    let text = report.to_string();
+    assert!(text.contains("Node 0, zone   Normal "), "{text}");
+    assert!(text.ends_with("PASS\n") || text.ends_with("FAIL\n"), "{text}");
+}
