@@ -431,29 +431,31 @@ impl<'a> Node<'a> {
     }
 
     /// Prepares a block just taken off a free list as a folio (P3.1–P3.2).
+    ///
+    /// Free frames keep compound word, flags, mapcount and pincount at 0
+    /// (the free path resets or checks them, and the audit verifies it), so
+    /// only what differs from that is written.
     #[inline]
     fn prep_new_folio(&self, pfn: Pfn, order: Order, gfp: Gfp) {
         let map = &self.map;
-        let head = map.page_of(pfn);
+        let folio = map.pages_of(pfn, order.nr_pages());
+        let head = &folio[0];
         if gfp.zero {
             // SAFETY: duty 1: the block was just taken off a free list and is
             // not yet published; nobody else can reach its contents.
             unsafe { map.zero_frames(pfn, order.nr_pages()) };
         }
-        // P3.1: compound layout, flags, counts, owner words. Relaxed stores:
-        // the block is exclusively ours until P3.3 publishes it.
-        for i in 1..order.nr_pages() {
-            let tail = map.page_of(pfn.add(i));
-            tail.set_compound(tail_word(pfn));
-            tail.set_type(PageType::Tail);
+        // P3.1: compound layout and owner words. Relaxed stores (inside
+        // set_compound and set_type): the block is exclusively ours until
+        // P3.3 publishes it.
+        if order != Order::ZERO {
+            let tail = tail_word(pfn);
+            for page in &folio[1..] {
+                page.set_compound(tail);
+                page.set_type(PageType::Tail);
+            }
+            head.set_compound(head_word(order));
         }
-        head.set_compound(head_word(order));
-        // Relaxed: exclusive owner (above); published by P3.3.
-        head.flags.store(0, Ordering::Relaxed);
-        // Relaxed: exclusive owner (above).
-        head.mapcount.store(0, Ordering::Relaxed);
-        // Relaxed: exclusive owner (above).
-        head.pincount.store(0, Ordering::Relaxed);
         for word in 0..crate::memmap::OWNER_WORDS {
             // SAFETY: duty 1 of set_owner_word: the block is exclusively ours
             // (taken off a free list under its lock, not yet published).
@@ -473,21 +475,25 @@ impl<'a> Node<'a> {
             self.quarantine(head_pfn, BadPageReason::BadCompound);
             return;
         };
-        if let Some(reason) = self.check_free(head_pfn, order) {
+        let folio = map.pages_of(head_pfn, order.nr_pages());
+        if let Some(reason) = check_free(head_pfn, folio) {
             self.quarantine(head_pfn, reason);
             return;
         }
-        // Reset: tails become plain free frames; the head is typed by the
-        // list it joins.
-        for i in 1..order.nr_pages() {
-            let tail = map.page_of(head_pfn.add(i));
-            tail.set_compound(0);
-            tail.set_type(PageType::Free);
+        // Reset to the free-frame state prep_new_folio relies on: tails
+        // become plain free frames; the head is typed by the list it joins.
+        if order != Order::ZERO {
+            for tail in &folio[1..] {
+                tail.set_compound(0);
+                tail.set_type(PageType::Free);
+            }
+            head.set_compound(0);
         }
-        head.set_compound(0);
-        // Relaxed: refcount 0 and the folio ours (last put or frozen owner):
-        // nobody else may touch its flags.
-        head.flags.store(0, Ordering::Relaxed);
+        if head.flags() != PageFlags::EMPTY {
+            // Relaxed: refcount 0 and the folio ours (last put or frozen
+            // owner): nobody else may touch its flags.
+            head.flags.store(0, Ordering::Relaxed);
+        }
         let zone = self.zone_of(head_pfn);
         let cpu = self.cpu();
         self.stats[cpu].add(VmEvent::Pgfree, order.nr_pages());
@@ -497,34 +503,6 @@ impl<'a> Node<'a> {
             let mut area = zone.area.lock();
             area.with(|area| area.free_block(zone, map, head_pfn, order.get()));
         }
-    }
-
-    /// What is wrong with a folio being freed, if anything (Linux's
-    /// `free_page_is_bad`).
-    fn check_free(&self, head_pfn: Pfn, order: Order) -> Option<BadPageReason> {
-        let head = self.map.page_of(head_pfn);
-        let ty = head.page_type();
-        if ty.is_free() {
-            return Some(BadPageReason::DoubleFree);
-        }
-        if ty.is_unmanaged() || ty == PageType::Tail {
-            return Some(BadPageReason::BadCompound);
-        }
-        if head.map_count() != 0 {
-            return Some(BadPageReason::FreedWhileMapped);
-        }
-        // Relaxed: a check at free time; the folio is ours.
-        if head.pincount.load(Ordering::Relaxed) != 0 {
-            return Some(BadPageReason::FreedWhilePinned);
-        }
-        if head.flags().intersects(PageFlags::CHECK_AT_FREE) {
-            return Some(BadPageReason::FreedWithBadFlags);
-        }
-        let tail = tail_word(head_pfn);
-        if (1..order.nr_pages()).any(|i| self.map.page_of(head_pfn.add(i)).compound_word() != tail) {
-            return Some(BadPageReason::BadCompound);
-        }
-        None
     }
 
     /// Takes the folio (or frame) at `pfn` out of service and logs a report.
@@ -683,6 +661,39 @@ impl<'a> Node<'a> {
         let guard = self.bad.lock();
         guard.with_ref(|log| (log.count, log.frames, log.reports))
     }
+}
+
+/// What is wrong with the folio `folio` (head first) being freed, if
+/// anything (Linux's `free_page_is_bad`).
+fn check_free(head_pfn: Pfn, folio: &[crate::memmap::Page]) -> Option<BadPageReason> {
+    let head = &folio[0];
+    let ty = head.page_type();
+    if ty.is_free() {
+        return Some(BadPageReason::DoubleFree);
+    }
+    if ty.is_unmanaged() || ty == PageType::Tail {
+        return Some(BadPageReason::BadCompound);
+    }
+    if head.map_count() != 0 {
+        return Some(BadPageReason::FreedWhileMapped);
+    }
+    // Relaxed: a check at free time; the folio is ours.
+    if head.pincount.load(Ordering::Relaxed) != 0 {
+        return Some(BadPageReason::FreedWhilePinned);
+    }
+    if head.flags().intersects(PageFlags::CHECK_AT_FREE) {
+        return Some(BadPageReason::FreedWithBadFlags);
+    }
+    let tail = tail_word(head_pfn);
+    for page in &folio[1..] {
+        if page.compound_word() != tail {
+            return Some(BadPageReason::BadCompound);
+        }
+        if page.map_count() != 0 {
+            return Some(BadPageReason::FreedWhileMapped);
+        }
+    }
+    None
 }
 
 /// Types every frame of the span and frees the usable ones into their zones,

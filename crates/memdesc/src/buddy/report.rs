@@ -80,6 +80,9 @@ pub enum Violation {
     BadFreeTail,
     /// A free frame has a non-zero refcount.
     FreeWithRefcount,
+    /// A free frame has a compound word, flags, a mapcount or a pincount:
+    /// allocation relies on all four being 0.
+    DirtyFreeFrame,
     /// A `Free` frame belongs to no free block.
     OrphanFree,
     /// A tail does not belong to the folio before it.
@@ -102,6 +105,7 @@ impl fmt::Display for Violation {
             Self::MisalignedBlock => "free block not aligned to its order",
             Self::BadFreeTail => "frame inside a free block not typed free",
             Self::FreeWithRefcount => "free frame with a refcount",
+            Self::DirtyFreeFrame => "free frame with compound info, flags, mapcount or pincount",
             Self::OrphanFree => "free frame outside any free block",
             Self::OrphanTail => "tail outside its folio",
             Self::TailWithRefcount => "tail with a refcount",
@@ -138,6 +142,14 @@ impl Audit {
             self.first_violation = Some((pfn, what));
         }
     }
+}
+
+/// Whether a free frame is in the state allocation relies on (P3.1 writes
+/// only what differs from it).
+fn is_clean(page: &crate::memmap::Page) -> bool {
+    // Relaxed: an audit of a quiescent node.
+    let pinned = page.pincount.load(crate::sync::Ordering::Relaxed) != 0;
+    page.compound_word() == 0 && page.flags() == crate::folio::PageFlags::EMPTY && page.map_count() == 0 && !pinned
 }
 
 impl<'a> Node<'a> {
@@ -218,13 +230,19 @@ impl<'a> Node<'a> {
                     if page.ref_count() != 0 {
                         audit.violate(pfn, Violation::FreeWithRefcount);
                     }
+                    if !is_clean(page) {
+                        audit.violate(pfn, Violation::DirtyFreeFrame);
+                    }
                     for i in 1..nr.min(map.end_pfn().0 - pfn.0) {
                         let p = map.page_of(pfn.add(i));
-                        if p.page_type() != PageType::Free || p.compound_word() != 0 {
+                        if p.page_type() != PageType::Free {
                             audit.violate(pfn.add(i), Violation::BadFreeTail);
                         }
                         if p.ref_count() != 0 {
                             audit.violate(pfn.add(i), Violation::FreeWithRefcount);
+                        }
+                        if !is_clean(p) {
+                            audit.violate(pfn.add(i), Violation::DirtyFreeFrame);
                         }
                     }
                     audit.free += nr;

@@ -259,6 +259,17 @@ impl<'a> MemMap<'a> {
         &self.pages[(pfn.0 - self.base_pfn.0) as usize]
     }
 
+    /// The descriptors of `nr` frames from `pfn` (one bounds check for a
+    /// whole folio's walk).
+    ///
+    /// # Panics
+    /// If the frames are outside the map: a bug in the core, not bad input.
+    #[inline(always)]
+    pub(crate) fn pages_of(&self, pfn: Pfn, nr: u64) -> &'a [Page] {
+        let start = (pfn.0 - self.base_pfn.0) as usize;
+        &self.pages[start..start + nr as usize]
+    }
+
     /// The pfn a descriptor of this map describes.
     #[inline(always)]
     pub fn pfn_of(&self, page: &Page) -> Pfn {
