@@ -107,42 +107,64 @@ impl<R: FolioRelease> fmt::Display for FreezeError<'_, R> {
 
 impl<R: FolioRelease> core::error::Error for FreezeError<'_, R> {}
 
+/// The queries both handles answer the same way: the head, its pfn, and the
+/// order, type and contents, all stable while the handle lives (a counted
+/// reference or exclusive ownership pins them, P3).
+macro_rules! folio_queries {
+    ($handle:ident) => {
+        impl<'a, R: FolioRelease> $handle<'a, R> {
+            /// The head frame's pfn.
+            #[inline(always)]
+            pub fn pfn(&self) -> Pfn {
+                self.owner.memmap().pfn_of(self.head)
+            }
+
+            /// The head descriptor.
+            #[inline(always)]
+            pub fn head(&self) -> &'a Page {
+                self.head
+            }
+
+            /// The folio's order.
+            #[inline(always)]
+            pub fn order(&self) -> Order {
+                decode_compound(Pfn(0), self.head.compound_word()).1.unwrap_or(Order::ZERO)
+            }
+
+            /// Frames in the folio.
+            #[inline(always)]
+            pub fn nr_pages(&self) -> u64 {
+                self.order().nr_pages()
+            }
+
+            /// The type tag.
+            #[inline(always)]
+            pub fn page_type(&self) -> PageType {
+                self.head.page_type()
+            }
+
+            /// The allocator this folio belongs to.
+            pub fn owner(&self) -> &'a R {
+                self.owner
+            }
+
+            /// The folio's contents as atomic words (racy but defined: holders
+            /// of other references may access them too).
+            pub fn contents(&self) -> &'a [FrameWord] {
+                self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[])
+            }
+        }
+    };
+}
+
+folio_queries!(FolioRef);
+folio_queries!(FrozenFolio);
+
 impl<'a, R: FolioRelease> FolioRef<'a, R> {
     /// Wraps a head whose refcount the caller has already raised for us.
     #[inline(always)]
     pub(crate) fn from_counted(owner: &'a R, head: &'a Page) -> Self {
         Self { owner, head }
-    }
-
-    /// The head frame's pfn.
-    #[inline(always)]
-    pub fn pfn(&self) -> Pfn {
-        self.owner.memmap().pfn_of(self.head)
-    }
-
-    /// The head descriptor.
-    #[inline(always)]
-    pub fn head(&self) -> &'a Page {
-        self.head
-    }
-
-    /// The folio's order. Stable while the reference is held.
-    #[inline(always)]
-    pub fn order(&self) -> Order {
-        let (_, order) = decode_compound(Pfn(0), self.head.compound_word());
-        order.unwrap_or(Order::ZERO)
-    }
-
-    /// Frames in the folio.
-    #[inline(always)]
-    pub fn nr_pages(&self) -> u64 {
-        self.order().nr_pages()
-    }
-
-    /// The type tag. Stable while the reference is held (P3).
-    #[inline(always)]
-    pub fn page_type(&self) -> PageType {
-        self.head.page_type()
     }
 
     /// The refcount, as a snapshot.
@@ -154,17 +176,6 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
     pub fn contains(&self, pfn: Pfn) -> bool {
         let head = self.pfn();
         head <= pfn && pfn.0 < head.0 + self.nr_pages()
-    }
-
-    /// The folio's contents as atomic words (racy but defined: other holders
-    /// of references may access them too).
-    pub fn contents(&self) -> &'a [FrameWord] {
-        self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[])
-    }
-
-    /// The allocator this folio belongs to.
-    pub fn owner(&self) -> &'a R {
-        self.owner
     }
 
     /// Freezes the refcount from exactly `expected` to 0 (P2.1), giving this
@@ -268,34 +279,6 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         Self { owner, head }
     }
 
-    /// The head frame's pfn.
-    #[inline(always)]
-    pub fn pfn(&self) -> Pfn {
-        self.owner.memmap().pfn_of(self.head)
-    }
-
-    /// The head descriptor.
-    #[inline(always)]
-    pub fn head(&self) -> &'a Page {
-        self.head
-    }
-
-    /// The folio's order.
-    #[inline(always)]
-    pub fn order(&self) -> Order {
-        decode_compound(Pfn(0), self.head.compound_word()).1.unwrap_or(Order::ZERO)
-    }
-
-    /// The type tag.
-    pub fn page_type(&self) -> PageType {
-        self.head.page_type()
-    }
-
-    /// The allocator this folio belongs to.
-    pub fn owner(&self) -> &'a R {
-        self.owner
-    }
-
     /// Changes the type tag (P3). The new type reaches other CPUs when the
     /// folio is published or unfrozen.
     ///
@@ -324,11 +307,6 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         // SAFETY: duty 1 holds: frozen and exclusively ours (type invariant).
         unsafe { self.head.set_owner_word(index, value) };
         true
-    }
-
-    /// The folio's contents as atomic words.
-    pub fn contents(&self) -> &'a [FrameWord] {
-        self.owner.memmap().frame_words(self.pfn(), self.order().nr_pages()).unwrap_or(&[])
     }
 
     /// Unfreezes to `count` references (P2.5) and returns one of them; the
