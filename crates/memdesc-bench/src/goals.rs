@@ -83,10 +83,11 @@ pub const GOALS: &[Goal] = &[
                 probe times those atomics alone in the same run: about 4x a fetch_add, since each \
                 locked instruction also waits for the stores before it to drain, so they exceed \
                 the bound by themselves. \
-                Around them: the CPU id fetched four times through `dyn Platform` and a \
-                thread-local, the vmstat counters, the free-time checks (including an iterator over \
-                the empty tail range of an order-0 folio), the pageblock-migratetype lookup on free, \
-                and bounds-checked descriptor lookups. Meeting 3x needs at most one locked RMW per \
+                Around them (about 470 instructions per pair under callgrind, none dominant): the \
+                CPU id fetched once per alloc and once per free through `dyn Platform` and a \
+                thread-local, the vmstat counters, the free-time checks, the pageblock-migratetype \
+                lookup on free, and bounds-checked descriptor lookups. Meeting 3x needs at most one \
+                locked RMW per \
                 pair: a per-CPU fast path that takes no atomic lock while the thread is bound to its \
                 CPU (SLUB sheaves' local_trylock is a plain per-CPU flag), with remote drains \
                 asking the owner CPU instead of taking its lock.",
@@ -127,12 +128,12 @@ pub const GOALS: &[Goal] = &[
         limit: "Above the pcp orders each pair takes the zone lock twice and splits an \
                 order-10 block, and the per-frame metadata work scales with the folio: alloc writes \
                 a compound word and a type into each of the 511 tail descriptors; free reads every \
-                tail's compound word to check it, then resets both words; each access goes through \
-                a bounds-checked `page_of`. That is about 1 500 descriptor accesses over 32 KiB of \
-                descriptors per pair, where the peer touches one word per split level. Meeting \
-                1.5x the peer needs tails that are not written per frame (a head found from the \
-                frame's alignment and a per-block order) or, short of that, slice loops without \
-                per-tail bounds checks; Linux itself reports about 365 ns for this pair.",
+                tail's compound word to check it, then resets both words (one slice walk each, \
+                no per-tail bounds check since the free-state invariant landed: 1386 -> ~690 ns). \
+                That is about 1 500 descriptor accesses over 32 KiB of descriptors per pair, where \
+                the peer touches one word per split level. Meeting 1.5x the peer needs tails that \
+                are not written per frame (a head found from the frame's alignment and a per-block \
+                order); Linux itself reports about 365 ns for this pair.",
         run: p4,
     },
     Goal {
