@@ -20,9 +20,14 @@ pub struct LockedFolio<'r, 'a, R: FolioRelease> {
 impl<'a, R: FolioRelease> FolioRef<'a, R> {
     /// Takes the folio lock if it is free.
     pub fn try_lock<'r>(&'r self, platform: &'r dyn Platform) -> Option<LockedFolio<'r, 'a, R>> {
-        // Acquire: pairs with the Release in LockedFolio::drop, so this holder
-        // sees what the previous one wrote under the lock.
+        // L.1. Acquire: pairs with the Release in LockedFolio::drop (L.3), so
+        // this holder sees what the previous one wrote under the lock.
+        #[cfg(not(memdesc_mutant = "relaxed_folio_lock"))]
         let old = self.head().flags.fetch_or(PageFlags::LOCKED.0, Ordering::Acquire);
+        // Mutant: the lock bit taken without Acquire, so a holder may miss
+        // the previous holder's writes. Relaxed: deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_folio_lock")]
+        let old = self.head().flags.fetch_or(PageFlags::LOCKED.0, Ordering::Relaxed);
         // Not `then_some`: it would build the guard eagerly, and its drop
         // would release a lock someone else holds.
         if old & PageFlags::LOCKED.0 == 0 {

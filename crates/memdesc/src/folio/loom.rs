@@ -112,6 +112,84 @@ fn get_races_free_and_realloc() {
     );
 }
 
+/// P2 alone: a getter takes a speculative reference to the head while the
+/// owner freezes the folio, writes an owner word (legal only while frozen)
+/// and unfreezes. Either the freeze fails (the getter's reference is
+/// counted) or the getter's reference comes after the unfreeze and reads
+/// the word as published; loom's race detector checks the owner word.
+fn freeze_excludes_getters() {
+    race(
+        |_node, folio| match folio.try_freeze(ONE) {
+            Ok(mut frozen) => {
+                frozen.set_owner_word(2, 0xf00d);
+                Some(frozen.unfreeze(ONE).into_raw())
+            }
+            Err(err) => Some(err.folio.into_raw()),
+        },
+        |node, tail| {
+            let head = Pfn(tail.0 - 1);
+            if let Ok(folio) = node.try_get(head) {
+                // SAFETY: duty 1 of owner_word: we hold a reference, and the
+                // owner writes word 2 only while frozen, which our reference
+                // excludes; its value was published by the unfreeze (P2.5)
+                // our get (P1.3) acquired, or it is the allocation's zero.
+                let word = unsafe { folio.head().owner_word(2) };
+                assert!(word == 0 || word == 0xf00d, "P2 violated: owner word {word:#x}");
+            }
+        },
+    );
+}
+
+#[test]
+fn p2_freeze_excludes_getters() {
+    check_model(freeze_excludes_getters);
+}
+
+/// Data only the folio lock protects.
+struct LockGuarded(crate::sync::UnsafeCell<u32>);
+
+// SAFETY: every access happens under the folio lock (the model's claim);
+// loom's cell reports any access that is not, which is what the model checks.
+unsafe impl Sync for LockGuarded {}
+
+/// The folio lock: two threads increment a counter that only the lock
+/// protects (a loom cell, so a broken lock is a detected data race), the
+/// second sleeping through the platform's wait while the first holds it.
+#[test]
+fn folio_lock_serialises_holders() {
+    check_model(lock_serialises_holders);
+}
+
+/// The folio lock taken without Acquire (L.1).
+#[cfg(memdesc_mutant = "relaxed_folio_lock")]
+#[test]
+fn mutant_relaxed_folio_lock_is_caught() {
+    crate::testutil::assert_model_fails(lock_serialises_holders);
+}
+
+fn lock_serialises_holders() {
+    {
+        let counter = std::sync::Arc::new(LockGuarded(crate::sync::UnsafeCell::new(0u32)));
+        let shared = counter.clone();
+        race(
+            move |_node, folio| {
+                let locked = folio.lock(&SpinPlatform);
+                // SAFETY: the folio lock is held: no other access.
+                shared.0.with_mut(|c| unsafe { *c += 1 });
+                drop(locked);
+                Some(folio.into_raw())
+            },
+            |node, tail| {
+                let folio = node.try_get(Pfn(tail.0 - 1)).unwrap();
+                let locked = folio.lock(&SpinPlatform);
+                // SAFETY: the folio lock is held: no other access.
+                counter.0.with_mut(|c| unsafe { *c += 1 });
+                drop(locked);
+            },
+        );
+    }
+}
+
 #[test]
 fn p1_get_races_split() {
     check_model(get_races_split);
@@ -134,4 +212,12 @@ fn mutant_no_head_recheck_is_caught() {
 #[test]
 fn mutant_relaxed_unfreeze_is_caught() {
     crate::testutil::assert_model_fails(get_races_split);
+}
+
+/// The same mutant, seen by the plain P2 model: the owner word written
+/// while frozen is not published to the next getter.
+#[cfg(memdesc_mutant = "relaxed_unfreeze")]
+#[test]
+fn mutant_relaxed_unfreeze_is_caught_by_p2() {
+    crate::testutil::assert_model_fails(freeze_excludes_getters);
 }
