@@ -51,8 +51,8 @@ fn race(
 /// Spawns a non-'static closure on a loom thread.
 fn spawn_unchecked<F: FnOnce() -> Option<Pfn> + Send>(f: F) -> thread::JoinHandle<Option<Pfn>> {
     let boxed: std::boxed::Box<dyn FnOnce() -> Option<Pfn> + Send + '_> = std::boxed::Box::new(f);
-    // SAFETY: the only caller (`race`) joins the handle before the borrowed
-    // node dies, so erasing the lifetime cannot let the closure outlive it.
+    // SAFETY: every caller joins the handle before the borrowed node dies,
+    // so erasing the lifetime cannot let the closure outlive it.
     let boxed: std::boxed::Box<dyn FnOnce() -> Option<Pfn> + Send + 'static> = unsafe { core::mem::transmute(boxed) };
     thread::spawn(boxed)
 }
@@ -143,6 +143,46 @@ fn freeze_excludes_getters() {
 #[test]
 fn p2_freeze_excludes_getters() {
     check_model(freeze_excludes_getters);
+}
+
+/// P1 against P2 with two getters, one aiming at the tail and one at the
+/// head, while the owner splits: three threads, so the getters' increments
+/// also race each other and the freeze.
+#[test]
+fn p1_two_getters_race_split() {
+    check_model(|| {
+        with_node(FRAMES, &[], small_config(false), &SpinPlatform, |node| {
+            let folio = node.alloc(Order::new(1).unwrap(), Gfp::USER).unwrap();
+            let head = folio.pfn();
+            let raw = folio.into_raw();
+            let addr = node as *const Node<'_> as usize;
+            let splitter = spawn_unchecked(move || {
+                // SAFETY: the node outlives both joins below.
+                let node = unsafe { &*(addr as *const Node<'static>) };
+                // SAFETY: duty 1: `raw` came from into_raw and is restored once.
+                let folio = unsafe { crate::folio::FolioRef::from_raw(node, raw) };
+                if let Ok(frozen) = folio.try_freeze(ONE) {
+                    let mut pieces = std::vec::Vec::new();
+                    let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE))).unwrap();
+                    drop(first.unfreeze(ONE));
+                    drop(pieces);
+                }
+                None
+            });
+            let head_getter = spawn_unchecked(move || {
+                // SAFETY: the node outlives both joins below.
+                let node = unsafe { &*(addr as *const Node<'static>) };
+                check_got(node, head);
+                None
+            });
+            check_got(node, head.add(1));
+            splitter.join().unwrap();
+            head_getter.join().unwrap();
+            let audit = node.audit();
+            assert_eq!(audit.violations, 0, "allocator invariants violated: {:?}", audit.first_violation);
+            assert_eq!(audit.allocated, 0, "a reference leaked");
+        });
+    });
 }
 
 /// Data only the folio lock protects.
