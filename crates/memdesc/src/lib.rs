@@ -24,6 +24,38 @@
 //! node itself inside it (no heap), and runs a buddy allocator with pageblock
 //! migratetypes, two zones, watermarks and per-CPU lists.
 //!
+//! # Example
+//! Boot a node over 8 MiB of "physical memory" (here a page-aligned heap
+//! buffer; a kernel passes its direct map), allocate, and take a speculative
+//! reference the way a pfn scanner would.
+//!
+//! ```
+//! use memdesc::platform::SpinPlatform;
+//! use memdesc::{Gfp, MemoryLayout, Node, NodeConfig, Order, PageType, PhysAddr, PhysRange, PAGE_SIZE};
+//!
+//! #[repr(C, align(4096))]
+//! struct Frame([u8; PAGE_SIZE]);
+//! let mut frames: Vec<Frame> = (0..2048).map(|_| Frame([0; PAGE_SIZE])).collect();
+//! // SAFETY: the frames are one live, exclusively borrowed allocation of
+//! // 2048 * PAGE_SIZE bytes, viewed as bytes for as long as `frames` lives.
+//! let memory = unsafe { std::slice::from_raw_parts_mut(frames.as_mut_ptr().cast::<u8>(), 2048 * PAGE_SIZE) };
+//!
+//! // RAM from 0 to 8 MiB, with the first 64 KiB reserved for "firmware".
+//! let ram = [PhysRange::new(0, 8 << 20)];
+//! let reserved = [PhysRange::new(0, 64 << 10)];
+//! let layout = MemoryLayout { ram: &ram, reserved: &reserved };
+//! let node = Node::boot(memory, PhysAddr(0), &layout, NodeConfig::default(), &SpinPlatform)?;
+//!
+//! let folio = node.alloc(Order::new(2).unwrap(), Gfp::USER.zeroed())?;
+//! assert_eq!(folio.page_type(), PageType::Anon);
+//! // A lockless walker reaching a tail frame counts the whole folio (P1).
+//! let seen = node.try_get(folio.pfn().add(3))?;
+//! assert_eq!(seen.pfn(), folio.pfn());
+//! drop((seen, folio));
+//! assert_eq!(node.audit().allocated, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The layers, lowest first, are the modules: [`sync`] (atomics: `core` or
 //! loom), [`platform`] (host hooks), [`memmap`] (descriptors), [`folio`]
 //! (types, refcounts, handles, protocols P1–P3), [`buddy`] (the allocator). A
