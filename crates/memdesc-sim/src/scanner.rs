@@ -162,7 +162,7 @@ impl<'n> Scanner<'n> {
     /// for migration would (P8: get, then trylock).
     fn exercise(&mut self, folio: &FolioRef<'n>) {
         if self.rng.per_mille(LOCK_PER_MILLE) {
-            if let Some(locked) = folio.try_lock(self.node.platform()) {
+            if let Some(locked) = folio.try_lock() {
                 if !locked.folio().head().flags().contains(PageFlags::LOCKED) {
                     let pfn = folio.pfn();
                     self.violations.record(|| format!("scanner: folio {pfn} locked without its lock bit"));

@@ -113,7 +113,6 @@ impl Report {
             Count(w.lock_busy),
             Count(w.clones)
         )?;
-        writeln!(f, "  misuse          {} raw-pfn misuses refused with typed errors", Count(w.misuse_refused))?;
         writeln!(
             f,
             "  pressure        {} phases; most frames held by one CPU {}",

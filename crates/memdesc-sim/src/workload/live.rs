@@ -35,7 +35,7 @@ impl<'n> Live<'n> {
     }
 
     /// The contents, as atomic words.
-    pub(crate) fn contents(&self) -> &'n [FrameWord] {
+    pub(crate) fn contents(&self) -> &[FrameWord] {
         match &self.handle {
             Handle::Counted(f) => f.contents(),
             Handle::Frozen(f) => f.contents(),
@@ -101,10 +101,14 @@ impl<'n> Live<'n> {
 
 impl<'n> Live<'n> {
     /// The same allocation held by a counted reference: a frozen folio is
-    /// unfrozen to refcount 1 (P2.5).
+    /// unfrozen to refcount 1 (P2.5). A folio the core refuses to count (a
+    /// slab or page table) stays frozen, which its checks then expect.
     pub(crate) fn into_counted(self) -> Live<'n> {
         let handle = match self.handle {
-            Handle::Frozen(f) => Handle::Counted(f.unfreeze(std::num::NonZeroU32::MIN)),
+            Handle::Frozen(f) => match f.unfreeze(std::num::NonZeroU32::MIN) {
+                Ok(counted) => Handle::Counted(counted),
+                Err(refused) => Handle::Frozen(refused.folio),
+            },
             counted => counted,
         };
         Live { handle, ..self }

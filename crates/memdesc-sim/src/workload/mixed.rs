@@ -9,17 +9,14 @@
 //! only allocates, until an order-0 allocation fails (having drained every
 //! CPU's lists first) or the phase times out; then it frees back down to its
 //! target. Now and then it also freezes and splits a counted folio (P2),
-//! takes its folio lock, clones a reference, or commits a raw-pfn misuse on
-//! one of its own folios and checks the core refuses it with a typed error.
+//! takes its folio lock, or clones a reference.
 
 use super::live::{Handle, Live};
 use super::{stamp, WorkerContext, WorkerResult, WorkloadStats};
 use crate::rng::Rng;
 use crate::violations::Violations;
-use memdesc::buddy::RawError;
 use memdesc::folio::{PageFlags, MAX_ORDER};
-use memdesc::{AllocError, Gfp, Order, PageType, Pfn};
-use std::num::NonZeroU32;
+use memdesc::{AllocError, Gfp, Order, PageType};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,7 +38,6 @@ const ORDER_WEIGHTS: [u32; 4] = [70, 15, 10, 5];
 const SPLIT_PER_MILLE: u64 = 10;
 const LOCK_PER_MILLE: u64 = 5;
 const CLONE_PER_MILLE: u64 = 5;
-const MISUSE_PER_MILLE: u64 = 5;
 // Chances per allocation, per mille.
 const FROZEN_PER_MILLE: u64 = 200;
 const ZEROED_PER_MILLE: u64 = 100;
@@ -152,8 +148,6 @@ impl<'n> Worker<'_, 'n> {
             self.lock_one();
         } else if r < SPLIT_PER_MILLE + LOCK_PER_MILLE + CLONE_PER_MILLE {
             self.clone_one();
-        } else if r < SPLIT_PER_MILLE + LOCK_PER_MILLE + CLONE_PER_MILLE + MISUSE_PER_MILLE {
-            self.misuse_one();
         } else if self.wants_alloc() {
             self.alloc_one();
         } else {
@@ -317,7 +311,7 @@ impl<'n> Worker<'_, 'n> {
             }
         };
         let (node, cpu) = (self.ctx.node, self.ctx.cpu);
-        let frozen = match folio.try_freeze(NonZeroU32::MIN) {
+        let frozen = match folio.try_freeze() {
             Ok(frozen) => frozen,
             Err(e) => {
                 // A scanner holds a transient reference: EAGAIN, keep ours.
@@ -363,14 +357,13 @@ impl<'n> Worker<'_, 'n> {
     fn lock_one(&mut self) {
         let Some(i) = self.pick_counted() else { return };
         let Handle::Counted(folio) = &self.live[i].handle else { return };
-        let platform = self.ctx.node.platform();
         let guard = if self.rng.per_mille(500) {
-            folio.try_lock(platform).unwrap_or_else(|| {
+            folio.try_lock().unwrap_or_else(|| {
                 self.stats.lock_busy += 1;
-                folio.lock(platform)
+                folio.lock()
             })
         } else {
-            folio.lock(platform)
+            folio.lock()
         };
         if !guard.folio().head().flags().contains(PageFlags::LOCKED) {
             let (cpu, pfn) = (self.ctx.cpu, folio.pfn());
@@ -391,50 +384,5 @@ impl<'n> Worker<'_, 'n> {
         }
         drop(copy);
         self.stats.clones += 1;
-    }
-
-    /// Commits a raw-pfn misuse on one of this CPU's own folios (so no other
-    /// CPU's state is at stake) and checks the core refuses it with the
-    /// expected typed error and changes nothing.
-    fn misuse_one(&mut self) {
-        if self.live.is_empty() {
-            return;
-        }
-        let i = self.rng.below(self.live.len() as u64) as usize;
-        let node = self.ctx.node;
-        let live = &self.live[i];
-        let (pfn, order, ty) = (live.pfn(), live.order, live.ty);
-        let one = NonZeroU32::MIN;
-        let (what, outcome, expected): (&str, _, fn(&RawError) -> bool) = match (&live.handle, self.rng.below(3)) {
-            (_, 0) => {
-                let beyond = Pfn(node.memmap().end_pfn().0 + self.rng.below(1 << 20));
-                ("put of an out-of-range pfn", node.put_pfn(beyond), |e| matches!(e, RawError::OutOfRange(_)))
-            }
-            (Handle::Counted(_), 1) if order.get() > 0 => {
-                let tail = pfn.add(1 + self.rng.below(order.nr_pages() - 1));
-                ("put of a tail", node.put_pfn(tail), |e| matches!(e, RawError::Tail(_)))
-            }
-            (Handle::Counted(_), 1) => {
-                let wrong = order_of((order.get() + 1) % (MAX_ORDER + 1));
-                ("free with the wrong order", node.free_pages(pfn, wrong), |e| matches!(e, RawError::WrongOrder { .. }))
-            }
-            (Handle::Counted(_), _) => ("unfreeze of a counted folio", node.unfreeze_pfn(pfn, one), |e| {
-                matches!(e, RawError::NotFrozen { .. })
-            }),
-            (Handle::Frozen(_), _) if ty.is_always_frozen() => {
-                ("unfreeze of a slab or page table", node.unfreeze_pfn(pfn, one), |e| {
-                    matches!(e, RawError::WrongType(..))
-                })
-            }
-            (Handle::Frozen(_), _) => {
-                ("put of a frozen folio", node.put_pfn(pfn), |e| matches!(e, RawError::ZeroRefcount(_)))
-            }
-        };
-        let cpu = self.ctx.cpu;
-        match outcome {
-            Err(ref e) if expected(e) => self.stats.misuse_refused += 1,
-            other => self.violations.record(|| format!("cpu{cpu}: {what} on folio {pfn} returned {other:?}")),
-        }
-        self.live[i].check_descriptor(node, cpu, &mut self.violations);
     }
 }

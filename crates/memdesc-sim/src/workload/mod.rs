@@ -50,10 +50,6 @@ pub struct WorkloadStats {
     pub lock_busy: u64,
     /// References cloned and dropped.
     pub clones: u64,
-    /// Raw-pfn misuses committed on purpose (tail put, wrong order, unfreeze
-    /// of a counted or slab folio, put of a frozen folio, out-of-range pfn),
-    /// each refused with the expected typed error and nothing changed.
-    pub misuse_refused: u64,
     /// Phases run near full memory, to exhaust it on purpose.
     pub pressure_phases: u64,
     /// The most frames one CPU held at once (the maximum over CPUs; a CPU
@@ -87,7 +83,6 @@ impl AddAssign<&WorkloadStats> for WorkloadStats {
         self.lock_ops += o.lock_ops;
         self.lock_busy += o.lock_busy;
         self.clones += o.clones;
-        self.misuse_refused += o.misuse_refused;
         self.pressure_phases += o.pressure_phases;
         self.peak_live_frames = self.peak_live_frames.max(o.peak_live_frames);
     }

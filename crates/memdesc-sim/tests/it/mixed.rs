@@ -19,7 +19,6 @@ fn short_mixed_run_passes_and_exercises_every_path() {
     assert!(w.zeroed_allocs > 0, "{w:#?}");
     assert!(w.splits > 0, "{w:#?}");
     assert!(w.lock_ops > 0 && w.clones > 0, "{w:#?}");
-    assert!(w.misuse_refused > 0, "no misuse was committed: {w:#?}");
     assert!(w.pressure_phases > 0 && w.alloc_failures > 0, "out of memory never reached: {w:#?}");
 
     let s = &report.scanner;

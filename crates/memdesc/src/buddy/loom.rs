@@ -134,7 +134,9 @@ fn free_races_take() {
                 CPU.with(|c| c.set(1));
                 // SAFETY: the node outlives the join below.
                 let node = unsafe { &*(addr as *const Node<'static>) };
-                node.put_pfn(raw).unwrap();
+                // SAFETY: duty 1: `raw` is the reference given up by
+                // into_raw above, put once.
+                unsafe { node.put_pfn(raw) }.unwrap();
             });
             let taken = node.alloc(Order::ZERO, Gfp::USER).unwrap();
             other.join().unwrap();

@@ -173,6 +173,11 @@ impl core::error::Error for AllocError {}
 
 /// Why a raw-pfn operation ([`Node::put_pfn`], [`Node::free_pages`],
 /// [`Node::unfreeze_pfn`]) was refused. Nothing changed.
+///
+/// Those operations are `unsafe`: they act on a reference the caller says it
+/// owns, which no check can verify. What the checks can see (a bad pfn, a
+/// tail, a free or frozen frame, a wrong order or type) they refuse with one
+/// of these instead of corrupting anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawError {
     /// The pfn has no descriptor.
@@ -202,6 +207,8 @@ pub enum RawError {
     /// The folio's type forbids the operation (unfreezing a slab or page
     /// table, which stay frozen: P3).
     WrongType(Pfn, PageType),
+    /// A count in the refcount's overflow band.
+    Overflow(Pfn),
 }
 
 impl fmt::Display for RawError {
@@ -215,6 +222,7 @@ impl fmt::Display for RawError {
             Self::NotFrozen { pfn, refcount } => write!(f, "pfn {pfn} is not frozen (refcount {refcount})"),
             Self::WrongOrder { pfn, actual } => write!(f, "pfn {pfn} heads an order-{actual} folio"),
             Self::WrongType(p, ty) => write!(f, "pfn {p} has type {ty}"),
+            Self::Overflow(p) => write!(f, "pfn {p}: count in the overflow band"),
         }
     }
 }
@@ -264,6 +272,10 @@ impl<'a> FolioRelease for Node<'a> {
 
     fn bad_page(&self, pfn: Pfn, reason: BadPageReason) {
         self.quarantine(pfn, reason);
+    }
+
+    fn platform(&self) -> &dyn Platform {
+        self.platform
     }
 }
 
@@ -592,10 +604,18 @@ impl<'a> Node<'a> {
     /// keep raw pfns (`put_page`). Checks the frame first; frees the folio on
     /// the last put.
     ///
+    /// # Safety
+    /// 1. The caller owns a counted reference to this folio that no handle
+    ///    represents (one given up by [`FolioRef::into_raw`], or held by the
+    ///    caller's own structures) and gives it up here. The checks below
+    ///    catch the misuses they can see; they cannot see whose reference it
+    ///    is, and putting another holder's reference would leave that
+    ///    holder's handle pointing at a freed folio.
+    ///
     /// # Errors
     /// [`RawError`] for a pfn out of range, a tail, a free or unmanaged
     /// frame, or a zero refcount. Nothing changes on error.
-    pub fn put_pfn(&self, pfn: Pfn) -> Result<(), RawError> {
+    pub unsafe fn put_pfn(&self, pfn: Pfn) -> Result<(), RawError> {
         let page = self.raw_head(pfn)?;
         // Relaxed: seeds the decrement-unless-zero loop.
         let mut count = page.refcount.load(Ordering::Relaxed);
@@ -620,31 +640,44 @@ impl<'a> Node<'a> {
     }
 
     /// Frees the folio headed at `pfn`, which the caller says has `order`
-    /// (`__free_pages`): a checked [`Node::put_pfn`].
+    /// (`__free_pages`): a [`Node::put_pfn`] that also checks the order.
+    ///
+    /// # Safety
+    /// As [`Node::put_pfn`].
     ///
     /// # Errors
     /// As [`Node::put_pfn`], plus [`RawError::WrongOrder`].
-    pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), RawError> {
+    pub unsafe fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), RawError> {
         let page = self.raw_head(pfn)?;
         let actual = decode_compound(pfn, page.compound_word()).1.unwrap_or(Order::ZERO);
         if actual != order {
             return Err(RawError::WrongOrder { pfn, actual });
         }
-        self.put_pfn(pfn)
+        // SAFETY: duty 1 is ours by the same duty of our caller.
+        unsafe { self.put_pfn(pfn) }
     }
 
     /// Unfreezes the frozen folio headed at `pfn` to `count` references, for
     /// callers that keep raw pfns. Checks the state, not who froze it.
     ///
+    /// # Safety
+    /// 1. The caller owns the frozen folio and no handle represents it (it
+    ///    was given up by [`FrozenFolio::into_raw`]); the `count` references
+    ///    it creates are the caller's, as raw references.
+    ///
     /// # Errors
     /// [`RawError`] for a pfn out of range, a tail, a free or unmanaged frame,
-    /// a counted folio ([`RawError::NotFrozen`]), or a slab or page-table
-    /// folio ([`RawError::WrongType`]).
-    pub fn unfreeze_pfn(&self, pfn: Pfn, count: NonZeroU32) -> Result<(), RawError> {
+    /// a counted folio ([`RawError::NotFrozen`]), a slab or page-table folio
+    /// ([`RawError::WrongType`]), or a count in the overflow band
+    /// ([`RawError::Overflow`]).
+    pub unsafe fn unfreeze_pfn(&self, pfn: Pfn, count: NonZeroU32) -> Result<(), RawError> {
         let page = self.raw_head(pfn)?;
         let ty = page.page_type();
         if ty.is_always_frozen() {
             return Err(RawError::WrongType(pfn, ty));
+        }
+        if count.get() > crate::folio::REF_MAX {
+            return Err(RawError::Overflow(pfn));
         }
         // Release: publishes the owner's stores like FrozenFolio::unfreeze
         // (P2.5), pairing with the Acquire get (P1.3). Relaxed: on failure,
@@ -746,9 +779,11 @@ fn populate(map: &MemMap<'_>, layout: &MemoryLayout<'_>, zones: &mut [Zone; NR_Z
 /// Splits the node's min watermark over the zones by size.
 fn set_watermarks(zones: &mut [Zone; NR_ZONES], min_free_frames: Option<u64>) {
     let total: u64 = zones.iter().map(|z| z.managed).sum();
-    let min_total = min_free_frames.unwrap_or_else(|| default_min_free(total));
+    // A min above the node's size is clamped: it would refuse every
+    // allocation either way, and the arithmetic below stays in range.
+    let min_total = min_free_frames.unwrap_or_else(|| default_min_free(total)).min(total);
     for zone in zones.iter_mut() {
-        let min = (min_total * zone.managed).checked_div(total).unwrap_or(0);
+        let min = ((min_total as u128 * zone.managed as u128).checked_div(total as u128).unwrap_or(0)) as u64;
         zone.watermarks = Watermarks { min, low: min + min / 4, high: min + min / 2 };
     }
 }

@@ -121,6 +121,9 @@ fn frozen_allocation_types_and_stays_at_zero() {
         assert_eq!(slab.page_type(), PageType::Slab { cache: 1 });
         assert_eq!(slab.head().ref_count(), 0);
         assert_eq!(n.vmstat().event(VmEvent::PgallocFrozen), 1);
+        let (slab_pfn, slab) = (slab.pfn(), slab.unfreeze(ONE).unwrap_err());
+        assert_eq!(slab.reason, crate::folio::UnfreezeRefusal::AlwaysFrozen(PageType::Slab { cache: 1 }));
+        assert_eq!(slab.folio.pfn(), slab_pfn, "the refused folio comes back, still frozen");
         assert_eq!(
             n.alloc(Order::ZERO, Gfp::KERNEL.typed(PageType::PageTable)).unwrap_err(),
             AllocError::BadType(PageType::PageTable),
@@ -139,15 +142,21 @@ fn raw_put_rejects_bad_pfns_without_changing_anything() {
         let f = n.alloc(order(1), Gfp::USER).unwrap();
         let head = f.into_raw();
         let end = n.memmap().end_pfn();
-        assert_eq!(n.put_pfn(end), Err(RawError::OutOfRange(end)));
-        assert_eq!(n.put_pfn(head.add(1)), Err(RawError::Tail(head.add(1))));
-        assert_eq!(n.free_pages(head, Order::ZERO), Err(RawError::WrongOrder { pfn: head, actual: order(1) }));
         let free = Pfn(n.memmap().end_pfn().0 - 1);
-        assert_eq!(n.put_pfn(free), Err(RawError::Free(free)));
         let (meta, _) = n.memmap().metadata_range();
-        assert_eq!(n.put_pfn(meta), Err(RawError::Unmanaged(meta, PageType::Metadata)));
-        assert_eq!(n.free_pages(head, order(1)), Ok(()));
-        assert_eq!(n.put_pfn(head), Err(RawError::Free(head)), "double free is refused");
+        // SAFETY: this test owns the raw reference to `head` (into_raw
+        // above) and gives it up once, in the `Ok` call; every other call is
+        // a misuse the checks refuse before acting, which is what the test
+        // asserts.
+        unsafe {
+            assert_eq!(n.put_pfn(end), Err(RawError::OutOfRange(end)));
+            assert_eq!(n.put_pfn(head.add(1)), Err(RawError::Tail(head.add(1))));
+            assert_eq!(n.free_pages(head, Order::ZERO), Err(RawError::WrongOrder { pfn: head, actual: order(1) }));
+            assert_eq!(n.put_pfn(free), Err(RawError::Free(free)));
+            assert_eq!(n.put_pfn(meta), Err(RawError::Unmanaged(meta, PageType::Metadata)));
+            assert_eq!(n.free_pages(head, order(1)), Ok(()));
+            assert_eq!(n.put_pfn(head), Err(RawError::Free(head)), "double free is refused");
+        }
         assert_eq!(n.audit().violations, 0);
         assert_eq!(n.bad_pages().0, 0);
     });
@@ -157,7 +166,9 @@ fn raw_put_rejects_bad_pfns_without_changing_anything() {
 fn raw_put_on_a_frozen_folio_is_refused() {
     node(1024, small_config(true), |n| {
         let frozen = n.alloc_frozen(Order::ZERO, Gfp::KERNEL).unwrap();
-        assert_eq!(n.put_pfn(frozen.pfn()), Err(RawError::ZeroRefcount(frozen.pfn())));
+        // SAFETY: a misuse (no counted reference exists) the check refuses
+        // before acting, as asserted.
+        assert_eq!(unsafe { n.put_pfn(frozen.pfn()) }, Err(RawError::ZeroRefcount(frozen.pfn())));
     });
 }
 
@@ -165,13 +176,26 @@ fn raw_put_on_a_frozen_folio_is_refused() {
 fn raw_unfreeze_checks_state_and_type() {
     node(1024, small_config(true), |n| {
         let counted = n.alloc(Order::ZERO, Gfp::USER).unwrap();
-        assert_eq!(n.unfreeze_pfn(counted.pfn(), ONE), Err(RawError::NotFrozen { pfn: counted.pfn(), refcount: 1 }));
         let slab = n.alloc_frozen(Order::ZERO, Gfp::KERNEL.typed(PageType::Slab { cache: 0 })).unwrap();
-        assert_eq!(n.unfreeze_pfn(slab.pfn(), ONE), Err(RawError::WrongType(slab.pfn(), PageType::Slab { cache: 0 })));
         let frozen = n.alloc_frozen(Order::ZERO, Gfp::KERNEL).unwrap();
         let pfn = frozen.into_raw();
-        assert_eq!(n.unfreeze_pfn(pfn, ONE), Ok(()));
-        assert_eq!(n.put_pfn(pfn), Ok(()));
+        // SAFETY: the first two calls are misuses the checks refuse before
+        // acting (asserted); `pfn` is a frozen folio this test gave up with
+        // into_raw and owns, unfrozen once and its one reference put once.
+        unsafe {
+            assert_eq!(
+                n.unfreeze_pfn(counted.pfn(), ONE),
+                Err(RawError::NotFrozen { pfn: counted.pfn(), refcount: 1 })
+            );
+            assert_eq!(
+                n.unfreeze_pfn(slab.pfn(), ONE),
+                Err(RawError::WrongType(slab.pfn(), PageType::Slab { cache: 0 }))
+            );
+            let too_many = NonZeroU32::new(crate::folio::REF_MAX + 1).unwrap();
+            assert_eq!(n.unfreeze_pfn(pfn, too_many), Err(RawError::Overflow(pfn)));
+            assert_eq!(n.unfreeze_pfn(pfn, ONE), Ok(()));
+            assert_eq!(n.put_pfn(pfn), Ok(()));
+        }
     });
 }
 
@@ -298,4 +322,31 @@ fn zones_never_share_a_pageblock() {
     let audit = n.audit();
     assert_eq!(audit.violations, 0, "{:?}", audit.first_violation);
     assert_eq!(audit.free, n.vmstat().nr_managed);
+}
+
+/// Regression (review of issue 2): a min watermark beyond the node's size
+/// overflowed the per-zone split; it now clamps.
+#[test]
+fn huge_min_free_frames_is_clamped() {
+    let config = NodeConfig { min_free_frames: Some(u64::MAX), ..small_config(false) };
+    node(1024, config, |n| {
+        assert_eq!(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap_err(), AllocError::OutOfMemory { order: Order::ZERO });
+        let urgent = Gfp { high_priority: true, ..Gfp::KERNEL };
+        assert!(n.alloc(Order::ZERO, urgent).is_ok());
+    });
+}
+
+/// Regression (review of issue 2): a handle that outlived its reference
+/// (raw-API misuse) must not bring a freed folio back to life by cloning.
+#[test]
+#[should_panic(expected = "clone of a reference at refcount 0")]
+fn clone_refuses_to_resurrect_a_freed_folio() {
+    node(1024, small_config(true), |n| {
+        let pfn = n.alloc(Order::ZERO, Gfp::USER).unwrap().into_raw();
+        // SAFETY: deliberately restoring one raw reference twice (the misuse
+        // under test); both handles point at valid descriptors.
+        let (a, b) = unsafe { (FolioRef::from_raw(n, pfn), FolioRef::from_raw(n, pfn)) };
+        drop(a);
+        let _resurrected = b.clone();
+    });
 }

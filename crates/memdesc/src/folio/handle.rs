@@ -59,6 +59,10 @@ pub trait FolioRelease: Sync + Sized + sealed::Sealed {
 
     /// Records a bad-page report for `pfn` and takes the frame out of service.
     fn bad_page(&self, pfn: Pfn, reason: BadPageReason);
+
+    /// The platform whose wait queues the folio lock sleeps on: one per
+    /// owner, so a waiter and the unlocker always use the same queues.
+    fn platform(&self) -> &dyn crate::platform::Platform;
 }
 
 /// A counted reference to a folio.
@@ -107,6 +111,41 @@ impl<R: FolioRelease> fmt::Display for FreezeError<'_, R> {
 
 impl<R: FolioRelease> core::error::Error for FreezeError<'_, R> {}
 
+/// Why [`FrozenFolio::unfreeze`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnfreezeRefusal {
+    /// Slab and page-table folios stay frozen for life (P3): counting one
+    /// would let speculative getters reach its owner words (seed 004).
+    AlwaysFrozen(PageType),
+    /// The count is in the overflow band.
+    Overflow,
+}
+
+/// A refused unfreeze: the folio comes back, still frozen.
+pub struct UnfreezeError<'a, R: FolioRelease> {
+    /// The folio, still frozen and still the caller's.
+    pub folio: FrozenFolio<'a, R>,
+    /// Why.
+    pub reason: UnfreezeRefusal,
+}
+
+impl<R: FolioRelease> fmt::Debug for UnfreezeError<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnfreezeError").field("pfn", &self.folio.pfn()).field("reason", &self.reason).finish()
+    }
+}
+
+impl<R: FolioRelease> fmt::Display for UnfreezeError<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            UnfreezeRefusal::AlwaysFrozen(ty) => write!(f, "folio {} of type {ty} is never counted", self.folio.pfn()),
+            UnfreezeRefusal::Overflow => write!(f, "folio {}: unfreeze count in the overflow band", self.folio.pfn()),
+        }
+    }
+}
+
+impl<R: FolioRelease> core::error::Error for UnfreezeError<'_, R> {}
+
 /// The queries both handles answer the same way: the head, its pfn, and the
 /// order, type and contents, all stable while the handle lives (a counted
 /// reference or exclusive ownership pins them, P3).
@@ -149,8 +188,10 @@ macro_rules! folio_queries {
             }
 
             /// The folio's contents as atomic words (racy but defined: holders
-            /// of other references may access them too).
-            pub fn contents(&self) -> &'a [FrameWord] {
+            /// of other references may access them too). Borrowed from the
+            /// handle, so no view outlives the reference or ownership that
+            /// keeps the frames from being freed and reused.
+            pub fn contents(&self) -> &[FrameWord] {
                 self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[])
             }
         }
@@ -178,17 +219,34 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
         head <= pfn && pfn.0 < head.0 + self.nr_pages()
     }
 
-    /// Freezes the refcount from exactly `expected` to 0 (P2.1), giving this
-    /// reference up for exclusive ownership.
+    /// Freezes the refcount from exactly 1 to 0 (P2.1): succeeds only if
+    /// this is the folio's one reference, so no other handle to it exists.
     ///
-    /// `expected` counts this reference and every other one the caller
-    /// accounts for (mappings, caches); any other reference (a pin, a
-    /// speculative getter) makes the freeze fail.
+    /// # Errors
+    /// [`FreezeError`] with this reference back if anyone else holds one (a
+    /// pin, a clone, a speculative getter).
+    pub fn try_freeze(self) -> Result<FrozenFolio<'a, R>, FreezeError<'a, R>> {
+        // SAFETY: duty 1 holds trivially: `expected` is 1, this reference.
+        unsafe { self.try_freeze_with(NonZeroU32::MIN) }
+    }
+
+    /// Freezes the refcount from exactly `expected` to 0 (P2.1), giving this
+    /// reference up for exclusive ownership. `expected` counts this reference
+    /// and the raw ones the caller accounts for (mappings, cache slots): any
+    /// other reference (a pin, a speculative getter) makes the freeze fail.
+    ///
+    /// # Safety
+    /// 1. The `expected - 1` other references are raw references (given up
+    ///    with [`FolioRef::into_raw`] or held by the caller's structures)
+    ///    that nobody turns back into handles or puts while the folio is
+    ///    frozen; no other live [`FolioRef`] to this folio is counted in
+    ///    `expected`. (A live handle counted here would be left pointing at a
+    ///    frozen folio, able to reach it while we own it exclusively.)
     ///
     /// # Errors
     /// [`FreezeError`] with this reference back if the refcount is not
     /// `expected`.
-    pub fn try_freeze(self, expected: NonZeroU32) -> Result<FrozenFolio<'a, R>, FreezeError<'a, R>> {
+    pub unsafe fn try_freeze_with(self, expected: NonZeroU32) -> Result<FrozenFolio<'a, R>, FreezeError<'a, R>> {
         // P2.1. Acquire: pairs with the Release fetch_sub of every put
         // (FolioRef::drop) so the other holders' accesses happen before our
         // exclusive use. Relaxed: on failure, we keep our reference and touch
@@ -228,7 +286,14 @@ impl<R: FolioRelease> Clone for FolioRef<'_, R> {
         // so the folio cannot be freed or frozen concurrently and nothing
         // needs ordering.
         let old = self.head.refcount.fetch_add(1, Ordering::Relaxed);
-        assert!(old < REF_MAX, "folio refcount overflow: references are leaking");
+        if old == 0 || old >= REF_MAX {
+            // Relaxed: undoing our own increment; we are about to panic.
+            self.head.refcount.fetch_sub(1, Ordering::Relaxed);
+            // A handle that outlived its reference (raw-API misuse) must not
+            // bring a free or frozen folio back to life, and an overflow
+            // means references are leaking: both are bugs, like Arc's abort.
+            panic!("folio {}: clone of a reference at refcount {old}", self.pfn());
+        }
         Self { owner: self.owner, head: self.head }
     }
 }
@@ -310,9 +375,21 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
     }
 
     /// Unfreezes to `count` references (P2.5) and returns one of them; the
-    /// other `count - 1` belong to holders the caller accounts for (the ones
-    /// its `try_freeze` expected).
-    pub fn unfreeze(self, count: NonZeroU32) -> FolioRef<'a, R> {
+    /// other `count - 1` belong to holders the caller accounts for (the raw
+    /// references its `try_freeze_with` expected).
+    ///
+    /// # Errors
+    /// [`UnfreezeError`] with the folio back, still frozen, for a slab or
+    /// page-table folio (they are never counted: P3) or a count in the
+    /// overflow band.
+    pub fn unfreeze(self, count: NonZeroU32) -> Result<FolioRef<'a, R>, UnfreezeError<'a, R>> {
+        let ty = self.page_type();
+        if ty.is_always_frozen() {
+            return Err(UnfreezeError { folio: self, reason: UnfreezeRefusal::AlwaysFrozen(ty) });
+        }
+        if count.get() > REF_MAX {
+            return Err(UnfreezeError { folio: self, reason: UnfreezeRefusal::Overflow });
+        }
         let this = ManuallyDrop::new(self);
         // P2.5. Release: publishes every store made while frozen (type tag,
         // compound words, flags, owner words; P2.2-P2.4) to the next
@@ -324,7 +401,7 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         // Relaxed: deliberately wrong.
         #[cfg(memdesc_mutant = "relaxed_unfreeze")]
         this.head.refcount.store(count.get(), Ordering::Relaxed);
-        FolioRef { owner: this.owner, head: this.head }
+        Ok(FolioRef { owner: this.owner, head: this.head })
     }
 
     /// Publishes a newly allocated folio with refcount 1 (P3.3): the type tag,

@@ -6,7 +6,7 @@
 //! waiter bit was set, so an uncontended unlock costs one atomic.
 
 use super::{FolioRef, FolioRelease, PageFlags};
-use crate::platform::{Platform, WaitKey};
+use crate::platform::WaitKey;
 use crate::sync::Ordering;
 
 /// The folio lock, held. Borrows the reference that keeps the folio alive;
@@ -14,12 +14,11 @@ use crate::sync::Ordering;
 #[must_use]
 pub struct LockedFolio<'r, 'a, R: FolioRelease> {
     folio: &'r FolioRef<'a, R>,
-    platform: &'r dyn Platform,
 }
 
 impl<'a, R: FolioRelease> FolioRef<'a, R> {
     /// Takes the folio lock if it is free.
-    pub fn try_lock<'r>(&'r self, platform: &'r dyn Platform) -> Option<LockedFolio<'r, 'a, R>> {
+    pub fn try_lock(&self) -> Option<LockedFolio<'_, 'a, R>> {
         // L.1. Acquire: pairs with the Release in LockedFolio::drop (L.3), so
         // this holder sees what the previous one wrote under the lock.
         #[cfg(not(memdesc_mutant = "relaxed_folio_lock"))]
@@ -31,16 +30,17 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
         // Not `then_some`: it would build the guard eagerly, and its drop
         // would release a lock someone else holds.
         if old & PageFlags::LOCKED.0 == 0 {
-            Some(LockedFolio { folio: self, platform })
+            Some(LockedFolio { folio: self })
         } else {
             None
         }
     }
 
-    /// Takes the folio lock, sleeping through `platform` while it is held.
-    pub fn lock<'r>(&'r self, platform: &'r dyn Platform) -> LockedFolio<'r, 'a, R> {
+    /// Takes the folio lock, sleeping on the owner's platform wait queue
+    /// while it is held.
+    pub fn lock(&self) -> LockedFolio<'_, 'a, R> {
         loop {
-            if let Some(locked) = self.try_lock(platform) {
+            if let Some(locked) = self.try_lock() {
                 return locked;
             }
             // Relaxed: only announces a sleeper; the wait below rechecks the
@@ -48,7 +48,7 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
             // this bit in coherence order if it runs after us.
             self.head().flags.fetch_or(PageFlags::WAITERS.0, Ordering::Relaxed);
             let head = self.head();
-            platform.wait(WaitKey(self.pfn().0), &|| head.flags().contains(PageFlags::LOCKED));
+            self.owner().platform().wait(WaitKey(self.pfn().0), &|| head.flags().contains(PageFlags::LOCKED));
         }
     }
 }
@@ -67,7 +67,7 @@ impl<R: FolioRelease> Drop for LockedFolio<'_, '_, R> {
         // our writes.
         let old = self.folio.head().flags.fetch_and(!clear, Ordering::Release);
         if old & PageFlags::WAITERS.0 != 0 {
-            self.platform.wake_all(WaitKey(self.folio.pfn().0));
+            self.folio.owner().platform().wake_all(WaitKey(self.folio.pfn().0));
         }
     }
 }

@@ -41,7 +41,9 @@ fn race(
         });
         getter(node, tail);
         if let Some(kept) = handle.join().unwrap() {
-            node.put_pfn(kept).unwrap();
+            // SAFETY: duty 1: `kept` is a reference the owner gave up with
+            // into_raw and handed to us through the join; put once.
+            unsafe { node.put_pfn(kept) }.unwrap();
         }
         let audit = node.audit();
         assert_eq!(audit.violations, 0, "allocator invariants violated: {:?}", audit.first_violation);
@@ -78,10 +80,10 @@ fn check_got(node: &Node<'_>, pfn: Pfn) -> Option<PageType> {
 fn get_races_split() {
     race(
         |_node, folio| {
-            if let Ok(frozen) = folio.try_freeze(ONE) {
+            if let Ok(frozen) = folio.try_freeze() {
                 let mut pieces = std::vec::Vec::new();
-                let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE))).unwrap();
-                let first = first.unfreeze(ONE);
+                let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
+                let first = first.unfreeze(ONE).unwrap();
                 drop(pieces);
                 drop(first);
             }
@@ -119,10 +121,10 @@ fn get_races_free_and_realloc() {
 /// the word as published; loom's race detector checks the owner word.
 fn freeze_excludes_getters() {
     race(
-        |_node, folio| match folio.try_freeze(ONE) {
+        |_node, folio| match folio.try_freeze() {
             Ok(mut frozen) => {
                 frozen.set_owner_word(2, 0xf00d);
-                Some(frozen.unfreeze(ONE).into_raw())
+                Some(frozen.unfreeze(ONE).unwrap().into_raw())
             }
             Err(err) => Some(err.folio.into_raw()),
         },
@@ -161,10 +163,10 @@ fn p1_two_getters_race_split() {
                 let node = unsafe { &*(addr as *const Node<'static>) };
                 // SAFETY: duty 1: `raw` came from into_raw and is restored once.
                 let folio = unsafe { crate::folio::FolioRef::from_raw(node, raw) };
-                if let Ok(frozen) = folio.try_freeze(ONE) {
+                if let Ok(frozen) = folio.try_freeze() {
                     let mut pieces = std::vec::Vec::new();
-                    let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE))).unwrap();
-                    drop(first.unfreeze(ONE));
+                    let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
+                    drop(first.unfreeze(ONE).unwrap());
                     drop(pieces);
                 }
                 None
@@ -213,7 +215,7 @@ fn lock_serialises_holders() {
         let shared = counter.clone();
         race(
             move |_node, folio| {
-                let locked = folio.lock(&SpinPlatform);
+                let locked = folio.lock();
                 // SAFETY: the folio lock is held: no other access.
                 shared.0.with_mut(|c| unsafe { *c += 1 });
                 drop(locked);
@@ -221,7 +223,7 @@ fn lock_serialises_holders() {
             },
             |node, tail| {
                 let folio = node.try_get(Pfn(tail.0 - 1)).unwrap();
-                let locked = folio.lock(&SpinPlatform);
+                let locked = folio.lock();
                 // SAFETY: the folio lock is held: no other access.
                 counter.0.with_mut(|c| unsafe { *c += 1 });
                 drop(locked);

@@ -25,7 +25,8 @@
 //!
 //! [`try_get`] is the one speculative-get protocol (P1): every lockless user
 //! (pfn scanners, GUP-fast, compaction) goes through it. Freeze and split
-//! (P2) are [`FolioRef::try_freeze`] and [`FrozenFolio::split`]. Allocation
+//! (P2) are [`FolioRef::try_freeze`] (or `try_freeze_with` for counts that
+//! include raw references) and [`FrozenFolio::split`]. Allocation
 //! publishes a newly typed folio with one Release store (P3, in
 //! `FrozenFolio::publish`).
 //!
@@ -40,7 +41,7 @@ mod speculative;
 mod split;
 
 pub use flags::PageFlags;
-pub use handle::{BadPageReason, FolioRef, FolioRelease, FreezeError, FrozenFolio};
+pub use handle::{BadPageReason, FolioRef, FolioRelease, FreezeError, FrozenFolio, UnfreezeError, UnfreezeRefusal};
 pub use lock::LockedFolio;
 pub use ptype::PageType;
 pub use speculative::{try_get, GetError};

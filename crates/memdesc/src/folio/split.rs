@@ -8,7 +8,7 @@
 //! the caller unfreezes it after all the others (P2.6), like Linux's
 //! `__folio_split`.
 
-use super::{head_word, tail_word, FolioRelease, FrozenFolio, Order, PageType};
+use super::{head_word, tail_word, FolioRelease, FrozenFolio, Order, PageFlags, PageType};
 use core::fmt;
 
 /// Why a split was refused.
@@ -58,7 +58,9 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         let map = owner.memmap();
         let head_pfn = self.pfn();
         let ty = self.page_type();
-        let flags = self.head().flags();
+        // The lock bits stay with the original head: a piece comes out
+        // unlocked, with no sleepers to wake.
+        let flags = PageFlags(self.head().flags().0 & !(PageFlags::LOCKED.0 | PageFlags::WAITERS.0));
         let step = new_order.nr_pages();
         // P2.2: each new head gets the type, flags and its own compound
         // layout; its tails point at it. Stores are Relaxed (set_compound,
@@ -75,6 +77,12 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
             sub_head.flags.store(flags.0, crate::sync::Ordering::Relaxed);
             sub_head.set_type(if matches!(ty, PageType::Tail) { PageType::Kernel } else { ty });
             sub_head.set_compound(head_word(new_order));
+            for word in 0..crate::memmap::OWNER_WORDS {
+                // SAFETY: duty 1 of set_owner_word: every frame of the frozen
+                // folio is exclusively ours (type invariant of `self`); an
+                // ex-tail's words are stale, and a new head starts clean.
+                unsafe { sub_head.set_owner_word(word, 0) };
+            }
             sub += step;
         }
         // P2.3: the original head takes the new order.

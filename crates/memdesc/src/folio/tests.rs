@@ -1,5 +1,6 @@
 use super::*;
 use crate::buddy::{Gfp, Node};
+use crate::folio::UnfreezeRefusal;
 use crate::memmap::{PhysRange, PAGE_SIZE};
 use crate::platform::SpinPlatform;
 use crate::testutil::{small_config, with_node};
@@ -105,13 +106,13 @@ fn freeze_fails_while_referenced() {
     node(|n| {
         let folio = n.alloc(Order::ZERO, Gfp::USER).unwrap();
         let extra = folio.clone();
-        let err = folio.try_freeze(ONE).unwrap_err();
+        let err = folio.try_freeze().unwrap_err();
         assert_eq!(err.actual, 2);
         let folio = err.folio;
         drop(extra);
-        let frozen = folio.try_freeze(ONE).unwrap();
+        let frozen = folio.try_freeze().unwrap();
         assert_eq!(n.try_get(frozen.pfn()).unwrap_err(), GetError::Frozen);
-        let back = frozen.unfreeze(ONE);
+        let back = frozen.unfreeze(ONE).unwrap();
         assert_eq!(back.ref_count(), 1);
     });
 }
@@ -126,7 +127,7 @@ fn frozen_owner_changes_type_and_owner_words() {
         assert!(frozen.set_owner_word(3, 0xfeed));
         assert!(!frozen.set_owner_word(4, 1));
         assert_eq!(frozen.owner_word(3), Some(0xfeed));
-        let counted = frozen.unfreeze(ONE);
+        let counted = frozen.unfreeze(ONE).unwrap();
         assert_eq!(counted.page_type(), PageType::Movable { ops: 2 });
     });
 }
@@ -136,10 +137,10 @@ fn split_makes_every_piece_its_own_folio() {
     node(|n| {
         let folio = n.alloc(Order::new(2).unwrap(), Gfp::USER).unwrap();
         let head = folio.pfn();
-        let frozen = folio.try_freeze(ONE).unwrap();
+        let frozen = folio.try_freeze().unwrap();
         let mut pieces = std::vec::Vec::new();
-        let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE))).unwrap();
-        let first = first.unfreeze(ONE);
+        let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
+        let first = first.unfreeze(ONE).unwrap();
         assert_eq!(first.order(), Order::ZERO);
         assert_eq!(pieces.len(), 3);
         for (i, piece) in pieces.iter().enumerate() {
@@ -168,11 +169,11 @@ fn split_refuses_a_larger_order() {
 fn folio_lock_excludes_and_releases() {
     node(|n| {
         let folio = n.alloc(Order::ZERO, Gfp::USER).unwrap();
-        let locked = folio.try_lock(&SpinPlatform).unwrap();
-        assert!(folio.try_lock(&SpinPlatform).is_none());
+        let locked = folio.try_lock().unwrap();
+        assert!(folio.try_lock().is_none());
         assert!(folio.head().flags().contains(PageFlags::LOCKED));
         drop(locked);
-        let again = folio.lock(&SpinPlatform);
+        let again = folio.lock();
         drop(again);
         assert!(!folio.head().flags().contains(PageFlags::LOCKED));
     });
@@ -207,4 +208,42 @@ fn contents_cover_the_whole_folio() {
         assert_eq!(folio.contents().len(), 2 * PAGE_SIZE / 8);
     });
     let _ = PhysRange::new(0, 0);
+}
+
+/// Regression (review of issue 2): a slab or page-table folio can never be
+/// counted, even when retyped while frozen (P3, seed 004).
+#[test]
+fn unfreeze_refuses_always_frozen_types() {
+    node(|n| {
+        let mut frozen = n.alloc(Order::ZERO, Gfp::KERNEL).unwrap().try_freeze().unwrap();
+        assert!(frozen.set_type(PageType::PageTable));
+        let err = frozen.unfreeze(ONE).unwrap_err();
+        assert_eq!(err.reason, UnfreezeRefusal::AlwaysFrozen(PageType::PageTable));
+        assert_eq!(n.try_get(err.folio.pfn()).unwrap_err(), GetError::Frozen);
+    });
+}
+
+/// Regression (review of issue 2): split pieces come out unlocked and with
+/// clean owner words; they keep the other flags.
+#[test]
+fn split_pieces_are_unlocked_and_clean() {
+    node(|n| {
+        let folio = n.alloc(Order::new(2).unwrap(), Gfp::USER).unwrap();
+        let flags = PageFlags(PageFlags::LOCKED.0 | PageFlags::DIRTY.0);
+        // Relaxed: test setup on a folio only we hold.
+        folio.head().flags.fetch_or(flags.0, crate::sync::Ordering::Relaxed);
+        let frozen = folio.try_freeze().unwrap();
+        let mut pieces = std::vec::Vec::new();
+        let first = frozen.split(Order::ZERO, |piece| pieces.push(piece)).unwrap();
+        for piece in &pieces {
+            assert!(piece.head().flags().contains(PageFlags::DIRTY));
+            assert!(!piece.head().flags().intersects(PageFlags(PageFlags::LOCKED.0 | PageFlags::WAITERS.0)));
+            assert!((0..4).all(|w| piece.owner_word(w) == Some(0)));
+        }
+        // Relaxed: test cleanup; the original head keeps the lock bit.
+        first.head().flags.store(0, crate::sync::Ordering::Relaxed);
+        drop(pieces);
+        drop(first);
+        assert_eq!(n.audit().violations, 0);
+    });
 }

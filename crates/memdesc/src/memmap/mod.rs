@@ -110,8 +110,9 @@ pub struct MemMap<'a> {
 }
 
 // SAFETY: the descriptors are Sync (see `Page`); frame contents are reached
-// only as atomic words (`frame_words`) or by the exclusive owner of a frame
-// (`frame_bytes_mut`), so sharing the map between threads adds no race.
+// only as atomic words (`frame_words`, borrowed by the handles that keep the
+// frames allocated) or by the exclusive owner of a frame not yet published
+// (`zero_frames`), so sharing the map between threads adds no race.
 unsafe impl Sync for MemMap<'_> {}
 // SAFETY: the map borrows the memory for 'a from whichever thread created it;
 // nothing in it is tied to that thread.
@@ -155,6 +156,9 @@ impl<'a> MemMap<'a> {
         layout: &MemoryLayout<'_>,
         build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
     ) -> Result<&'a T, MemMapError> {
+        // The root is placed at a frame-aligned offset rounded up to its
+        // alignment, which is only its alignment if that divides a frame.
+        const { assert!(align_of::<T>() <= PAGE_SIZE, "a memmap root must not be aligned above a frame") };
         let (span_start, span_end) = validate(memory, phys_base, layout)?;
         let nr_pages = span_end.0 - span_start.0;
         let nr_pageblocks = nr_pages.div_ceil(PAGEBLOCK_FRAMES) + 1;
@@ -270,9 +274,10 @@ impl<'a> MemMap<'a> {
         &self.pages[start..start + nr as usize]
     }
 
-    /// The pfn a descriptor of this map describes.
+    /// The pfn a descriptor of this map describes (the caller got `page`
+    /// from this map).
     #[inline(always)]
-    pub fn pfn_of(&self, page: &Page) -> Pfn {
+    pub(crate) fn pfn_of(&self, page: &Page) -> Pfn {
         let offset = (page as *const Page as usize) - (self.pages.as_ptr() as usize);
         debug_assert!(offset % DESCRIPTOR_SIZE == 0 && offset / DESCRIPTOR_SIZE < self.pages.len());
         self.base_pfn.add((offset / DESCRIPTOR_SIZE) as u64)
@@ -335,7 +340,8 @@ const fn align_up(value: u64, align: u64) -> u64 {
 
 /// Checks the layout and returns the pfn span its RAM covers.
 fn validate(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Result<(Pfn, Pfn), MemMapError> {
-    let whole = PhysRange { start: phys_base, end: PhysAddr(phys_base.0 + memory.len() as u64) };
+    let end = phys_base.0.checked_add(memory.len() as u64).ok_or(MemMapError::TooLarge)?;
+    let whole = PhysRange { start: phys_base, end: PhysAddr(end) };
     if (memory.as_ptr() as usize) % PAGE_SIZE != 0 || !phys_base.is_page_aligned() {
         return Err(MemMapError::Misaligned(whole));
     }

@@ -71,3 +71,13 @@ fn descriptor_is_one_cache_line() {
     assert_eq!(DESCRIPTOR_SIZE, 64);
     assert_eq!(core::mem::align_of::<Page>(), 64);
 }
+
+/// Regression (review of issue 2): a physical base near the top of the
+/// address space overflowed the span computation.
+#[test]
+fn boot_refuses_a_span_past_the_address_space() {
+    let mut m = TestMemory::new(MIB as usize);
+    let layout = MemoryLayout { ram: &[PhysRange::new(0, MIB)], reserved: &[] };
+    let err = MemMap::boot(m.bytes(), PhysAddr(!0xfff), &layout, |_, _| ()).map(|_| ()).unwrap_err();
+    assert_eq!(err, MemMapError::TooLarge);
+}
