@@ -199,13 +199,12 @@ impl HeapPeer {
         let base = backing.as_mut_ptr() as usize;
         let start = base.next_multiple_of(region);
         let mut heap = Heap::new();
-        // SAFETY: Heap::init's duty is that [start, start + region) is
-        // writable memory nobody else uses for as long as the heap uses it.
-        // The range lies inside `backing`'s allocation (start < base + region,
-        // and the allocation is 2 × region bytes); that allocation lives as
-        // long as `heap` (both are fields of Self, and the buffer does not
-        // move when Self moves); and the Vec's length stays 0, so nothing
-        // but the heap ever touches those bytes.
+        // Heap::init's duty: [start, start + region) is writable memory only
+        // the heap uses while it lives. The range is inside `backing` (start <
+        // base + region; 2 × region bytes), which lives as long as `heap`
+        // (both fields of Self; the buffer does not move with Self) and keeps
+        // length 0, so nothing else touches those bytes.
+        // SAFETY: that duty, discharged above.
         unsafe { heap.init(start, region) };
         Self { heap, _backing: backing, region }
     }

@@ -298,11 +298,9 @@ impl<'a> MemMap<'a> {
     /// defined.
     pub(crate) fn frame_words(&self, pfn: Pfn, nr: u64) -> Option<&'a [FrameWord]> {
         let (offset, len) = self.frame_span(pfn, nr)?;
-        // SAFETY: `frame_span` checked the bytes lie inside `memory`, which is
-        // borrowed for 'a, and outside the metadata run, so no descriptor or
-        // root object aliases them; the base is frame-aligned, so the words
-        // are 8-aligned; `FrameWord` has the size and alignment of u64 and any
-        // bit pattern is valid.
+        // SAFETY: in `memory` (borrowed for 'a) and outside the metadata run
+        // (frame_span), so nothing aliases the bytes; frame-aligned, hence
+        // 8-aligned; FrameWord is a u64-sized atomic valid for any bits.
         Some(unsafe { core::slice::from_raw_parts(self.memory.as_ptr().add(offset).cast::<FrameWord>(), len / 8) })
     }
 
