@@ -40,6 +40,7 @@ pub use zone::{Watermarks, ZoneId, NR_ORDERS, NR_ZONES};
 
 use crate::folio::{
     decode_compound, head_word, sealed, tail_word, BadPageReason, FolioRelease, Order, PageFlags, PageType,
+    UnfreezeRefusal,
 };
 use crate::memmap::{MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
 use crate::platform::Platform;
@@ -522,23 +523,7 @@ impl<'a> Node<'a> {
     /// retyping it would corrupt the list.
     fn quarantine(&self, pfn: Pfn, reason: BadPageReason) {
         let Some(page) = self.map.page(pfn) else { return };
-        let (_, order) = decode_compound(pfn, page.compound_word());
-        let tail = tail_word(pfn);
-        let mut frames = 0;
-        if !page.page_type().is_free() {
-            page.set_type(PageType::Quarantined);
-            frames = 1;
-        }
-        if let (Some(order), 1) = (order, frames) {
-            for i in 1..order.nr_pages() {
-                let Some(t) = self.map.page(pfn.add(i)) else { break };
-                if t.compound_word() != tail {
-                    break;
-                }
-                t.set_type(PageType::Quarantined);
-                frames += 1;
-            }
-        }
+        let frames = if page.page_type().is_free() { 0 } else { self.retype_quarantined(pfn, page) };
         let mut log = self.bad.lock();
         log.with(|log| {
             log.reports[(log.count % BAD_PAGE_LOG as u64) as usize] = Some(BadPageReport { pfn, reason });
@@ -547,6 +532,19 @@ impl<'a> Node<'a> {
         });
         drop(log);
         self.stats[self.cpu()].add(VmEvent::BadPage, 1);
+    }
+
+    /// Types the frame at `pfn` and the tails still linked to it as
+    /// quarantined; returns how many frames that took out of service.
+    fn retype_quarantined(&self, pfn: Pfn, page: &crate::memmap::Page) -> u64 {
+        page.set_type(PageType::Quarantined);
+        let Some(order) = decode_compound(pfn, page.compound_word()).1 else { return 1 };
+        let tail = tail_word(pfn);
+        let tails = (1..order.nr_pages())
+            .map_while(|i| self.map.page(pfn.add(i)).filter(|t| t.compound_word() == tail))
+            .inspect(|t| t.set_type(PageType::Quarantined))
+            .count();
+        1 + tails as u64
     }
 
     /// The running CPU's index into per-CPU arrays (clamped: a platform
@@ -672,12 +670,10 @@ impl<'a> Node<'a> {
     /// ([`RawError::Overflow`]).
     pub unsafe fn unfreeze_pfn(&self, pfn: Pfn, count: NonZeroU32) -> Result<(), RawError> {
         let page = self.raw_head(pfn)?;
-        let ty = page.page_type();
-        if ty.is_always_frozen() {
-            return Err(RawError::WrongType(pfn, ty));
-        }
-        if count.get() > crate::folio::REF_MAX {
-            return Err(RawError::Overflow(pfn));
+        match UnfreezeRefusal::check(page.page_type(), count) {
+            Some(UnfreezeRefusal::AlwaysFrozen(ty)) => return Err(RawError::WrongType(pfn, ty)),
+            Some(UnfreezeRefusal::Overflow) => return Err(RawError::Overflow(pfn)),
+            None => {}
         }
         // Release: publishes the owner's stores like FrozenFolio::unfreeze
         // (P2.5), pairing with the Acquire get (P1.3). Relaxed: on failure,

@@ -121,6 +121,21 @@ pub enum UnfreezeRefusal {
     Overflow,
 }
 
+impl UnfreezeRefusal {
+    /// Why a frozen folio of type `ty` may not be unfrozen to `count`
+    /// references, if it may not: the one rule both `FrozenFolio::unfreeze`
+    /// and the raw `Node::unfreeze_pfn` apply.
+    pub const fn check(ty: PageType, count: NonZeroU32) -> Option<Self> {
+        if ty.is_always_frozen() {
+            Some(Self::AlwaysFrozen(ty))
+        } else if count.get() > REF_MAX {
+            Some(Self::Overflow)
+        } else {
+            None
+        }
+    }
+}
+
 /// A refused unfreeze: the folio comes back, still frozen.
 pub struct UnfreezeError<'a, R: FolioRelease> {
     /// The folio, still frozen and still the caller's.
@@ -383,12 +398,8 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
     /// page-table folio (they are never counted: P3) or a count in the
     /// overflow band.
     pub fn unfreeze(self, count: NonZeroU32) -> Result<FolioRef<'a, R>, UnfreezeError<'a, R>> {
-        let ty = self.page_type();
-        if ty.is_always_frozen() {
-            return Err(UnfreezeError { folio: self, reason: UnfreezeRefusal::AlwaysFrozen(ty) });
-        }
-        if count.get() > REF_MAX {
-            return Err(UnfreezeError { folio: self, reason: UnfreezeRefusal::Overflow });
+        if let Some(reason) = UnfreezeRefusal::check(self.page_type(), count) {
+            return Err(UnfreezeError { folio: self, reason });
         }
         let this = ManuallyDrop::new(self);
         // P2.5. Release: publishes every store made while frozen (type tag,
