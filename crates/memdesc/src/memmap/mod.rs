@@ -97,8 +97,17 @@ impl fmt::Display for MemMapError {
 impl core::error::Error for MemMapError {}
 
 /// The descriptor array and the memory it describes.
+///
+/// The descriptors are reached through a saved base pointer and count, not a
+/// `&[Page]`: a lookup is then one bounds check and one multiply, and under
+/// Miri's Stacked Borrows it retags one 64-byte descriptor instead of the
+/// whole array, which made allocation-heavy tests on larger maps minutes
+/// slower per test.
 pub struct MemMap<'a> {
-    pages: &'a [Page],
+    /// The first of `nr_pages` descriptors, initialised by `boot` and
+    /// borrowed (shared) for 'a; derived from the `memory` borrow.
+    pages: NonNull<Page>,
+    nr_pages: usize,
     pageblocks: &'a [AtomicU8],
     base_pfn: Pfn,
     /// Start of the host mapping of physical address `phys_base`.
@@ -107,6 +116,7 @@ pub struct MemMap<'a> {
     memory_len: usize,
     metadata: (Pfn, Pfn),
     _memory: PhantomData<&'a mut [u8]>,
+    _pages: PhantomData<&'a [Page]>,
 }
 
 // SAFETY: the descriptors are Sync (see `Page`); frame contents are reached
@@ -122,7 +132,7 @@ impl fmt::Debug for MemMap<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemMap")
             .field("base_pfn", &self.base_pfn)
-            .field("nr_pages", &self.pages.len())
+            .field("nr_pages", &self.nr_pages)
             .field("metadata", &self.metadata)
             .finish_non_exhaustive()
     }
@@ -184,10 +194,12 @@ impl<'a> MemMap<'a> {
             // `meta_frames` run, which we own exclusively through `memory`.
             unsafe { pages_ptr.add(i).write(Page::new()) };
         }
-        // SAFETY: all `nr_pages` slots were initialised above; the run stays
-        // borrowed for 'a through `memory` and is never handed out again
-        // (its frames are typed as metadata by the layer above).
-        let pages: &'a [Page] = unsafe { core::slice::from_raw_parts(pages_ptr, nr_pages as usize) };
+        // The descriptors stay behind `pages_ptr` (see `MemMap::pages`): all
+        // `nr_pages` slots were initialised above, and the run stays borrowed
+        // for 'a through `memory` and is never handed out again (its frames
+        // are typed as metadata by the layer above). Non-null: derived from
+        // `base`.
+        let pages = NonNull::new(pages_ptr).ok_or(MemMapError::NoRam)?;
 
         // SAFETY: `pb_offset` is within the run (see `needed`).
         let pb_ptr = unsafe { meta.add(pb_offset as usize) }.cast::<AtomicU8>();
@@ -200,6 +212,7 @@ impl<'a> MemMap<'a> {
 
         let map = MemMap {
             pages,
+            nr_pages: nr_pages as usize,
             pageblocks,
             base_pfn: span_start,
             memory: base,
@@ -207,6 +220,7 @@ impl<'a> MemMap<'a> {
             memory_len,
             metadata: (meta_start, meta_end),
             _memory: PhantomData,
+            _pages: PhantomData,
         };
         let info = BootInfo { metadata_start: meta_start, metadata_end: meta_end };
         let root = build(map, info);
@@ -229,12 +243,12 @@ impl<'a> MemMap<'a> {
     /// One past the last frame with a descriptor.
     #[inline(always)]
     pub fn end_pfn(&self) -> Pfn {
-        self.base_pfn.add(self.pages.len() as u64)
+        self.base_pfn.add(self.nr_pages as u64)
     }
 
     /// Frames with a descriptor, holes included.
     pub fn nr_pages(&self) -> u64 {
-        self.pages.len() as u64
+        self.nr_pages as u64
     }
 
     /// The frames holding the metadata, `[start, end)`.
@@ -251,7 +265,11 @@ impl<'a> MemMap<'a> {
     #[inline(always)]
     pub fn page(&self, pfn: Pfn) -> Option<&'a Page> {
         let index = pfn.0.checked_sub(self.base_pfn.0)?;
-        self.pages.get(usize::try_from(index).ok()?)
+        if index >= self.nr_pages as u64 {
+            return None;
+        }
+        // SAFETY: duty 1: index < nr_pages, checked just above.
+        Some(unsafe { self.page_at(index as usize) })
     }
 
     /// The descriptor of `pfn`, which the caller knows to be covered.
@@ -260,7 +278,13 @@ impl<'a> MemMap<'a> {
     /// If `pfn` is outside the map: that is a bug in the core, not bad input.
     #[inline(always)]
     pub(crate) fn page_of(&self, pfn: Pfn) -> &'a Page {
-        &self.pages[(pfn.0 - self.base_pfn.0) as usize]
+        // A pfn below the base wraps to an index past the end.
+        let index = pfn.0.wrapping_sub(self.base_pfn.0);
+        if index >= self.nr_pages as u64 {
+            outside_map(pfn, 1);
+        }
+        // SAFETY: duty 1: index < nr_pages, checked just above.
+        unsafe { self.page_at(index as usize) }
     }
 
     /// The descriptors of `nr` frames from `pfn` (one bounds check for a
@@ -270,16 +294,37 @@ impl<'a> MemMap<'a> {
     /// If the frames are outside the map: a bug in the core, not bad input.
     #[inline(always)]
     pub(crate) fn pages_of(&self, pfn: Pfn, nr: u64) -> &'a [Page] {
-        let start = (pfn.0 - self.base_pfn.0) as usize;
-        &self.pages[start..start + nr as usize]
+        let start = pfn.0.wrapping_sub(self.base_pfn.0);
+        let nr_pages = self.nr_pages as u64;
+        if start > nr_pages || nr > nr_pages - start {
+            outside_map(pfn, nr);
+        }
+        // SAFETY: start + nr <= nr_pages, checked just above, so the run is
+        // inside the descriptor array, initialised and borrowed for 'a (type
+        // invariant of `pages`); only shared references are ever made to it.
+        unsafe { core::slice::from_raw_parts(self.pages.as_ptr().add(start as usize), nr as usize) }
+    }
+
+    /// The descriptor at `index` in the array.
+    ///
+    /// # Safety
+    /// 1. `index < self.nr_pages`.
+    #[inline(always)]
+    unsafe fn page_at(&self, index: usize) -> &'a Page {
+        debug_assert!(index < self.nr_pages);
+        // SAFETY: duty 1 puts the slot inside the array, which is initialised
+        // and borrowed for 'a (type invariant of `pages`); only shared
+        // references are ever made to it.
+        unsafe { &*self.pages.as_ptr().add(index) }
     }
 
     /// The pfn a descriptor of this map describes (the caller got `page`
     /// from this map).
     #[inline(always)]
     pub(crate) fn pfn_of(&self, page: &Page) -> Pfn {
-        let offset = (page as *const Page as usize) - (self.pages.as_ptr() as usize);
-        debug_assert!(offset % DESCRIPTOR_SIZE == 0 && offset / DESCRIPTOR_SIZE < self.pages.len());
+        // Addresses, not provenance: no pointer is made from the result.
+        let offset = (page as *const Page).addr().wrapping_sub(self.pages.as_ptr().addr());
+        debug_assert!(offset % DESCRIPTOR_SIZE == 0 && offset / DESCRIPTOR_SIZE < self.nr_pages);
         self.base_pfn.add((offset / DESCRIPTOR_SIZE) as u64)
     }
 
@@ -330,6 +375,16 @@ impl<'a> MemMap<'a> {
         }
         Some((start as usize, len as usize))
     }
+}
+
+/// Panics for a descriptor lookup outside the map: a bug in the core, not
+/// bad input. Kept out of line so the lookups inline to a compare and a
+/// multiply.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn outside_map(pfn: Pfn, nr: u64) -> ! {
+    panic!("frames {}+{nr} are outside the memory map", pfn.0)
 }
 
 const fn align_up(value: u64, align: u64) -> u64 {
