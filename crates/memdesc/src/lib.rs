@@ -75,6 +75,8 @@ pub mod memmap;
 pub mod platform;
 pub mod sync;
 
+#[cfg(all(test, not(memdesc_loom)))]
+mod mt_tests;
 #[cfg(test)]
 mod testutil;
 
