@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod miri;
 mod mutants;
 mod steps;
 mod tidy;
@@ -21,9 +22,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  ci              everything CI checks: tidy, fmt, clippy, doc, test, loom, mutants
+  ci              everything CI checks: tidy, fmt, clippy, doc, test, loom, mutants, miri
   tidy            static checks: layering, atomics, unsafe allowlist, SAFETY and ordering comments
   loom            loom models of the core crate (release, RUSTFLAGS=\"--cfg memdesc_loom\")
+  miri            the core crate's unit tests under Miri (needs `rustup component add
+                  --toolchain nightly miri rust-src`; fails if Miri cannot run)
   mutants [NAME]  check that the loom models catch each mutant (all, or only the named ones)
   bench [ARGS]    run memdesc-bench, write BENCHMARKS.md and target/bench/results.json;
                   ARGS are forwarded to the bench binary
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         ("ci", []) => ci(&mut runner),
         ("tidy", []) => tidy(&mut runner),
         ("loom", []) => loom(&mut runner),
+        ("miri", []) => miri::run(&mut runner),
         ("mutants", names) => mutants::run(&mut runner, names),
         ("bench", extra) => bench(&mut runner, extra),
         ("help" | "-h" | "--help", []) => {
@@ -90,7 +94,8 @@ fn ci(runner: &mut Runner) -> Result<(), String> {
     runner.run(&Step::cargo("doc", &["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     runner.run(&Step::cargo("test", &["test", "--workspace"]).env_default("PROPTEST_CASES", PROPTEST_CASES))?;
     loom(runner)?;
-    mutants::run(runner, &[])
+    mutants::run(runner, &[])?;
+    miri::run(runner)
 }
 
 /// Runs the static checks of [`mod@tidy`] as one step.

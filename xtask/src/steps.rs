@@ -7,13 +7,16 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One cargo invocation: a short name for the summary, arguments, environment.
+/// One cargo invocation: a short name for the summary, the toolchain if not
+/// the one running xtask, arguments, environment.
 pub struct Step {
     name: String,
+    toolchain: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -21,7 +24,19 @@ pub struct Step {
 impl Step {
     /// Creates a step running `cargo <args>`, listed as `name` in the summary.
     pub fn cargo(name: &str, args: &[&str]) -> Step {
-        Step { name: name.to_owned(), args: args.iter().map(|&a| a.to_owned()).collect(), env: Vec::new() }
+        Step {
+            name: name.to_owned(),
+            toolchain: None,
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Creates a step running `cargo +<toolchain> <args>` through rustup's
+    /// `cargo` proxy on `PATH` (for tools only another toolchain has, such
+    /// as Miri on nightly).
+    pub fn cargo_on(toolchain: &str, name: &str, args: &[&str]) -> Step {
+        Step { toolchain: Some(toolchain.to_owned()), ..Step::cargo(name, args) }
     }
 
     /// Sets `key=value` in the step's environment.
@@ -46,6 +61,9 @@ impl Step {
             let _ = write!(line, "{key}={} ", shell_quote(value));
         }
         line.push_str("cargo");
+        if let Some(toolchain) = &self.toolchain {
+            let _ = write!(line, " +{toolchain}");
+        }
         for arg in &self.args {
             let _ = write!(line, " {}", shell_quote(arg));
         }
@@ -132,6 +150,41 @@ impl Runner {
         })
     }
 
+    /// Runs `step` with its standard output shown as it comes and also
+    /// returned (standard error is inherited); records it as `ok` or
+    /// `FAILED`. For long steps whose output the caller must check.
+    pub fn run_tee(&mut self, step: &Step) -> Result<String, String> {
+        println!("==> {}", step.display());
+        let start = Instant::now();
+        let result = self.tee(step);
+        let elapsed = start.elapsed();
+        self.record(&step.name, elapsed, if result.is_ok() { "ok" } else { "FAILED" });
+        result
+    }
+
+    fn tee(&self, step: &Step) -> Result<String, String> {
+        let mut child = self
+            .command(step)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("could not start `{}`: {e}", step.display()))?;
+        let mut stdout = String::new();
+        if let Some(pipe) = child.stdout.take() {
+            for line in BufReader::new(pipe).lines() {
+                let line = line.map_err(|e| format!("reading the output of `{}`: {e}", step.display()))?;
+                println!("{line}");
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+        }
+        let status = child.wait().map_err(|e| format!("waiting for `{}`: {e}", step.display()))?;
+        if status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!("`{}` failed ({status})", step.display()))
+        }
+    }
+
     /// Runs an in-process step named `name` and records its timing.
     pub fn run_in_process(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
         println!("==> {name}");
@@ -163,7 +216,15 @@ impl Runner {
     }
 
     fn command(&self, step: &Step) -> Command {
-        let mut command = Command::new(&self.cargo);
+        let mut command = match &step.toolchain {
+            // rustup's proxy picks the toolchain from `+name`.
+            Some(toolchain) => {
+                let mut command = Command::new("cargo");
+                command.arg(format!("+{toolchain}"));
+                command
+            }
+            None => Command::new(&self.cargo),
+        };
         command.args(&step.args).current_dir(&self.root);
         for (key, value) in &step.env {
             command.env(key, value);
