@@ -1,8 +1,8 @@
 //! `cargo xtask tidy`: static checks the compiler does not make.
 //!
 //! Scans `crates/*/src/**/*.rs`, skipping test-only files (`tests.rs`,
-//! `loom.rs`, `proptests.rs`, `testutil.rs`, anything under a `tests/`
-//! directory). Rules:
+//! `loom.rs`, `proptests.rs`, `testutil.rs`, anything under a `tests/` or
+//! `loom/` directory). Rules:
 //!
 //! - **layering**: a core module uses only layers below it ([`LAYERS`]);
 //! - **atomics**: atomics and loom reach the core only through `crate::sync`;
@@ -77,6 +77,10 @@ const ORDERINGS: &[&str] = &["Relaxed", "Release", "Acquire", "AcqRel", "SeqCst"
 
 /// Files whose contents only compile under `cfg(test)`; tidy skips them.
 const TEST_FILE_NAMES: &[&str] = &["tests.rs", "loom.rs", "proptests.rs", "testutil.rs"];
+
+/// Directories whose files only compile under `cfg(test)` (a model split
+/// over several files); tidy skips them.
+const TEST_DIR_NAMES: &[&str] = &["tests", "loom"];
 
 /// One broken rule.
 #[derive(Debug, PartialEq, Eq)]
@@ -187,7 +191,7 @@ impl<'a> SourceFile<'a> {
         }
         let mut components = in_src.split('/').collect::<Vec<_>>();
         let file_name = components.pop()?;
-        if TEST_FILE_NAMES.contains(&file_name) || components.contains(&"tests") {
+        if TEST_FILE_NAMES.contains(&file_name) || components.iter().any(|c| TEST_DIR_NAMES.contains(c)) {
             return None;
         }
         Some(SourceFile { path, krate, in_src })

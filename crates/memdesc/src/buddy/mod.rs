@@ -380,9 +380,17 @@ impl<'a> Node<'a> {
         let (pfn, zone) = match self.rmqueue(order, gfp, cpu) {
             Some(found) => found,
             None => {
+                // PCP.4: the free frames may all sit on other CPUs' lists.
+                // Mutant: fail without draining them.
+                #[cfg(not(memdesc_mutant = "no_drain_before_oom"))]
                 self.drain_all();
                 stats.add(VmEvent::DrainAllPages, 1);
-                match self.rmqueue(order, gfp, cpu) {
+                // Mutant: drain, then fail without retrying.
+                #[cfg(memdesc_mutant = "no_retry_after_drain")]
+                let retried = None;
+                #[cfg(not(memdesc_mutant = "no_retry_after_drain"))]
+                let retried = self.rmqueue(order, gfp, cpu);
+                match retried {
                     Some(found) => found,
                     None => {
                         stats.add(VmEvent::PgallocFail, 1);
@@ -524,8 +532,18 @@ impl<'a> Node<'a> {
     fn quarantine(&self, pfn: Pfn, reason: BadPageReason) {
         let Some(page) = self.map.page(pfn) else { return };
         let frames = if page.page_type().is_free() { 0 } else { self.retype_quarantined(pfn, page) };
+        // Mutant: the slot is read in one hold of the log's lock and
+        // written in another, so two CPUs quarantining at once lose a
+        // report (Z.4).
+        #[cfg(memdesc_mutant = "bad_page_log_split_update")]
+        let slot = self.bad.lock().with(|log| log.count);
         let mut log = self.bad.lock();
         log.with(|log| {
+            #[cfg(memdesc_mutant = "bad_page_log_split_update")]
+            {
+                log.count = slot;
+            }
+            // Z.4: slot, count and frames in one hold of the log's lock.
             log.reports[(log.count % BAD_PAGE_LOG as u64) as usize] = Some(BadPageReport { pfn, reason });
             log.count += 1;
             log.frames += frames;

@@ -26,7 +26,12 @@ use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
 /// Order of a pageblock: the unit that carries a migratetype (2 MiB).
+#[cfg(not(memdesc_loom))]
 pub const PAGEBLOCK_ORDER: u32 = 9;
+/// Order of a pageblock, shrunk under the model so that a node of a few
+/// dozen frames has several pageblocks and fallback can claim one.
+#[cfg(memdesc_loom)]
+pub const PAGEBLOCK_ORDER: u32 = 3;
 /// Frames per pageblock.
 pub const PAGEBLOCK_FRAMES: u64 = 1 << PAGEBLOCK_ORDER;
 
