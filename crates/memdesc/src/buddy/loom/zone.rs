@@ -83,10 +83,11 @@ fn mutant_buddy_retype_after_unlock_is_caught_on_order1() {
     crate::testutil::assert_model_fails(free_races_take_order1);
 }
 
-/// Z.1: an unmovable order-1 request finds only a movable order-1 block in
-/// a pageblock too full to claim, and steals it, while CPU 1 frees that
-/// block's buddy. The steal must retype the block under the zone lock, like
-/// L.5, or the free merges with it.
+/// Z.1: an unmovable single-frame request finds only a movable order-1
+/// block in a pageblock too full to claim, and steals it (its upper half
+/// going back to the movable list), while CPU 1 frees that block's buddy.
+/// The steal must retype the block under the zone lock, like L.5, or the
+/// free merges with it.
 ///
 /// Layout (24 frames, pageblocks of 8): both order-3 blocks and the order-1
 /// block at 2 are taken, then an order-1 allocation splits the block at 4
@@ -110,9 +111,9 @@ fn steal_races_free_of_its_buddy() {
             },
             |node| {
                 let stolen = node
-                    .alloc(order(1), Gfp::KERNEL)
+                    .alloc(Order::ZERO, Gfp::KERNEL)
                     .unwrap_or_else(|e| panic!("Z.1 violated: fallback found nothing: {e}"));
-                frames.write(stolen.pfn(), order(1), 2);
+                frames.write(stolen.pfn(), Order::ZERO, 2);
                 drop(stolen);
             },
         );
