@@ -91,3 +91,16 @@ pub(crate) fn assert_model_fails(model: impl Fn() + Sync + Send + 'static) {
     );
     std::eprintln!("loom caught the mutant: {message}");
 }
+
+/// Runs a loom model like [`check_model`], allowing at least `max_branches`
+/// scheduling points per execution (loom's default is 1000): for models
+/// whose node is large enough that booting and auditing it come near that.
+#[cfg(memdesc_loom)]
+pub(crate) fn check_model_with_branches(max_branches: usize, model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.max_branches = builder.max_branches.max(max_branches);
+    builder.check(model);
+}

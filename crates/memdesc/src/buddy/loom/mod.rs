@@ -27,7 +27,7 @@ use std::vec::Vec;
 const FRAMES: u64 = 24;
 
 /// The largest node a model boots ([`Frames`] has a cell for each frame).
-const MAX_FRAMES: u64 = 32;
+const MAX_FRAMES: u64 = 64;
 
 loom::thread_local! {
     static CPU: Cell<u32> = Cell::new(0);

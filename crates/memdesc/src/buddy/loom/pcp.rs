@@ -7,11 +7,12 @@ use crate::buddy::{FolioRef, Gfp};
 use crate::folio::Order;
 
 /// Two CPUs allocate and free through their per-CPU lists and the shared
-/// zone (refill and give-back under the zone lock, an order-1 block on one
-/// of them); they never get the same frame, each writes the frames it got,
-/// and the allocator's lists stay consistent.
+/// zone (refill and give-back under the zone lock; one CPU refills and
+/// gives back an order-1 block, the other two frames); they never get the
+/// same frame, each writes the frames it got, and the allocator's lists
+/// stay consistent.
 fn two_cpus_share_the_zone() {
-    with_node(config(true, 2, 2), |node| {
+    with_node(config(true, 2, 1), |node| {
         let frames = Frames::new();
         let other = frames.clone();
         on_two_cpus(
@@ -84,6 +85,11 @@ fn drain_then_retry_before_oom() {
         let audit = audit_clean(node);
         assert_eq!(audit.free, 3, "PCP.3 violated: frames lost");
         drop((blocks, singles));
+        node.drain_all();
+        for (cpu, lists) in node.pcp.iter().enumerate() {
+            let left: u32 = lists.iter().map(|pcp| pcp.count()).sum();
+            assert_eq!(left, 0, "PCP.3 violated: a drain left {left} frames on CPU {cpu}'s lists");
+        }
     });
 }
 

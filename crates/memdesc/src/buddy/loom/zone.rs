@@ -4,7 +4,7 @@
 
 use super::{audit_clean, config, on_two_cpus, with_node, with_node_of, Frames};
 use crate::buddy::{FolioRef, Gfp, Migratetype};
-use crate::folio::Order;
+use crate::folio::{Order, PageType};
 use crate::memmap::Pfn;
 
 fn order(o: u32) -> Order {
@@ -142,24 +142,26 @@ fn mutant_buddy_retype_after_unlock_is_caught_by_a_steal() {
     crate::testutil::assert_model_fails(steal_races_free_of_its_buddy);
 }
 
-/// Z.2: an unmovable allocation claims a movable pageblock (fallback at
-/// order ≥ the pageblock's) while CPU 1 frees the movable order-3 block
-/// that is its buddy; then the unmovable block is freed too. Whatever the
-/// order, the merges across the two pageblocks must leave every free block
-/// on the list of its pageblocks' type (the audit checks each pageblock a
-/// block covers).
+/// Z.2 and Z.3: an unmovable allocation claims movable pageblocks (fallback
+/// at order ≥ a pageblock's) while CPU 1 frees the movable block of `o`
+/// that is the claimed block's buddy; then the unmovable block is freed
+/// too. Whatever the order, the merges across pageblocks must leave every
+/// free block on the list of its pageblocks' type (the audit checks each
+/// pageblock a block covers).
 ///
-/// Layout (32 frames, pageblocks of 8): the order-3 block at 8 is taken;
-/// the order-3 allocation at 16 splits the order-4 block there and leaves
-/// 24 alone on the movable order-3 list.
-fn claim_races_free_of_its_buddy() {
-    with_node_of(32, config(false, 2, 2), |node| {
-        let held = node.alloc(order(3), Gfp::USER).unwrap();
-        let freed = node.alloc(order(3), Gfp::USER).unwrap();
-        assert_eq!(freed.pfn(), Pfn(16));
+/// Layout (pageblocks of 8): in a node of `4 << o` frames, the first
+/// allocation of `o` takes the block of `o` at `1 << o`; the second splits
+/// the block of `o + 1` at `2 << o` and leaves its upper half alone on the
+/// movable list of `o`. At `o` = 4 each of the two buddies covers two
+/// pageblocks.
+fn claim_races_free_of_its_buddy(o: u32) {
+    with_node_of(4 << o, config(false, 2, 2), |node| {
+        let held = node.alloc(order(o), Gfp::USER).unwrap();
+        let freed = node.alloc(order(o), Gfp::USER).unwrap();
+        assert_eq!(freed.pfn(), Pfn(2 << o));
         let frames = Frames::new();
         let freer = frames.clone();
-        frames.write(Pfn(16), order(3), 1);
+        frames.write(freed.pfn(), order(o), 1);
         let freed = freed.into_raw();
         on_two_cpus(
             node,
@@ -181,25 +183,81 @@ fn claim_races_free_of_its_buddy() {
         );
         drop(held);
         let audit = audit_clean(node);
-        assert_eq!(audit.free, 30, "Z.2 violated: frames lost");
+        assert_eq!(audit.free + audit.unmanaged, 4 << o, "Z.2 violated: frames lost");
     });
+}
+
+fn claim_races_free_of_its_order3_buddy() {
+    claim_races_free_of_its_buddy(3);
+}
+
+fn claim_races_free_of_its_order4_buddy() {
+    claim_races_free_of_its_buddy(4);
 }
 
 #[test]
 fn fallback_claim_races_free_of_its_buddy() {
-    crate::testutil::check_model(claim_races_free_of_its_buddy);
+    crate::testutil::check_model(claim_races_free_of_its_order3_buddy);
+}
+
+/// Booting and auditing 64 frames takes more than loom's default 1000
+/// branches per execution.
+#[test]
+fn fallback_claim_of_two_pageblocks_races_free_of_its_buddy() {
+    crate::testutil::check_model_with_branches(4000, claim_races_free_of_its_order4_buddy);
 }
 
 /// A claim that retypes the neighbouring pageblock instead of its own.
 #[cfg(memdesc_mutant = "claim_wrong_pageblock")]
 #[test]
 fn mutant_claim_wrong_pageblock_is_caught() {
-    crate::testutil::assert_model_fails(claim_races_free_of_its_buddy);
+    crate::testutil::assert_model_fails(claim_races_free_of_its_order3_buddy);
 }
 
 /// A merge across pageblocks that leaves the buddy's pageblock its old type.
 #[cfg(memdesc_mutant = "merge_keeps_buddy_pageblock_type")]
 #[test]
 fn mutant_merge_keeps_buddy_pageblock_type_is_caught() {
-    crate::testutil::assert_model_fails(claim_races_free_of_its_buddy);
+    crate::testutil::assert_model_fails(claim_races_free_of_its_order3_buddy);
+}
+
+/// L.6 at orders 0 and 1 at once: in the order-2 block at 4, CPU 1 frees
+/// the order-1 folio at 4 while CPU 0 frees the frame at 7, whose buddy 6
+/// is free. Whichever comes first, 6 must not pass for an order-1 buddy
+/// before 7 joins it, and the merges must end in one free order-2 block.
+fn merges_cascade_across_orders() {
+    with_node(config(false, 2, 2), |node| {
+        let keep = node.alloc(order(1), Gfp::USER).unwrap();
+        let pair = node.alloc(order(1), Gfp::USER).unwrap();
+        let six = node.alloc(Order::ZERO, Gfp::USER).unwrap();
+        let seven = node.alloc(Order::ZERO, Gfp::USER).unwrap();
+        assert_eq!((pair.pfn(), six.pfn(), seven.pfn()), (Pfn(4), Pfn(6), Pfn(7)));
+        drop(six);
+        let frames = Frames::new();
+        let freer = frames.clone();
+        let pair = pair.into_raw();
+        on_two_cpus(
+            node,
+            move |node| {
+                freer.write(pair, order(1), 1);
+                // SAFETY: duty 1: the reference into_raw gave up above,
+                // restored once.
+                drop(unsafe { FolioRef::from_raw(node, pair) });
+            },
+            |_| {
+                frames.write(seven.pfn(), Order::ZERO, 2);
+                drop(seven);
+            },
+        );
+        let page = node.memmap().page_of(Pfn(4));
+        assert_eq!(page.page_type(), PageType::Buddy { order: 2 }, "L.6 violated: 4..8 did not merge");
+        drop(keep);
+        let audit = audit_clean(node);
+        assert_eq!(audit.allocated, 0, "L.6 violated: frames lost");
+    });
+}
+
+#[test]
+fn zone_merges_cascade_across_orders() {
+    crate::testutil::check_model(merges_cascade_across_orders);
 }
