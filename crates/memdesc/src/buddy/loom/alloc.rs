@@ -6,6 +6,7 @@ use crate::buddy::{Gfp, Node};
 use crate::folio::{tail_word, GetError, Order, PageFlags, PageType};
 use crate::memmap::{Pfn, OWNER_WORDS};
 use crate::sync::Ordering;
+use core::num::NonZeroU32;
 
 /// Finds the head the next allocation of `order` takes (pcp off, one CPU so
 /// far: deterministic) by allocating and freeing it.
@@ -141,4 +142,64 @@ fn free_hands_reset_to_next_alloc() {
 #[test]
 fn p3_free_hands_a_clean_folio_to_the_next_alloc() {
     crate::testutil::check_model(free_hands_reset_to_next_alloc);
+}
+
+/// P3.4 and the always-frozen rule: CPU 1 allocates an order-1 folio
+/// frozen, retypes it and sets an owner word while frozen, and unfreezes it
+/// (P2.5 publishes both); it also allocates a slab frame, which it may
+/// retype but never count. CPU 0's scanner aims at the order-1 folio's tail
+/// and at the slab frame: it sees the new type and word, or nothing, and
+/// never a reference to the slab.
+fn retype_frozen_races_get() {
+    with_node(config(false, 2, 2), |node| {
+        let order = Order::new(1).unwrap();
+        // Where the two allocations below land (deterministic: one CPU so
+        // far, and both blocks merge back when freed).
+        let (head, slab_pfn) = {
+            let probe = (node.alloc(order, Gfp::USER).unwrap(), node.alloc(Order::ZERO, Gfp::USER).unwrap());
+            (probe.0.pfn(), probe.1.pfn())
+        };
+        on_two_cpus(
+            node,
+            move |node| {
+                let mut owned = node.alloc_frozen(order, Gfp::USER).unwrap();
+                assert_eq!(owned.pfn(), head);
+                let slab = node.alloc_frozen(Order::ZERO, Gfp::USER.typed(SLAB)).unwrap();
+                assert_eq!(slab.pfn(), slab_pfn);
+                // P3.4: retype and write an owner word, only while frozen.
+                assert!(owned.set_type(PageType::File));
+                owned.set_owner_word(0, 7);
+                let counted = owned.unfreeze(NonZeroU32::MIN).unwrap();
+                let refused = slab.unfreeze(NonZeroU32::MIN).expect_err("P3 violated: a slab folio was counted");
+                drop((counted, refused));
+            },
+            move |node| {
+                match node.try_get(head.add(1)) {
+                    Ok(folio) => {
+                        assert_eq!(folio.page_type(), PageType::File, "P3.4 violated: retype not published");
+                        // SAFETY: duty 1: we hold a reference, and the owner
+                        // wrote the word before the unfreeze published it.
+                        let word = unsafe { folio.head().owner_word(0) };
+                        assert_eq!(word, 7, "P3.4 violated: owner word not published");
+                    }
+                    Err(GetError::Free | GetError::Frozen | GetError::Moved) => {}
+                    Err(e) => panic!("P3 violated: unexpected error {e}"),
+                }
+                match node.try_get(slab_pfn) {
+                    Ok(folio) => panic!("P3 violated: a reference to {} of type {}", folio.pfn(), folio.page_type()),
+                    Err(GetError::Free | GetError::Frozen) => {}
+                    Err(e) => panic!("P3 violated: unexpected error {e}"),
+                }
+            },
+        );
+        audit_clean(node);
+    });
+}
+
+/// A slab type: always frozen.
+const SLAB: PageType = PageType::Slab { cache: 1 };
+
+#[test]
+fn p3_retype_while_frozen_races_get() {
+    crate::testutil::check_model(retype_frozen_races_get);
 }
