@@ -7,7 +7,7 @@
 
 use memdesc::buddy::BootError;
 use memdesc::memmap::{MemoryLayout, PhysAddr, PhysRange};
-use memdesc::{Node, NodeConfig};
+use memdesc::{BootFailed, Node, NodeConfig};
 use std::io;
 
 use crate::platform::SimPlatform;
@@ -60,6 +60,6 @@ impl Arena {
     pub fn boot<'a>(&'a mut self, config: NodeConfig, platform: &'a SimPlatform) -> Result<&'a Node<'a>, BootError> {
         let (ram, reserved) = (self.ram, self.reserved);
         let layout = MemoryLayout { ram: &ram, reserved: &reserved };
-        Node::boot(&mut self.mapping[..], PhysAddr(0), &layout, config, platform)
+        Node::boot(&mut self.mapping[..], PhysAddr(0), &layout, config, platform).map_err(BootFailed::into_error)
     }
 }

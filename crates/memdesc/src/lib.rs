@@ -78,7 +78,22 @@ pub mod sync;
 #[cfg(test)]
 mod testutil;
 
-pub use buddy::{AllocError, FolioRef, FrozenFolio, Gfp, Migratetype, Node, NodeConfig, ZoneId};
-pub use folio::{GetError, Order, PageType};
-pub use memmap::{MemoryLayout, Pfn, PhysAddr, PhysRange, PAGE_SIZE};
-pub use platform::{CpuId, Platform};
+// The crate root is the one place an embedder imports from: everything a
+// host needs to boot a node, allocate, hold, freeze, split and lock folios,
+// read their contents and reports, and handle every error. The aliases bind
+// the generic handles of `folio` to `Node`; their pages link to the
+// generic types' methods.
+pub use buddy::report::{Audit, Violation, VmStat, ZoneInfo};
+pub use buddy::{
+    AllocError, BadPageReport, BootError, FolioRef, FreezeError, FrozenFolio, Gfp, LockedFolio, Migratetype, Node,
+    NodeConfig, PcpConfig, SplitError, SplitFolios, UnfreezeError, VmEvent, Watermarks, ZoneId, BAD_PAGE_LOG, MAX_CPUS,
+};
+pub use folio::{
+    BadPageReason, CopyError, FreezeFailed, GetError, Order, OrderTooLarge, PageFlags, PageType, RawError, SplitFailed,
+    UnfreezeFailed, UnfreezeRefusal, MAX_ORDER, REF_MAX,
+};
+pub use memmap::{
+    BootFailed, FrameReader, FrameWriter, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange, PAGEBLOCK_ORDER,
+    PAGE_SIZE,
+};
+pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};

@@ -212,17 +212,18 @@ impl<'n> Worker<'_, 'n> {
                 return;
             }
         };
-        let live = Live { handle, ty, order, key: stamp::key(self.ctx.seed, cpu, self.seq) };
+        let mut live = Live { handle, ty, order, key: stamp::key(self.ctx.seed, cpu, self.seq) };
         self.seq += 1;
         live.check_descriptor(node, cpu, &mut self.violations);
         if zeroed {
-            if let Some(m) = stamp::first_nonzero(live.contents(), live.pfn()) {
+            if let Some(m) = stamp::first_nonzero(live.reader(), live.pfn()) {
                 self.violations.record(|| {
                     format!("cpu{cpu}: zeroed folio {}: frame {} word {} is {:#x}", live.pfn(), m.pfn, m.word, m.found)
                 });
             }
         }
-        stamp::write(live.contents(), live.pfn(), live.key);
+        let (pfn, key) = (live.pfn(), live.key);
+        stamp::write(live.writer(), pfn, key);
         self.count_alloc(order, frozen, ty, zeroed);
         self.live.push(live);
     }
@@ -329,28 +330,26 @@ impl<'n> Worker<'_, 'n> {
         } else {
             order_of(self.rng.below(order.get() as u64) as u32)
         };
-        let (live, violations) = (&mut self.live, &mut self.violations);
-        let mut pieces = 0;
-        let result = frozen.split(new_order, |piece| {
-            pieces += 1;
-            let piece = Live { handle: Handle::Frozen(piece), ty, order: new_order, key };
-            piece.check_descriptor(node, cpu, violations);
-            live.push(piece.into_counted());
-        });
-        let head = match result {
-            Ok(head) => {
+        match frozen.split(new_order) {
+            Ok(pieces) => {
                 self.stats.splits += 1;
-                self.stats.split_pieces += pieces + 1;
-                Live { handle: Handle::Frozen(head), ty, order: new_order, key }
+                self.stats.split_pieces += pieces.len() as u64;
+                // The new folios come first and the original head last, so
+                // it is unfrozen last (P2.6).
+                for piece in pieces {
+                    let piece = Live { handle: Handle::Frozen(piece), ty, order: new_order, key };
+                    piece.check_descriptor(node, cpu, &mut self.violations);
+                    self.live.push(piece.into_counted());
+                }
             }
-            Err((frozen, e)) => {
+            Err(refused) => {
+                let (frozen, e) = refused.into_parts();
                 self.violations.record(|| format!("cpu{cpu}: split of order {order} to {new_order} refused: {e}"));
-                Live { handle: Handle::Frozen(frozen), ty, order, key }
+                let head = Live { handle: Handle::Frozen(frozen), ty, order, key };
+                head.check_descriptor(node, cpu, &mut self.violations);
+                self.live.push(head.into_counted());
             }
-        };
-        head.check_descriptor(node, cpu, &mut self.violations);
-        // P2.6: the original head is unfrozen last.
-        self.live.push(head.into_counted());
+        }
     }
 
     /// Takes and releases the folio lock of a counted folio.
