@@ -14,6 +14,7 @@
 
 mod args;
 mod exit;
+mod host;
 mod interrupt;
 mod progress;
 mod watchdog;
@@ -43,6 +44,9 @@ fn run(args: &RunArgs) -> ExitCode {
     let cpus = args.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let seed = args.seed.unwrap_or_else(args::fresh_seed);
     let config = SimConfig::new(args.mem, cpus, args.duration, seed);
+    if let Some(warning) = host::available_bytes().and_then(|free| host::warning(config.ram_bytes, free)) {
+        eprintln!("memdesc: {warning}");
+    }
     let bar = progress::Bar::new(config.duration);
     let watchdog = Watchdog::start(config.duration + grace(config.ram_bytes));
     let result = memdesc_sim::run_interruptible(&config, &interrupt, |p| {
