@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_mem, allow_hyphen_values = true)]
     pub mem: u64,
     /// Workload CPUs (threads), 1 to 63; a scanner CPU is added. Default: one
-    /// per host core.
+    /// per host core, at most 63.
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
     pub cpus: Option<u32>,
     /// How long the workload runs before teardown: a number and a unit (ns,
@@ -246,6 +246,12 @@ fn scale(number: &str, unit: u64) -> Option<u128> {
         total += digits * u128::from(unit) / 10u128.pow(fraction.len() as u32);
     }
     Some(total)
+}
+
+/// One workload CPU per host core, within what `--cpus` accepts.
+pub fn default_cpus() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(memdesc::buddy::MAX_CPUS - 1) as u32
 }
 
 /// A seed from the clock, for runs that did not ask for one.

@@ -41,7 +41,7 @@ fn run(args: &RunArgs) -> ExitCode {
     if let Err(e) = interrupt::catch_sigint(&interrupt) {
         eprintln!("memdesc: cannot catch Ctrl-C ({e}); it will end the run without a report");
     }
-    let cpus = args.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let cpus = args.cpus.unwrap_or_else(args::default_cpus);
     let seed = args.seed.unwrap_or_else(args::fresh_seed);
     let config = SimConfig::new(args.mem, cpus, args.duration, seed);
     if let Some(warning) = host::available_bytes().and_then(|free| host::warning(config.ram_bytes, free)) {

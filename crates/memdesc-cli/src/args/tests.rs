@@ -211,3 +211,9 @@ proptest! {
         prop_assert_eq!(parse_duration(&secs), Ok(exact));
     }
 }
+
+#[test]
+fn default_cpus_stay_within_what_cpus_accepts() {
+    let cpus = default_cpus();
+    assert_eq!(parse_cpus(&cpus.to_string()), Ok(cpus));
+}

@@ -43,6 +43,7 @@ fn ctrl_c_with_json_reports_interrupted_and_when() {
     let out = interrupted_run(&["--json"]);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("the report is JSON");
     assert_eq!(report["interrupted"], true, "{report:#}");
+    assert_eq!(report["repeat"], "memdesc run --mem 64M --cpus 1 --duration 10m --seed 5");
     let after = report["interrupted_after_s"].as_f64().expect("interrupted_after_s is a number");
     assert!((1.0..60.0).contains(&after), "interrupted after {after} s");
     assert_eq!(report["passed"], true);

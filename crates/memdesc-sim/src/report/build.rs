@@ -80,6 +80,7 @@ pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outco
     let violation_count = violations.count();
     Report {
         config: config.clone(),
+        repeat: config.repeat_command(),
         machine,
         memmap,
         duration_s: elapsed.as_secs_f64(),

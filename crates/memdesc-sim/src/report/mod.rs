@@ -24,6 +24,9 @@ use serde::Serialize;
 pub struct Report {
     /// What was asked for (repeat a run with the same values).
     pub config: SimConfig,
+    /// The command line that runs the same configuration again, exactly
+    /// (the text report's `repeat with:` line).
+    pub repeat: String,
     /// The simulated machine.
     pub machine: Machine,
     /// The memory map's cost.

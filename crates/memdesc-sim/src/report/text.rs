@@ -52,7 +52,7 @@ impl Report {
             c.duration,
             c.seed
         )?;
-        writeln!(f, "repeat with: {}", c.repeat_command())?;
+        writeln!(f, "repeat with: {}", self.repeat)?;
         if let Some(after) = self.interrupted_after_s {
             writeln!(
                 f,

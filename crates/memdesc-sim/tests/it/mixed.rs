@@ -43,6 +43,7 @@ fn report_serialises_with_the_documented_keys() {
     {
         assert!(json.get(key).is_some(), "no {key} in {json:#}");
     }
+    assert_eq!(json["repeat"], "memdesc run --mem 64M --cpus 1 --duration 200ms --seed 1");
     assert!(json["interrupted_after_s"].is_null() && json["interrupted"] == false, "{json:#}");
     assert_eq!(json["buddyinfo"]["Normal"].as_array().map(Vec::len), Some(11));
     assert!(json["vmstat"]["pgfree"].is_u64());
