@@ -45,8 +45,8 @@ const ZEROED_PER_MILLE: u64 = 100;
 /// smaller order.
 const SPLIT_TO_ZERO_PER_MILLE: u64 = 750;
 
-/// Runs the workload on the calling CPU until the deadline, then frees
-/// everything it holds.
+/// Runs the workload on the calling CPU until the deadline or the
+/// interrupt, then frees everything it holds.
 pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
     let mut worker = Worker {
         ctx,
@@ -55,6 +55,7 @@ pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
         live_frames: 0,
         seq: 0,
         pressure_until: None,
+        interrupted: false,
         stats: WorkloadStats::default(),
         violations: Violations::default(),
     };
@@ -69,7 +70,13 @@ pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
         // audit counts these frames as leaked.
         std::mem::forget(std::mem::take(&mut worker.live));
     }
-    WorkerResult { stats: worker.stats, violations: worker.violations, timed_ops, timed }
+    WorkerResult {
+        stats: worker.stats,
+        violations: worker.violations,
+        timed_ops,
+        timed,
+        interrupted: worker.interrupted,
+    }
 }
 
 /// The order `n` (which the classes keep in range).
@@ -87,6 +94,8 @@ struct Worker<'c, 'n> {
     seq: u64,
     /// The end of the current pressure phase, if one runs.
     pressure_until: Option<Instant>,
+    /// Whether the interrupt stopped it before the deadline.
+    interrupted: bool,
     stats: WorkloadStats,
     violations: Violations,
 }
@@ -116,6 +125,11 @@ impl<'n> Worker<'_, 'n> {
             self.ctx.ops.store(self.stats.ops(), Ordering::Relaxed);
             let now = Instant::now();
             if now >= self.ctx.deadline {
+                break;
+            }
+            // Relaxed: a stop flag; nothing is published through it.
+            if self.ctx.interrupt.load(Ordering::Relaxed) {
+                self.interrupted = true;
                 break;
             }
             if self.pressure_until.is_some_and(|end| now >= end) {
