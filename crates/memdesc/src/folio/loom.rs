@@ -36,7 +36,7 @@ fn race(
             // join below.
             let node = unsafe { &*(addr as *const Node<'static>) };
             // SAFETY: duty 1: `raw` came from into_raw and is restored once.
-            let folio = unsafe { crate::folio::FolioRef::from_raw(node, raw) };
+            let folio = unsafe { crate::folio::FolioRef::from_raw(node, raw) }.unwrap();
             owner(node, folio)
         });
         getter(node, tail);
@@ -81,11 +81,10 @@ fn get_races_split() {
     race(
         |_node, folio| {
             if let Ok(frozen) = folio.try_freeze() {
-                let mut pieces = std::vec::Vec::new();
-                let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
-                let first = first.unfreeze(ONE).unwrap();
+                // New folios first, the original head last (P2.6).
+                let pieces: std::vec::Vec<_> =
+                    frozen.split(Order::ZERO).unwrap().map(|piece| piece.unfreeze(ONE).unwrap()).collect();
                 drop(pieces);
-                drop(first);
             }
             None
         },
@@ -162,11 +161,10 @@ fn p1_two_getters_race_split() {
                 // SAFETY: the node outlives both joins below.
                 let node = unsafe { &*(addr as *const Node<'static>) };
                 // SAFETY: duty 1: `raw` came from into_raw and is restored once.
-                let folio = unsafe { crate::folio::FolioRef::from_raw(node, raw) };
+                let folio = unsafe { crate::folio::FolioRef::from_raw(node, raw) }.unwrap();
                 if let Ok(frozen) = folio.try_freeze() {
-                    let mut pieces = std::vec::Vec::new();
-                    let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
-                    drop(first.unfreeze(ONE).unwrap());
+                    let pieces: std::vec::Vec<_> =
+                        frozen.split(Order::ZERO).unwrap().map(|piece| piece.unfreeze(ONE).unwrap()).collect();
                     drop(pieces);
                 }
                 None
