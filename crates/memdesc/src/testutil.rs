@@ -104,3 +104,28 @@ pub(crate) fn check_model_with_branches(max_branches: usize, model: impl Fn() + 
     builder.max_branches = builder.max_branches.max(max_branches);
     builder.check(model);
 }
+
+/// [`assert_model_fails`] for a model that needs [`check_model_with_branches`]:
+/// the same fixed bound (2) and the same demand that the failure be the
+/// protocol's, with at least `max_branches` branches per execution.
+#[cfg(memdesc_loom)]
+#[allow(dead_code)] // Called only by the mutant tests, compiled one mutant at a time.
+pub(crate) fn assert_model_fails_with_branches(max_branches: usize, model: impl Fn() + Sync + Send + 'static) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.max_branches = builder.max_branches.max(max_branches);
+        builder.check(model);
+    }));
+    let payload = outcome.expect_err("loom explored every interleaving and found no bug: the mutant survived");
+    let message = payload
+        .downcast_ref::<std::string::String>()
+        .map(|s| s.as_str())
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    assert!(
+        message.contains("violated") || message.contains("Causality"),
+        "the model failed, but not on the protocol: {message}"
+    );
+    std::eprintln!("loom caught the mutant: {message}");
+}

@@ -93,30 +93,34 @@ fn drain_then_retry_before_oom() {
     });
 }
 
+/// Branches per execution: booting, filling and auditing the node with
+/// the free path's checks takes more than loom's default 1000.
+const DRAIN_BRANCHES: usize = 4000;
+
 #[test]
 fn pcp_drain_then_retry_before_oom() {
-    crate::testutil::check_model(drain_then_retry_before_oom);
+    crate::testutil::check_model_with_branches(DRAIN_BRANCHES, drain_then_retry_before_oom);
 }
 
 /// An allocation that fails without draining the other CPUs' lists.
 #[cfg(memdesc_mutant = "no_drain_before_oom")]
 #[test]
 fn mutant_no_drain_before_oom_is_caught() {
-    crate::testutil::assert_model_fails(drain_then_retry_before_oom);
+    crate::testutil::assert_model_fails_with_branches(DRAIN_BRANCHES, drain_then_retry_before_oom);
 }
 
 /// An allocation that drains but fails without retrying.
 #[cfg(memdesc_mutant = "no_retry_after_drain")]
 #[test]
 fn mutant_no_retry_after_drain_is_caught() {
-    crate::testutil::assert_model_fails(drain_then_retry_before_oom);
+    crate::testutil::assert_model_fails_with_branches(DRAIN_BRANCHES, drain_then_retry_before_oom);
 }
 
 /// A remote drain that does not take the owning CPU's pcp lock.
 #[cfg(memdesc_mutant = "drain_without_pcp_lock")]
 #[test]
 fn mutant_drain_without_pcp_lock_is_caught() {
-    crate::testutil::assert_model_fails(drain_then_retry_before_oom);
+    crate::testutil::assert_model_fails_with_branches(DRAIN_BRANCHES, drain_then_retry_before_oom);
 }
 
 /// The spin lock's unlock without Release (L.4): the next holder of a pcp
