@@ -116,7 +116,6 @@ fn free_hands_reset_to_next_alloc() {
         // Relaxed: the folio is frozen and ours; the free's reset and the
         // zone lock publish what becomes of it (P3.5).
         owned.head().flags.fetch_or(PageFlags::DIRTY.0 | PageFlags::UPTODATE.0, Ordering::Relaxed);
-        frames.write(head, order, 1);
         on_two_cpus(
             node,
             move |node| {
@@ -128,7 +127,10 @@ fn free_hands_reset_to_next_alloc() {
                     next.write(head, order, 2);
                 }
             },
-            move |_| drop(owned),
+            move |_| {
+                frames.write(head, order, 1);
+                drop(owned);
+            },
         );
         let audit = audit_clean(node);
         assert_eq!(audit.free, 2, "P3.5 violated: the freed block was lost");

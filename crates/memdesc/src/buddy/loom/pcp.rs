@@ -67,6 +67,7 @@ fn drain_then_retry_before_oom() {
         on_two_cpus(
             node,
             move |node| {
+                other.write(given_back, Order::ZERO, 2);
                 // SAFETY: duty 1: the reference into_raw gave up above,
                 // restored once.
                 drop(unsafe { FolioRef::from_raw(node, given_back) });

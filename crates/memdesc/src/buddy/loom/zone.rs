@@ -26,15 +26,14 @@ fn free_races_take(o: Order) {
         let (head, buddy) = (first.pfn(), Pfn(first.pfn().0 ^ o.nr_pages()));
         let frames = Frames::new();
         let freer = frames.clone();
-        frames.write(head, o, 1);
         let raw = first.into_raw();
         on_two_cpus(
             node,
             move |node| {
+                freer.write(raw, o, 1);
                 // SAFETY: duty 1: `raw` is the reference given up by into_raw
                 // above, put once.
                 unsafe { node.put_pfn(raw) }.unwrap();
-                drop(freer);
             },
             |node| {
                 let taken = node.alloc(o, Gfp::USER).unwrap();
@@ -100,14 +99,13 @@ fn steal_races_free_of_its_buddy() {
         assert_eq!(freed.pfn(), Pfn(4));
         let frames = Frames::new();
         let freer = frames.clone();
-        frames.write(Pfn(4), order(1), 1);
         let raw = freed.into_raw();
         on_two_cpus(
             node,
             move |node| {
+                freer.write(raw, order(1), 1);
                 // SAFETY: duty 1: the reference into_raw gave up above.
                 unsafe { node.put_pfn(raw) }.unwrap();
-                drop(freer);
             },
             |node| {
                 let stolen = node
@@ -161,15 +159,14 @@ fn claim_races_free_of_its_buddy(o: u32) {
         assert_eq!(freed.pfn(), Pfn(2 << o));
         let frames = Frames::new();
         let freer = frames.clone();
-        frames.write(freed.pfn(), order(o), 1);
         let freed = freed.into_raw();
         on_two_cpus(
             node,
             move |node| {
+                freer.write(freed, order(o), 1);
                 // SAFETY: duty 1: the reference into_raw gave up above,
                 // restored once.
                 drop(unsafe { FolioRef::from_raw(node, freed) });
-                drop(freer);
             },
             |node| {
                 let claimed = node
