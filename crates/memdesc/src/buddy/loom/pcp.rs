@@ -70,7 +70,7 @@ fn drain_then_retry_before_oom() {
                 other.write(given_back, Order::ZERO, 2);
                 // SAFETY: duty 1: the reference into_raw gave up above,
                 // restored once.
-                drop(unsafe { FolioRef::from_raw(node, given_back) });
+                drop(unsafe { FolioRef::from_raw(node, given_back) }.unwrap());
                 let own = node.alloc(Order::ZERO, Gfp::USER).unwrap();
                 other.write(own.pfn(), Order::ZERO, 2);
                 drop(own);

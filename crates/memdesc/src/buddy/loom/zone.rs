@@ -166,7 +166,7 @@ fn claim_races_free_of_its_buddy(o: u32) {
                 freer.write(freed, order(o), 1);
                 // SAFETY: duty 1: the reference into_raw gave up above,
                 // restored once.
-                drop(unsafe { FolioRef::from_raw(node, freed) });
+                drop(unsafe { FolioRef::from_raw(node, freed) }.unwrap());
             },
             |node| {
                 let claimed = node
@@ -239,7 +239,7 @@ fn merges_cascade_across_orders() {
                 freer.write(pair, order(1), 1);
                 // SAFETY: duty 1: the reference into_raw gave up above,
                 // restored once.
-                drop(unsafe { FolioRef::from_raw(node, pair) });
+                drop(unsafe { FolioRef::from_raw(node, pair) }.unwrap());
             },
             |_| {
                 frames.write(seven.pfn(), Order::ZERO, 2);
