@@ -3,6 +3,8 @@
 use crate::buddy::{Node, NodeConfig, PcpConfig};
 use crate::memmap::{MemoryLayout, PhysAddr, PhysRange, PAGE_SIZE};
 use crate::platform::Platform;
+#[cfg(memdesc_loom)]
+use crate::platform::{CpuId, WaitKey};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 /// Page-aligned, zeroed host memory standing in for physical memory.
@@ -85,9 +87,83 @@ pub(crate) fn assert_model_fails(model: impl Fn() + Sync + Send + 'static) {
         .map(|s| s.as_str())
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("");
+    // Only what a protocol bug produces counts: a model's own "violated"
+    // assertion, loom's race detector ("Causality violation"), or loom's
+    // "deadlock" when every thread sleeps (a lost wake-up).
     assert!(
-        message.contains("violated") || message.contains("Causality"),
+        message.contains("violated") || message.contains("Causality") || message.starts_with("deadlock"),
         "the model failed, but not on the protocol: {message}"
     );
     std::eprintln!("loom caught the mutant: {message}");
+}
+
+#[cfg(memdesc_loom)]
+loom::thread_local! {
+    /// The CPU a model thread says it runs on ([`set_current_cpu`]).
+    static CPU: core::cell::Cell<u32> = core::cell::Cell::new(0);
+}
+
+/// Makes the calling model thread run as `cpu` on a [`BlockingPlatform`].
+#[cfg(memdesc_loom)]
+#[allow(dead_code)] // For models with per-CPU lists; the folio models run on CPU 0.
+pub(crate) fn set_current_cpu(cpu: u32) {
+    CPU.with(|c| c.set(cpu));
+}
+
+/// Wait queues of a [`BlockingPlatform`]; keys hash onto them as Linux
+/// hashes `folio_waitqueue`, so a collision is only a spurious wake-up.
+#[cfg(memdesc_loom)]
+const WAIT_QUEUES: usize = 4;
+
+/// A platform for loom models whose `wait` really sleeps: a waiter blocks on
+/// its key's condition variable until a `wake_all` for that queue, so a lost
+/// wake-up leaves it asleep and loom reports the deadlock. `still_blocked`
+/// is rechecked under the queue's mutex, which `wake_all` also takes: the
+/// contract of [`Platform::wait`] and nothing more.
+///
+/// Build one per execution (loom's mutexes belong to one execution).
+#[cfg(memdesc_loom)]
+pub(crate) struct BlockingPlatform {
+    nr_cpus: u32,
+    queues: [(loom::sync::Mutex<()>, loom::sync::Condvar); WAIT_QUEUES],
+}
+
+#[cfg(memdesc_loom)]
+impl BlockingPlatform {
+    /// A platform of `nr_cpus` CPUs (at most [`crate::buddy::MAX_CPUS`]);
+    /// each model thread picks its CPU with [`set_current_cpu`].
+    pub(crate) fn new(nr_cpus: u32) -> Self {
+        Self { nr_cpus, queues: core::array::from_fn(|_| (loom::sync::Mutex::new(()), loom::sync::Condvar::new())) }
+    }
+
+    fn queue(&self, key: WaitKey) -> &(loom::sync::Mutex<()>, loom::sync::Condvar) {
+        &self.queues[(key.0 % WAIT_QUEUES as u64) as usize]
+    }
+}
+
+#[cfg(memdesc_loom)]
+impl Platform for BlockingPlatform {
+    fn current_cpu(&self) -> CpuId {
+        CpuId(CPU.with(core::cell::Cell::get))
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        self.nr_cpus
+    }
+
+    fn wait(&self, key: WaitKey, still_blocked: &dyn Fn() -> bool) {
+        let (lock, woken) = self.queue(key);
+        let queue = lock.lock().unwrap();
+        // The recheck under the queue lock is what makes a wake-up between
+        // the caller's check and this sleep impossible to lose.
+        if still_blocked() {
+            drop(woken.wait(queue).unwrap());
+        }
+    }
+
+    fn wake_all(&self, key: WaitKey) {
+        let (lock, woken) = self.queue(key);
+        let _queue = lock.lock().unwrap();
+        woken.notify_all();
+    }
 }
