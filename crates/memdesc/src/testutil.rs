@@ -115,17 +115,23 @@ pub(crate) fn set_current_cpu(cpu: u32) {
 #[cfg(memdesc_loom)]
 const WAIT_QUEUES: usize = 4;
 
-/// A platform for loom models whose `wait` really sleeps: a waiter blocks on
-/// its key's condition variable until a `wake_all` for that queue, so a lost
-/// wake-up leaves it asleep and loom reports the deadlock. `still_blocked`
-/// is rechecked under the queue's mutex, which `wake_all` also takes: the
-/// contract of [`Platform::wait`] and nothing more.
+/// A platform for loom models whose `wait` really sleeps: a waiter
+/// registers on its key's queue and parks until a `wake_all` for that queue
+/// unparks it, so a lost wake-up leaves it asleep and loom reports the
+/// deadlock. `still_blocked` is rechecked under the queue's mutex, which
+/// `wake_all` also takes: the contract of [`Platform::wait`] and nothing
+/// more.
 ///
-/// Build one per execution (loom's mutexes belong to one execution).
+/// Build one per execution (loom's mutexes belong to one execution). A
+/// model that may deadlock must keep loom objects whose drop acts (a
+/// `FolioRef`) off the stacks of threads that may sleep, the model's main
+/// thread only joining: loom's deadlock panic unwinds every thread, and
+/// such a drop then panics again and aborts the test binary instead of
+/// failing the model.
 #[cfg(memdesc_loom)]
 pub(crate) struct BlockingPlatform {
     nr_cpus: u32,
-    queues: [(loom::sync::Mutex<()>, loom::sync::Condvar); WAIT_QUEUES],
+    queues: [loom::sync::Mutex<std::vec::Vec<loom::thread::Thread>>; WAIT_QUEUES],
 }
 
 #[cfg(memdesc_loom)]
@@ -133,10 +139,10 @@ impl BlockingPlatform {
     /// A platform of `nr_cpus` CPUs (at most [`crate::buddy::MAX_CPUS`]);
     /// each model thread picks its CPU with [`set_current_cpu`].
     pub(crate) fn new(nr_cpus: u32) -> Self {
-        Self { nr_cpus, queues: core::array::from_fn(|_| (loom::sync::Mutex::new(()), loom::sync::Condvar::new())) }
+        Self { nr_cpus, queues: core::array::from_fn(|_| loom::sync::Mutex::new(std::vec::Vec::new())) }
     }
 
-    fn queue(&self, key: WaitKey) -> &(loom::sync::Mutex<()>, loom::sync::Condvar) {
+    fn queue(&self, key: WaitKey) -> &loom::sync::Mutex<std::vec::Vec<loom::thread::Thread>> {
         &self.queues[(key.0 % WAIT_QUEUES as u64) as usize]
     }
 }
@@ -152,18 +158,24 @@ impl Platform for BlockingPlatform {
     }
 
     fn wait(&self, key: WaitKey, still_blocked: &dyn Fn() -> bool) {
-        let (lock, woken) = self.queue(key);
-        let queue = lock.lock().unwrap();
+        let mut queue = self.queue(key).lock().unwrap();
         // The recheck under the queue lock is what makes a wake-up between
-        // the caller's check and this sleep impossible to lose.
-        if still_blocked() {
-            drop(woken.wait(queue).unwrap());
+        // the caller's check and this sleep impossible to lose: a waker
+        // either ran before it (and the recheck sees the lock free) or
+        // finds us on the queue. An unpark that comes before the park below
+        // makes it return at once.
+        if !still_blocked() {
+            return;
         }
+        queue.push(loom::thread::current());
+        drop(queue);
+        loom::thread::park();
     }
 
     fn wake_all(&self, key: WaitKey) {
-        let (lock, woken) = self.queue(key);
-        let _queue = lock.lock().unwrap();
-        woken.notify_all();
+        let waiters = core::mem::take(&mut *self.queue(key).lock().unwrap());
+        for waiter in waiters {
+            waiter.unpark();
+        }
     }
 }

@@ -30,23 +30,26 @@ impl LockGuarded {
 fn lock_serialises_holders() {
     on_node(|node| {
         let counter = Arc::new(LockGuarded(crate::sync::UnsafeCell::new(0)));
-        let theirs = counter.clone();
         let raw = alloc_raw(node, 0);
         let other = node.try_get(raw).unwrap().into_raw();
-        let holder = spawn_on(node, move |node| {
-            // SAFETY: duty 1: `other` came from into_raw and is restored once.
-            let folio = unsafe { restore(node, other) };
-            let locked = folio.lock();
-            theirs.increment();
-            drop(locked);
+        // Both lockers on spawned threads: a deadlock must find this one
+        // only joining (see BlockingPlatform).
+        let lockers = [raw, other].map(|mine| {
+            let counter = counter.clone();
+            spawn_on(node, move |node| {
+                // SAFETY: duty 1: each raw reference above is restored once.
+                // Not dropped on unwind: loom's deadlock panic unwinds a
+                // sleeper, and a put then would abort the test binary.
+                let folio = core::mem::ManuallyDrop::new(unsafe { restore(node, mine) });
+                let locked = folio.lock();
+                counter.increment();
+                drop(locked);
+                drop(core::mem::ManuallyDrop::into_inner(folio));
+            })
         });
-        // SAFETY: duty 1: `raw` came from alloc_raw and is restored once.
-        let folio = unsafe { restore(node, raw) };
-        let locked = folio.lock();
-        counter.increment();
-        drop(locked);
-        drop(folio);
-        holder.join().unwrap();
+        for locker in lockers {
+            locker.join().unwrap();
+        }
     });
 }
 
