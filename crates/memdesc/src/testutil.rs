@@ -67,7 +67,15 @@ pub(crate) fn check_model(model: impl Fn() + Sync + Send + 'static) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    builder.check(model);
+    // Counts the executions loom explored, so a model that stopped racing
+    // (one execution) shows in the test's output.
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = executions.clone();
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    std::eprintln!("loom explored {} executions", executions.load(std::sync::atomic::Ordering::Relaxed));
 }
 
 /// Asserts that loom finds a bug in `model` (a mutant's test): the model

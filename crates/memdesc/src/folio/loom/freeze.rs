@@ -110,7 +110,7 @@ fn unfreeze_pfn_publishes_retype() {
         let raw = node.alloc_frozen(Order::ZERO, Gfp::USER).unwrap().into_raw();
         let owner = spawn_on(node, move |node| {
             // SAFETY: duty 1: `raw` came from FrozenFolio::into_raw, once.
-            let mut frozen = unsafe { FrozenFolio::from_raw(node, raw) };
+            let mut frozen = unsafe { FrozenFolio::from_raw(node, raw) }.unwrap();
             assert!(frozen.set_type(PageType::File));
             frozen.set_owner_word(0, 0xfeed);
             let raw = frozen.into_raw();
@@ -118,6 +118,9 @@ fn unfreeze_pfn_publishes_retype() {
             // represents it; the one reference made is ours, raw.
             unsafe { node.unfreeze_pfn(raw, ONE) }.unwrap();
         });
+        // A scheduling point: without it loom explored this model as one
+        // execution (the getter first, whole), and missed the mutant.
+        loom::thread::yield_now();
         match node.try_get(raw) {
             Ok(folio) => {
                 let ty = folio.page_type();
@@ -172,7 +175,7 @@ fn get_races_retype_to_slab() {
                         Ok(()) => unsafe { node.put_pfn(raw) }.unwrap(),
                         // SAFETY: duty 1: still frozen, given up once above;
                         // freed as a slab cache frees its frame.
-                        Err(_) => drop(unsafe { FrozenFolio::from_raw(node, raw) }),
+                        Err(_) => drop(unsafe { FrozenFolio::from_raw(node, raw) }.unwrap()),
                     }
                 }
             }

@@ -103,10 +103,7 @@ impl Frames {
 /// one reference: the pieces as the split hands them out (P2.4–P2.5), the
 /// original head last (P2.6). The models' one call of `split`.
 fn split_and_unfreeze(frozen: FrozenFolio<'_>, new_order: Order) -> std::vec::Vec<FolioRef<'_>> {
-    let mut pieces = std::vec::Vec::new();
-    let first = frozen.split(new_order, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
-    pieces.push(first.unfreeze(ONE).unwrap());
-    pieces
+    frozen.split(new_order).unwrap().map(|piece| piece.unfreeze(ONE).unwrap()).collect()
 }
 
 /// What a successful speculative get of `pfn` must see (P1's promise): a
@@ -146,5 +143,5 @@ fn alloc_raw(node: &Node<'_>, order: u32) -> Pfn {
 ///    is a reference of `node` given up once, restored once.
 unsafe fn restore<'a>(node: &'a Node<'a>, raw: Pfn) -> FolioRef<'a> {
     // SAFETY: duty 1 is the caller's.
-    unsafe { crate::folio::FolioRef::from_raw(node, raw) }
+    unsafe { crate::folio::FolioRef::from_raw(node, raw) }.unwrap()
 }

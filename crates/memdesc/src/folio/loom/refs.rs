@@ -3,7 +3,7 @@
 //! overflow band.
 
 use super::{alloc_raw, on_node, restore, spawn_on, Frames};
-use crate::buddy::{FolioRef, Gfp, Node};
+use crate::buddy::{FolioRef, Gfp, Node, RawError};
 use crate::folio::{Order, REF_MAX};
 use crate::sync::{AtomicU32, Ordering};
 use crate::testutil::{check_model, small_config, with_node, BlockingPlatform};
@@ -238,11 +238,13 @@ fn assert_clone_refused(folio: &FolioRef<'_>) {
     assert_eq!(after, before, "R violated: the clone guard left refcount {after}, not {before}");
 }
 
-/// The clone guard, sequential (no interleaving is involved: a clone is
-/// made from a held reference): a clone at `REF_MAX` (the band's edge) or
-/// through a stale handle at 0 (raw-API misuse) panics and undoes itself.
+/// The guards of R, sequential (no interleaving is involved: a clone is
+/// made from a held reference, and the raw checks read the caller's own
+/// frame): a clone at `REF_MAX` (the band's edge) or through a stale handle
+/// at 0 (raw-API misuse) panics and undoes itself, and a raw put of a
+/// frozen folio is refused and changes nothing.
 #[test]
-fn r_clone_guard_undoes_and_panics() {
+fn r_guards_refuse_zero_and_the_band() {
     check_model(|| {
         on_node(|node| {
             let frozen = node.alloc_frozen(Order::ZERO, Gfp::USER).unwrap();
@@ -252,13 +254,23 @@ fn r_clone_guard_undoes_and_panics() {
             // SAFETY: duty 1: the other references are the model's raw ones.
             let frozen = unsafe { folio.try_freeze_with(top) }.unwrap();
             let raw = frozen.into_raw();
-            // SAFETY: deliberately violated (a handle for a frozen folio):
-            // the misuse the clone guard exists for; forgotten below.
+            // SAFETY: duty 1 deliberately violated: we own no reference to
+            // the frozen folio; put_pfn must see refcount 0 and refuse.
+            let put = unsafe { node.put_pfn(raw) };
+            assert_eq!(put, Err(RawError::ZeroRefcount(raw)), "R violated: a raw put of a frozen folio");
+            let count = node.memmap().page(raw).unwrap().ref_count();
+            assert_eq!(count, 0, "R violated: a refused raw put left refcount {count}");
+            // SAFETY: duty 1: `raw` came from FrozenFolio::into_raw, once.
+            drop(unsafe { crate::folio::FrozenFolio::from_raw(node, raw) }.unwrap());
+            // A stale handle: restored while counted, its reference then put.
+            let raw = alloc_raw(node, 0);
+            // SAFETY: duty 1 deliberately violated (restored, then also put
+            // below): the misuse the clone guard exists for.
             let stale = unsafe { restore(node, raw) };
+            // SAFETY: duty 1: the reference alloc_raw gave up, put once.
+            unsafe { node.put_pfn(raw) }.unwrap();
             assert_clone_refused(&stale);
             core::mem::forget(stale);
-            // SAFETY: duty 1: `raw` came from FrozenFolio::into_raw, once.
-            drop(unsafe { crate::folio::FrozenFolio::from_raw(node, raw) });
         });
     });
 }
