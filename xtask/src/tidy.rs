@@ -78,10 +78,6 @@ const ORDERINGS: &[&str] = &["Relaxed", "Release", "Acquire", "AcqRel", "SeqCst"
 /// Files whose contents only compile under `cfg(test)`; tidy skips them.
 const TEST_FILE_NAMES: &[&str] = &["tests.rs", "loom.rs", "proptests.rs", "testutil.rs"];
 
-/// Directories whose files only compile under `cfg(test)` (a model split
-/// over several files); tidy skips them.
-const TEST_DIR_NAMES: &[&str] = &["tests", "loom"];
-
 /// One broken rule.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -191,7 +187,7 @@ impl<'a> SourceFile<'a> {
         }
         let mut components = in_src.split('/').collect::<Vec<_>>();
         let file_name = components.pop()?;
-        if TEST_FILE_NAMES.contains(&file_name) || components.iter().any(|c| TEST_DIR_NAMES.contains(c)) {
+        if TEST_FILE_NAMES.contains(&file_name) || components.iter().any(|c| matches!(*c, "tests" | "loom")) {
             return None;
         }
         Some(SourceFile { path, krate, in_src })

@@ -45,9 +45,10 @@ impl Report {
         let c = &self.config;
         writeln!(
             f,
-            "memdesc simulation: {} workload, {} CPUs, {} RAM, {:?}, seed {}",
+            "memdesc simulation: {} workload, {} CPU{}, {} RAM, {:?}, seed {}",
             c.workload.name(),
             c.cpus,
+            if c.cpus == 1 { "" } else { "s" },
             Bytes(self.machine.ram_bytes),
             c.duration,
             c.seed

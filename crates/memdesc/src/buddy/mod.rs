@@ -615,16 +615,24 @@ impl<'a> Node<'a> {
             if count == 0 {
                 return Err(RawError::ZeroRefcount(pfn));
             }
-            // Release: like FolioRef::drop, our accesses happen before the
-            // free; pairs with the Acquire fence below and try_freeze (P2.1).
-            // Relaxed: on failure, retry.
-            match page.refcount.compare_exchange_weak(count, count - 1, Ordering::Release, Ordering::Relaxed) {
+            // R.4. Release: like FolioRef::drop, our accesses happen before
+            // the free; pairs with the Acquire fence below, FolioRef::drop's
+            // (R.3) and try_freeze (P2.1). Relaxed: on failure, retry.
+            #[cfg(not(memdesc_mutant = "relaxed_put_pfn"))]
+            let put = page.refcount.compare_exchange_weak(count, count - 1, Ordering::Release, Ordering::Relaxed);
+            // Mutant: the raw put without Release. Relaxed: both orderings
+            // deliberately wrong.
+            #[cfg(memdesc_mutant = "relaxed_put_pfn")]
+            let put = page.refcount.compare_exchange_weak(count, count - 1, Ordering::Relaxed, Ordering::Relaxed);
+            match put {
                 Ok(_) => break,
                 Err(actual) => count = actual,
             }
         }
         if count == 1 {
-            // Acquire: pairs with the Release puts of the other holders.
+            // R.4, last put. Acquire: pairs with the Release puts of the
+            // other holders (R.2, R.4). Mutant: the fence removed.
+            #[cfg(not(memdesc_mutant = "put_pfn_no_fence"))]
             crate::sync::fence(Ordering::Acquire);
             self.free_folio(pfn);
         }
@@ -672,10 +680,13 @@ impl<'a> Node<'a> {
         // Release: publishes the owner's stores like FrozenFolio::unfreeze
         // (P2.5), pairing with the Acquire get (P1.3). Relaxed: on failure,
         // nothing changes.
-        page.refcount
-            .compare_exchange(0, count.get(), Ordering::Release, Ordering::Relaxed)
-            .map(|_| ())
-            .map_err(|refcount| RawError::NotFrozen { pfn, refcount })
+        #[cfg(not(memdesc_mutant = "relaxed_unfreeze_pfn"))]
+        let unfrozen = page.refcount.compare_exchange(0, count.get(), Ordering::Release, Ordering::Relaxed);
+        // Mutant: the raw unfreeze without Release. Relaxed: both orderings
+        // deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_unfreeze_pfn")]
+        let unfrozen = page.refcount.compare_exchange(0, count.get(), Ordering::Relaxed, Ordering::Relaxed);
+        unfrozen.map(|_| ()).map_err(|refcount| RawError::NotFrozen { pfn, refcount })
     }
 
     /// Bad-page reports: how many, how many frames they quarantined, and the

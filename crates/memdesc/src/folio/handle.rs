@@ -186,6 +186,10 @@ impl UnfreezeRefusal {
     /// references, if it may not: the one rule both `FrozenFolio::unfreeze`
     /// and the raw `Node::unfreeze_pfn` apply.
     pub const fn check(ty: PageType, count: NonZeroU32) -> Option<Self> {
+        // Mutant (seed 004's precondition): slab and page-table folios
+        // counted like any other.
+        #[cfg(memdesc_mutant = "unfreeze_counts_slab")]
+        let ty = if ty.is_always_frozen() { PageType::Kernel } else { ty };
         if ty.is_always_frozen() {
             Some(Self::AlwaysFrozen(ty))
         } else if count.get() > REF_MAX {
@@ -449,13 +453,20 @@ impl<R: FolioRelease> Clone for FolioRef<'_, R> {
 impl<R: FolioRelease> Drop for FolioRef<'_, R> {
     #[inline]
     fn drop(&mut self) {
-        // Release: our accesses to the folio happen before whoever frees or
-        // freezes it; pairs with the Acquire fence below (last put) and the
-        // Acquire CAS in try_freeze (P2.1).
+        // R.2. Release: our accesses to the folio happen before whoever
+        // frees or freezes it; pairs with the Acquire fence below (last put,
+        // R.3), put_pfn's (R.4) and the Acquire CAS in try_freeze (P2.1).
+        #[cfg(not(memdesc_mutant = "relaxed_put"))]
         let old = self.head.refcount.fetch_sub(1, Ordering::Release);
+        // Mutant: the put without Release, so a holder's writes may land
+        // after the free. Relaxed: deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_put")]
+        let old = self.head.refcount.fetch_sub(1, Ordering::Relaxed);
         if old == 1 {
-            // Acquire: pairs with the Release puts of every other holder, so
-            // their accesses happen before the free.
+            // R.3. Acquire: pairs with the Release puts of every other holder
+            // (R.2, R.4), so their accesses happen before the free.
+            // Mutant: the fence removed, as if Arc::drop lacked its own.
+            #[cfg(not(memdesc_mutant = "no_last_put_fence"))]
             fence(Ordering::Acquire);
             self.owner.release(self.pfn());
         } else if old == 0 {
@@ -463,7 +474,9 @@ impl<R: FolioRelease> Drop for FolioRef<'_, R> {
             // so a concurrent publish of a reallocation is not overwritten,
             // and report it; the owner quarantines the frame unless it is
             // free (a free frame is on a list and stays there).
-            // Relaxed: misuse recovery; nothing is ordered by it.
+            // Relaxed: misuse recovery; nothing is ordered by it. Mutant:
+            // the wrap left in place.
+            #[cfg(not(memdesc_mutant = "put_at_zero_no_undo"))]
             let _ = self.head.refcount.compare_exchange(u32::MAX, 0, Ordering::Relaxed, Ordering::Relaxed);
             self.owner.bad_page(self.pfn(), BadPageReason::RefcountUnderflow);
         }

@@ -74,6 +74,9 @@ impl<R: FolioRelease> Drop for LockedFolio<'_, '_, R> {
         // Release: pairs with the Acquire in try_lock; the next holder sees
         // our writes.
         let old = self.folio.head().flags.fetch_and(!clear, Ordering::Release);
+        // Mutant: the unlock never wakes, so a sleeper sleeps on (a lost
+        // wake-up).
+        #[cfg(not(memdesc_mutant = "lost_folio_wakeup"))]
         if old & PageFlags::WAITERS.0 != 0 {
             self.folio.owner().platform().wake_all(WaitKey(self.folio.pfn().0));
         }
