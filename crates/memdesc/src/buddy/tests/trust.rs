@@ -57,6 +57,29 @@ fn freeing_a_frozen_folio_that_was_counted_quarantines_it() {
 }
 
 #[test]
+fn a_folio_quarantined_with_a_live_reference_is_reported_once() {
+    node(|n| {
+        let frozen = n.alloc_frozen(Order::ZERO, Gfp::KERNEL).unwrap();
+        let pfn = frozen.pfn();
+        // SAFETY: deliberately wrong (the misuse under test): the frozen
+        // handle still lives when the folio is counted and a handle made
+        // for that count.
+        let counted = unsafe {
+            n.unfreeze_pfn(pfn, ONE).unwrap();
+            FolioRef::from_raw(n, pfn).unwrap()
+        };
+        drop(frozen);
+        assert_eq!(only_report(n).reason, BadPageReason::NonzeroRefcount);
+        // The last reference goes: the frame stays quarantined, counted and
+        // reported once.
+        drop(counted);
+        assert_eq!(only_report(n).reason, BadPageReason::NonzeroRefcount);
+        assert_eq!(n.memmap().page(pfn).unwrap().page_type(), PageType::Quarantined);
+        assert_accounts(n);
+    });
+}
+
+#[test]
 fn a_counted_folio_quarantined_at_free_stays_out_when_its_holder_lets_go() {
     node(|n| {
         let counted = n.alloc(Order::ZERO, Gfp::USER).unwrap();
