@@ -22,7 +22,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  ci              everything CI checks: tidy, fmt, clippy, doc, test, loom, mutants, miri
+  ci              everything CI checks: tidy, fmt, clippy, doc, test, example, loom, mutants, miri
   tidy            static checks: layering, atomics, unsafe allowlist, SAFETY and ordering comments
   loom            loom models of the core crate (release, RUSTFLAGS=\"--cfg memdesc_loom\")
   miri            the core crate's unit tests under Miri (needs `rustup component add
@@ -93,6 +93,8 @@ fn ci(runner: &mut Runner) -> Result<(), String> {
     runner.run(&Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     runner.run(&Step::cargo("doc", &["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     runner.run(&Step::cargo("test", &["test", "--workspace"]).env_default("PROPTEST_CASES", PROPTEST_CASES))?;
+    // The embedder's tour asserts as it goes: running it is its test.
+    runner.run(&Step::cargo("example", &["run", "-p", "memdesc", "--example", "tour"]))?;
     loom(runner)?;
     mutants::run(runner, &[])?;
     miri::run(runner)

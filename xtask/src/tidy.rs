@@ -1,8 +1,8 @@
 //! `cargo xtask tidy`: static checks the compiler does not make.
 //!
 //! Scans `crates/*/src/**/*.rs`, skipping test-only files (`tests.rs`,
-//! `loom.rs`, `proptests.rs`, `testutil.rs`, anything under a `tests/`
-//! directory). Rules:
+//! `loom.rs`, `proptests.rs`, `testutil.rs`, anything under a `tests/` or
+//! `loom/` directory). Rules:
 //!
 //! - **layering**: a core module uses only layers below it ([`LAYERS`]);
 //! - **atomics**: atomics and loom reach the core only through `crate::sync`;
@@ -187,7 +187,7 @@ impl<'a> SourceFile<'a> {
         }
         let mut components = in_src.split('/').collect::<Vec<_>>();
         let file_name = components.pop()?;
-        if TEST_FILE_NAMES.contains(&file_name) || components.contains(&"tests") {
+        if TEST_FILE_NAMES.contains(&file_name) || components.iter().any(|c| matches!(*c, "tests" | "loom")) {
             return None;
         }
         Some(SourceFile { path, krate, in_src })

@@ -3,7 +3,8 @@
 //! what limits them.
 //!
 //! A goal's ratio is ours ÷ peer (for P5: our 2-thread wall ns/op ÷ our
-//! 1-thread ns/op), and it is met when the ratio is at most the bound.
+//! 1-thread ns/op; for R1 the peer is the floor of any get + put, its two
+//! atomics timed alone), and it is met when the ratio is at most the bound.
 
 use crate::harness::{measure, Sample, Settings, Workload};
 use crate::{ours, peers};
@@ -154,15 +155,17 @@ pub const GOALS: &[Goal] = &[
     Goal {
         id: "R1",
         description: "speculative get (Node::try_get) + drop on a held order-0 folio",
-        peer_name: "uncontended CAS-loop increment",
-        bound: 1.2,
-        ratio_definition: "ours / peer",
-        limit: "A get + put is two locked RMWs, the CAS of P1.3 and the put's `fetch_sub`, \
-                where the peer is one CAS: the `cas_get_put_floor` probe times that pair alone in \
-                the same run, and it is above the bound by itself. The rest is the bounds-checked \
-                descriptor lookup, the compound-word decode and recheck (P1.2, P1.4) and the put's \
-                last-reference test. As stated the goal is below the floor of any get + put; the \
-                row's note gives ours against that floor.",
+        peer_name: "the atomics alone of any get + put: CAS-loop increment + fetch_sub (cas_get_put_floor)",
+        bound: 1.1,
+        ratio_definition: "ours / floor",
+        limit: "The floor is the two locked RMWs no get + put can do without: the CAS of P1.3 \
+                and the put's `fetch_sub`. What ours adds is plain loads and branches around them: \
+                the bounds-checked descriptor lookup, the compound-word read and decode (P1.2), \
+                the head recheck after the CAS (P1.4) and the put's last-reference test. Meeting \
+                1.1x has to come from doing less of that work per pair, not from fewer atomics. \
+                R1 was first stated as 1.2x one CAS-loop increment, which is below this floor \
+                (the `cas_get_put_floor` probe's note gives the floor over one CAS, 1.5x to 2x on \
+                this VM); the `cas_loop` probe keeps that comparison.",
         run: r1,
     },
 ];
@@ -334,12 +337,18 @@ fn r1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
         );
         drop(held);
         let floor = samples[2].median_ns / samples[1].median_ns;
+        let over_cas = samples[0].median_ns / samples[1].median_ns;
         Measured {
             ours: samples[0],
-            peer: samples[1],
-            note: format!("ours / cas_get_put_floor = {:.2}", samples[0].median_ns / samples[2].median_ns),
+            peer: samples[2],
+            note: format!("ours / cas_loop = {over_cas:.2} (R1 as first stated, against one CAS)"),
             probes: vec![
-                probe("cas_loop", "uncontended CAS-loop increment, probe (b)", samples[1], String::new()),
+                probe(
+                    "cas_loop",
+                    "uncontended CAS-loop increment, probe (b)",
+                    samples[1],
+                    format!("ours = {over_cas:.2}x this: R1 as first stated (≤ 1.2x one CAS, below the floor)"),
+                ),
                 probe(
                     "cas_get_put_floor",
                     "CAS-loop increment + fetch_sub: atomics alone of a get + put",

@@ -5,24 +5,30 @@
 //! RAM, one CPU per host core, 10 seconds, a fresh seed (printed, so the run
 //! can be repeated). The report goes to stdout, as text or (`--json`) as
 //! JSON; a progress bar goes to stderr when it is a terminal. The exit code
-//! is 0 when the run passed (no violations, no leaked frames, no bad pages),
-//! 1 when it did not, 2 when it could not run.
+//! (module `exit`) is 0 when the run passed (no violations, no leaked
+//! frames, no bad pages), 1 when it did not, 2 when it could not run, 130
+//! when Ctrl-C stopped it early with nothing wrong in what ran (the report
+//! of what ran is printed, marked interrupted).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod args;
+mod exit;
+mod host;
+mod interrupt;
 mod progress;
 mod watchdog;
 
-use args::{Cli, Command, RunArgs};
-use clap::Parser;
+use args::{Command, RunArgs};
 use memdesc_sim::SimConfig;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 use watchdog::Watchdog;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = args::parse();
     match cli.command {
         Some(Command::Run(args)) => run(&args),
         None => run(&cli.run),
@@ -31,12 +37,19 @@ fn main() -> ExitCode {
 
 /// Runs one simulation and prints its report.
 fn run(args: &RunArgs) -> ExitCode {
-    let cpus = args.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let interrupt = Arc::new(AtomicBool::new(false));
+    if let Err(e) = interrupt::catch_sigint(&interrupt) {
+        eprintln!("memdesc: cannot catch Ctrl-C ({e}); it will end the run without a report");
+    }
+    let cpus = args.cpus.unwrap_or_else(args::default_cpus);
     let seed = args.seed.unwrap_or_else(args::fresh_seed);
     let config = SimConfig::new(args.mem, cpus, args.duration, seed);
+    if let Some(warning) = host::available_bytes().and_then(|free| host::warning(config.ram_bytes, free)) {
+        eprintln!("memdesc: {warning}");
+    }
     let bar = progress::Bar::new(config.duration);
     let watchdog = Watchdog::start(config.duration + grace(config.ram_bytes));
-    let result = memdesc_sim::run(&config, |p| {
+    let result = memdesc_sim::run_interruptible(&config, &interrupt, |p| {
         bar.update(p);
         watchdog.heard(p);
     });
@@ -45,7 +58,7 @@ fn run(args: &RunArgs) -> ExitCode {
         Ok(report) => report,
         Err(e) => {
             eprintln!("memdesc: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     if args.json {
@@ -53,17 +66,19 @@ fn run(args: &RunArgs) -> ExitCode {
             Ok(json) => println!("{json}"),
             Err(e) => {
                 eprintln!("memdesc: cannot serialise the report: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(exit::USAGE);
             }
         }
     } else {
         print!("{report}");
     }
-    if report.passed() {
-        ExitCode::SUCCESS
+    ExitCode::from(if !report.passed() {
+        exit::FAILED
+    } else if report.interrupted {
+        exit::INTERRUPTED
     } else {
-        ExitCode::FAILURE
-    }
+        exit::PASSED
+    })
 }
 
 /// How long a run may last past its deadline: far more than freeing

@@ -33,7 +33,7 @@ impl Watchdog {
                      a lock, or a free list is cyclic). {violations} violations were known.",
                     limit.as_secs()
                 );
-                std::process::exit(1);
+                std::process::exit(crate::exit::FAILED.into());
             }
         });
         Self { heard }

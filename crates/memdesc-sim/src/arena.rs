@@ -7,7 +7,7 @@
 
 use memdesc::buddy::BootError;
 use memdesc::memmap::{MemoryLayout, PhysAddr, PhysRange};
-use memdesc::{Node, NodeConfig};
+use memdesc::{BootFailed, Node, NodeConfig};
 use std::io;
 
 use crate::platform::SimPlatform;
@@ -18,6 +18,8 @@ pub const LOW_HOLE: u64 = 1 << 20;
 pub const KERNEL_IMAGE: u64 = 8 << 20;
 /// The MMIO-style hole in the middle of RAM.
 pub const MID_HOLE: u64 = 64 << 20;
+/// RAM is a whole number of these: the requested size is rounded down to it.
+pub const RAM_GRANULE: u64 = 4 << 20;
 
 /// Physical memory for one simulated machine.
 pub struct Arena {
@@ -27,14 +29,14 @@ pub struct Arena {
 }
 
 impl Arena {
-    /// Maps `ram_bytes` of simulated RAM (rounded down to 4 MiB, at least
-    /// 16 MiB) plus the holes around it.
+    /// Maps `ram_bytes` of simulated RAM (rounded down to [`RAM_GRANULE`],
+    /// at least 16 MiB) plus the holes around it.
     ///
     /// # Errors
     /// The host refused the mapping.
     pub fn new(ram_bytes: u64) -> io::Result<Arena> {
-        let ram_bytes = (ram_bytes & !((4 << 20) - 1)).max(16 << 20);
-        let half = (ram_bytes / 2) & !((4 << 20) - 1);
+        let ram_bytes = (ram_bytes & !(RAM_GRANULE - 1)).max(16 << 20);
+        let half = (ram_bytes / 2) & !(RAM_GRANULE - 1);
         let first = PhysRange::new(LOW_HOLE, LOW_HOLE + half);
         let second_start = first.end.0 + MID_HOLE;
         let second = PhysRange::new(second_start, second_start + (ram_bytes - half));
@@ -60,6 +62,6 @@ impl Arena {
     pub fn boot<'a>(&'a mut self, config: NodeConfig, platform: &'a SimPlatform) -> Result<&'a Node<'a>, BootError> {
         let (ram, reserved) = (self.ram, self.reserved);
         let layout = MemoryLayout { ram: &ram, reserved: &reserved };
-        Node::boot(&mut self.mapping[..], PhysAddr(0), &layout, config, platform)
+        Node::boot(&mut self.mapping[..], PhysAddr(0), &layout, config, platform).map_err(BootFailed::into_error)
     }
 }

@@ -32,7 +32,8 @@ impl Workload {
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SimConfig {
-    /// Simulated RAM, in bytes (the arena rounds it down to 4 MiB).
+    /// Simulated RAM, in bytes (the arena rounds it down to
+    /// [`RAM_GRANULE`](crate::arena::RAM_GRANULE)).
     pub ram_bytes: u64,
     /// Simulated CPUs running the workload; the scanner gets one more.
     pub cpus: u32,
@@ -76,6 +77,45 @@ impl SimConfig {
         }
         Ok(())
     }
+
+    /// The command line that runs this configuration again, exactly:
+    /// `memdesc run --mem … --cpus … --duration … --seed …`, each value
+    /// printed in the largest unit that represents it without rounding.
+    pub fn repeat_command(&self) -> String {
+        format!(
+            "memdesc run --mem {} --cpus {} --duration {} --seed {}",
+            size_arg(self.ram_bytes),
+            self.cpus,
+            duration_arg(self.duration),
+            self.seed
+        )
+    }
+}
+
+/// `bytes` as `--mem` accepts it: in the largest binary unit (T, G, M, K)
+/// that divides it, else in bytes.
+fn size_arg(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 4] = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
+    for (shift, suffix) in UNITS {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// `d` as `--duration` accepts it: in the largest unit (h, m, s, ms, us,
+/// ns) that divides it, so nothing is rounded away.
+fn duration_arg(d: Duration) -> String {
+    const UNITS: [(u128, &str); 5] =
+        [(3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")];
+    let nanos = d.as_nanos();
+    for (unit, suffix) in UNITS {
+        if nanos != 0 && nanos % unit == 0 {
+            return format!("{}{suffix}", nanos / unit);
+        }
+    }
+    format!("{nanos}ns")
 }
 
 impl Default for SimConfig {
@@ -85,6 +125,9 @@ impl Default for SimConfig {
         Self::new(Self::DEFAULT_RAM_BYTES, cpus, Self::DEFAULT_DURATION, 0)
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())

@@ -12,6 +12,8 @@
 //! [`SimPlatform`] whose CPUs are threads, runs a workload on every CPU while
 //! a scanner thread takes speculative references to random frames, then
 //! frees everything, audits every descriptor and returns a [`Report`].
+//! [`run_interruptible`] also stops the workload early when a flag is set
+//! (the CLI sets it on Ctrl-C), and still tears down and audits in full.
 //!
 //! # Main types
 //! [`SimConfig`] says what to run; [`Progress`] is handed to the caller while
@@ -39,7 +41,7 @@ mod workload;
 pub use arena::Arena;
 pub use config::{SimConfig, Workload, MIN_RAM_BYTES};
 pub use error::SimError;
-pub use machine::{run, Phase, Progress};
+pub use machine::{run, run_interruptible, Phase, Progress};
 pub use platform::SimPlatform;
 pub use report::Report;
 pub use scanner::ScannerStats;

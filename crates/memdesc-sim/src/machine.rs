@@ -14,7 +14,7 @@ use crate::violations::Violations;
 use crate::workload::{mixed, WorkerContext, WorkerResult};
 use memdesc::{CpuId, Node, NodeConfig};
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 pub enum Phase {
     /// The workload runs.
     Running,
-    /// Past the deadline: the CPUs free everything they hold.
+    /// Past the deadline (or interrupted): the CPUs free everything they
+    /// hold.
     Teardown,
     /// Every CPU stopped: draining per-CPU lists and auditing.
     Audit,
@@ -74,13 +75,30 @@ impl Drop for RunningGuard<'_> {
 /// [`SimError`] if the configuration is invalid, the arena cannot be mapped,
 /// the node does not boot, or a thread cannot start. Violations are not
 /// errors: they are in the report.
-pub fn run(config: &SimConfig, mut progress: impl FnMut(&Progress)) -> Result<Report, SimError> {
+pub fn run(config: &SimConfig, progress: impl FnMut(&Progress)) -> Result<Report, SimError> {
+    run_interruptible(config, &AtomicBool::new(false), progress)
+}
+
+/// Runs the simulation like [`run`], but stops the workload early once
+/// `interrupt` is set (by a signal handler, say): every CPU stops at its
+/// next batch of operations, then the run ends as any other does, freeing
+/// everything, draining, auditing and reconciling the counters, so the
+/// report is a real one for what ran. It says when the interrupt came
+/// ([`Report::interrupted_after_s`]).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_interruptible(
+    config: &SimConfig,
+    interrupt: &AtomicBool,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Report, SimError> {
     config.validate()?;
     let mut arena = Arena::new(config.ram_bytes).map_err(SimError::Map)?;
     let machine = report::Machine::of(&arena, config.cpus);
     let platform = SimPlatform::new(config.cpus + 1);
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
-    let outcome = run_cpus(config, node, &platform, &mut progress)?;
+    let outcome = run_cpus(config, node, &platform, interrupt, &mut progress)?;
     progress(&Progress {
         phase: Phase::Audit,
         elapsed: outcome.elapsed,
@@ -99,6 +117,7 @@ fn run_cpus(
     config: &SimConfig,
     node: &Node<'_>,
     platform: &SimPlatform,
+    interrupt: &AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<RunOutcome, SimError> {
     let managed = node.vmstat().nr_managed;
@@ -119,6 +138,7 @@ fn run_cpus(
                 deadline,
                 target_frames,
                 ops: &counters[cpu as usize].0,
+                interrupt,
             };
             let running = &running;
             let handle = thread::Builder::new().name(format!("cpu{cpu}")).spawn_scoped(s, move || {
@@ -140,10 +160,10 @@ fn run_cpus(
             .name("scanner".into())
             .spawn_scoped(s, move || {
                 platform.bind_current_thread(CpuId(scanner_cpu));
-                scanner::run(node, config.seed, scanner_cpu as u64, deadline, running)
+                scanner::run(node, config.seed, scanner_cpu as u64, deadline, interrupt, running)
             })
             .map_err(SimError::Spawn)?;
-        report_progress(config, start, &counters, &workers, &scanner, progress);
+        report_progress(config, start, &counters, &workers, &scanner, interrupt, progress);
         let elapsed = start.elapsed();
         Ok(collect(workers, scanner, elapsed))
     })
@@ -156,6 +176,7 @@ fn report_progress<W, S>(
     counters: &[PaddedCounter],
     workers: &[ScopedJoinHandle<'_, W>],
     scanner: &ScopedJoinHandle<'_, S>,
+    interrupt: &AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) {
     let (mut last_ops, mut last_at) = (0, start);
@@ -165,7 +186,9 @@ fn report_progress<W, S>(
         // Relaxed: progress statistics.
         let ops: u64 = counters.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();
         let elapsed = now - start;
-        let phase = if elapsed < config.duration { Phase::Running } else { Phase::Teardown };
+        // Relaxed: a stop flag; it only changes the phase shown.
+        let interrupted = interrupt.load(Ordering::Relaxed);
+        let phase = if elapsed < config.duration && !interrupted { Phase::Running } else { Phase::Teardown };
         let dt = (now - last_at).as_secs_f64();
         let ops_per_s = if dt > 0.0 { ops.saturating_sub(last_ops) as f64 / dt } else { 0.0 };
         let elapsed = elapsed.min(config.duration);
@@ -187,6 +210,10 @@ fn collect(
                 outcome.stats += &result.stats;
                 outcome.violations.merge(result.violations);
                 outcome.per_cpu.push((result.timed_ops, result.timed));
+                if result.interrupted {
+                    let after = outcome.interrupted_after.map_or(result.timed, |t| t.max(result.timed));
+                    outcome.interrupted_after = Some(after);
+                }
             }
             Err(panic) => {
                 outcome.violations.record(|| format!("cpu{cpu} panicked: {}", panic_message(&*panic)));

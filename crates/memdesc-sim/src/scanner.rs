@@ -14,7 +14,7 @@ use crate::violations::Violations;
 use memdesc::folio::{PageFlags, MAX_ORDER, REF_MAX};
 use memdesc::{FolioRef, GetError, Node, PageType, Pfn};
 use serde::Serialize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The longest run of consecutive pfns walked from one random start.
@@ -59,12 +59,14 @@ pub struct ScannerStats {
     pub clones: u64,
 }
 
-/// Scans until the deadline has passed and no workload CPU is running.
+/// Scans until the deadline has passed (or `interrupt` is set) and no
+/// workload CPU is running.
 pub(crate) fn run(
     node: &Node<'_>,
     seed: u64,
     stream: u64,
     deadline: Instant,
+    interrupt: &AtomicBool,
     running: &AtomicUsize,
 ) -> (ScannerStats, Violations) {
     let mut scanner = Scanner {
@@ -73,8 +75,10 @@ pub(crate) fn run(
         stats: ScannerStats::default(),
         violations: Violations::default(),
     };
-    // Relaxed: a stop flag; the threads' joins order everything that matters.
-    while Instant::now() < deadline || running.load(Ordering::Relaxed) > 0 {
+    // Relaxed (both): stop flags; the threads' joins order everything that
+    // matters.
+    let stopping = || Instant::now() >= deadline || interrupt.load(Ordering::Relaxed);
+    while !stopping() || running.load(Ordering::Relaxed) > 0 {
         for _ in 0..16 {
             scanner.walk_run();
         }

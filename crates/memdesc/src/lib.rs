@@ -30,8 +30,7 @@
 //! reference the way a pfn scanner would.
 //!
 //! ```
-//! use memdesc::platform::SpinPlatform;
-//! use memdesc::{Gfp, MemoryLayout, Node, NodeConfig, Order, PageType, PhysAddr, PhysRange, PAGE_SIZE};
+//! use memdesc::{Gfp, MemoryLayout, Node, NodeConfig, Order, PageType, PhysAddr, PhysRange, SpinPlatform, PAGE_SIZE};
 //!
 //! #[repr(C, align(4096))]
 //! struct Frame([u8; PAGE_SIZE]);
@@ -44,9 +43,10 @@
 //! let ram = [PhysRange::new(0, 8 << 20)];
 //! let reserved = [PhysRange::new(0, 64 << 10)];
 //! let layout = MemoryLayout { ram: &ram, reserved: &reserved };
-//! let node = Node::boot(memory, PhysAddr(0), &layout, NodeConfig::default(), &SpinPlatform)?;
+//! let node = Node::boot(memory, PhysAddr(0), &layout, NodeConfig::default(), &SpinPlatform)
+//!     .map_err(memdesc::BootFailed::into_error)?;
 //!
-//! let folio = node.alloc(Order::new(2).unwrap(), Gfp::USER.zeroed())?;
+//! let folio = node.alloc(Order::TWO, Gfp::USER.zeroed())?;
 //! assert_eq!(folio.page_type(), PageType::Anon);
 //! // A lockless walker reaching a tail frame counts the whole folio (P1).
 //! let seen = node.try_get(folio.pfn().add(3))?;
@@ -55,6 +55,17 @@
 //! assert_eq!(node.audit().allocated, 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A longer tour (a buffer with a hole and a firmware range, a refused
+//! layout retried, byte access by ownership level, freeze, split, lock, and
+//! the buddyinfo/vmstat/audit views) is the runnable example
+//! `crates/memdesc/examples/tour.rs` (`cargo run -p memdesc --example tour`).
+//!
+//! # Frame contents by ownership level
+//! An exclusive owner ([`FrozenFolio`]) gets plain bytes
+//! ([`folio::FrozenFolio::bytes_mut`]) and memcpy-speed copies; shared
+//! holders ([`FolioRef`]) get [`FrameReader`] / [`FrameWriter`] cursors of
+//! atomic words, which stay defined while other holders write.
 //!
 //! The layers, lowest first, are the modules: [`sync`] (atomics: `core` or
 //! loom), [`platform`] (host hooks), [`memmap`] (descriptors), [`folio`]
@@ -80,7 +91,22 @@ mod mt_tests;
 #[cfg(test)]
 mod testutil;
 
-pub use buddy::{AllocError, FolioRef, FrozenFolio, Gfp, Migratetype, Node, NodeConfig, ZoneId};
-pub use folio::{GetError, Order, PageType};
-pub use memmap::{MemoryLayout, Pfn, PhysAddr, PhysRange, PAGE_SIZE};
-pub use platform::{CpuId, Platform};
+// The crate root is the one place an embedder imports from: everything a
+// host needs to boot a node, allocate, hold, freeze, split and lock folios,
+// read their contents and reports, and handle every error. The aliases bind
+// the generic handles of `folio` to `Node`; their pages link to the
+// generic types' methods.
+pub use buddy::report::{Audit, Violation, VmStat, ZoneInfo};
+pub use buddy::{
+    AllocError, BadPageReport, BootError, FolioRef, FreezeError, FrozenFolio, Gfp, LockedFolio, Migratetype, Node,
+    NodeConfig, PcpConfig, SplitError, SplitFolios, UnfreezeError, VmEvent, Watermarks, ZoneId, BAD_PAGE_LOG, MAX_CPUS,
+};
+pub use folio::{
+    BadPageReason, CopyError, FreezeFailed, GetError, Order, OrderTooLarge, PageFlags, PageType, RawError, SplitFailed,
+    UnfreezeFailed, UnfreezeRefusal, MAX_ORDER, REF_MAX,
+};
+pub use memmap::{
+    BootFailed, FrameReader, FrameWriter, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange, PAGEBLOCK_ORDER,
+    PAGE_SIZE,
+};
+pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};

@@ -20,7 +20,6 @@ use crate::platform::{CpuId, Platform, WaitKey};
 use crate::sync::{AtomicU64, Ordering};
 use crate::testutil::with_node;
 use core::cell::Cell;
-use core::num::NonZeroU32;
 use std::vec::Vec;
 
 /// Frames of RAM per test node: the metadata (descriptors and the node's
@@ -270,16 +269,15 @@ fn split_races_speculative_getters() {
                             }
                         }
                     };
-                    let mut pieces = Vec::new();
-                    let first = frozen
-                        .split(Order::ZERO, |piece| pieces.push(piece.unfreeze(NonZeroU32::MIN).unwrap()))
-                        .unwrap();
-                    let first = first.unfreeze(NonZeroU32::MIN).unwrap();
-                    assert_eq!((pieces.len(), first.order()), (3, Order::ZERO));
+                    // The split yields the new folios, then the original
+                    // head, which is so unfrozen last (P2.6).
+                    let pieces: Vec<_> =
+                        frozen.split(Order::ZERO).unwrap().map(|piece| piece.unfreeze_one().unwrap()).collect();
+                    assert_eq!(pieces.len(), 4);
+                    assert!(pieces.iter().all(|piece| piece.order() == Order::ZERO));
                     splits += 1;
                     std::thread::yield_now();
                     drop(pieces);
-                    drop(first);
                 }
                 assert_eq!(splits, ROUNDS * 2);
                 // Relaxed: a stop flag; the scope's join orders the rest.

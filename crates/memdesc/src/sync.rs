@@ -118,6 +118,20 @@ impl<T> SpinLock<T> {
     }
 }
 
+#[cfg(memdesc_mutant = "drain_without_pcp_lock")]
+impl<T> SpinLock<T> {
+    /// Runs `f` on the protected data without taking the lock: exists only
+    /// for the mutant that drains a CPU's lists without its lock.
+    ///
+    /// # Safety
+    /// 1. No other thread holds the lock or touches the data meanwhile; the
+    ///    mutant breaks this on purpose, for loom to report.
+    pub(crate) unsafe fn with_unlocked<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: duty 1 is the caller's (and broken by the mutant).
+        self.data.with_mut(|data| f(unsafe { &mut *data }))
+    }
+}
+
 /// Proof that a [`SpinLock`] is held; releases it on drop.
 #[must_use]
 pub(crate) struct SpinGuard<'a, T> {
@@ -146,8 +160,12 @@ impl<T> Drop for SpinGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         // Release: pairs with the Acquire CAS in SpinLock::try_lock, handing
-        // this section's writes to the next holder.
+        // this section's writes to the next holder (L.4).
+        #[cfg(not(memdesc_mutant = "relaxed_spin_unlock"))]
         self.lock.locked.store(0, Ordering::Release);
+        // Mutant: the unlock without Release. Relaxed: deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_spin_unlock")]
+        self.lock.locked.store(0, Ordering::Relaxed);
     }
 }
 

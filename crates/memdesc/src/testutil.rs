@@ -3,6 +3,8 @@
 use crate::buddy::{Node, NodeConfig, PcpConfig};
 use crate::memmap::{MemoryLayout, PhysAddr, PhysRange, PAGE_SIZE};
 use crate::platform::Platform;
+#[cfg(memdesc_loom)]
+use crate::platform::{CpuId, WaitKey};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 /// Page-aligned, zeroed host memory standing in for physical memory.
@@ -65,7 +67,15 @@ pub(crate) fn check_model(model: impl Fn() + Sync + Send + 'static) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    builder.check(model);
+    // Counts the executions loom explored, so a model that stopped racing
+    // (one execution) shows in the test's output.
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = executions.clone();
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    std::eprintln!("loom explored {} executions", executions.load(std::sync::atomic::Ordering::Relaxed));
 }
 
 /// Asserts that loom finds a bug in `model` (a mutant's test): the model
@@ -85,8 +95,138 @@ pub(crate) fn assert_model_fails(model: impl Fn() + Sync + Send + 'static) {
         .map(|s| s.as_str())
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("");
+    // Only what a protocol bug produces counts: a model's own "violated"
+    // assertion, loom's race detector ("Causality violation"), or loom's
+    // "deadlock" when every thread sleeps (a lost wake-up).
     assert!(
-        message.contains("violated") || message.contains("Causality"),
+        message.contains("violated") || message.contains("Causality") || message.starts_with("deadlock"),
+        "the model failed, but not on the protocol: {message}"
+    );
+    std::eprintln!("loom caught the mutant: {message}");
+}
+
+#[cfg(memdesc_loom)]
+loom::thread_local! {
+    /// The CPU a model thread says it runs on ([`set_current_cpu`]).
+    static CPU: core::cell::Cell<u32> = core::cell::Cell::new(0);
+}
+
+/// Makes the calling model thread run as `cpu` on a [`BlockingPlatform`].
+#[cfg(memdesc_loom)]
+#[allow(dead_code)] // For models with per-CPU lists; the folio models run on CPU 0.
+pub(crate) fn set_current_cpu(cpu: u32) {
+    CPU.with(|c| c.set(cpu));
+}
+
+/// Wait queues of a [`BlockingPlatform`]; keys hash onto them as Linux
+/// hashes `folio_waitqueue`, so a collision is only a spurious wake-up.
+#[cfg(memdesc_loom)]
+const WAIT_QUEUES: usize = 4;
+
+/// A platform for loom models whose `wait` really sleeps: a waiter
+/// registers on its key's queue and parks until a `wake_all` for that queue
+/// unparks it, so a lost wake-up leaves it asleep and loom reports the
+/// deadlock. `still_blocked` is rechecked under the queue's mutex, which
+/// `wake_all` also takes: the contract of [`Platform::wait`] and nothing
+/// more.
+///
+/// Build one per execution (loom's mutexes belong to one execution). A
+/// model that may deadlock must keep loom objects whose drop acts (a
+/// `FolioRef`) off the stacks of threads that may sleep, the model's main
+/// thread only joining: loom's deadlock panic unwinds every thread, and
+/// such a drop then panics again and aborts the test binary instead of
+/// failing the model.
+#[cfg(memdesc_loom)]
+pub(crate) struct BlockingPlatform {
+    nr_cpus: u32,
+    queues: [loom::sync::Mutex<std::vec::Vec<loom::thread::Thread>>; WAIT_QUEUES],
+}
+
+#[cfg(memdesc_loom)]
+impl BlockingPlatform {
+    /// A platform of `nr_cpus` CPUs (at most [`crate::buddy::MAX_CPUS`]);
+    /// each model thread picks its CPU with [`set_current_cpu`].
+    pub(crate) fn new(nr_cpus: u32) -> Self {
+        Self { nr_cpus, queues: core::array::from_fn(|_| loom::sync::Mutex::new(std::vec::Vec::new())) }
+    }
+
+    fn queue(&self, key: WaitKey) -> &loom::sync::Mutex<std::vec::Vec<loom::thread::Thread>> {
+        &self.queues[(key.0 % WAIT_QUEUES as u64) as usize]
+    }
+}
+
+#[cfg(memdesc_loom)]
+impl Platform for BlockingPlatform {
+    fn current_cpu(&self) -> CpuId {
+        CpuId(CPU.with(core::cell::Cell::get))
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        self.nr_cpus
+    }
+
+    fn wait(&self, key: WaitKey, still_blocked: &dyn Fn() -> bool) {
+        let mut queue = self.queue(key).lock().unwrap();
+        // The recheck under the queue lock is what makes a wake-up between
+        // the caller's check and this sleep impossible to lose: a waker
+        // either ran before it (and the recheck sees the lock free) or
+        // finds us on the queue. An unpark that comes before the park below
+        // makes it return at once.
+        if !still_blocked() {
+            return;
+        }
+        queue.push(loom::thread::current());
+        drop(queue);
+        loom::thread::park();
+    }
+
+    fn wake_all(&self, key: WaitKey) {
+        let waiters = core::mem::take(&mut *self.queue(key).lock().unwrap());
+        for waiter in waiters {
+            waiter.unpark();
+        }
+    }
+}
+
+/// Runs a loom model like [`check_model`], allowing at least `max_branches`
+/// scheduling points per execution (loom's default is 1000): for models
+/// whose node is large enough that booting and auditing it come near that.
+#[cfg(memdesc_loom)]
+pub(crate) fn check_model_with_branches(max_branches: usize, model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.max_branches = builder.max_branches.max(max_branches);
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = executions.clone();
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    std::eprintln!("loom explored {} executions", executions.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+/// [`assert_model_fails`] for a model that needs [`check_model_with_branches`]:
+/// the same fixed bound (2) and the same demand that the failure be the
+/// protocol's, with at least `max_branches` branches per execution.
+#[cfg(memdesc_loom)]
+#[allow(dead_code)] // Called only by the mutant tests, compiled one mutant at a time.
+pub(crate) fn assert_model_fails_with_branches(max_branches: usize, model: impl Fn() + Sync + Send + 'static) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.max_branches = builder.max_branches.max(max_branches);
+        builder.check(model);
+    }));
+    let payload = outcome.expect_err("loom explored every interleaving and found no bug: the mutant survived");
+    let message = payload
+        .downcast_ref::<std::string::String>()
+        .map(|s| s.as_str())
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    assert!(
+        message.contains("violated") || message.contains("Causality") || message.starts_with("deadlock"),
         "the model failed, but not on the protocol: {message}"
     );
     std::eprintln!("loom caught the mutant: {message}");

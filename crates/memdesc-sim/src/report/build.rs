@@ -26,6 +26,9 @@ pub(crate) struct RunOutcome {
     pub(crate) scanner: ScannerStats,
     /// Everything the threads saw go wrong.
     pub(crate) violations: Violations,
+    /// When the interrupt stopped the workload (the longest a CPU ran
+    /// before it saw it), if it did before the deadline.
+    pub(crate) interrupted_after: Option<Duration>,
 }
 
 impl Machine {
@@ -55,7 +58,7 @@ impl Machine {
 /// Builds the report of a run whose threads all ended and whose per-CPU
 /// lists were drained.
 pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outcome: RunOutcome) -> Report {
-    let RunOutcome { elapsed, stats, per_cpu, scanner, mut violations } = outcome;
+    let RunOutcome { elapsed, stats, per_cpu, scanner, mut violations, interrupted_after } = outcome;
     let audit = node.audit();
     let vm = node.vmstat();
     let (bad_pages, _, bad_log) = node.bad_pages();
@@ -77,9 +80,12 @@ pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outco
     let violation_count = violations.count();
     Report {
         config: config.clone(),
+        repeat: config.repeat_command(),
         machine,
         memmap,
         duration_s: elapsed.as_secs_f64(),
+        interrupted: interrupted_after.is_some(),
+        interrupted_after_s: interrupted_after.map(|d| d.as_secs_f64()),
         throughput: throughput(&per_cpu),
         workload: stats,
         scanner,

@@ -24,12 +24,22 @@ use serde::Serialize;
 pub struct Report {
     /// What was asked for (repeat a run with the same values).
     pub config: SimConfig,
+    /// The command line that runs the same configuration again, exactly
+    /// (the text report's `repeat with:` line).
+    pub repeat: String,
     /// The simulated machine.
     pub machine: Machine,
     /// The memory map's cost.
     pub memmap: MemmapSummary,
     /// Wall-clock seconds from start to the end of teardown.
     pub duration_s: f64,
+    /// Whether an interrupt (Ctrl-C in the CLI) stopped the workload before
+    /// its duration. Teardown, audit and accounting still ran in full, so
+    /// the counts and the verdict are real, for what ran.
+    pub interrupted: bool,
+    /// Seconds the workload ran before the interrupt stopped it; `None`
+    /// (JSON `null`) when it ran its full duration.
+    pub interrupted_after_s: Option<f64>,
     /// What the workload CPUs did.
     pub workload: WorkloadStats,
     /// Allocations plus frees per second before teardown.
@@ -58,7 +68,8 @@ pub struct Report {
     pub pagetypeinfo: OrderedMap<PageTypeInfo>,
     /// The zones at the end of the run.
     pub zones: Vec<ZoneSummary>,
-    /// No violations, no leaked frames, no bad pages.
+    /// No violations, no leaked frames, no bad pages (in what ran, when
+    /// [`interrupted`](Self::interrupted)).
     pub passed: bool,
 }
 
@@ -93,7 +104,8 @@ impl Range {
 /// The simulated machine.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
-    /// RAM, holes excluded (the requested size rounded to 4 MiB).
+    /// RAM, holes excluded (the requested size rounded down to
+    /// [`RAM_GRANULE`](crate::arena::RAM_GRANULE)).
     pub ram_bytes: u64,
     /// The RAM ranges.
     pub ram: Vec<Range>,

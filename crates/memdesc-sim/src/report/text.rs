@@ -22,30 +22,48 @@ impl Display for Report {
             "violations: {}   leaked frames: {}   bad pages: {}",
             self.violations, self.leaked_frames, self.bad_pages
         )?;
-        writeln!(f, "{}", if self.passed { "PASS" } else { "FAIL" })
+        self.fmt_verdict(f)
     }
 }
 
 impl Report {
+    /// The last line: `PASS` or `FAIL`, or, for an interrupted run, what
+    /// that covers.
+    fn fmt_verdict(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let of = Secs(self.config.duration.as_secs_f64());
+        match (self.interrupted_after_s, self.passed) {
+            (None, true) => writeln!(f, "PASS"),
+            (None, false) => writeln!(f, "FAIL"),
+            (Some(after), true) => {
+                writeln!(f, "INTERRUPTED after {} of {of}: no violations, leaks or bad pages in what ran", Secs(after))
+            }
+            (Some(after), false) => writeln!(f, "FAIL (interrupted after {} of {of})", Secs(after)),
+        }
+    }
+
     fn fmt_header(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         writeln!(
             f,
-            "memdesc simulation: {} workload, {} CPUs, {} RAM, {}, seed {}",
+            "memdesc simulation: {} workload, {} CPU{}, {} RAM, {:?}, seed {}",
             c.workload.name(),
             c.cpus,
+            if c.cpus == 1 { "" } else { "s" },
             Bytes(self.machine.ram_bytes),
-            Secs(c.duration.as_secs_f64()),
+            c.duration,
             c.seed
         )?;
-        writeln!(
-            f,
-            "repeat with: memdesc run --mem {} --cpus {} --duration {} --seed {}\n",
-            size_arg(c.ram_bytes),
-            c.cpus,
-            duration_arg(c.duration),
-            c.seed
-        )
+        writeln!(f, "repeat with: {}", self.repeat)?;
+        if let Some(after) = self.interrupted_after_s {
+            writeln!(
+                f,
+                "INTERRUPTED after {} of {}: the workload stopped early; teardown, drain, audit and accounting ran in \
+                 full",
+                Secs(after),
+                Secs(c.duration.as_secs_f64())
+            )?;
+        }
+        writeln!(f)
     }
 
     fn fmt_machine(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -234,26 +252,6 @@ impl Report {
             writeln!(f)?;
         }
         writeln!(f)
-    }
-}
-
-/// `--mem` as the CLI accepts it: whole GiB or MiB when exact, else bytes.
-fn size_arg(bytes: u64) -> String {
-    if bytes % (1 << 30) == 0 {
-        format!("{}G", bytes >> 30)
-    } else if bytes % (1 << 20) == 0 {
-        format!("{}M", bytes >> 20)
-    } else {
-        bytes.to_string()
-    }
-}
-
-/// `--duration` as the CLI accepts it: whole seconds when exact, else ms.
-fn duration_arg(d: std::time::Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

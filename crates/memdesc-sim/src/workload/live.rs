@@ -3,8 +3,7 @@
 use super::stamp;
 use crate::violations::Violations;
 use memdesc::folio::REF_MAX;
-use memdesc::sync::FrameWord;
-use memdesc::{FolioRef, FrozenFolio, Node, Order, PageType, Pfn};
+use memdesc::{FolioRef, FrameReader, FrameWriter, FrozenFolio, Node, Order, PageType, Pfn};
 
 /// How a CPU holds a folio: by one counted reference, or frozen.
 pub(crate) enum Handle<'n> {
@@ -34,11 +33,20 @@ impl<'n> Live<'n> {
         }
     }
 
-    /// The contents, as atomic words.
-    pub(crate) fn contents(&self) -> &[FrameWord] {
+    /// A read cursor over the contents.
+    pub(crate) fn reader(&self) -> FrameReader<'_> {
         match &self.handle {
-            Handle::Counted(f) => f.contents(),
-            Handle::Frozen(f) => f.contents(),
+            Handle::Counted(f) => f.reader(),
+            Handle::Frozen(f) => f.reader(),
+        }
+    }
+
+    /// A write cursor over the contents (the frozen handle's needs it
+    /// exclusively).
+    pub(crate) fn writer(&mut self) -> FrameWriter<'_> {
+        match &mut self.handle {
+            Handle::Counted(f) => f.writer(),
+            Handle::Frozen(f) => f.writer(),
         }
     }
 
@@ -75,14 +83,14 @@ impl<'n> Live<'n> {
         {
             v.record(|| format!("{}: frame {i} is not a tail", what()));
         }
-        if self.contents().len() != stamp::words_in(self.order.nr_pages()) {
-            v.record(|| format!("{}: contents cover {} words", what(), self.contents().len()));
+        if self.reader().len() != stamp::bytes_in(self.order.nr_pages()) {
+            v.record(|| format!("{}: contents cover {} bytes", what(), self.reader().len()));
         }
     }
 
     /// Checks every frame's stamps.
     pub(crate) fn check_stamps(&self, cpu: u32, v: &mut Violations) {
-        if let Some(m) = stamp::first_mismatch(self.contents(), self.pfn(), self.key) {
+        if let Some(m) = stamp::first_mismatch(self.reader(), self.pfn(), self.key) {
             v.record(|| {
                 format!(
                     "cpu{cpu}: folio {} (order {}, {}): stamp of frame {} word {} is {:#x}, wrote {:#x}",

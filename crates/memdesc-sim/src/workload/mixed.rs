@@ -45,8 +45,8 @@ const ZEROED_PER_MILLE: u64 = 100;
 /// smaller order.
 const SPLIT_TO_ZERO_PER_MILLE: u64 = 750;
 
-/// Runs the workload on the calling CPU until the deadline, then frees
-/// everything it holds.
+/// Runs the workload on the calling CPU until the deadline or the
+/// interrupt, then frees everything it holds.
 pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
     let mut worker = Worker {
         ctx,
@@ -55,6 +55,7 @@ pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
         live_frames: 0,
         seq: 0,
         pressure_until: None,
+        interrupted: false,
         stats: WorkloadStats::default(),
         violations: Violations::default(),
     };
@@ -69,7 +70,13 @@ pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
         // audit counts these frames as leaked.
         std::mem::forget(std::mem::take(&mut worker.live));
     }
-    WorkerResult { stats: worker.stats, violations: worker.violations, timed_ops, timed }
+    WorkerResult {
+        stats: worker.stats,
+        violations: worker.violations,
+        timed_ops,
+        timed,
+        interrupted: worker.interrupted,
+    }
 }
 
 /// The order `n` (which the classes keep in range).
@@ -87,6 +94,8 @@ struct Worker<'c, 'n> {
     seq: u64,
     /// The end of the current pressure phase, if one runs.
     pressure_until: Option<Instant>,
+    /// Whether the interrupt stopped it before the deadline.
+    interrupted: bool,
     stats: WorkloadStats,
     violations: Violations,
 }
@@ -116,6 +125,11 @@ impl<'n> Worker<'_, 'n> {
             self.ctx.ops.store(self.stats.ops(), Ordering::Relaxed);
             let now = Instant::now();
             if now >= self.ctx.deadline {
+                break;
+            }
+            // Relaxed: a stop flag; nothing is published through it.
+            if self.ctx.interrupt.load(Ordering::Relaxed) {
+                self.interrupted = true;
                 break;
             }
             if self.pressure_until.is_some_and(|end| now >= end) {
@@ -212,17 +226,18 @@ impl<'n> Worker<'_, 'n> {
                 return;
             }
         };
-        let live = Live { handle, ty, order, key: stamp::key(self.ctx.seed, cpu, self.seq) };
+        let mut live = Live { handle, ty, order, key: stamp::key(self.ctx.seed, cpu, self.seq) };
         self.seq += 1;
         live.check_descriptor(node, cpu, &mut self.violations);
         if zeroed {
-            if let Some(m) = stamp::first_nonzero(live.contents(), live.pfn()) {
+            if let Some(m) = stamp::first_nonzero(live.reader(), live.pfn()) {
                 self.violations.record(|| {
                     format!("cpu{cpu}: zeroed folio {}: frame {} word {} is {:#x}", live.pfn(), m.pfn, m.word, m.found)
                 });
             }
         }
-        stamp::write(live.contents(), live.pfn(), live.key);
+        let (pfn, key) = (live.pfn(), live.key);
+        stamp::write(live.writer(), pfn, key);
         self.count_alloc(order, frozen, ty, zeroed);
         self.live.push(live);
     }
@@ -329,28 +344,26 @@ impl<'n> Worker<'_, 'n> {
         } else {
             order_of(self.rng.below(order.get() as u64) as u32)
         };
-        let (live, violations) = (&mut self.live, &mut self.violations);
-        let mut pieces = 0;
-        let result = frozen.split(new_order, |piece| {
-            pieces += 1;
-            let piece = Live { handle: Handle::Frozen(piece), ty, order: new_order, key };
-            piece.check_descriptor(node, cpu, violations);
-            live.push(piece.into_counted());
-        });
-        let head = match result {
-            Ok(head) => {
+        match frozen.split(new_order) {
+            Ok(pieces) => {
                 self.stats.splits += 1;
-                self.stats.split_pieces += pieces + 1;
-                Live { handle: Handle::Frozen(head), ty, order: new_order, key }
+                self.stats.split_pieces += pieces.len() as u64;
+                // The new folios come first and the original head last, so
+                // it is unfrozen last (P2.6).
+                for piece in pieces {
+                    let piece = Live { handle: Handle::Frozen(piece), ty, order: new_order, key };
+                    piece.check_descriptor(node, cpu, &mut self.violations);
+                    self.live.push(piece.into_counted());
+                }
             }
-            Err((frozen, e)) => {
+            Err(refused) => {
+                let (frozen, e) = refused.into_parts();
                 self.violations.record(|| format!("cpu{cpu}: split of order {order} to {new_order} refused: {e}"));
-                Live { handle: Handle::Frozen(frozen), ty, order, key }
+                let head = Live { handle: Handle::Frozen(frozen), ty, order, key };
+                head.check_descriptor(node, cpu, &mut self.violations);
+                self.live.push(head.into_counted());
             }
-        };
-        head.check_descriptor(node, cpu, &mut self.violations);
-        // P2.6: the original head is unfrozen last.
-        self.live.push(head.into_counted());
+        }
     }
 
     /// Takes and releases the folio lock of a counted folio.

@@ -1,6 +1,7 @@
 //! Workloads: what the simulated CPUs run, and what they count.
 //!
-//! A workload runs on one CPU thread until the deadline, then frees
+//! A workload runs on one CPU thread until the deadline (or an interrupt),
+//! then frees
 //! everything it holds, checking it, and returns its [`WorkloadStats`] and
 //! the violations it saw. Neighbours: [`crate::machine`] starts the threads;
 //! [`crate::scanner`] runs beside them.
@@ -13,7 +14,7 @@ use memdesc::buddy::NR_ORDERS;
 use memdesc::Node;
 use serde::Serialize;
 use std::ops::AddAssign;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
 /// What the workload CPUs did, summed over CPUs.
@@ -106,6 +107,8 @@ pub(crate) struct WorkerContext<'n> {
     pub(crate) target_frames: u64,
     /// Where to publish the ops done so far, for progress reports.
     pub(crate) ops: &'n AtomicU64,
+    /// Set to stop before the deadline (Ctrl-C in the CLI).
+    pub(crate) interrupt: &'n AtomicBool,
 }
 
 /// What one workload CPU hands back.
@@ -118,4 +121,6 @@ pub(crate) struct WorkerResult {
     pub(crate) timed_ops: u64,
     /// How long it ran before teardown.
     pub(crate) timed: std::time::Duration,
+    /// Whether it stopped before the deadline because of the interrupt.
+    pub(crate) interrupted: bool,
 }

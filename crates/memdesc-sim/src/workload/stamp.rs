@@ -4,12 +4,12 @@
 //! allocator while allocated, shows up.
 
 use crate::rng::mix;
-use memdesc::sync::FrameWord;
-use memdesc::{Pfn, PAGE_SIZE};
-use std::sync::atomic::Ordering;
+use memdesc::{FrameReader, FrameWriter, Pfn, PAGE_SIZE};
 
+/// Bytes in a stamp word.
+const WORD: usize = 8;
 /// 64-bit words in a frame.
-const WORDS_PER_FRAME: usize = PAGE_SIZE / 8;
+const WORDS_PER_FRAME: usize = PAGE_SIZE / WORD;
 
 /// A stamp word that did not hold what was written.
 #[derive(Clone, Copy, Debug)]
@@ -36,27 +36,36 @@ fn frame_stamp(key: u64, pfn: Pfn) -> (u64, u64) {
     (s, s.rotate_left(32) ^ u64::MAX)
 }
 
-/// Writes the stamps of the frames `words` covers, the first at `head`.
-pub(crate) fn write(words: &[FrameWord], head: Pfn, key: u64) {
-    for (i, frame) in words.chunks_exact(WORDS_PER_FRAME).enumerate() {
+/// Writes the stamps of the frames `writer` covers, the first at `head`.
+///
+/// Through the core's content cursor: a frozen folio's writer needs the
+/// exclusive handle, a counted one's is shared (the stamps are still ours:
+/// no other holder writes them; the Release of our last put, or the free of
+/// a frozen folio, orders them before any reuse).
+pub(crate) fn write(mut writer: FrameWriter<'_>, head: Pfn, key: u64) {
+    for i in 0..writer.len() / PAGE_SIZE {
         let (first, last) = frame_stamp(key, head.add(i as u64));
-        // Relaxed: the frames are ours; the Release of our last put (or the
-        // free of a frozen folio) orders these before any reuse.
-        frame[0].store(first, Ordering::Relaxed);
-        // Relaxed: as above.
-        frame[WORDS_PER_FRAME - 1].store(last, Ordering::Relaxed);
+        writer.seek(i * PAGE_SIZE);
+        writer.write_u64(first);
+        writer.seek((i + 1) * PAGE_SIZE - WORD);
+        writer.write_u64(last);
     }
 }
 
-/// The first stamp in `words` (frames from `head`) that differs from what
-/// [`write()`] wrote under `key`.
-pub(crate) fn first_mismatch(words: &[FrameWord], head: Pfn, key: u64) -> Option<Mismatch> {
-    words.chunks_exact(WORDS_PER_FRAME).enumerate().find_map(|(i, frame)| {
+/// The word at byte `offset` of what `reader` covers.
+fn word_at(reader: &mut FrameReader<'_>, offset: usize) -> u64 {
+    reader.seek(offset);
+    reader.read_u64().unwrap_or(0)
+}
+
+/// The first stamp (frames from `head`) that differs from what [`write()`]
+/// wrote under `key`.
+pub(crate) fn first_mismatch(mut reader: FrameReader<'_>, head: Pfn, key: u64) -> Option<Mismatch> {
+    (0..reader.len() / PAGE_SIZE).find_map(|i| {
         let pfn = head.add(i as u64);
         let (first, last) = frame_stamp(key, pfn);
         [(0, first), (WORDS_PER_FRAME - 1, last)].into_iter().find_map(|(word, expected)| {
-            // Relaxed: our own earlier store, on this thread.
-            let found = frame[word].load(Ordering::Relaxed);
+            let found = word_at(&mut reader, i * PAGE_SIZE + word * WORD);
             (found != expected).then_some(Mismatch { pfn, word, expected, found })
         })
     })
@@ -64,19 +73,17 @@ pub(crate) fn first_mismatch(words: &[FrameWord], head: Pfn, key: u64) -> Option
 
 /// The first non-zero word among a sample of every frame (first, second,
 /// middle, last words), for a folio allocated zeroed.
-pub(crate) fn first_nonzero(words: &[FrameWord], head: Pfn) -> Option<Mismatch> {
+pub(crate) fn first_nonzero(mut reader: FrameReader<'_>, head: Pfn) -> Option<Mismatch> {
     const SAMPLE: [usize; 4] = [0, 1, WORDS_PER_FRAME / 2, WORDS_PER_FRAME - 1];
-    words.chunks_exact(WORDS_PER_FRAME).enumerate().find_map(|(i, frame)| {
+    (0..reader.len() / PAGE_SIZE).find_map(|i| {
         SAMPLE.into_iter().find_map(|word| {
-            // Relaxed: the allocator zeroed the frames before publishing the
-            // folio to us (on this thread, or through the Release publish).
-            let found = frame[word].load(Ordering::Relaxed);
+            let found = word_at(&mut reader, i * PAGE_SIZE + word * WORD);
             (found != 0).then_some(Mismatch { pfn: head.add(i as u64), word, expected: 0, found })
         })
     })
 }
 
-/// The number of 64-bit words in `nr_pages` frames.
-pub(crate) fn words_in(nr_pages: u64) -> usize {
-    nr_pages as usize * WORDS_PER_FRAME
+/// The number of bytes in `nr_pages` frames.
+pub(crate) fn bytes_in(nr_pages: u64) -> usize {
+    nr_pages as usize * PAGE_SIZE
 }

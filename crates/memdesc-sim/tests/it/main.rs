@@ -1,6 +1,7 @@
 //! Integration tests of the simulator: short runs of the whole machine.
 
 mod config;
+mod interrupt;
 mod mixed;
 
 use memdesc_sim::{Report, SimConfig};

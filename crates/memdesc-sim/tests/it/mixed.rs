@@ -12,6 +12,7 @@ fn short_mixed_run_passes_and_exercises_every_path() {
     assert_eq!(report.leaked_frames, 0);
     assert_eq!(report.bad_pages, 0, "bad pages: {:#?}", report.bad_page_reports);
     assert!(report.passed());
+    assert!(!report.interrupted && report.interrupted_after_s.is_none());
 
     let w = &report.workload;
     assert!(w.allocs > 0 && w.frees == w.allocs - w.splits + w.split_pieces, "every folio freed once: {w:#?}");
@@ -42,6 +43,8 @@ fn report_serialises_with_the_documented_keys() {
     {
         assert!(json.get(key).is_some(), "no {key} in {json:#}");
     }
+    assert_eq!(json["repeat"], "memdesc run --mem 64M --cpus 1 --duration 200ms --seed 1");
+    assert!(json["interrupted_after_s"].is_null() && json["interrupted"] == false, "{json:#}");
     assert_eq!(json["buddyinfo"]["Normal"].as_array().map(Vec::len), Some(11));
     assert!(json["vmstat"]["pgfree"].is_u64());
     let text = report.to_string();

@@ -38,11 +38,13 @@ pub use pcp::{PcpConfig, PCP_MAX_ORDER};
 pub use vmstat::{VmEvent, NR_VM_EVENTS};
 pub use zone::{Watermarks, ZoneId, NR_ORDERS, NR_ZONES};
 
+pub use crate::folio::RawError;
+
 use crate::folio::{
-    decode_compound, head_word, sealed, tail_word, BadPageReason, FolioRelease, Order, PageFlags, PageType,
+    decode_compound, head_word, raw_head, sealed, tail_word, BadPageReason, FolioRelease, Order, PageFlags, PageType,
     UnfreezeRefusal,
 };
-use crate::memmap::{MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
+use crate::memmap::{BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
 use crate::platform::Platform;
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
@@ -52,10 +54,28 @@ use pcp::Pcp;
 use vmstat::VmCounters;
 use zone::{max_block_order, Zone};
 
-/// A counted reference to a folio of a [`Node`].
+/// A counted reference to a folio of a [`Node`]: the generic
+/// [`folio::FolioRef`](crate::folio::FolioRef), whose page documents its
+/// methods (contents, freeze, lock, raw conversion).
 pub type FolioRef<'a> = crate::folio::FolioRef<'a, Node<'a>>;
-/// A frozen folio of a [`Node`].
+/// A frozen folio of a [`Node`]: the generic
+/// [`folio::FrozenFolio`](crate::folio::FrozenFolio), whose page documents
+/// its methods (bytes, split, retype, unfreeze).
 pub type FrozenFolio<'a> = crate::folio::FrozenFolio<'a, Node<'a>>;
+/// A locked folio of a [`Node`]: [`folio::LockedFolio`](crate::folio::LockedFolio).
+pub type LockedFolio<'r, 'a> = crate::folio::LockedFolio<'r, 'a, Node<'a>>;
+/// The pieces of a split folio of a [`Node`]:
+/// [`folio::SplitFolios`](crate::folio::SplitFolios).
+pub type SplitFolios<'a> = crate::folio::SplitFolios<'a, Node<'a>>;
+/// A failed freeze of a folio of a [`Node`], with the reference back:
+/// [`folio::FreezeError`](crate::folio::FreezeError).
+pub type FreezeError<'a> = crate::folio::FreezeError<'a, Node<'a>>;
+/// A refused unfreeze of a folio of a [`Node`], with the folio back:
+/// [`folio::UnfreezeError`](crate::folio::UnfreezeError).
+pub type UnfreezeError<'a> = crate::folio::UnfreezeError<'a, Node<'a>>;
+/// A refused split of a folio of a [`Node`], with the folio back:
+/// [`folio::SplitError`](crate::folio::SplitError).
+pub type SplitError<'a> = crate::folio::SplitError<'a, Node<'a>>;
 
 /// The most CPUs a node serves (per-CPU lists are inline in the node).
 #[cfg(not(memdesc_loom))]
@@ -146,6 +166,12 @@ impl From<MemMapError> for BootError {
     }
 }
 
+impl From<BootFailed<'_, BootError>> for BootError {
+    fn from(failed: BootFailed<'_, BootError>) -> Self {
+        failed.error
+    }
+}
+
 /// Why an allocation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AllocError {
@@ -171,64 +197,6 @@ impl fmt::Display for AllocError {
 }
 
 impl core::error::Error for AllocError {}
-
-/// Why a raw-pfn operation ([`Node::put_pfn`], [`Node::free_pages`],
-/// [`Node::unfreeze_pfn`]) was refused. Nothing changed.
-///
-/// Those operations are `unsafe`: they act on a reference the caller says it
-/// owns, which no check can verify. What the checks can see (a bad pfn, a
-/// tail, a free or frozen frame, a wrong order or type) they refuse with one
-/// of these instead of corrupting anything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RawError {
-    /// The pfn has no descriptor.
-    OutOfRange(Pfn),
-    /// The frame is a tail; operations take the head.
-    Tail(Pfn),
-    /// The frame is free.
-    Free(Pfn),
-    /// The frame is not managed (hole, reserved, metadata, quarantined).
-    Unmanaged(Pfn, PageType),
-    /// A put found refcount 0 (frozen, or never counted).
-    ZeroRefcount(Pfn),
-    /// An unfreeze found a counted folio.
-    NotFrozen {
-        /// The frame.
-        pfn: Pfn,
-        /// Its refcount.
-        refcount: u32,
-    },
-    /// The folio has another order than the caller said.
-    WrongOrder {
-        /// The frame.
-        pfn: Pfn,
-        /// Its order.
-        actual: Order,
-    },
-    /// The folio's type forbids the operation (unfreezing a slab or page
-    /// table, which stay frozen: P3).
-    WrongType(Pfn, PageType),
-    /// A count in the refcount's overflow band.
-    Overflow(Pfn),
-}
-
-impl fmt::Display for RawError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::OutOfRange(p) => write!(f, "pfn {p} out of range"),
-            Self::Tail(p) => write!(f, "pfn {p} is a tail page"),
-            Self::Free(p) => write!(f, "pfn {p} is free"),
-            Self::Unmanaged(p, ty) => write!(f, "pfn {p} is not managed ({ty})"),
-            Self::ZeroRefcount(p) => write!(f, "pfn {p} has refcount 0"),
-            Self::NotFrozen { pfn, refcount } => write!(f, "pfn {pfn} is not frozen (refcount {refcount})"),
-            Self::WrongOrder { pfn, actual } => write!(f, "pfn {pfn} heads an order-{actual} folio"),
-            Self::WrongType(p, ty) => write!(f, "pfn {p} has type {ty}"),
-            Self::Overflow(p) => write!(f, "pfn {p}: count in the overflow band"),
-        }
-    }
-}
-
-impl core::error::Error for RawError {}
 
 /// One bad-page report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,20 +259,23 @@ impl<'a> Node<'a> {
     /// `phys_base..`), placing all metadata inside it.
     ///
     /// # Errors
-    /// [`BootError::Layout`] for a bad memory layout; [`BootError::TooManyCpus`]
-    /// if the platform reports more than [`MAX_CPUS`] CPUs.
+    /// [`BootError::Layout`] for a bad memory layout (including one that
+    /// leaves no frame to manage); [`BootError::TooManyCpus`] if the platform
+    /// reports more than [`MAX_CPUS`] CPUs. The memory comes back, untouched,
+    /// in the [`BootFailed`], so another layout can be tried on it; for `?`
+    /// into an owned error, `.map_err(BootFailed::into_error)?`.
     pub fn boot(
         memory: &'a mut [u8],
         phys_base: PhysAddr,
         layout: &MemoryLayout<'_>,
         config: NodeConfig,
         platform: &'a dyn Platform,
-    ) -> Result<&'a Node<'a>, BootError> {
+    ) -> Result<&'a Node<'a>, BootFailed<'a, BootError>> {
         let nr_cpus = platform.nr_cpus();
         if nr_cpus == 0 || nr_cpus as usize > MAX_CPUS {
-            return Err(BootError::TooManyCpus(nr_cpus));
+            return Err(BootFailed { error: BootError::TooManyCpus(nr_cpus), memory });
         }
-        Ok(MemMap::boot(memory, phys_base, layout, |map, _info| {
+        MemMap::boot(memory, phys_base, layout, |map, _info| {
             let (start, end) = (map.base_pfn(), map.end_pfn());
             let span = end.0 - start.0;
             // The boundary is aligned to absolute MAX_ORDER pfns, so no
@@ -326,7 +297,8 @@ impl<'a> Node<'a> {
                 config,
                 bad: SpinLock::new(BadPageLog { reports: [None; BAD_PAGE_LOG], count: 0, frames: 0 }),
             }
-        })?)
+        })
+        .map_err(|failed| failed.map_error(BootError::Layout))
     }
 
     /// The memory map.
@@ -380,9 +352,17 @@ impl<'a> Node<'a> {
         let (pfn, zone) = match self.rmqueue(order, gfp, cpu) {
             Some(found) => found,
             None => {
+                // PCP.4: the free frames may all sit on other CPUs' lists.
+                // Mutant: fail without draining them.
+                #[cfg(not(memdesc_mutant = "no_drain_before_oom"))]
                 self.drain_all();
                 stats.add(VmEvent::DrainAllPages, 1);
-                match self.rmqueue(order, gfp, cpu) {
+                // Mutant: drain, then fail without retrying.
+                #[cfg(memdesc_mutant = "no_retry_after_drain")]
+                let retried = None;
+                #[cfg(not(memdesc_mutant = "no_retry_after_drain"))]
+                let retried = self.rmqueue(order, gfp, cpu);
+                match retried {
                     Some(found) => found,
                     None => {
                         stats.add(VmEvent::PgallocFail, 1);
@@ -483,6 +463,12 @@ impl<'a> Node<'a> {
     fn free_folio(&self, head_pfn: Pfn) {
         let map = &self.map;
         let head = map.page_of(head_pfn);
+        if head.page_type() == PageType::Quarantined {
+            // Quarantined while a reference was still held (a free that
+            // found a nonzero refcount); that reference is now gone. The
+            // frames stay out of service and were counted and reported once.
+            return;
+        }
         let (_, order) = decode_compound(head_pfn, head.compound_word());
         let Some(order) = order else {
             self.quarantine(head_pfn, BadPageReason::BadCompound);
@@ -524,8 +510,18 @@ impl<'a> Node<'a> {
     fn quarantine(&self, pfn: Pfn, reason: BadPageReason) {
         let Some(page) = self.map.page(pfn) else { return };
         let frames = if page.page_type().is_free() { 0 } else { self.retype_quarantined(pfn, page) };
+        // Mutant: the slot is read in one hold of the log's lock and
+        // written in another, so two CPUs quarantining at once lose a
+        // report (Z.4).
+        #[cfg(memdesc_mutant = "bad_page_log_split_update")]
+        let slot = self.bad.lock().with(|log| log.count);
         let mut log = self.bad.lock();
         log.with(|log| {
+            #[cfg(memdesc_mutant = "bad_page_log_split_update")]
+            {
+                log.count = slot;
+            }
+            // Z.4: slot, count and frames in one hold of the log's lock.
             log.reports[(log.count % BAD_PAGE_LOG as u64) as usize] = Some(BadPageReport { pfn, reason });
             log.count += 1;
             log.frames += frames;
@@ -535,16 +531,25 @@ impl<'a> Node<'a> {
     }
 
     /// Types the frame at `pfn` and the tails still linked to it as
-    /// quarantined; returns how many frames that took out of service.
+    /// quarantined; returns how many frames that newly took out of service
+    /// (a frame quarantined before, such as a bad tail, is counted once).
     fn retype_quarantined(&self, pfn: Pfn, page: &crate::memmap::Page) -> u64 {
-        page.set_type(PageType::Quarantined);
-        let Some(order) = decode_compound(pfn, page.compound_word()).1 else { return 1 };
-        let tail = tail_word(pfn);
-        let tails = (1..order.nr_pages())
-            .map_while(|i| self.map.page(pfn.add(i)).filter(|t| t.compound_word() == tail))
-            .inspect(|t| t.set_type(PageType::Quarantined))
-            .count();
-        1 + tails as u64
+        let mut frames = 0;
+        let mut retype = |p: &crate::memmap::Page| {
+            if p.page_type() != PageType::Quarantined {
+                p.set_type(PageType::Quarantined);
+                frames += 1;
+            }
+        };
+        let order = decode_compound(pfn, page.compound_word()).1;
+        retype(page);
+        if let Some(order) = order {
+            let tail = tail_word(pfn);
+            (1..order.nr_pages())
+                .map_while(|i| self.map.page(pfn.add(i)).filter(|t| t.compound_word() == tail))
+                .for_each(&mut retype);
+        }
+        frames
     }
 
     /// The running CPU's index into per-CPU arrays (clamped: a platform
@@ -584,18 +589,7 @@ impl<'a> Node<'a> {
     }
 
     fn raw_head(&self, pfn: Pfn) -> Result<&crate::memmap::Page, RawError> {
-        let page = self.map.page(pfn).ok_or(RawError::OutOfRange(pfn))?;
-        let ty = page.page_type();
-        if ty.is_free() {
-            return Err(RawError::Free(pfn));
-        }
-        if ty.is_unmanaged() {
-            return Err(RawError::Unmanaged(pfn, ty));
-        }
-        if ty == PageType::Tail {
-            return Err(RawError::Tail(pfn));
-        }
-        Ok(page)
+        raw_head(&self.map, pfn)
     }
 
     /// Drops one reference to the folio headed at `pfn`, for callers that
@@ -621,16 +615,24 @@ impl<'a> Node<'a> {
             if count == 0 {
                 return Err(RawError::ZeroRefcount(pfn));
             }
-            // Release: like FolioRef::drop, our accesses happen before the
-            // free; pairs with the Acquire fence below and try_freeze (P2.1).
-            // Relaxed: on failure, retry.
-            match page.refcount.compare_exchange_weak(count, count - 1, Ordering::Release, Ordering::Relaxed) {
+            // R.4. Release: like FolioRef::drop, our accesses happen before
+            // the free; pairs with the Acquire fence below, FolioRef::drop's
+            // (R.3) and try_freeze (P2.1). Relaxed: on failure, retry.
+            #[cfg(not(memdesc_mutant = "relaxed_put_pfn"))]
+            let put = page.refcount.compare_exchange_weak(count, count - 1, Ordering::Release, Ordering::Relaxed);
+            // Mutant: the raw put without Release. Relaxed: both orderings
+            // deliberately wrong.
+            #[cfg(memdesc_mutant = "relaxed_put_pfn")]
+            let put = page.refcount.compare_exchange_weak(count, count - 1, Ordering::Relaxed, Ordering::Relaxed);
+            match put {
                 Ok(_) => break,
                 Err(actual) => count = actual,
             }
         }
         if count == 1 {
-            // Acquire: pairs with the Release puts of the other holders.
+            // R.4, last put. Acquire: pairs with the Release puts of the
+            // other holders (R.2, R.4). Mutant: the fence removed.
+            #[cfg(not(memdesc_mutant = "put_pfn_no_fence"))]
             crate::sync::fence(Ordering::Acquire);
             self.free_folio(pfn);
         }
@@ -678,10 +680,13 @@ impl<'a> Node<'a> {
         // Release: publishes the owner's stores like FrozenFolio::unfreeze
         // (P2.5), pairing with the Acquire get (P1.3). Relaxed: on failure,
         // nothing changes.
-        page.refcount
-            .compare_exchange(0, count.get(), Ordering::Release, Ordering::Relaxed)
-            .map(|_| ())
-            .map_err(|refcount| RawError::NotFrozen { pfn, refcount })
+        #[cfg(not(memdesc_mutant = "relaxed_unfreeze_pfn"))]
+        let unfrozen = page.refcount.compare_exchange(0, count.get(), Ordering::Release, Ordering::Relaxed);
+        // Mutant: the raw unfreeze without Release. Relaxed: both orderings
+        // deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_unfreeze_pfn")]
+        let unfrozen = page.refcount.compare_exchange(0, count.get(), Ordering::Relaxed, Ordering::Relaxed);
+        unfrozen.map(|_| ()).map_err(|refcount| RawError::NotFrozen { pfn, refcount })
     }
 
     /// Bad-page reports: how many, how many frames they quarantined, and the
@@ -693,7 +698,8 @@ impl<'a> Node<'a> {
 }
 
 /// What is wrong with the folio `folio` (head first) being freed, if
-/// anything (Linux's `free_page_is_bad`).
+/// anything (Linux's `free_page_is_bad`): the free path trusts nothing the
+/// descriptors can contradict.
 fn check_free(head_pfn: Pfn, folio: &[crate::memmap::Page]) -> Option<BadPageReason> {
     let head = &folio[0];
     let ty = head.page_type();
@@ -702,6 +708,13 @@ fn check_free(head_pfn: Pfn, folio: &[crate::memmap::Page]) -> Option<BadPageRea
     }
     if ty.is_unmanaged() || ty == PageType::Tail {
         return Some(BadPageReason::BadCompound);
+    }
+    // A counted reference still exists (a frozen handle freed after a raw
+    // unfreeze, or restored over a counted folio): freeing would hand the
+    // frames to a new owner while that holder still reaches them. P1.3
+    // cannot raise a count from 0, so a 0 seen here stays 0.
+    if head.ref_count() != 0 {
+        return Some(BadPageReason::NonzeroRefcount);
     }
     if head.map_count() != 0 {
         return Some(BadPageReason::FreedWhileMapped);
@@ -718,8 +731,21 @@ fn check_free(head_pfn: Pfn, folio: &[crate::memmap::Page]) -> Option<BadPageRea
         if page.compound_word() != tail {
             return Some(BadPageReason::BadCompound);
         }
+        if page.page_type() != PageType::Tail {
+            return Some(BadPageReason::BadTailType);
+        }
+        if page.ref_count() != 0 {
+            return Some(BadPageReason::NonzeroRefcount);
+        }
         if page.map_count() != 0 {
             return Some(BadPageReason::FreedWhileMapped);
+        }
+        // Relaxed: as above.
+        if page.pincount.load(Ordering::Relaxed) != 0 {
+            return Some(BadPageReason::FreedWhilePinned);
+        }
+        if page.flags() != PageFlags::EMPTY {
+            return Some(BadPageReason::FreedWithBadFlags);
         }
     }
     None

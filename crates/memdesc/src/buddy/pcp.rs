@@ -128,12 +128,19 @@ impl Pcp {
 
     /// Gives every cached block back to `zone`; returns the frames moved.
     pub(crate) fn drain(&self, zone: &Zone, map: &MemMap<'_>) -> u32 {
-        let mut guard = self.lists.lock();
-        guard.with(|lists| {
+        let drain = |lists: &mut PcpLists| {
             let count = lists.count;
             lists.give_back(zone, map, u32::MAX);
             count
-        })
+        };
+        // PCP.3: the owning CPU's lock, even when draining another CPU's
+        // lists, which that CPU may be using right now.
+        #[cfg(not(memdesc_mutant = "drain_without_pcp_lock"))]
+        return self.lists.lock().with(drain);
+        // Mutant: a remote drain that trusts the owner to be idle.
+        #[cfg(memdesc_mutant = "drain_without_pcp_lock")]
+        // SAFETY: none: deliberately racy, for loom to report.
+        return unsafe { self.lists.with_unlocked(drain) };
     }
 
     /// Calls `f(order, mt, pfn)` for every cached block (audits). Returns

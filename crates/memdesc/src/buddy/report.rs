@@ -146,6 +146,12 @@ impl Audit {
 
 /// Whether a free frame is in the state allocation relies on (P3.1 writes
 /// only what differs from it).
+/// The first frame of each pageblock a free block of `order` at `pfn`
+/// covers (one, for blocks smaller than a pageblock).
+fn pageblocks_of(pfn: Pfn, order: usize) -> impl Iterator<Item = Pfn> {
+    (0..(1u64 << order).div_ceil(PAGEBLOCK_FRAMES)).map(move |i| pfn.add(i * PAGEBLOCK_FRAMES))
+}
+
 fn is_clean(page: &crate::memmap::Page) -> bool {
     // Relaxed: an audit of a quiescent node.
     let pinned = page.pincount.load(crate::sync::Ordering::Relaxed) != 0;
@@ -293,7 +299,7 @@ impl<'a> Node<'a> {
                             listed += 1u64 << order;
                             let ok = zone.contains(block)
                                 && map.page_of(block).page_type() == (PageType::Buddy { order: order as u8 })
-                                && pageblock_migratetype(map, block) == mt;
+                                && pageblocks_of(block, order).all(|pb| pageblock_migratetype(map, pb) == mt);
                             if !ok {
                                 audit.violate(block, Violation::BadListEntry);
                             }

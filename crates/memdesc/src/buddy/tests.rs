@@ -5,6 +5,11 @@ use crate::platform::SpinPlatform;
 use crate::testutil::{small_config, with_node};
 use std::vec::Vec;
 
+/// The embedder's API: contents, split, errors, orders.
+mod api;
+/// The free path and raw entry points trust nothing.
+mod trust;
+
 const ONE: NonZeroU32 = NonZeroU32::MIN;
 
 fn order(o: u32) -> Order {
@@ -238,7 +243,7 @@ fn a_put_nobody_owned_is_reported_not_double_freed() {
         let pfn = f.into_raw();
         // SAFETY: deliberately restoring a raw reference twice (the misuse
         // under test); both handles point at valid descriptors.
-        let (a, b) = unsafe { (FolioRef::from_raw(n, pfn), FolioRef::from_raw(n, pfn)) };
+        let (a, b) = unsafe { (FolioRef::from_raw(n, pfn).unwrap(), FolioRef::from_raw(n, pfn).unwrap()) };
         drop(a);
         drop(b);
         assert_eq!(n.bad_pages().0, 1);
@@ -302,7 +307,7 @@ fn boot_refuses_too_many_cpus() {
     let ram = [PhysRange::new(0, 1 << 20)];
     let layout = MemoryLayout { ram: &ram, reserved: &[] };
     let err = Node::boot(memory.bytes(), PhysAddr(0), &layout, NodeConfig::default(), &Many).unwrap_err();
-    assert_eq!(err, BootError::TooManyCpus(MAX_CPUS as u32 + 1));
+    assert_eq!(err.error, BootError::TooManyCpus(MAX_CPUS as u32 + 1));
 }
 
 /// Regression (found by the simulator): with RAM starting off a pageblock
@@ -362,7 +367,7 @@ fn clone_refuses_to_resurrect_a_freed_folio() {
         let pfn = n.alloc(Order::ZERO, Gfp::USER).unwrap().into_raw();
         // SAFETY: deliberately restoring one raw reference twice (the misuse
         // under test); both handles point at valid descriptors.
-        let (a, b) = unsafe { (FolioRef::from_raw(n, pfn), FolioRef::from_raw(n, pfn)) };
+        let (a, b) = unsafe { (FolioRef::from_raw(n, pfn).unwrap(), FolioRef::from_raw(n, pfn).unwrap()) };
         drop(a);
         let _resurrected = b.clone();
     });

@@ -176,10 +176,16 @@ impl FreeArea {
             }
             let buddy_mt = pageblock_migratetype(map, buddy);
             self.del_block(map, buddy, order, buddy_mt);
+            // Merging whole pageblocks: the merged block takes our type, in
+            // every pageblock the buddy covers (Z.3).
+            #[cfg(not(memdesc_mutant = "merge_keeps_buddy_pageblock_type"))]
             if order >= PAGEBLOCK_ORDER && buddy_mt != mt {
-                // Merging whole pageblocks: the merged block takes our type.
-                set_pageblock_migratetype(map, buddy, mt);
+                set_pageblock_range(map, buddy, 1 << order, mt);
             }
+            // Mutant: the buddy's pageblocks keep their old type, so the
+            // merged block sits on one type's list over another's pageblock.
+            #[cfg(memdesc_mutant = "merge_keeps_buddy_pageblock_type")]
+            let _ = (buddy_mt, mt);
             buddy_page.set_type(PageType::Free);
             let merged = Pfn(pfn.0 & buddy.0);
             if merged != pfn {
@@ -252,9 +258,18 @@ impl FreeArea {
                         }
                     }
                 }
-                // Steal just this block; its remainder stays with its type.
+                // Steal just this block (Z.1); its remainder stays with its
+                // type.
                 let pfn = self.lists[current as usize][fallback.index()].pop(map)?;
+                #[cfg(not(memdesc_mutant = "steal_without_retype"))]
                 self.take_off(map, pfn, current);
+                // Mutant: the stolen block leaves its list still typed
+                // `Buddy`, so a free of its buddy merges with it (L.5's race,
+                // on the fallback path).
+                #[cfg(memdesc_mutant = "steal_without_retype")]
+                {
+                    self.free -= 1 << current;
+                }
                 self.expand(map, pfn, order, current, fallback);
                 zone.stats.add(VmEvent::ExtfragSteal, 1);
                 return Some(pfn);
@@ -304,11 +319,14 @@ impl FreeArea {
                 _ => cursor = cursor.add(1),
             }
         }
-        let mut pb = block_start;
-        while pb < end {
-            set_pageblock_migratetype(map, pb, to);
-            pb = pb.add(PAGEBLOCK_FRAMES);
-        }
+        // Z.2: the claimed pageblocks change type under the zone lock, with
+        // the blocks just moved.
+        #[cfg(not(memdesc_mutant = "claim_wrong_pageblock"))]
+        set_pageblock_range(map, block_start, span, to);
+        // Mutant: the claim retypes the neighbouring pageblock(s), leaving
+        // the moved blocks on `to`'s lists over `from`'s pageblocks.
+        #[cfg(memdesc_mutant = "claim_wrong_pageblock")]
+        set_pageblock_range(map, Pfn(block_start.0 ^ span), span, to);
         true
     }
 
@@ -325,6 +343,16 @@ impl FreeArea {
             cursor = cursor.add(1);
         }
         free
+    }
+}
+
+/// Sets every pageblock of the `frames` frames at `pfn` (whole pageblocks)
+/// to `mt`. Caller holds the zone lock.
+fn set_pageblock_range(map: &MemMap<'_>, pfn: Pfn, frames: u64, mt: Migratetype) {
+    let mut pb = pfn;
+    while pb < pfn.add(frames) {
+        set_pageblock_migratetype(map, pb, mt);
+        pb = pb.add(PAGEBLOCK_FRAMES);
     }
 }
 

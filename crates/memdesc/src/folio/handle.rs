@@ -1,7 +1,8 @@
 //! The ownership handles: counted [`FolioRef`] and exclusive [`FrozenFolio`].
 
+use super::raw::{raw_head, RawError};
 use super::{decode_compound, Order, PageType, REF_MAX};
-use crate::memmap::{MemMap, Page, Pfn};
+use crate::memmap::{FrameReader, FrameWriter, MemMap, Page, Pfn};
 use crate::sync::{fence, FrameWord, Ordering};
 use core::fmt;
 use core::mem::ManuallyDrop;
@@ -30,6 +31,13 @@ pub enum BadPageReason {
     BadCompound,
     /// A free path met a frame whose type says it is already free.
     DoubleFree,
+    /// A folio reached the free path with a nonzero refcount: someone still
+    /// holds a reference (a frozen handle freed while raw references were
+    /// counted, or a handle restored from a counted pfn).
+    NonzeroRefcount,
+    /// A tail reached the free path with a type other than `Tail` (already
+    /// quarantined, or overwritten).
+    BadTailType,
 }
 
 impl fmt::Display for BadPageReason {
@@ -41,6 +49,8 @@ impl fmt::Display for BadPageReason {
             Self::FreedWithBadFlags => "freed with bad flags",
             Self::BadCompound => "bad compound info",
             Self::DoubleFree => "double free",
+            Self::NonzeroRefcount => "nonzero refcount",
+            Self::BadTailType => "bad tail type",
         })
     }
 }
@@ -90,22 +100,72 @@ pub struct FrozenFolio<'a, R: FolioRelease> {
 /// Why a freeze failed: the refcount was not the expected one (a pin, a
 /// transient reference from a speculative getter, another mapping). The
 /// reference comes back untouched.
+///
+/// It holds the reference, so it borrows the allocator: to use `?` into an
+/// owned error such as `Box<dyn Error>`, convert it to the handle-free
+/// [`FreezeFailed`] first (`.map_err(FreezeError::into_failed)?`, which puts
+/// the reference), or keep the reference with [`FreezeError::into_parts`].
 pub struct FreezeError<'a, R: FolioRelease> {
     /// The reference the caller passed in.
     pub folio: FolioRef<'a, R>,
+    /// The refcount the freeze expected.
+    pub expected: u32,
     /// The refcount seen instead of the expected one.
     pub actual: u32,
 }
 
+/// A failed freeze, without the reference: `'static`, for `?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreezeFailed {
+    /// The folio's head.
+    pub pfn: Pfn,
+    /// The refcount the freeze expected.
+    pub expected: u32,
+    /// The refcount seen instead.
+    pub actual: u32,
+}
+
+impl fmt::Display for FreezeFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "folio {} has refcount {}, not the expected {}", self.pfn, self.actual, self.expected)
+    }
+}
+
+impl core::error::Error for FreezeFailed {}
+
+impl<'a, R: FolioRelease> FreezeError<'a, R> {
+    /// The reference back, and the error without it.
+    pub fn into_parts(self) -> (FolioRef<'a, R>, FreezeFailed) {
+        let failed = FreezeFailed { pfn: self.folio.pfn(), expected: self.expected, actual: self.actual };
+        (self.folio, failed)
+    }
+
+    /// The error without the reference, which is put.
+    pub fn into_failed(self) -> FreezeFailed {
+        self.into_parts().1
+    }
+}
+
+impl<R: FolioRelease> From<FreezeError<'_, R>> for FreezeFailed {
+    fn from(e: FreezeError<'_, R>) -> Self {
+        e.into_failed()
+    }
+}
+
 impl<R: FolioRelease> fmt::Debug for FreezeError<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FreezeError").field("pfn", &self.folio.pfn()).field("actual", &self.actual).finish()
+        f.debug_struct("FreezeError")
+            .field("pfn", &self.folio.pfn())
+            .field("expected", &self.expected)
+            .field("actual", &self.actual)
+            .finish()
     }
 }
 
 impl<R: FolioRelease> fmt::Display for FreezeError<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "folio {} has refcount {}, not the expected one", self.folio.pfn(), self.actual)
+        let failed = FreezeFailed { pfn: self.folio.pfn(), expected: self.expected, actual: self.actual };
+        fmt::Display::fmt(&failed, f)
     }
 }
 
@@ -126,6 +186,10 @@ impl UnfreezeRefusal {
     /// references, if it may not: the one rule both `FrozenFolio::unfreeze`
     /// and the raw `Node::unfreeze_pfn` apply.
     pub const fn check(ty: PageType, count: NonZeroU32) -> Option<Self> {
+        // Mutant (seed 004's precondition): slab and page-table folios
+        // counted like any other.
+        #[cfg(memdesc_mutant = "unfreeze_counts_slab")]
+        let ty = if ty.is_always_frozen() { PageType::Kernel } else { ty };
         if ty.is_always_frozen() {
             Some(Self::AlwaysFrozen(ty))
         } else if count.get() > REF_MAX {
@@ -136,7 +200,40 @@ impl UnfreezeRefusal {
     }
 }
 
+impl fmt::Display for UnfreezeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlwaysFrozen(ty) => write!(f, "a folio of type {ty} is never counted"),
+            Self::Overflow => f.write_str("unfreeze count in the overflow band"),
+        }
+    }
+}
+
+impl core::error::Error for UnfreezeRefusal {}
+
+/// A refused unfreeze, without the folio: `'static`, for `?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnfreezeFailed {
+    /// The folio's head.
+    pub pfn: Pfn,
+    /// Why.
+    pub reason: UnfreezeRefusal,
+}
+
+impl fmt::Display for UnfreezeFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot unfreeze folio {}: {}", self.pfn, self.reason)
+    }
+}
+
+impl core::error::Error for UnfreezeFailed {}
+
 /// A refused unfreeze: the folio comes back, still frozen.
+///
+/// Like [`FreezeError`], it holds a handle: [`UnfreezeError::into_parts`]
+/// splits it from the `'static` [`UnfreezeFailed`], and
+/// [`UnfreezeError::into_failed`] (or `From`) frees the folio and keeps the
+/// error, for `?`.
 pub struct UnfreezeError<'a, R: FolioRelease> {
     /// The folio, still frozen and still the caller's.
     pub folio: FrozenFolio<'a, R>,
@@ -152,14 +249,30 @@ impl<R: FolioRelease> fmt::Debug for UnfreezeError<'_, R> {
 
 impl<R: FolioRelease> fmt::Display for UnfreezeError<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reason {
-            UnfreezeRefusal::AlwaysFrozen(ty) => write!(f, "folio {} of type {ty} is never counted", self.folio.pfn()),
-            UnfreezeRefusal::Overflow => write!(f, "folio {}: unfreeze count in the overflow band", self.folio.pfn()),
-        }
+        fmt::Display::fmt(&UnfreezeFailed { pfn: self.folio.pfn(), reason: self.reason }, f)
     }
 }
 
 impl<R: FolioRelease> core::error::Error for UnfreezeError<'_, R> {}
+
+impl<'a, R: FolioRelease> UnfreezeError<'a, R> {
+    /// The folio back, still frozen, and the error without it.
+    pub fn into_parts(self) -> (FrozenFolio<'a, R>, UnfreezeFailed) {
+        let failed = UnfreezeFailed { pfn: self.folio.pfn(), reason: self.reason };
+        (self.folio, failed)
+    }
+
+    /// The error without the folio, which is freed.
+    pub fn into_failed(self) -> UnfreezeFailed {
+        self.into_parts().1
+    }
+}
+
+impl<R: FolioRelease> From<UnfreezeError<'_, R>> for UnfreezeFailed {
+    fn from(e: UnfreezeError<'_, R>) -> Self {
+        e.into_failed()
+    }
+}
 
 /// The queries both handles answer the same way: the head, its pfn, and the
 /// order, type and contents, all stable while the handle lives (a counted
@@ -202,12 +315,13 @@ macro_rules! folio_queries {
                 self.owner
             }
 
-            /// The folio's contents as atomic words (racy but defined: holders
-            /// of other references may access them too). Borrowed from the
-            /// handle, so no view outlives the reference or ownership that
-            /// keeps the frames from being freed and reused.
-            pub fn contents(&self) -> &[FrameWord] {
-                self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[])
+            /// A read cursor over the folio's contents, which stays defined
+            /// if other holders write them meanwhile (see
+            /// [`FrameReader`]). Borrowed from the handle, so it cannot
+            /// outlive the reference or ownership that keeps the frames
+            /// allocated.
+            pub fn reader(&self) -> FrameReader<'_> {
+                FrameReader::new(self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[]))
             }
         }
     };
@@ -226,6 +340,21 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
     /// The refcount, as a snapshot.
     pub fn ref_count(&self) -> u32 {
         self.head.ref_count()
+    }
+
+    /// The folio's contents as atomic words (racy but defined: holders of
+    /// other references may access them too). Borrowed from the handle, so
+    /// no view outlives the reference that keeps the frames allocated.
+    pub fn contents(&self) -> &[FrameWord] {
+        self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[])
+    }
+
+    /// A write cursor over the folio's contents. Other holders may read and
+    /// write the same bytes meanwhile, so this is a cursor of atomic words
+    /// (see [`FrameWriter`]), never a `&mut [u8]`; use the folio lock or
+    /// another protocol to order writes between holders.
+    pub fn writer(&self) -> FrameWriter<'_> {
+        FrameWriter::new(self.contents())
     }
 
     /// Whether `pfn` lies inside this folio.
@@ -271,7 +400,7 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
                 let this = ManuallyDrop::new(self);
                 Ok(FrozenFolio { owner: this.owner, head: this.head })
             }
-            Err(actual) => Err(FreezeError { folio: self, actual }),
+            Err(actual) => Err(FreezeError { folio: self, expected: expected.get(), actual }),
         }
     }
 
@@ -288,9 +417,17 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
     /// # Safety
     /// 1. `pfn` came from `into_raw` on a reference of this `owner`, and
     ///    each such value is restored exactly once.
-    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn) -> Self {
-        debug_assert!(owner.memmap().page(pfn).is_some_and(|p| p.ref_count() > 0));
-        Self { owner, head: owner.memmap().page_of(pfn) }
+    ///
+    /// # Errors
+    /// [`RawError`] for what a check can see is not a counted folio head:
+    /// a pfn outside the map, a tail, a free or unmanaged frame, refcount
+    /// 0. Nothing changes on error.
+    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn) -> Result<Self, RawError> {
+        let head = raw_head(owner.memmap(), pfn)?;
+        if head.ref_count() == 0 {
+            return Err(RawError::ZeroRefcount(pfn));
+        }
+        Ok(Self { owner, head })
     }
 }
 
@@ -316,13 +453,20 @@ impl<R: FolioRelease> Clone for FolioRef<'_, R> {
 impl<R: FolioRelease> Drop for FolioRef<'_, R> {
     #[inline]
     fn drop(&mut self) {
-        // Release: our accesses to the folio happen before whoever frees or
-        // freezes it; pairs with the Acquire fence below (last put) and the
-        // Acquire CAS in try_freeze (P2.1).
+        // R.2. Release: our accesses to the folio happen before whoever
+        // frees or freezes it; pairs with the Acquire fence below (last put,
+        // R.3), put_pfn's (R.4) and the Acquire CAS in try_freeze (P2.1).
+        #[cfg(not(memdesc_mutant = "relaxed_put"))]
         let old = self.head.refcount.fetch_sub(1, Ordering::Release);
+        // Mutant: the put without Release, so a holder's writes may land
+        // after the free. Relaxed: deliberately wrong.
+        #[cfg(memdesc_mutant = "relaxed_put")]
+        let old = self.head.refcount.fetch_sub(1, Ordering::Relaxed);
         if old == 1 {
-            // Acquire: pairs with the Release puts of every other holder, so
-            // their accesses happen before the free.
+            // R.3. Acquire: pairs with the Release puts of every other holder
+            // (R.2, R.4), so their accesses happen before the free.
+            // Mutant: the fence removed, as if Arc::drop lacked its own.
+            #[cfg(not(memdesc_mutant = "no_last_put_fence"))]
             fence(Ordering::Acquire);
             self.owner.release(self.pfn());
         } else if old == 0 {
@@ -330,7 +474,9 @@ impl<R: FolioRelease> Drop for FolioRef<'_, R> {
             // so a concurrent publish of a reallocation is not overwritten,
             // and report it; the owner quarantines the frame unless it is
             // free (a free frame is on a list and stays there).
-            // Relaxed: misuse recovery; nothing is ordered by it.
+            // Relaxed: misuse recovery; nothing is ordered by it. Mutant:
+            // the wrap left in place.
+            #[cfg(not(memdesc_mutant = "put_at_zero_no_undo"))]
             let _ = self.head.refcount.compare_exchange(u32::MAX, 0, Ordering::Relaxed, Ordering::Relaxed);
             self.owner.bad_page(self.pfn(), BadPageReason::RefcountUnderflow);
         }
@@ -444,10 +590,88 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
     /// # Safety
     /// 1. `pfn` came from `into_raw` on a frozen folio of this `owner`, and
     ///    each such value is restored exactly once.
-    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn) -> Self {
-        Self { owner, head: owner.memmap().page_of(pfn) }
+    ///
+    /// # Errors
+    /// [`RawError`] for what a check can see is not a frozen folio head: a
+    /// pfn outside the map, a tail, a free or unmanaged frame
+    /// ([`RawError::Unmanaged`] for a reserved one), a counted folio
+    /// ([`RawError::NotFrozen`]). Nothing changes on error.
+    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn) -> Result<Self, RawError> {
+        let head = raw_head(owner.memmap(), pfn)?;
+        let refcount = head.ref_count();
+        if refcount != 0 {
+            return Err(RawError::NotFrozen { pfn, refcount });
+        }
+        Ok(Self { owner, head })
+    }
+
+    /// The folio's contents as bytes. Frozen means exclusive: no reference,
+    /// pin or speculative getter can reach the frames, so a plain slice is
+    /// sound (and `&mut self` in [`FrozenFolio::bytes_mut`] keeps it from
+    /// overlapping a write).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: duty 1 of frame_bytes: the folio is frozen and this handle
+        // its only owner (type invariant); the only writable views,
+        // `bytes_mut` and `writer`, borrow the handle mutably, so none exists
+        // while this shared borrow lives.
+        unsafe { self.owner.memmap().frame_bytes(self.pfn(), self.nr_pages()) }.unwrap_or(&[])
+    }
+
+    /// The folio's contents as mutable bytes (exclusive owner).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: duty 1 of frame_bytes_mut: frozen and exclusively ours
+        // (type invariant), and `&mut self` makes this the only view.
+        unsafe { self.owner.memmap().frame_bytes_mut(self.pfn(), self.nr_pages()) }.unwrap_or(&mut [])
+    }
+
+    /// A write cursor over the contents, for code written against the
+    /// shared holders' cursors; an exclusive owner may as well use
+    /// [`FrozenFolio::bytes_mut`].
+    pub fn writer(&mut self) -> FrameWriter<'_> {
+        FrameWriter::new(self.owner.memmap().frame_words(self.pfn(), self.nr_pages()).unwrap_or(&[]))
+    }
+
+    /// Copies the contents of `src`, a folio of the same order, into this
+    /// one, at memcpy speed (migration's copy: both folios exclusively
+    /// owned).
+    ///
+    /// # Errors
+    /// [`CopyError`] if the orders differ; nothing is copied.
+    pub fn copy_from<S: FolioRelease>(&mut self, src: &FrozenFolio<'_, S>) -> Result<(), CopyError> {
+        let (from, to) = (src.order(), self.order());
+        if from != to {
+            return Err(CopyError { src: from, dst: to });
+        }
+        self.bytes_mut().copy_from_slice(src.bytes());
+        Ok(())
+    }
+
+    /// Unfreezes to one reference, the caller's: the common case of
+    /// [`FrozenFolio::unfreeze`].
+    ///
+    /// # Errors
+    /// As [`FrozenFolio::unfreeze`].
+    pub fn unfreeze_one(self) -> Result<FolioRef<'a, R>, UnfreezeError<'a, R>> {
+        self.unfreeze(NonZeroU32::MIN)
     }
 }
+
+/// A copy between folios of different orders was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyError {
+    /// The source's order.
+    pub src: Order,
+    /// The destination's order.
+    pub dst: Order,
+}
+
+impl fmt::Display for CopyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot copy an order-{} folio into an order-{} folio", self.src, self.dst)
+    }
+}
+
+impl core::error::Error for CopyError {}
 
 impl<R: FolioRelease> Drop for FrozenFolio<'_, R> {
     fn drop(&mut self) {

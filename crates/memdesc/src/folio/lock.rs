@@ -38,6 +38,14 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
 
     /// Takes the folio lock, sleeping on the owner's platform wait queue
     /// while it is held.
+    ///
+    /// # Deadlock
+    /// The lock is not recursive, as Linux's `folio_lock` is not: a thread
+    /// that already holds this folio's lock (through any reference to it)
+    /// and calls `lock` again sleeps forever. The lock word records no owner
+    /// (that would take a descriptor word, and the per-thread bookkeeping
+    /// to check it costs every lock), so this is not detected; use
+    /// [`FolioRef::try_lock`] where a path may already hold the lock.
     pub fn lock(&self) -> LockedFolio<'_, 'a, R> {
         loop {
             if let Some(locked) = self.try_lock() {
@@ -66,6 +74,9 @@ impl<R: FolioRelease> Drop for LockedFolio<'_, '_, R> {
         // Release: pairs with the Acquire in try_lock; the next holder sees
         // our writes.
         let old = self.folio.head().flags.fetch_and(!clear, Ordering::Release);
+        // Mutant: the unlock never wakes, so a sleeper sleeps on (a lost
+        // wake-up).
+        #[cfg(not(memdesc_mutant = "lost_folio_wakeup"))]
         if old & PageFlags::WAITERS.0 != 0 {
             self.folio.owner().platform().wake_all(WaitKey(self.folio.pfn().0));
         }

@@ -37,15 +37,22 @@ mod flags;
 mod handle;
 mod lock;
 mod ptype;
+mod raw;
 mod speculative;
 mod split;
 
 pub use flags::PageFlags;
-pub use handle::{BadPageReason, FolioRef, FolioRelease, FreezeError, FrozenFolio, UnfreezeError, UnfreezeRefusal};
+pub use handle::{
+    BadPageReason, CopyError, FolioRef, FolioRelease, FreezeError, FreezeFailed, FrozenFolio, UnfreezeError,
+    UnfreezeFailed, UnfreezeRefusal,
+};
 pub use lock::LockedFolio;
 pub use ptype::PageType;
+pub use raw::RawError;
 pub use speculative::{try_get, GetError};
-pub use split::SplitError;
+pub use split::{SplitError, SplitFailed, SplitFolios};
+
+pub(crate) use raw::raw_head;
 
 pub(crate) use handle::sealed;
 
@@ -66,6 +73,14 @@ pub struct Order(u8);
 impl Order {
     /// Order 0: one frame.
     pub const ZERO: Order = Order(0);
+    /// Order 1: two frames.
+    pub const ONE: Order = Order(1);
+    /// Order 2: four frames.
+    pub const TWO: Order = Order(2);
+    /// Order 3: eight frames (the largest order the per-CPU lists cache).
+    pub const THREE: Order = Order(3);
+    /// The order of a PMD-mapped huge page (2 MiB), the pageblock order.
+    pub const PMD: Order = Order(crate::memmap::PAGEBLOCK_ORDER as u8);
     /// The pageblock order (2 MiB).
     pub const PAGEBLOCK: Order = Order(crate::memmap::PAGEBLOCK_ORDER as u8);
     /// The largest order.
@@ -90,6 +105,32 @@ impl Order {
     #[inline(always)]
     pub const fn nr_pages(self) -> u64 {
         1 << self.0
+    }
+}
+
+/// An order above [`MAX_ORDER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderTooLarge(pub u32);
+
+impl fmt::Display for OrderTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "order {} is above the largest order, {MAX_ORDER}", self.0)
+    }
+}
+
+impl core::error::Error for OrderTooLarge {}
+
+impl TryFrom<u32> for Order {
+    type Error = OrderTooLarge;
+
+    fn try_from(order: u32) -> Result<Self, OrderTooLarge> {
+        Order::new(order).ok_or(OrderTooLarge(order))
+    }
+}
+
+impl From<Order> for u32 {
+    fn from(order: Order) -> u32 {
+        order.get()
     }
 }
 

@@ -125,6 +125,7 @@ pub fn try_get<'a, R: FolioRelease>(
     }
 
     // P1.5: the caller's source recheck.
+    #[cfg(not(memdesc_mutant = "no_source_recheck"))]
     if !recheck_source(&folio) {
         drop(folio);
         return Err(GetError::SourceChanged);

@@ -138,9 +138,11 @@ fn split_makes_every_piece_its_own_folio() {
         let folio = n.alloc(Order::new(2).unwrap(), Gfp::USER).unwrap();
         let head = folio.pfn();
         let frozen = folio.try_freeze().unwrap();
-        let mut pieces = std::vec::Vec::new();
-        let first = frozen.split(Order::ZERO, |piece| pieces.push(piece.unfreeze(ONE).unwrap())).unwrap();
-        let first = first.unfreeze(ONE).unwrap();
+        let mut pieces: std::vec::Vec<_> =
+            frozen.split(Order::ZERO).unwrap().map(|p| p.unfreeze_one().unwrap()).collect();
+        // P2.6: the original head comes out last.
+        let first = pieces.pop().unwrap();
+        assert_eq!(first.pfn(), head);
         assert_eq!(first.order(), Order::ZERO);
         assert_eq!(pieces.len(), 3);
         for (i, piece) in pieces.iter().enumerate() {
@@ -159,8 +161,9 @@ fn split_makes_every_piece_its_own_folio() {
 fn split_refuses_a_larger_order() {
     node(|n| {
         let frozen = n.alloc_frozen(Order::new(1).unwrap(), Gfp::KERNEL).unwrap();
-        let (frozen, err) = frozen.split(Order::new(1).unwrap(), |_| ()).unwrap_err();
-        assert!(matches!(err, SplitError::NotSmaller { .. }));
+        let (frozen, err) = frozen.split(Order::ONE).unwrap_err().into_parts();
+        assert!(matches!(err, SplitFailed::NotSmaller { .. }));
+        assert_eq!(frozen.order(), Order::ONE, "a refused split changes nothing");
         drop(frozen);
     });
 }
@@ -196,7 +199,7 @@ fn raw_round_trip_restores_the_reference() {
         let folio = n.alloc(Order::ZERO, Gfp::USER).unwrap();
         let pfn = folio.into_raw();
         // SAFETY: `pfn` came from into_raw just above and is restored once.
-        let folio = unsafe { FolioRef::from_raw(n, pfn) };
+        let folio = unsafe { FolioRef::from_raw(n, pfn) }.unwrap();
         assert_eq!(folio.ref_count(), 1);
     });
 }
@@ -233,8 +236,8 @@ fn split_pieces_are_unlocked_and_clean() {
         // Relaxed: test setup on a folio only we hold.
         folio.head().flags.fetch_or(flags.0, crate::sync::Ordering::Relaxed);
         let frozen = folio.try_freeze().unwrap();
-        let mut pieces = std::vec::Vec::new();
-        let first = frozen.split(Order::ZERO, |piece| pieces.push(piece)).unwrap();
+        let mut pieces: std::vec::Vec<_> = frozen.split(Order::ZERO).unwrap().collect();
+        let first = pieces.pop().unwrap();
         for piece in &pieces {
             assert!(piece.head().flags().contains(PageFlags::DIRTY));
             assert!(!piece.head().flags().intersects(PageFlags(PageFlags::LOCKED.0 | PageFlags::WAITERS.0)));

@@ -14,9 +14,11 @@
 //! for one more lookup per pfn.
 
 mod addr;
+mod contents;
 mod page;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
+pub use contents::{FrameReader, FrameWriter};
 pub use page::{Page, DESCRIPTOR_SIZE, OWNER_WORDS};
 
 use crate::sync::{AtomicU8, FrameWord};
@@ -26,7 +28,12 @@ use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
 /// Order of a pageblock: the unit that carries a migratetype (2 MiB).
+#[cfg(not(memdesc_loom))]
 pub const PAGEBLOCK_ORDER: u32 = 9;
+/// Order of a pageblock, shrunk under the model so that a node of a few
+/// dozen frames has several pageblocks and fallback can claim one.
+#[cfg(memdesc_loom)]
+pub const PAGEBLOCK_ORDER: u32 = 3;
 /// Frames per pageblock.
 pub const PAGEBLOCK_FRAMES: u64 = 1 << PAGEBLOCK_ORDER;
 
@@ -57,8 +64,16 @@ impl MemoryLayout<'_> {
 pub enum MemMapError {
     /// No RAM range was given, or every range is empty.
     NoRam,
-    /// A range's bounds, or the memory slice's address, are not frame-aligned.
+    /// A range's bounds are not frame-aligned.
     Misaligned(PhysRange),
+    /// The memory slice the host handed over does not start on a frame
+    /// boundary (its address, in the host's address space).
+    MisalignedMemory {
+        /// The slice's address.
+        addr: usize,
+    },
+    /// The physical address the memory slice maps is not frame-aligned.
+    MisalignedBase(PhysAddr),
     /// A range ends before it starts.
     Inverted(PhysRange),
     /// Two RAM ranges (or two reserved ranges) overlap.
@@ -72,6 +87,12 @@ pub enum MemMapError {
     },
     /// The span has more frames than a descriptor index can name.
     TooLarge,
+    /// Once the metadata is placed, no RAM frame is left to manage (every
+    /// one is reserved or holds metadata).
+    NoUsableFrames {
+        /// Frames the metadata takes.
+        metadata_frames: u64,
+    },
 }
 
 impl fmt::Display for MemMapError {
@@ -89,12 +110,72 @@ impl fmt::Display for MemMapError {
             Self::NoRoomForMetadata { needed } => {
                 write!(f, "no unreserved RAM run holds the {needed} bytes of metadata")
             }
+            Self::MisalignedMemory { addr } => {
+                write!(f, "the memory buffer at {addr:#x} does not start on a {PAGE_SIZE}-byte frame boundary")
+            }
+            Self::MisalignedBase(base) => write!(f, "physical base {:#x} is not frame-aligned", base.0),
             Self::TooLarge => write!(f, "physical span too large"),
+            Self::NoUsableFrames { metadata_frames } => {
+                write!(f, "no RAM frame is left to manage after the {metadata_frames} frames of metadata")
+            }
         }
     }
 }
 
 impl core::error::Error for MemMapError {}
+
+/// A refused boot: the error, and the memory handed back unchanged, so the
+/// host can try another layout over the same buffer.
+///
+/// It borrows the memory, so it is not `'static`: for `?` into an owned
+/// error (`Box<dyn Error>`), take the error alone with
+/// [`BootFailed::into_error`] (or `From`).
+pub struct BootFailed<'a, E> {
+    /// Why the boot was refused.
+    pub error: E,
+    /// The memory the boot was given; nothing in it was written.
+    pub memory: &'a mut [u8],
+}
+
+impl<'a, E> BootFailed<'a, E> {
+    /// The error and the memory.
+    pub fn into_parts(self) -> (E, &'a mut [u8]) {
+        (self.error, self.memory)
+    }
+
+    /// The error alone.
+    pub fn into_error(self) -> E {
+        self.error
+    }
+
+    /// Changes the error, keeping the memory.
+    pub fn map_error<F>(self, f: impl FnOnce(E) -> F) -> BootFailed<'a, F> {
+        BootFailed { error: f(self.error), memory: self.memory }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for BootFailed<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootFailed")
+            .field("error", &self.error)
+            .field("memory", &format_args!("{:p}+{:#x}", self.memory.as_ptr(), self.memory.len()))
+            .finish()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BootFailed<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for BootFailed<'_, E> {}
+
+impl From<BootFailed<'_, MemMapError>> for MemMapError {
+    fn from(failed: BootFailed<'_, MemMapError>) -> Self {
+        failed.error
+    }
+}
 
 /// The descriptor array and the memory it describes.
 ///
@@ -159,28 +240,35 @@ impl<'a> MemMap<'a> {
     ///
     /// # Errors
     /// [`MemMapError`] for an empty, misaligned, inverted, overlapping or
-    /// out-of-bounds layout, or when no unreserved RAM run holds the metadata.
+    /// out-of-bounds layout, when no unreserved RAM run holds the metadata,
+    /// or when no frame would be left to manage; the memory comes back in
+    /// the [`BootFailed`], untouched.
     pub fn boot<T>(
         memory: &'a mut [u8],
         phys_base: PhysAddr,
         layout: &MemoryLayout<'_>,
         build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
-    ) -> Result<&'a T, MemMapError> {
-        // The root is placed at a frame-aligned offset rounded up to its
-        // alignment, which is only its alignment if that divides a frame.
-        const { assert!(align_of::<T>() <= PAGE_SIZE, "a memmap root must not be aligned above a frame") };
-        let (span_start, span_end) = validate(memory, phys_base, layout)?;
-        let nr_pages = span_end.0 - span_start.0;
-        let nr_pageblocks = nr_pages.div_ceil(PAGEBLOCK_FRAMES) + 1;
-        let desc_bytes = nr_pages.checked_mul(DESCRIPTOR_SIZE as u64).ok_or(MemMapError::TooLarge)?;
-        let pb_offset = desc_bytes;
-        let root_offset = align_up(pb_offset + nr_pageblocks, align_of::<T>().max(64) as u64);
-        let needed = root_offset + size_of::<T>() as u64;
-        let meta_frames = needed.div_ceil(PAGE_SIZE as u64);
-        let meta_start = find_metadata_room(layout, meta_frames).ok_or(MemMapError::NoRoomForMetadata { needed })?;
-        let meta_end = meta_start.add(meta_frames);
+    ) -> Result<&'a T, BootFailed<'a, MemMapError>> {
+        match plan::<T>(memory, phys_base, layout) {
+            // SAFETY: `plan` validated the layout against this very memory.
+            Ok(plan) => Ok(unsafe { Self::place(memory, phys_base, plan, build) }),
+            Err(error) => Err(BootFailed { error, memory }),
+        }
+    }
 
-        let base = NonNull::new(memory.as_mut_ptr()).ok_or(MemMapError::NoRam)?;
+    /// Writes the metadata `plan` placed and builds the root.
+    ///
+    /// # Safety
+    /// 1. `plan` came from [`plan`] for this `memory`, `phys_base` and `T`.
+    unsafe fn place<T>(
+        memory: &'a mut [u8],
+        phys_base: PhysAddr,
+        plan: Plan,
+        build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
+    ) -> &'a T {
+        let Plan { span_start, nr_pages, nr_pageblocks, pb_offset, root_offset, meta_start, meta_end } = plan;
+        // A slice's pointer is never null.
+        let base = NonNull::from(&mut *memory).cast::<u8>();
         let memory_len = memory.len();
         let offset = (meta_start.phys().0 - phys_base.0) as usize;
         // SAFETY: `validate` checked that every RAM range, and so the metadata
@@ -194,12 +282,12 @@ impl<'a> MemMap<'a> {
             // `meta_frames` run, which we own exclusively through `memory`.
             unsafe { pages_ptr.add(i).write(Page::new()) };
         }
-        // The descriptors stay behind `pages_ptr` (see `MemMap::pages`): all
+        // The descriptors stay behind this pointer (see `MemMap::pages`): all
         // `nr_pages` slots were initialised above, and the run stays borrowed
         // for 'a through `memory` and is never handed out again (its frames
-        // are typed as metadata by the layer above). Non-null: derived from
-        // `base`.
-        let pages = NonNull::new(pages_ptr).ok_or(MemMapError::NoRam)?;
+        // are typed as metadata by the layer above).
+        // SAFETY: an in-bounds offset from `base`, which is non-null.
+        let pages = unsafe { NonNull::new_unchecked(pages_ptr) };
 
         // SAFETY: `pb_offset` is within the run (see `needed`).
         let pb_ptr = unsafe { meta.add(pb_offset as usize) }.cast::<AtomicU8>();
@@ -231,7 +319,7 @@ impl<'a> MemMap<'a> {
         unsafe { root_ptr.write(root) };
         // SAFETY: initialised just above, and the run is borrowed for 'a. The
         // root is never dropped: it lives in the memory it manages.
-        Ok(unsafe { &*root_ptr })
+        unsafe { &*root_ptr }
     }
 
     /// The first frame with a descriptor.
@@ -349,6 +437,37 @@ impl<'a> MemMap<'a> {
         Some(unsafe { core::slice::from_raw_parts(self.memory.as_ptr().add(offset).cast::<FrameWord>(), len / 8) })
     }
 
+    /// The contents of `nr` frames from `pfn` as bytes.
+    ///
+    /// Returns `None` as [`MemMap::frame_words`] does.
+    ///
+    /// # Safety
+    /// 1. Nobody writes the frames while the slice lives: the caller owns
+    ///    them exclusively (a frozen folio) and hands out no writable view
+    ///    meanwhile.
+    pub(crate) unsafe fn frame_bytes(&self, pfn: Pfn, nr: u64) -> Option<&'a [u8]> {
+        let (offset, len) = self.frame_span(pfn, nr)?;
+        // SAFETY: in `memory` (borrowed for 'a) and outside the metadata run
+        // (frame_span); duty 1 keeps the bytes unchanged while shared.
+        Some(unsafe { core::slice::from_raw_parts(self.memory.as_ptr().add(offset), len) })
+    }
+
+    /// The contents of `nr` frames from `pfn` as mutable bytes.
+    ///
+    /// Returns `None` as [`MemMap::frame_words`] does.
+    ///
+    /// # Safety
+    /// 1. The caller owns the frames exclusively for as long as the slice
+    ///    lives: no reference, atomic view or other slice of them exists (a
+    ///    frozen folio, borrowed mutably).
+    #[allow(clippy::mut_from_ref)] // Exclusivity is duty 1, proved by the caller's `&mut FrozenFolio`.
+    pub(crate) unsafe fn frame_bytes_mut(&self, pfn: Pfn, nr: u64) -> Option<&'a mut [u8]> {
+        let (offset, len) = self.frame_span(pfn, nr)?;
+        // SAFETY: in bounds and outside the metadata (frame_span); duty 1
+        // makes this the only view of the bytes.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.memory.as_ptr().add(offset), len) })
+    }
+
     /// Fills `nr` frames from `pfn` with zeroes.
     ///
     /// # Safety
@@ -387,6 +506,39 @@ fn outside_map(pfn: Pfn, nr: u64) -> ! {
     panic!("frames {}+{nr} are outside the memory map", pfn.0)
 }
 
+/// Where boot puts the metadata: computed and checked before anything is
+/// written, so a refused layout leaves the memory untouched.
+struct Plan {
+    span_start: Pfn,
+    nr_pages: u64,
+    nr_pageblocks: u64,
+    pb_offset: u64,
+    root_offset: u64,
+    meta_start: Pfn,
+    meta_end: Pfn,
+}
+
+/// Validates the layout and places the metadata for a root of type `T`.
+fn plan<T>(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Result<Plan, MemMapError> {
+    // The root is placed at a frame-aligned offset rounded up to its
+    // alignment, which is only its alignment if that divides a frame.
+    const { assert!(align_of::<T>() <= PAGE_SIZE, "a memmap root must not be aligned above a frame") };
+    let (span_start, span_end) = validate(memory, phys_base, layout)?;
+    let nr_pages = span_end.0 - span_start.0;
+    let nr_pageblocks = nr_pages.div_ceil(PAGEBLOCK_FRAMES) + 1;
+    let desc_bytes = nr_pages.checked_mul(DESCRIPTOR_SIZE as u64).ok_or(MemMapError::TooLarge)?;
+    let pb_offset = desc_bytes;
+    let root_offset = align_up(pb_offset + nr_pageblocks, align_of::<T>().max(64) as u64);
+    let needed = root_offset + size_of::<T>() as u64;
+    let meta_frames = needed.div_ceil(PAGE_SIZE as u64);
+    let meta_start = find_metadata_room(layout, meta_frames).ok_or(MemMapError::NoRoomForMetadata { needed })?;
+    let meta_end = meta_start.add(meta_frames);
+    if usable_frames(layout, (meta_start, meta_end)) == 0 {
+        return Err(MemMapError::NoUsableFrames { metadata_frames: meta_frames });
+    }
+    Ok(Plan { span_start, nr_pages, nr_pageblocks, pb_offset, root_offset, meta_start, meta_end })
+}
+
 const fn align_up(value: u64, align: u64) -> u64 {
     (value + align - 1) & !(align - 1)
 }
@@ -395,8 +547,11 @@ const fn align_up(value: u64, align: u64) -> u64 {
 fn validate(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Result<(Pfn, Pfn), MemMapError> {
     let end = phys_base.0.checked_add(memory.len() as u64).ok_or(MemMapError::TooLarge)?;
     let whole = PhysRange { start: phys_base, end: PhysAddr(end) };
-    if (memory.as_ptr() as usize) % PAGE_SIZE != 0 || !phys_base.is_page_aligned() {
-        return Err(MemMapError::Misaligned(whole));
+    if (memory.as_ptr() as usize) % PAGE_SIZE != 0 {
+        return Err(MemMapError::MisalignedMemory { addr: memory.as_ptr() as usize });
+    }
+    if !phys_base.is_page_aligned() {
+        return Err(MemMapError::MisalignedBase(phys_base));
     }
     for ranges in [layout.ram, layout.reserved] {
         for (i, r) in ranges.iter().enumerate() {
@@ -427,6 +582,29 @@ fn validate(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Re
         return Err(MemMapError::TooLarge);
     }
     Ok(span)
+}
+
+/// RAM frames that are neither reserved nor metadata: what the layer above
+/// will manage.
+fn usable_frames(layout: &MemoryLayout<'_>, (meta_start, meta_end): (Pfn, Pfn)) -> u64 {
+    // Arithmetic on ranges, not a walk over frames: RAM ranges do not
+    // overlap each other, nor reserved ranges each other, and the metadata
+    // run touches no reserved range (find_metadata_room).
+    let overlap = |a: (u64, u64), b: (u64, u64)| a.1.min(b.1).saturating_sub(a.0.max(b.0));
+    let meta = (meta_start.0, meta_end.0);
+    layout
+        .ram
+        .iter()
+        .map(|r| {
+            let ram = (r.start.pfn().0, r.end.pfn().0);
+            let reserved: u64 = layout
+                .reserved
+                .iter()
+                .map(|res| overlap(ram, (res.start.pfn().0, res.end.0.div_ceil(PAGE_SIZE as u64))))
+                .sum();
+            (ram.1 - ram.0).saturating_sub(reserved + overlap(ram, meta))
+        })
+        .sum()
 }
 
 /// Finds the lowest frame-run of `frames` frames inside one RAM range that no

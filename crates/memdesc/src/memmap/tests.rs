@@ -5,7 +5,7 @@ const MIB: u64 = 1 << 20;
 
 fn boot_err(memory: &mut TestMemory, ram: &[PhysRange], reserved: &[PhysRange]) -> MemMapError {
     let layout = MemoryLayout { ram, reserved };
-    MemMap::boot(memory.bytes(), PhysAddr(0), &layout, |_, _| ()).map(|_| ()).unwrap_err()
+    MemMap::boot(memory.bytes(), PhysAddr(0), &layout, |_, _| ()).map(|_| ()).unwrap_err().error
 }
 
 #[test]
@@ -79,5 +79,5 @@ fn boot_refuses_a_span_past_the_address_space() {
     let mut m = TestMemory::new(MIB as usize);
     let layout = MemoryLayout { ram: &[PhysRange::new(0, MIB)], reserved: &[] };
     let err = MemMap::boot(m.bytes(), PhysAddr(!0xfff), &layout, |_, _| ()).map(|_| ()).unwrap_err();
-    assert_eq!(err, MemMapError::TooLarge);
+    assert_eq!(err.error, MemMapError::TooLarge);
 }
