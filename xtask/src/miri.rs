@@ -15,7 +15,7 @@
 //!    and it is the cheaper one here: the three-CPU allocation test takes
 //!    about half as long as under Tree Borrows (16 s against 30 s or more).
 //!    Strict provenance costs nothing extra and rejects integer-to-pointer
-//!    casts, which the core must never need. About 3.5 minutes.
+//!    casts, which the core must never need. 3.5 to 4.5 minutes.
 //! 2. **The multi-threaded tests under Tree Borrows**, with several
 //!    scheduling seeds. Tree Borrows accepts some patterns Stacked Borrows
 //!    rejects and rejects a few it accepts, so code that passes both is
@@ -29,8 +29,8 @@
 //! ops); the proptest's case count comes from [`PROPTEST_CASES`] through
 //! `-Zmiri-env-forward` (Miri hides the host environment), and proptest
 //! needs `-Zmiri-isolation-error=warn-nobacktrace` because it calls
-//! `getcwd` for its failure-persistence file. The whole step takes about
-//! 4.5 minutes on two cores.
+//! `getcwd` for its failure-persistence file. The whole step took 4 to 6
+//! minutes on a busy two-core machine (66 tests: 195-266 s, then 55-111 s).
 //!
 //! Miri is a nightly-only component. The step first checks that
 //! `cargo +nightly miri` runs and fails with the command that installs it
