@@ -247,6 +247,12 @@ fn split_races_speculative_getters() {
         // Getters aim at the four frames from here until the first split.
         let target = AtomicU64::new(node.memmap().end_pfn().0 - 4);
         let done = AtomicU64::new(0);
+        // Set by the splitter after a few failed freezes: getters hold their
+        // references across yields, and two of them on two cores can keep
+        // the count above 1 indefinitely (the freeze is not fair, by design:
+        // P2.1 fails while anyone holds a reference). The getters pause
+        // until it is clear, so the splitter makes progress.
+        let backoff = AtomicU64::new(0);
         on_cpus(node, |cpu| {
             if cpu == 0 {
                 let mut splits = 0;
@@ -264,11 +270,18 @@ fn split_races_speculative_getters() {
                             Err(err) => {
                                 folio = err.folio;
                                 attempts += 1;
+                                if attempts == 16 {
+                                    // Relaxed: a scheduling hint; the freeze's
+                                    // CAS decides, whatever the getters see.
+                                    backoff.store(1, Ordering::Relaxed);
+                                }
                                 assert!(attempts < 100_000, "getters starved the freeze of {}", folio.pfn());
                                 std::thread::yield_now();
                             }
                         }
                     };
+                    // Relaxed: the hint above, withdrawn.
+                    backoff.store(0, Ordering::Relaxed);
                     // The split yields the new folios, then the original
                     // head, which is so unfrozen last (P2.6).
                     let pieces: Vec<_> =
@@ -290,8 +303,13 @@ fn split_races_speculative_getters() {
                     for offset in [0, 1, 2, 3] {
                         check_get(node, Pfn(head + offset));
                     }
-                    // Leave the splitter a window with no reference held.
+                    // Leave the splitter a window with no reference held,
+                    // and stay out while it asks for one.
                     std::thread::yield_now();
+                    // Relaxed: hints (see the stores).
+                    while backoff.load(Ordering::Relaxed) == 1 && done.load(Ordering::Relaxed) == 0 {
+                        std::thread::yield_now();
+                    }
                 }
             }
         });
