@@ -83,6 +83,7 @@ extern crate std;
 pub mod buddy;
 pub mod folio;
 pub mod memmap;
+pub mod pgtable;
 pub mod platform;
 pub mod sync;
 
