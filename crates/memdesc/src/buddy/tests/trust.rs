@@ -236,3 +236,24 @@ fn a_misaligned_buffer_is_named_by_its_address() {
     assert_eq!(failed.error, BootError::Layout(MemMapError::MisalignedMemory { addr }));
     assert!(std::format!("{failed}").contains(&std::format!("{addr:#x}")));
 }
+
+/// `drain_all` empties every zone's per-CPU lists, the movable zone's too
+/// (no loom model runs a movable zone).
+#[test]
+fn drain_all_empties_the_movable_zone_too() {
+    let config = NodeConfig { movable_percent: 50, ..small_config(true) };
+    with_node(4096, &[], config, &SpinPlatform, |n| {
+        let held: std::vec::Vec<_> = (0..6).map(|_| n.alloc(Order::ZERO, Gfp::USER).unwrap()).collect();
+        assert!(
+            held.iter().all(|f| n.zone_of(f.pfn()).id == ZoneId::Movable),
+            "movable requests fill the movable zone"
+        );
+        let kernel: std::vec::Vec<_> = (0..6).map(|_| n.alloc(Order::ZERO, Gfp::KERNEL).unwrap()).collect();
+        drop((held, kernel));
+        assert!(n.zone_info(ZoneId::Movable).pcp > 0 && n.zone_info(ZoneId::Normal).pcp > 0);
+        let moved = n.drain_all();
+        assert_eq!(n.vmstat().nr_free_pcp, 0, "a zone's per-CPU list was not drained");
+        assert!(moved > 0);
+        assert_eq!(n.audit().violations, 0);
+    });
+}
