@@ -11,7 +11,7 @@
 
 use super::{Rcu, RcuError};
 use crate::buddy::MAX_CPUS;
-use crate::sync::{Ordering, SpinLock};
+use crate::sync::{AtomicU64, Ordering, SpinLock};
 
 /// What runs after the grace period: it receives the head, and with it the
 /// ownership of the object the head is embedded in.
@@ -83,24 +83,39 @@ struct QueueState<'a> {
     /// A poller is running a detached segment; others leave the queue's
     /// callbacks alone until it has counted them.
     invoking: bool,
-    queued: u64,
-    invoked: u64,
 }
 
 /// One CPU's callbacks (or the non-CPU threads').
+///
+/// The counts are read without the lock: by the
+/// barrier, and by pollers that skip a queue with nothing to do (the
+/// common case of [`Rcu::quiescent`]) without taking its lock.
 pub(super) struct CallbackQueue<'a> {
     state: SpinLock<QueueState<'a>>,
+    /// Callbacks queued so far; written under the lock.
+    queued: AtomicU64,
+    /// Callbacks run so far, counted a whole segment at a time once it has
+    /// run, by the one poller running it (`invoking`).
+    invoked: AtomicU64,
 }
 
 impl CallbackQueue<'_> {
     pub(super) fn new() -> Self {
-        Self { state: SpinLock::new(QueueState::default()) }
+        Self { state: SpinLock::new(QueueState::default()), queued: AtomicU64::new(0), invoked: AtomicU64::new(0) }
     }
 
-    /// Callbacks queued and invoked so far, under the queue lock (L.4): the
-    /// invoked callbacks' effects happen before the caller's next step.
+    /// Callbacks queued and invoked so far. A caller that queued a callback
+    /// (or saw it queued) before sees it counted, by coherence; the invoked
+    /// callbacks' effects happen before the caller's next step.
     pub(super) fn counts(&self) -> (u64, u64) {
-        self.state.lock().with_ref(|q| (q.queued, q.invoked))
+        // Relaxed: what the caller needs is coherence (a queueing that
+        // happened before this load is seen); nothing is read through it.
+        let queued = self.queued.load(Ordering::Relaxed);
+        // RCU.9. Acquire: pairs with the Release store of poll_queue after a
+        // segment ran, so its callbacks' effects happen before the caller's
+        // next step (the barrier's return).
+        let invoked = self.invoked.load(Ordering::Acquire);
+        (queued, invoked)
     }
 }
 
@@ -144,11 +159,17 @@ impl<'a> Rcu<'a> {
         // starts this segment's GP (RCU.3) takes after: the caller's
         // unpublish happens before that GP starts.
         let queued = queue.state.lock().with(|q| {
-            if q.queued - q.invoked >= self.config.max_pending {
+            // Relaxed: `queued` is written only under this lock; `invoked`
+            // may lag (a segment still being counted), which only makes the
+            // bound stricter.
+            let (queued, invoked) = (queue.queued.load(Ordering::Relaxed), queue.invoked.load(Ordering::Relaxed));
+            if queued - invoked >= self.config.max_pending {
                 return false;
             }
             q.next.push(head);
-            q.queued += 1;
+            // Relaxed: written under the lock; lock-free readers need only
+            // coherence (see counts).
+            queue.queued.store(queued + 1, Ordering::Relaxed);
             true
         });
         if !queued {
@@ -199,6 +220,12 @@ impl<'a> Rcu<'a> {
     /// under a new GP.
     pub(super) fn poll_queue(&self, index: usize) {
         let queue = &self.queues[index];
+        let (queued, invoked) = queue.counts();
+        if queued == invoked {
+            // Nothing queued, as far as this thread has seen: a callback
+            // queued concurrently waits for the next poll.
+            return;
+        }
         let ready = queue.state.lock().with(|q| {
             let mut ready = None;
             // Mutant: the callbacks run without waiting for their GP.
@@ -224,9 +251,14 @@ impl<'a> Rcu<'a> {
                 func(head);
             }
         }
-        queue.state.lock().with(|q| {
-            q.invoking = false;
-            q.invoked += segment.len;
-        });
+        // Relaxed: only the invoker (one at a time: `invoking`, set and
+        // cleared under the lock, orders successive invokers) writes it.
+        let invoked = queue.invoked.load(Ordering::Relaxed);
+        // RCU.9. Release: pairs with the Acquire load in counts (the
+        // barrier): the segment's callbacks ran before. Stored before the
+        // lock is taken again, so a barrier waiting on this count never
+        // waits for this queue's lock.
+        queue.invoked.store(invoked + segment.len, Ordering::Release);
+        queue.state.lock().with(|q| q.invoking = false);
     }
 }
