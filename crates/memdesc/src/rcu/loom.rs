@@ -174,6 +174,29 @@ fn rcu_quiescent_report_races_synchronize() {
     check_model(quiescent_report_races_synchronize);
 }
 
+/// CPU 0 reports a quiescent state and then enters a section; the
+/// scanner may end the GP on the report while that section is open, so the
+/// section must see the unpublish through the report (RCU.3, RCU.6).
+fn section_after_report_races_synchronize() {
+    init();
+    let reader = on_cpu(Some(0), || {
+        RCU.quiescent(CpuId(0));
+        read_object();
+    });
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.synchronize();
+        free_object();
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+#[test]
+fn rcu_section_after_report_races_synchronize() {
+    check_model(section_after_report_races_synchronize);
+}
+
 /// The updater frees through `call_rcu` and waits with the barrier, then
 /// reads the freed contents: the callback, run on whichever thread polls
 /// after the GP, must have run and be ordered before (RCU.7–RCU.9).
