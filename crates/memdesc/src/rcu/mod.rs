@@ -143,6 +143,32 @@ impl RcuCpu {
 /// states, the shared counter of non-CPU readers, the GP number and the
 /// callback queues. Lives wherever the host puts it (a static, the node's
 /// owner); it allocates nothing.
+///
+/// # Examples
+/// Unpublish, wait for the readers, then free; or defer the free.
+///
+/// ```
+/// use memdesc::{Rcu, RcuConfig, RcuHead, SpinPlatform};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// static FREED: AtomicBool = AtomicBool::new(false);
+/// fn free(_head: &RcuHead<'_>) {
+///     FREED.store(true, Ordering::Release);
+/// }
+///
+/// let head = RcuHead::new(0); // embedded in the object to free
+/// let rcu = Rcu::new(&SpinPlatform, RcuConfig::default())?;
+/// {
+///     let _guard = rcu.read_lock();
+///     // ... read RCU-protected data ...
+/// }
+/// rcu.synchronize(); // every section open before this call has ended
+/// rcu.call_rcu(&head, free)?;
+/// rcu.barrier(); // polls until the callback has run
+/// assert!(FREED.load(Ordering::Acquire));
+/// assert_eq!(rcu.report().callbacks_invoked, 1);
+/// # Ok::<(), memdesc::RcuError>(())
+/// ```
 pub struct Rcu<'a> {
     platform: &'a dyn Platform,
     config: RcuConfig,
@@ -171,6 +197,12 @@ impl fmt::Debug for Rcu<'_> {
 ///
 /// Not `Send`: a section belongs to the thread (and CPU) that entered it.
 /// Sections nest: each guard counts once.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let rcu = memdesc::Rcu::new(&memdesc::SpinPlatform, memdesc::RcuConfig::default()).unwrap();
+/// send(rcu.read_lock()); // a read section cannot move to another thread
+/// ```
 #[must_use = "dropping the guard ends the read section at once"]
 pub struct RcuReadGuard<'r, 'a> {
     rcu: &'r Rcu<'a>,

@@ -226,3 +226,39 @@ fn readers_never_see_a_retired_object() {
     });
     assert!(rcu.report().gp_completed >= rounds);
 }
+
+static RAN_TWO_CPUS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn count_two_cpus(head: &RcuHead<'_>) {
+    RAN_TWO_CPUS[head.tag() as usize].fetch_add(1, Ordering::SeqCst);
+}
+
+/// Two CPUs queue callbacks and report quiescent states on real threads
+/// (one of them inside read sections); after a barrier each callback has
+/// run exactly once.
+#[test]
+fn callbacks_from_two_cpus_each_run_once_after_barrier() {
+    let heads: [RcuHead<'_>; 8] = core::array::from_fn(|i| RcuHead::new(i as u64));
+    let platform = Threads { nr: 2 };
+    let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
+    std::thread::scope(|s| {
+        for cpu in 0..2u32 {
+            let (rcu, heads) = (&rcu, &heads);
+            s.spawn(move || {
+                CPU.with(|c| c.set(Some(cpu)));
+                for head in heads.iter().skip(cpu as usize).step_by(2) {
+                    let guard = (cpu == 0).then(|| rcu.read_lock());
+                    rcu.call_rcu(head, count_two_cpus).unwrap();
+                    drop(guard);
+                    rcu.quiescent(CpuId(cpu));
+                }
+            });
+        }
+    });
+    rcu.barrier();
+    for (tag, ran) in RAN_TWO_CPUS.iter().enumerate() {
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "callback {tag} ran a wrong number of times");
+    }
+    let report = rcu.report();
+    assert_eq!((report.callbacks_queued, report.callbacks_invoked), (8, 8));
+}
