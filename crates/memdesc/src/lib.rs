@@ -69,7 +69,8 @@
 //!
 //! The layers, lowest first, are the modules: [`sync`] (atomics: `core` or
 //! loom), [`platform`] (host hooks), [`memmap`] (descriptors), [`folio`]
-//! (types, refcounts, handles, protocols P1–P3), [`buddy`] (the allocator). A
+//! (types, refcounts, handles, protocols P1–P3), [`buddy`] (the allocator),
+//! [`rcu`] (read sections, grace periods, deferred callbacks). A
 //! module uses only those before it. docs/PROTOCOLS.md lists every protocol
 //! step and the code that implements it.
 #![no_std]
@@ -85,6 +86,7 @@ pub mod folio;
 pub mod memmap;
 pub mod pgtable;
 pub mod platform;
+pub mod rcu;
 pub mod sync;
 
 #[cfg(all(test, not(memdesc_loom)))]
@@ -111,3 +113,4 @@ pub use memmap::{
     PAGE_SIZE,
 };
 pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};
+pub use rcu::{Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};

@@ -1,9 +1,11 @@
 //! Platform hooks: what the embedding kernel (or the simulator) provides.
 //!
 //! The core never asks the host for anything but these: which CPU is running,
-//! how many there are, and how to sleep until a folio lock may be free. Later
-//! layers add their hooks here (TLB shootdown, RCU quiescent states) so there
-//! is one trait to implement when porting.
+//! how many there are, how to sleep until a folio lock may be free, and (with
+//! default implementations) which CPU's RCU state a thread may use and how to
+//! pass time in a grace-period wait. Later layers add their hooks here (TLB
+//! shootdown) so there is one trait to implement when porting. Quiescent
+//! states go the other way: the host calls [`crate::rcu::Rcu::quiescent`].
 //!
 //! Under the model checker the implementations must be deterministic: a
 //! thread's CPU id is fixed and waiting is a yield.
@@ -50,6 +52,26 @@ pub trait Platform: Sync {
 
     /// Wakes every waiter on `key`.
     fn wake_all(&self, key: WaitKey);
+
+    /// The CPU whose RCU read-side state this thread may use, or `None` for
+    /// a thread that is not running as a CPU (a test, a host thread).
+    ///
+    /// Return `Some(cpu)` only if this thread is the one running as `cpu`
+    /// (no other thread enters RCU read sections or reports quiescent states
+    /// as `cpu` meanwhile) and does not move to another CPU inside a read
+    /// section. The default, `None`, sends every reader through the shared
+    /// counter of [`crate::rcu`]: always correct, one contended cache line
+    /// slower.
+    fn rcu_reader_cpu(&self) -> Option<CpuId> {
+        None
+    }
+
+    /// Lets time pass in a polling loop (an RCU grace-period or barrier
+    /// wait): a host may yield or sleep briefly. The default is a spin hint,
+    /// a yield point under the model.
+    fn relax(&self) {
+        crate::sync::spin_loop();
+    }
 }
 
 /// A single-CPU platform whose waits spin: for tests, loom models and early

@@ -1,0 +1,264 @@
+//! Deferred callbacks: `call_rcu`, the per-CPU queues, polling and the
+//! barrier (RCU.7–RCU.10).
+//!
+//! A queue is a FIFO of intrusive [`RcuHead`]s in two segments: `next`
+//! (queued, no grace period yet) and `wait` (waiting for GP `wait_gp`).
+//! Polling runs `wait` once its GP is over and then moves `next` into
+//! `wait` under a new GP. One poller at a time runs a queue's callbacks
+//! (`invoking`), and counts them only after the whole segment has run, so
+//! "`invoked` reached the `queued` count seen earlier" means every callback
+//! queued before has run: what the barrier waits for.
+
+use super::{Rcu, RcuError};
+use crate::buddy::MAX_CPUS;
+use crate::sync::{AtomicU64, Ordering, SpinLock};
+
+/// What runs after the grace period: it receives the head, and with it the
+/// ownership of the object the head is embedded in.
+pub type RcuCallback<'a> = fn(&'a RcuHead<'a>);
+
+/// The intrusive head of a deferred callback: embed one in each object to
+/// be freed after a grace period; no allocation happens on `call_rcu`.
+///
+/// A head is queued at most once at a time (a second `call_rcu` before its
+/// callback ran is refused); the callback may queue it again.
+pub struct RcuHead<'a> {
+    tag: u64,
+    /// The queue link and the callback; `func` is `Some` while queued.
+    /// Accessed only under the lock of the queue holding the head, or by
+    /// the one poller that detached its segment, so this lock is never
+    /// contended: it only makes the link a safe shared cell.
+    link: SpinLock<Link<'a>>,
+}
+
+#[derive(Default)]
+struct Link<'a> {
+    next: Option<&'a RcuHead<'a>>,
+    func: Option<RcuCallback<'a>>,
+}
+
+impl core::fmt::Debug for RcuHead<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RcuHead").field("tag", &self.tag).finish()
+    }
+}
+
+impl RcuHead<'_> {
+    /// Creates an unqueued head carrying `tag`, a word for the callback
+    /// (a pfn, an index into the caller's table).
+    pub fn new(tag: u64) -> Self {
+        Self { tag, link: SpinLock::new(Link::default()) }
+    }
+
+    /// The word given to [`RcuHead::new`].
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+}
+
+/// A FIFO run of queued heads.
+#[derive(Default)]
+struct Segment<'a> {
+    first: Option<&'a RcuHead<'a>>,
+    last: Option<&'a RcuHead<'a>>,
+    len: u64,
+}
+
+impl<'a> Segment<'a> {
+    fn push(&mut self, head: &'a RcuHead<'a>) {
+        match self.last {
+            Some(last) => last.link.lock().with(|link| link.next = Some(head)),
+            None => self.first = Some(head),
+        }
+        self.last = Some(head);
+        self.len += 1;
+    }
+}
+
+#[derive(Default)]
+struct QueueState<'a> {
+    next: Segment<'a>,
+    wait: Segment<'a>,
+    wait_gp: u64,
+    /// A poller is running a detached segment; others leave the queue's
+    /// callbacks alone until it has counted them.
+    invoking: bool,
+}
+
+/// One CPU's callbacks (or the non-CPU threads').
+///
+/// The counts are read without the lock: by the
+/// barrier, and by pollers that skip a queue with nothing to do (the
+/// common case of [`Rcu::quiescent`]) without taking its lock.
+pub(super) struct CallbackQueue<'a> {
+    state: SpinLock<QueueState<'a>>,
+    /// Callbacks queued so far; written under the lock.
+    queued: AtomicU64,
+    /// Callbacks run so far, counted a whole segment at a time once it has
+    /// run, by the one poller running it (`invoking`).
+    invoked: AtomicU64,
+}
+
+impl CallbackQueue<'_> {
+    pub(super) fn new() -> Self {
+        Self { state: SpinLock::new(QueueState::default()), queued: AtomicU64::new(0), invoked: AtomicU64::new(0) }
+    }
+
+    /// Callbacks queued and invoked so far. A caller that queued a callback
+    /// (or saw it queued) before sees it counted, by coherence; the invoked
+    /// callbacks' effects happen before the caller's next step.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        // Relaxed: what the caller needs is coherence (a queueing that
+        // happened before this load is seen); nothing is read through it.
+        let queued = self.queued.load(Ordering::Relaxed);
+        // RCU.9. Acquire: pairs with the Release store of poll_queue after a
+        // segment ran, so its callbacks' effects happen before the caller's
+        // next step (the barrier's return).
+        let invoked = self.invoked.load(Ordering::Acquire);
+        (queued, invoked)
+    }
+}
+
+impl<'a> Rcu<'a> {
+    /// The queue of this thread: its CPU's, or the non-CPU threads'.
+    fn queue_index(&self) -> usize {
+        self.this_cpu().map_or(MAX_CPUS, |cpu| cpu.index())
+    }
+
+    /// The queues in use: one per CPU, then the non-CPU threads'.
+    fn queue_indices(&self) -> impl Iterator<Item = usize> {
+        (0..self.nr_cpus).chain(core::iter::once(MAX_CPUS))
+    }
+
+    /// Runs `func(head)` after a grace period: after every read section
+    /// open now has ended (RCU.7). The caller unpublishes the object first.
+    ///
+    /// The callback runs on whichever thread polls this queue once the GP is
+    /// over: [`Rcu::quiescent`] on this CPU, [`Rcu::poll`] or
+    /// [`Rcu::barrier`]. If the queue already holds `max_pending`
+    /// callbacks, this call waits for a grace period itself
+    /// ([`Rcu::synchronize`]) and runs `func` before returning (RCU.10), so
+    /// it must then not be inside a read section.
+    ///
+    /// # Errors
+    /// [`RcuError::AlreadyQueued`] if `head` is queued and its callback has
+    /// not run; nothing changes.
+    pub fn call_rcu(&self, head: &'a RcuHead<'a>, func: RcuCallback<'a>) -> Result<(), RcuError> {
+        let claimed = head.link.lock().with(|link| {
+            if link.func.is_some() {
+                return false;
+            }
+            *link = Link { next: None, func: Some(func) };
+            true
+        });
+        if !claimed {
+            return Err(RcuError::AlreadyQueued);
+        }
+        let queue = &self.queues[self.queue_index()];
+        // RCU.7: queued under the queue lock (L.4), which the poller that
+        // starts this segment's GP (RCU.3) takes after: the caller's
+        // unpublish happens before that GP starts.
+        let queued = queue.state.lock().with(|q| {
+            // Relaxed: `queued` is written only under this lock; `invoked`
+            // may lag (a segment still being counted), which only makes the
+            // bound stricter.
+            let (queued, invoked) = (queue.queued.load(Ordering::Relaxed), queue.invoked.load(Ordering::Relaxed));
+            if queued - invoked >= self.config.max_pending {
+                return false;
+            }
+            q.next.push(head);
+            // Relaxed: written under the lock; lock-free readers need only
+            // coherence (see counts).
+            queue.queued.store(queued + 1, Ordering::Relaxed);
+            true
+        });
+        if !queued {
+            // RCU.10: the queue is full; wait here instead of growing it.
+            head.link.lock().with(|link| link.func = None);
+            // Relaxed: a statistic.
+            self.synchronous.fetch_add(1, Ordering::Relaxed);
+            self.synchronize();
+            func(head);
+        }
+        Ok(())
+    }
+
+    /// Advances every queue: runs the callbacks whose grace period is over
+    /// and starts one for those queued since. For hosts with no CPU that
+    /// reports quiescent states (or a timer on one that does).
+    pub fn poll(&self) {
+        for index in self.queue_indices() {
+            self.poll_queue(index);
+        }
+    }
+
+    /// Waits until every callback queued (on any CPU) before the call has
+    /// run (RCU.9), polling the queues meanwhile. Returns at once if none is
+    /// pending. Must not be called inside a read section or a callback.
+    pub fn barrier(&self) {
+        let mut targets = [0; MAX_CPUS + 1];
+        for index in self.queue_indices() {
+            targets[index] = self.queues[index].counts().0;
+        }
+        loop {
+            let mut done = true;
+            for index in self.queue_indices() {
+                self.poll_queue(index);
+                if self.queues[index].counts().1 < targets[index] {
+                    done = false;
+                }
+            }
+            if done {
+                return;
+            }
+            self.platform.relax();
+        }
+    }
+
+    /// One step of queue `index` (RCU.8): if its `wait` segment's GP is
+    /// over, detach and run it; if `wait` is then empty, move `next` into it
+    /// under a new GP.
+    pub(super) fn poll_queue(&self, index: usize) {
+        let queue = &self.queues[index];
+        let (queued, invoked) = queue.counts();
+        if queued == invoked {
+            // Nothing queued, as far as this thread has seen: a callback
+            // queued concurrently waits for the next poll.
+            return;
+        }
+        let ready = queue.state.lock().with(|q| {
+            let mut ready = None;
+            // Mutant: the callbacks run without waiting for their GP.
+            let before_gp = cfg!(memdesc_mutant = "rcu_callback_before_gp");
+            if !q.invoking && q.wait.len > 0 && (before_gp || self.gp_done(q.wait_gp)) {
+                ready = Some(core::mem::take(&mut q.wait));
+                q.invoking = true;
+            }
+            if q.wait.len == 0 && q.next.len > 0 {
+                q.wait = core::mem::take(&mut q.next);
+                q.wait_gp = self.start_gp();
+            }
+            ready
+        });
+        let Some(segment) = ready else { return };
+        let mut cursor = segment.first;
+        while let Some(head) = cursor {
+            // Take the link before the call: the callback owns the head and
+            // may queue it again.
+            let (next, func) = head.link.lock().with(|link| (link.next.take(), link.func.take()));
+            cursor = next;
+            if let Some(func) = func {
+                func(head);
+            }
+        }
+        // Relaxed: only the invoker (one at a time: `invoking`, set and
+        // cleared under the lock, orders successive invokers) writes it.
+        let invoked = queue.invoked.load(Ordering::Relaxed);
+        // RCU.9. Release: pairs with the Acquire load in counts (the
+        // barrier): the segment's callbacks ran before. Stored before the
+        // lock is taken again, so a barrier waiting on this count never
+        // waits for this queue's lock.
+        queue.invoked.store(invoked + segment.len, Ordering::Release);
+        queue.state.lock().with(|q| q.invoking = false);
+    }
+}

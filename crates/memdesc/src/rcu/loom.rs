@@ -1,0 +1,284 @@
+//! Loom models of RCU (RCU.1–RCU.9), and the mutants loom must catch.
+//!
+//! Every model has one object, published (a flag readers check inside
+//! their section) and with contents in a loom cell. The updater unpublishes
+//! it and then, after a grace period, "frees" it by overwriting the cell. A
+//! reader that reads the cell after the free, or concurrently with it, is
+//! a data race loom reports (or a stale value the model asserts against).
+//!
+//! The RCU state, the object and the heads live in `loom::lazy_static`s,
+//! built afresh for each execution, so callbacks (plain `fn`s) reach them.
+
+use super::{Rcu, RcuConfig, RcuHead};
+use crate::platform::{CpuId, Platform, WaitKey};
+use crate::sync::{AtomicU32, Ordering, UnsafeCell};
+use crate::testutil::check_model;
+use loom::thread;
+
+/// The object's contents while it is live, and after its free.
+const LIVE: u64 = 7;
+const FREED: u64 = 0xdead;
+
+loom::thread_local! {
+    /// The CPU a model thread reads as; `None` for a non-CPU thread.
+    static CPU: core::cell::Cell<Option<u32>> = core::cell::Cell::new(None);
+}
+
+/// Two CPUs; each model thread says which it runs as (or none).
+struct ModelPlatform;
+
+impl Platform for ModelPlatform {
+    fn current_cpu(&self) -> CpuId {
+        CpuId(CPU.with(core::cell::Cell::get).unwrap_or(0))
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        2
+    }
+
+    fn wait(&self, _key: WaitKey, still_blocked: &dyn Fn() -> bool) {
+        if still_blocked() {
+            loom::thread::yield_now();
+        }
+    }
+
+    fn wake_all(&self, _key: WaitKey) {}
+
+    fn rcu_reader_cpu(&self) -> Option<CpuId> {
+        CPU.with(core::cell::Cell::get).map(CpuId)
+    }
+}
+
+/// An RCU-protected object: a published flag and contents.
+struct Object {
+    published: AtomicU32,
+    contents: UnsafeCell<u64>,
+    /// Set by the barrier model's callbacks, one cell per CPU.
+    marks: [UnsafeCell<u64>; 2],
+}
+
+// SAFETY: each access to the cells is the model's claim that RCU orders it;
+// loom checks every one and reports those that race, which is what the
+// models test.
+unsafe impl Sync for Object {}
+// SAFETY: as for Sync: the cells hold plain integers.
+unsafe impl Send for Object {}
+
+loom::lazy_static! {
+    static ref PLATFORM: ModelPlatform = ModelPlatform;
+    static ref RCU: Rcu<'static> = Rcu::new(&*PLATFORM, RcuConfig::default()).unwrap();
+    static ref OBJECT: Object = Object {
+        published: AtomicU32::new(1),
+        contents: UnsafeCell::new(LIVE),
+        marks: [UnsafeCell::new(0), UnsafeCell::new(0)],
+    };
+    static ref HEADS: [RcuHead<'static>; 2] = [RcuHead::new(0), RcuHead::new(1)];
+}
+
+/// Builds the statics on the main thread, before any model thread runs.
+fn init() {
+    let _ = (&*RCU, &*OBJECT, &*HEADS);
+}
+
+/// Runs `f` on a new model thread reading as `cpu`.
+fn on_cpu(cpu: Option<u32>, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        CPU.with(|c| c.set(cpu));
+        f();
+    })
+}
+
+/// One read section: if the object is still published, read its contents,
+/// which must be live.
+fn read_object() {
+    let guard = RCU.read_lock();
+    // Relaxed: the RCU fences order it against the unpublish (RCU.1, RCU.4).
+    if OBJECT.published.load(Ordering::Relaxed) == 1 {
+        // SAFETY: the model's claim: RCU keeps the object alive while this
+        // section, which saw it published, is open; loom checks it.
+        let seen = OBJECT.contents.with(|c| unsafe { *c });
+        assert_eq!(seen, LIVE, "RCU violated: a reader saw a freed object");
+    }
+    drop(guard);
+}
+
+/// The updater's first step: nobody entering a section later finds it.
+fn unpublish() {
+    // Relaxed: the grace period orders it (RCU.3, RCU.4).
+    OBJECT.published.store(0, Ordering::Relaxed);
+}
+
+/// Frees the object: overwrites its contents.
+fn free_object() {
+    // SAFETY: the model's claim: after the grace period no reader can
+    // reach the contents; loom checks it.
+    OBJECT.contents.with_mut(|c| unsafe { *c = FREED });
+}
+
+fn free_object_callback(_head: &RcuHead<'_>) {
+    free_object();
+}
+
+/// A reader on CPU 0 against an updater on CPU 1 that unpublishes,
+/// synchronizes and frees (RCU.1–RCU.5).
+fn reader_races_synchronize(reader_cpu: Option<u32>) {
+    init();
+    let reader = on_cpu(reader_cpu, read_object);
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.synchronize();
+        free_object();
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+fn cpu_reader_races_synchronize() {
+    reader_races_synchronize(Some(0));
+}
+
+fn non_cpu_reader_races_synchronize() {
+    reader_races_synchronize(None);
+}
+
+#[test]
+fn rcu_cpu_reader_races_synchronize() {
+    check_model(cpu_reader_races_synchronize);
+}
+
+#[test]
+fn rcu_non_cpu_reader_races_synchronize() {
+    check_model(non_cpu_reader_races_synchronize);
+}
+
+/// CPU 0 reads, reports a quiescent state, reads again; the updater may
+/// end its GP on the report alone while the second section is open (RCU.6).
+fn quiescent_report_races_synchronize() {
+    init();
+    let reader = on_cpu(Some(0), || {
+        read_object();
+        RCU.quiescent(CpuId(0));
+        read_object();
+    });
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.synchronize();
+        free_object();
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+#[test]
+fn rcu_quiescent_report_races_synchronize() {
+    check_model(quiescent_report_races_synchronize);
+}
+
+/// CPU 0 reports a quiescent state and then enters a section; the
+/// scanner may end the GP on the report while that section is open, so the
+/// section must see the unpublish through the report (RCU.3, RCU.6).
+fn section_after_report_races_synchronize() {
+    init();
+    let reader = on_cpu(Some(0), || {
+        RCU.quiescent(CpuId(0));
+        read_object();
+    });
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.synchronize();
+        free_object();
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+#[test]
+fn rcu_section_after_report_races_synchronize() {
+    check_model(section_after_report_races_synchronize);
+}
+
+/// The updater frees through `call_rcu` and waits with the barrier, then
+/// reads the freed contents: the callback, run on whichever thread polls
+/// after the GP, must have run and be ordered before (RCU.7–RCU.9).
+fn reader_races_call_rcu() {
+    init();
+    let reader = on_cpu(Some(0), || {
+        read_object();
+        RCU.quiescent(CpuId(0));
+    });
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.call_rcu(&HEADS[0], free_object_callback).unwrap();
+        RCU.barrier();
+        // SAFETY: the model's claim: the barrier orders the callback's
+        // write before this read; loom checks it.
+        let contents = OBJECT.contents.with(|c| unsafe { *c });
+        assert_eq!(contents, FREED, "RCU violated: the barrier returned before the callback ran");
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+#[test]
+fn rcu_reader_races_call_rcu() {
+    check_model(reader_races_call_rcu);
+}
+
+fn mark(head: &RcuHead<'_>) {
+    // SAFETY: the model's claim: the barrier orders this write before the
+    // reads that follow it; loom checks it.
+    OBJECT.marks[head.tag() as usize].with_mut(|m| unsafe { *m = 1 });
+}
+
+/// Reads a mark as the barrier's caller: the callback must have run, and
+/// its write must happen before this read.
+fn assert_marked(index: usize) {
+    // SAFETY: as in `mark`.
+    let marked = OBJECT.marks[index].with(|m| unsafe { *m });
+    assert_eq!(marked, 1, "RCU violated: barrier returned before callback {index} ran");
+}
+
+/// A non-CPU thread queues a callback; CPU 0's quiescent report may run
+/// it (CPU 0 polls the non-CPU queue) while CPU 1's barrier waits for it
+/// and then reads what it wrote (RCU.8, RCU.9).
+fn barrier_waits_for_callbacks() {
+    init();
+    RCU.call_rcu(&HEADS[0], mark).unwrap();
+    let poller = on_cpu(Some(0), || {
+        drop(RCU.read_lock());
+        RCU.quiescent(CpuId(0));
+    });
+    let waiter = on_cpu(Some(1), || {
+        RCU.barrier();
+        assert_marked(0);
+    });
+    poller.join().unwrap();
+    waiter.join().unwrap();
+}
+
+#[test]
+fn rcu_barrier_waits_for_callbacks() {
+    check_model(barrier_waits_for_callbacks);
+}
+
+/// The reader's fence removed (RCU.1): store buffering lets the scan miss
+/// the reader while the reader misses the unpublish.
+#[cfg(memdesc_mutant = "rcu_reader_no_barrier")]
+#[test]
+fn mutant_rcu_reader_no_barrier_is_caught() {
+    crate::testutil::assert_model_fails(cpu_reader_races_synchronize);
+}
+
+/// The scan takes a CPU with a section open for quiescent (RCU.5).
+#[cfg(memdesc_mutant = "rcu_gp_ignores_readers")]
+#[test]
+fn mutant_rcu_gp_ignores_readers_is_caught() {
+    crate::testutil::assert_model_fails(cpu_reader_races_synchronize);
+}
+
+/// Callbacks run without waiting for their grace period (RCU.8).
+#[cfg(memdesc_mutant = "rcu_callback_before_gp")]
+#[test]
+fn mutant_rcu_callback_before_gp_is_caught() {
+    crate::testutil::assert_model_fails(reader_races_call_rcu);
+}

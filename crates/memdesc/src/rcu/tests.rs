@@ -1,0 +1,264 @@
+use super::{Rcu, RcuConfig, RcuError, RcuHead};
+use crate::platform::{CpuId, Platform, SpinPlatform, WaitKey};
+use core::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::vec::Vec;
+
+/// Bound on every wait loop of these tests: a hang fails instead.
+const SPINS: u64 = if cfg!(miri) { 200_000 } else { 50_000_000 };
+
+std::thread_local! {
+    static CPU: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// A platform of `nr` CPUs on which a thread reads as the CPU it set in
+/// [`CPU`] (or as a non-CPU thread); relaxing yields.
+struct Threads {
+    nr: u32,
+}
+
+impl Platform for Threads {
+    fn current_cpu(&self) -> CpuId {
+        CpuId(CPU.with(Cell::get).unwrap_or(0))
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        self.nr
+    }
+
+    fn wait(&self, _key: WaitKey, still_blocked: &dyn Fn() -> bool) {
+        if still_blocked() {
+            std::thread::yield_now();
+        }
+    }
+
+    fn wake_all(&self, _key: WaitKey) {}
+
+    fn rcu_reader_cpu(&self) -> Option<CpuId> {
+        CPU.with(Cell::get).map(CpuId)
+    }
+
+    fn relax(&self) {
+        std::thread::yield_now();
+    }
+}
+
+/// Spins (yielding) until `cond`, failing the test past [`SPINS`].
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..SPINS {
+        if cond() {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[test]
+fn new_refuses_a_platform_without_cpus() {
+    let none = Threads { nr: 0 };
+    assert_eq!(Rcu::new(&none, RcuConfig::default()).err(), Some(RcuError::TooManyCpus(0)));
+    let many = Threads { nr: crate::buddy::MAX_CPUS as u32 + 1 };
+    assert!(matches!(Rcu::new(&many, RcuConfig::default()), Err(RcuError::TooManyCpus(_))));
+}
+
+#[test]
+fn synchronize_without_readers_completes_one_grace_period() {
+    let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+    rcu.synchronize();
+    rcu.synchronize();
+    let report = rcu.report();
+    assert_eq!((report.gp_started, report.gp_completed), (2, 2));
+    assert_eq!(report.stalls, 0);
+}
+
+#[test]
+fn grace_period_waits_for_an_open_section_of_a_non_cpu_thread() {
+    let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+    let outer = rcu.read_lock();
+    let inner = rcu.read_lock();
+    let gp = rcu.start_gp();
+    assert!(!rcu.gp_done(gp), "GP ended under two open sections");
+    drop(outer);
+    assert!(!rcu.gp_done(gp), "GP ended under the nested section");
+    drop(inner);
+    assert!(rcu.gp_done(gp));
+}
+
+#[test]
+fn quiescent_report_ends_the_grace_period_of_a_busy_cpu() {
+    let platform = Threads { nr: 2 };
+    let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
+    let gp = rcu.start_gp();
+    // CPU 1 is seen inside a section, as a scan may always see a busy CPU.
+    rcu.cpus[1].readers.store(1, Ordering::Relaxed);
+    assert!(!rcu.gp_done(gp));
+    // A report ignored: made from inside a section.
+    rcu.quiescent(CpuId(1));
+    assert!(!rcu.gp_done(gp));
+    rcu.cpus[1].readers.store(0, Ordering::Relaxed);
+    rcu.quiescent(CpuId(1));
+    rcu.cpus[1].readers.store(1, Ordering::Relaxed);
+    assert!(rcu.gp_done(gp), "the report after the GP started counts for it");
+    let later = rcu.start_gp();
+    assert!(!rcu.gp_done(later), "an old report counted for a later GP");
+    rcu.cpus[1].readers.store(0, Ordering::Relaxed);
+}
+
+#[test]
+fn busy_cpu_is_reported_as_stalled_and_synchronize_waits_for_it() {
+    let platform = Threads { nr: 2 };
+    let rcu = Rcu::new(&platform, RcuConfig { stall_scans: 2, ..RcuConfig::default() }).unwrap();
+    let synchronized = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            CPU.with(|c| c.set(Some(0)));
+            let guard = rcu.read_lock();
+            wait_until("the stall is reported", || rcu.report().stalls >= 1);
+            assert!(!synchronized.load(Ordering::SeqCst), "synchronize returned under an open section");
+            assert_eq!(rcu.report().last_stalled_cpu, Some(CpuId(0)));
+            drop(guard);
+        });
+        s.spawn(|| {
+            CPU.with(|c| c.set(Some(1)));
+            // Starts only once the reader is inside its section.
+            wait_until("the reader enters", || rcu.cpus[0].readers.load(Ordering::SeqCst) == 1);
+            rcu.synchronize();
+            synchronized.store(true, Ordering::SeqCst);
+        });
+    });
+    assert!(synchronized.load(Ordering::SeqCst));
+}
+
+static RAN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn record(head: &RcuHead<'_>) {
+    RAN.lock().unwrap().push(head.tag());
+}
+
+#[test]
+fn callbacks_wait_for_a_grace_period_and_run_in_order() {
+    let heads = [RcuHead::new(100), RcuHead::new(101), RcuHead::new(102)];
+    let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+    let taken = |tags: &[u64]| RAN.lock().unwrap().iter().filter(|t| tags.contains(t)).count();
+    let guard = rcu.read_lock();
+    for head in &heads {
+        rcu.call_rcu(head, record).unwrap();
+    }
+    assert_eq!(rcu.call_rcu(&heads[0], record), Err(RcuError::AlreadyQueued));
+    for _ in 0..4 {
+        rcu.poll();
+    }
+    assert_eq!(taken(&[100, 101, 102]), 0, "a callback ran under an open section");
+    drop(guard);
+    rcu.barrier();
+    let ran: Vec<u64> = RAN.lock().unwrap().iter().copied().filter(|t| (100..103).contains(t)).collect();
+    assert_eq!(ran, [100, 101, 102]);
+    let report = rcu.report();
+    assert_eq!((report.callbacks_queued, report.callbacks_invoked), (3, 3));
+    // Run: the head may be queued again.
+    rcu.call_rcu(&heads[0], record).unwrap();
+    rcu.barrier();
+    assert_eq!(taken(&[100]), 2);
+}
+
+static SYNC_RAN: AtomicU64 = AtomicU64::new(0);
+
+fn count_sync(_head: &RcuHead<'_>) {
+    SYNC_RAN.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn full_queue_makes_call_rcu_wait_and_run_the_callback() {
+    let heads = [RcuHead::new(0), RcuHead::new(1)];
+    let rcu = Rcu::new(&SpinPlatform, RcuConfig { max_pending: 1, ..RcuConfig::default() }).unwrap();
+    rcu.call_rcu(&heads[0], count_sync).unwrap();
+    assert_eq!(SYNC_RAN.load(Ordering::SeqCst), 0);
+    rcu.call_rcu(&heads[1], count_sync).unwrap();
+    assert_eq!(SYNC_RAN.load(Ordering::SeqCst), 1, "the overflowing callback did not run at once");
+    assert_eq!(rcu.report().callbacks_synchronous, 1);
+    rcu.barrier();
+    assert_eq!(SYNC_RAN.load(Ordering::SeqCst), 2);
+}
+
+/// rcutorture in miniature: CPU readers and a non-CPU reader check that
+/// the object they reach is alive while an updater replaces and retires
+/// it, on real threads (and under Miri's race detector).
+#[test]
+fn readers_never_see_a_retired_object() {
+    const OBJECTS: usize = 4;
+    let rounds: u64 = if cfg!(miri) { 4 } else { 300 };
+    let platform = Threads { nr: 2 };
+    let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
+    let current = AtomicU64::new(0);
+    let alive: [AtomicBool; OBJECTS] = core::array::from_fn(|i| AtomicBool::new(i == 0));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for cpu in [Some(0), None] {
+            let (rcu, current, alive, stop) = (&rcu, &current, &alive, &stop);
+            s.spawn(move || {
+                CPU.with(|c| c.set(cpu));
+                // Relaxed throughout: the RCU steps order these accesses.
+                while !stop.load(Ordering::Relaxed) {
+                    let guard = rcu.read_lock();
+                    let object = current.load(Ordering::Acquire) as usize;
+                    assert!(alive[object].load(Ordering::Relaxed), "reader saw retired object {object}");
+                    drop(guard);
+                    if let Some(cpu) = cpu {
+                        rcu.quiescent(CpuId(cpu));
+                    }
+                }
+            });
+        }
+        s.spawn(|| {
+            CPU.with(|c| c.set(Some(1)));
+            for round in 1..=rounds {
+                let old = current.load(Ordering::Relaxed) as usize;
+                let new = (round as usize) % OBJECTS;
+                alive[new].store(true, Ordering::Relaxed);
+                current.store(new as u64, Ordering::Release);
+                rcu.synchronize();
+                alive[old].store(false, Ordering::Relaxed);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+    assert!(rcu.report().gp_completed >= rounds);
+}
+
+static RAN_TWO_CPUS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn count_two_cpus(head: &RcuHead<'_>) {
+    RAN_TWO_CPUS[head.tag() as usize].fetch_add(1, Ordering::SeqCst);
+}
+
+/// Two CPUs queue callbacks and report quiescent states on real threads
+/// (one of them inside read sections); after a barrier each callback has
+/// run exactly once.
+#[test]
+fn callbacks_from_two_cpus_each_run_once_after_barrier() {
+    let heads: [RcuHead<'_>; 8] = core::array::from_fn(|i| RcuHead::new(i as u64));
+    let platform = Threads { nr: 2 };
+    let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
+    std::thread::scope(|s| {
+        for cpu in 0..2u32 {
+            let (rcu, heads) = (&rcu, &heads);
+            s.spawn(move || {
+                CPU.with(|c| c.set(Some(cpu)));
+                for head in heads.iter().skip(cpu as usize).step_by(2) {
+                    let guard = (cpu == 0).then(|| rcu.read_lock());
+                    rcu.call_rcu(head, count_two_cpus).unwrap();
+                    drop(guard);
+                    rcu.quiescent(CpuId(cpu));
+                }
+            });
+        }
+    });
+    rcu.barrier();
+    for (tag, ran) in RAN_TWO_CPUS.iter().enumerate() {
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "callback {tag} ran a wrong number of times");
+    }
+    let report = rcu.report();
+    assert_eq!((report.callbacks_queued, report.callbacks_invoked), (8, 8));
+}
