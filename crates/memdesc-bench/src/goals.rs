@@ -128,10 +128,11 @@ pub const GOALS: &[Goal] = &[
         ratio_definition: "ours / peer",
         limit: "Above the pcp orders each pair takes the zone lock twice and splits an \
                 order-10 block, and the per-frame metadata work scales with the folio: alloc writes \
-                a compound word and a type into each of the 511 tail descriptors; free reads every \
-                tail's compound word to check it, then resets both words (one slice walk each, \
-                no per-tail bounds check since the free-state invariant landed: 1386 -> ~690 ns). \
-                That is about 1 500 descriptor accesses over 32 KiB of descriptors per pair, where \
+                a compound word and a type into each of the 511 tail descriptors; free checks six \
+                words of every tail (compound, type, refcount, mapcount, pincount, flags: the free \
+                path trusts nothing, OR-ed without a branch per word; ~420 -> ~645 ns on AMD EPYC, \
+                where branchy checks cost 1060 ns), then resets two (one slice walk each). That is \
+                about 4 000 descriptor word accesses over 32 KiB of descriptors per pair, where \
                 the peer touches one word per split level. Meeting 1.5x the peer needs tails that \
                 are not written per frame (a head found from the frame's alignment and a per-block \
                 order); Linux itself reports about 365 ns for this pair.",
