@@ -9,17 +9,15 @@
 //! rounds under Miri) and repeats more natively, where only the assertions
 //! and the final audit can catch a race.
 //!
-//! Every CPU is one thread whose id comes from a thread-local ([`OnCpu`]);
+//! Every CPU is one thread whose id comes from a thread-local (`testutil::ThreadCpus`);
 //! waits yield. Threads are scoped, so the node outlives them without
 //! `unsafe`.
 
 use crate::buddy::{FolioRef, Gfp, Node, NodeConfig, PcpConfig};
 use crate::folio::{GetError, Order, PageType};
 use crate::memmap::Pfn;
-use crate::platform::{CpuId, Platform, WaitKey};
 use crate::sync::{AtomicU64, Ordering};
-use crate::testutil::with_node;
-use core::cell::Cell;
+use crate::testutil::{set_thread_cpu, with_node, ThreadCpus};
 use std::vec::Vec;
 
 /// Frames of RAM per test node: the metadata (descriptors and the node's
@@ -30,36 +28,8 @@ const FRAMES: u64 = 64;
 /// more natively, where races need repetitions to show.
 const ROUNDS: usize = if cfg!(miri) { 3 } else { 300 };
 
-std::thread_local! {
-    static CPU: Cell<u32> = const { Cell::new(0) };
-}
-
-/// A platform of `nr` CPUs whose current CPU is the thread's own (set by
-/// [`on_cpus`]); a wait yields the thread.
-struct OnCpu {
-    nr: u32,
-}
-
-impl Platform for OnCpu {
-    fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(Cell::get))
-    }
-
-    fn nr_cpus(&self) -> u32 {
-        self.nr
-    }
-
-    fn wait(&self, _key: WaitKey, still_blocked: &dyn Fn() -> bool) {
-        if still_blocked() {
-            std::thread::yield_now();
-        }
-    }
-
-    fn wake_all(&self, _key: WaitKey) {}
-}
-
-static TWO_CPUS: OnCpu = OnCpu { nr: 2 };
-static THREE_CPUS: OnCpu = OnCpu { nr: 3 };
+static TWO_CPUS: ThreadCpus = ThreadCpus { nr: 2 };
+static THREE_CPUS: ThreadCpus = ThreadCpus { nr: 3 };
 
 /// A node config with tiny per-CPU lists (so refills and give-backs happen
 /// every few allocations), one zone and no watermark.
@@ -74,7 +44,7 @@ fn on_cpus(node: &Node<'_>, work: impl Fn(u32) + Sync) {
         for cpu in 0..node.nr_cpus() {
             let work = &work;
             scope.spawn(move || {
-                CPU.with(|c| c.set(cpu));
+                set_thread_cpu(Some(cpu));
                 work(cpu);
             });
         }

@@ -59,23 +59,62 @@ pub(crate) fn with_node<R>(
     f(node)
 }
 
+#[cfg(not(memdesc_loom))]
+std::thread_local! {
+    /// The CPU a std test thread runs as ([`set_thread_cpu`]); `None` for a
+    /// thread that is not a CPU.
+    static THREAD_CPU: core::cell::Cell<Option<u32>> = const { core::cell::Cell::new(None) };
+}
+
+/// Makes the calling std thread run as `cpu` on a [`ThreadCpus`] platform,
+/// or as a thread that is not a CPU (`None`).
+#[cfg(not(memdesc_loom))]
+pub(crate) fn set_thread_cpu(cpu: Option<u32>) {
+    THREAD_CPU.with(|c| c.set(cpu));
+}
+
+/// A platform of `nr` CPUs for multi-threaded std tests (also under Miri):
+/// a thread is the CPU it set with [`set_thread_cpu`] (CPU 0's per-CPU
+/// lists and a non-CPU RCU reader if it set none); waits and RCU relaxing
+/// yield the thread.
+#[cfg(not(memdesc_loom))]
+pub(crate) struct ThreadCpus {
+    pub(crate) nr: u32,
+}
+
+#[cfg(not(memdesc_loom))]
+impl Platform for ThreadCpus {
+    fn current_cpu(&self) -> crate::platform::CpuId {
+        crate::platform::CpuId(THREAD_CPU.with(core::cell::Cell::get).unwrap_or(0))
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        self.nr
+    }
+
+    fn wait(&self, _key: crate::platform::WaitKey, still_blocked: &dyn Fn() -> bool) {
+        if still_blocked() {
+            std::thread::yield_now();
+        }
+    }
+
+    fn wake_all(&self, _key: crate::platform::WaitKey) {}
+
+    fn rcu_reader_cpu(&self) -> Option<crate::platform::CpuId> {
+        THREAD_CPU.with(core::cell::Cell::get).map(crate::platform::CpuId)
+    }
+
+    fn relax(&self) {
+        std::thread::yield_now();
+    }
+}
+
 /// Runs a loom model with the preemption bound from the environment
 /// (`LOOM_MAX_PREEMPTIONS`, default 3).
 #[cfg(memdesc_loom)]
 pub(crate) fn check_model(model: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    // Counts the executions loom explored, so a model that stopped racing
-    // (one execution) shows in the test's output.
-    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = executions.clone();
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        model();
-    });
-    std::eprintln!("loom explored {} executions", executions.load(std::sync::atomic::Ordering::Relaxed));
+    // 0: keep loom's default branch limit.
+    check_model_with_branches(0, model);
 }
 
 /// Asserts that loom finds a bug in `model` (a mutant's test): the model
@@ -84,25 +123,8 @@ pub(crate) fn check_model(model: impl Fn() + Sync + Send + 'static) {
 #[cfg(memdesc_loom)]
 #[allow(dead_code)] // Called only by the mutant tests, compiled one mutant at a time.
 pub(crate) fn assert_model_fails(model: impl Fn() + Sync + Send + 'static) {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(model);
-    }));
-    let payload = outcome.expect_err("loom explored every interleaving and found no bug: the mutant survived");
-    let message = payload
-        .downcast_ref::<std::string::String>()
-        .map(|s| s.as_str())
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("");
-    // Only what a protocol bug produces counts: a model's own "violated"
-    // assertion, loom's race detector ("Causality violation"), or loom's
-    // "deadlock" when every thread sleeps (a lost wake-up).
-    assert!(
-        message.contains("violated") || message.contains("Causality") || message.starts_with("deadlock"),
-        "the model failed, but not on the protocol: {message}"
-    );
-    std::eprintln!("loom caught the mutant: {message}");
+    // 0: keep loom's default branch limit.
+    assert_model_fails_with_branches(0, model);
 }
 
 #[cfg(memdesc_loom)]
@@ -225,6 +247,9 @@ pub(crate) fn assert_model_fails_with_branches(max_branches: usize, model: impl 
         .map(|s| s.as_str())
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("");
+    // Only what a protocol bug produces counts: a model's own "violated"
+    // assertion, loom's race detector ("Causality violation"), or loom's
+    // "deadlock" when every thread sleeps (a lost wake-up).
     assert!(
         message.contains("violated") || message.contains("Causality") || message.starts_with("deadlock"),
         "the model failed, but not on the protocol: {message}"

@@ -588,10 +588,6 @@ impl<'a> Node<'a> {
         crate::folio::try_get(self, pfn, |_| true)
     }
 
-    fn raw_head(&self, pfn: Pfn) -> Result<&crate::memmap::Page, RawError> {
-        raw_head(&self.map, pfn)
-    }
-
     /// Drops one reference to the folio headed at `pfn`, for callers that
     /// keep raw pfns (`put_page`). Checks the frame first; frees the folio on
     /// the last put.
@@ -608,7 +604,7 @@ impl<'a> Node<'a> {
     /// [`RawError`] for a pfn out of range, a tail, a free or unmanaged
     /// frame, or a zero refcount. Nothing changes on error.
     pub unsafe fn put_pfn(&self, pfn: Pfn) -> Result<(), RawError> {
-        let page = self.raw_head(pfn)?;
+        let page = raw_head(&self.map, pfn)?;
         // Relaxed: seeds the decrement-unless-zero loop.
         let mut count = page.refcount.load(Ordering::Relaxed);
         loop {
@@ -648,7 +644,7 @@ impl<'a> Node<'a> {
     /// # Errors
     /// As [`Node::put_pfn`], plus [`RawError::WrongOrder`].
     pub unsafe fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), RawError> {
-        let page = self.raw_head(pfn)?;
+        let page = raw_head(&self.map, pfn)?;
         let actual = decode_compound(pfn, page.compound_word()).1.unwrap_or(Order::ZERO);
         if actual != order {
             return Err(RawError::WrongOrder { pfn, actual });
@@ -671,7 +667,7 @@ impl<'a> Node<'a> {
     /// ([`RawError::WrongType`]), or a count in the overflow band
     /// ([`RawError::Overflow`]).
     pub unsafe fn unfreeze_pfn(&self, pfn: Pfn, count: NonZeroU32) -> Result<(), RawError> {
-        let page = self.raw_head(pfn)?;
+        let page = raw_head(&self.map, pfn)?;
         match UnfreezeRefusal::check(page.page_type(), count) {
             Some(UnfreezeRefusal::AlwaysFrozen(ty)) => return Err(RawError::WrongType(pfn, ty)),
             Some(UnfreezeRefusal::Overflow) => return Err(RawError::Overflow(pfn)),

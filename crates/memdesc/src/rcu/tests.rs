@@ -1,48 +1,12 @@
 use super::{Rcu, RcuConfig, RcuError, RcuHead};
-use crate::platform::{CpuId, Platform, SpinPlatform, WaitKey};
-use core::cell::Cell;
+use crate::platform::{CpuId, SpinPlatform};
+use crate::testutil::{set_thread_cpu, ThreadCpus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::vec::Vec;
 
 /// Bound on every wait loop of these tests: a hang fails instead.
 const SPINS: u64 = if cfg!(miri) { 200_000 } else { 50_000_000 };
-
-std::thread_local! {
-    static CPU: Cell<Option<u32>> = const { Cell::new(None) };
-}
-
-/// A platform of `nr` CPUs on which a thread reads as the CPU it set in
-/// [`CPU`] (or as a non-CPU thread); relaxing yields.
-struct Threads {
-    nr: u32,
-}
-
-impl Platform for Threads {
-    fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(Cell::get).unwrap_or(0))
-    }
-
-    fn nr_cpus(&self) -> u32 {
-        self.nr
-    }
-
-    fn wait(&self, _key: WaitKey, still_blocked: &dyn Fn() -> bool) {
-        if still_blocked() {
-            std::thread::yield_now();
-        }
-    }
-
-    fn wake_all(&self, _key: WaitKey) {}
-
-    fn rcu_reader_cpu(&self) -> Option<CpuId> {
-        CPU.with(Cell::get).map(CpuId)
-    }
-
-    fn relax(&self) {
-        std::thread::yield_now();
-    }
-}
 
 /// Spins (yielding) until `cond`, failing the test past [`SPINS`].
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
@@ -57,9 +21,9 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn new_refuses_a_platform_without_cpus() {
-    let none = Threads { nr: 0 };
+    let none = ThreadCpus { nr: 0 };
     assert_eq!(Rcu::new(&none, RcuConfig::default()).err(), Some(RcuError::TooManyCpus(0)));
-    let many = Threads { nr: crate::buddy::MAX_CPUS as u32 + 1 };
+    let many = ThreadCpus { nr: crate::buddy::MAX_CPUS as u32 + 1 };
     assert!(matches!(Rcu::new(&many, RcuConfig::default()), Err(RcuError::TooManyCpus(_))));
 }
 
@@ -88,7 +52,7 @@ fn grace_period_waits_for_an_open_section_of_a_non_cpu_thread() {
 
 #[test]
 fn quiescent_report_ends_the_grace_period_of_a_busy_cpu() {
-    let platform = Threads { nr: 2 };
+    let platform = ThreadCpus { nr: 2 };
     let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
     let gp = rcu.start_gp();
     // CPU 1 is seen inside a section, as a scan may always see a busy CPU.
@@ -108,12 +72,12 @@ fn quiescent_report_ends_the_grace_period_of_a_busy_cpu() {
 
 #[test]
 fn busy_cpu_is_reported_as_stalled_and_synchronize_waits_for_it() {
-    let platform = Threads { nr: 2 };
+    let platform = ThreadCpus { nr: 2 };
     let rcu = Rcu::new(&platform, RcuConfig { stall_scans: 2, ..RcuConfig::default() }).unwrap();
     let synchronized = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
-            CPU.with(|c| c.set(Some(0)));
+            set_thread_cpu(Some(0));
             let guard = rcu.read_lock();
             wait_until("the stall is reported", || rcu.report().stalls >= 1);
             assert!(!synchronized.load(Ordering::SeqCst), "synchronize returned under an open section");
@@ -121,7 +85,7 @@ fn busy_cpu_is_reported_as_stalled_and_synchronize_waits_for_it() {
             drop(guard);
         });
         s.spawn(|| {
-            CPU.with(|c| c.set(Some(1)));
+            set_thread_cpu(Some(1));
             // Starts only once the reader is inside its section.
             wait_until("the reader enters", || rcu.cpus[0].readers.load(Ordering::SeqCst) == 1);
             rcu.synchronize();
@@ -189,7 +153,7 @@ fn full_queue_makes_call_rcu_wait_and_run_the_callback() {
 fn readers_never_see_a_retired_object() {
     const OBJECTS: usize = 4;
     let rounds: u64 = if cfg!(miri) { 4 } else { 300 };
-    let platform = Threads { nr: 2 };
+    let platform = ThreadCpus { nr: 2 };
     let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
     let current = AtomicU64::new(0);
     let alive: [AtomicBool; OBJECTS] = core::array::from_fn(|i| AtomicBool::new(i == 0));
@@ -198,7 +162,7 @@ fn readers_never_see_a_retired_object() {
         for cpu in [Some(0), None] {
             let (rcu, current, alive, stop) = (&rcu, &current, &alive, &stop);
             s.spawn(move || {
-                CPU.with(|c| c.set(cpu));
+                set_thread_cpu(cpu);
                 // Relaxed throughout: the RCU steps order these accesses.
                 while !stop.load(Ordering::Relaxed) {
                     let guard = rcu.read_lock();
@@ -212,7 +176,7 @@ fn readers_never_see_a_retired_object() {
             });
         }
         s.spawn(|| {
-            CPU.with(|c| c.set(Some(1)));
+            set_thread_cpu(Some(1));
             for round in 1..=rounds {
                 let old = current.load(Ordering::Relaxed) as usize;
                 let new = (round as usize) % OBJECTS;
@@ -239,13 +203,13 @@ fn count_two_cpus(head: &RcuHead<'_>) {
 #[test]
 fn callbacks_from_two_cpus_each_run_once_after_barrier() {
     let heads: [RcuHead<'_>; 8] = core::array::from_fn(|i| RcuHead::new(i as u64));
-    let platform = Threads { nr: 2 };
+    let platform = ThreadCpus { nr: 2 };
     let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
     std::thread::scope(|s| {
         for cpu in 0..2u32 {
             let (rcu, heads) = (&rcu, &heads);
             s.spawn(move || {
-                CPU.with(|c| c.set(Some(cpu)));
+                set_thread_cpu(Some(cpu));
                 for head in heads.iter().skip(cpu as usize).step_by(2) {
                     let guard = (cpu == 0).then(|| rcu.read_lock());
                     rcu.call_rcu(head, count_two_cpus).unwrap();
