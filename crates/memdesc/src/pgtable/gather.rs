@@ -98,12 +98,17 @@ impl<'m, 'a> Gather<'m, 'a> {
     pub(crate) fn finish(mut self) {
         self.flush();
         let Some(mut next) = self.tables.take() else { return };
+        // P5.4: every walker that could have read an unlinked table is in a
+        // read section that began before the unlink; wait them out.
+        // Mutant: free the tables at once, under those walkers.
+        #[cfg(not(memdesc_mutant = "table_free_without_gp"))]
         self.mmu.rcu.synchronize();
         loop {
             // SAFETY: every pfn in the chain was given up by `free_table`
             // with `into_raw` and is restored once, here.
             let frozen = unsafe { take_table(self.mmu.node(), next) };
             let link = frozen.owner_word(0).unwrap_or(u64::MAX);
+            self.mmu.store.retire(next);
             drop(frozen);
             self.mmu.count(MmEvent::PgtableFree, 1);
             if link == u64::MAX {

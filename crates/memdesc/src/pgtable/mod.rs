@@ -22,5 +22,7 @@ pub use mmu::{MmEvent, Mmu};
 pub use tlb::TLB_ENTRIES;
 pub use vma::{Vma, MAX_VMAS};
 
+#[cfg(all(test, memdesc_loom))]
+mod loom;
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;

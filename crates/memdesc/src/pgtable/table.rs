@@ -37,6 +37,13 @@ pub(crate) struct TableStore<'a> {
     node: &'a Node<'a>,
     #[cfg(memdesc_loom)]
     shadow: std::boxed::Box<[EntryWord]>,
+    /// Under the model, one cell per frame standing in for the table
+    /// frame's contents as plain memory: a walker reads it with every
+    /// entry, and the frame's next life writes it ([`TableStore::retire`],
+    /// [`TableStore::alloc_table`]), so a table freed under a walker is a
+    /// data race loom reports (P5.4).
+    #[cfg(memdesc_loom)]
+    frames: std::boxed::Box<[crate::sync::UnsafeCell<u64>]>,
 }
 
 impl<'a> TableStore<'a> {
@@ -45,6 +52,8 @@ impl<'a> TableStore<'a> {
             node,
             #[cfg(memdesc_loom)]
             shadow: (0..node.memmap().nr_pages() as usize * ENTRIES_PER_TABLE).map(|_| EntryWord::new(0)).collect(),
+            #[cfg(memdesc_loom)]
+            frames: (0..node.memmap().nr_pages()).map(|_| crate::sync::UnsafeCell::new(0)).collect(),
         }
     }
 
@@ -77,9 +86,30 @@ impl<'a> TableStore<'a> {
         Entry::decode(self.load_word(table, index), level)
     }
 
+    /// The model's contents cell of frame `pfn`.
+    #[cfg(memdesc_loom)]
+    fn frame_cell(&self, pfn: Pfn) -> &crate::sync::UnsafeCell<u64> {
+        &self.frames[(pfn.0 - self.node.memmap().base_pfn().0) as usize]
+    }
+
+    /// Marks the end of `table`'s life as a table, before its frame is
+    /// freed: under the model, the frame's next owner writes it.
+    #[inline]
+    pub(crate) fn retire(&self, table: Pfn) {
+        #[cfg(memdesc_loom)]
+        // SAFETY: the model's claim that the frame is ours alone now (no
+        // walker still reads it); loom checks it and reports a race if not.
+        self.frame_cell(table).with_mut(|cell| unsafe { *cell = table.0 });
+        let _ = table;
+    }
+
     /// Reads entry word `index` of `table` (P4.3).
     #[inline]
     pub(crate) fn load_word(&self, table: Pfn, index: usize) -> u64 {
+        #[cfg(memdesc_loom)]
+        // SAFETY: the model's claim that the table frame is not reused
+        // under this read (P5.4); loom checks it.
+        self.frame_cell(table).with(|cell| unsafe { core::ptr::read_volatile(cell) });
         // Acquire: pairs with the Release store that installed the entry
         // (P4.2), so a walker that sees a table or a leaf also sees the
         // table's filled entries and the page's zeroed or copied contents.
@@ -146,9 +176,14 @@ impl<'a> TableStore<'a> {
         let table = self.node.alloc_frozen(Order::ZERO, Gfp::KERNEL.typed(PageType::PageTable).zeroed())?;
         let pfn = table.into_raw();
         #[cfg(memdesc_loom)]
-        for word in self.entries(pfn) {
-            // Relaxed: published by the parent entry's Release (P4.2).
-            word.store(0, Ordering::Relaxed);
+        {
+            for word in self.entries(pfn) {
+                // Relaxed: published by the parent entry's Release (P4.2).
+                word.store(0, Ordering::Relaxed);
+            }
+            // SAFETY: the model's claim that the new table is ours alone;
+            // loom checks it against the walkers' reads of its last life.
+            self.frame_cell(pfn).with_mut(|cell| unsafe { *cell = 0 });
         }
         Ok(pfn)
     }
