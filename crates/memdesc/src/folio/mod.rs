@@ -36,8 +36,10 @@
 mod flags;
 mod handle;
 mod lock;
+mod pin;
 mod ptype;
 mod raw;
+mod refs;
 mod speculative;
 mod split;
 
@@ -47,10 +49,12 @@ pub use handle::{
     UnfreezeFailed, UnfreezeRefusal,
 };
 pub use lock::LockedFolio;
+pub use pin::{PinError, PinFailed, PinnedFolio, GUP_PIN_COUNTING_BIAS};
 pub use ptype::PageType;
 pub use raw::RawError;
-pub use speculative::{try_get, GetError};
-pub use split::{SplitError, SplitFailed, SplitFolios};
+pub use refs::{FolioRefs, RefOverflow};
+pub use speculative::{try_get, try_get_refs, GetError};
+pub use split::{SplitError, SplitFailed, SplitFolios, UnfreezeSplitError};
 
 pub(crate) use raw::raw_head;
 
