@@ -384,23 +384,16 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
     ///    with [`FolioRef::into_raw`] or held by the caller's structures)
     ///    that nobody turns back into handles or puts while the folio is
     ///    frozen; no other live [`FolioRef`] to this folio is counted in
-    ///    `expected`. (A live handle counted here would be left pointing at a
-    ///    frozen folio, able to reach it while we own it exclusively.)
+    ///    `expected`, nor any pin ([`PinnedFolio`](super::PinnedFolio):
+    ///    on a small folio its bias is 1024 references, which must never
+    ///    reach the frozen or free path while the pin lives, P6.4). (A
+    ///    live handle counted here would be left pointing at a frozen
+    ///    folio, able to reach it while we own it exclusively.)
     ///
     /// # Errors
     /// [`FreezeError`] with this reference back if the refcount is not
-    /// `expected`, or if the folio is small and `expected` reaches
-    /// [`GUP_PIN_COUNTING_BIAS`](super::GUP_PIN_COUNTING_BIAS): such a count
-    /// may hold a pin, which is never the caller's raw reference (P6.4).
+    /// `expected`.
     pub unsafe fn try_freeze_with(self, expected: NonZeroU32) -> Result<FrozenFolio<'a, R>, FreezeError<'a, R>> {
-        // A small folio counted at the pin bias or above may be pinned (the
-        // bias is references, not a separate count: P6.4); a pin is never
-        // one of the caller's raw references, so freezing it would hand a
-        // pinned frame to the free path with no trace left. Refused.
-        if expected.get() >= super::GUP_PIN_COUNTING_BIAS && self.order() == Order::ZERO {
-            let actual = self.ref_count();
-            return Err(FreezeError { folio: self, expected: expected.get(), actual });
-        }
         // P2.1. Acquire: pairs with the Release fetch_sub of every put
         // (put_refs, R.2) so the other holders' accesses happen before our
         // exclusive use. Relaxed: on failure, we keep our reference and touch
