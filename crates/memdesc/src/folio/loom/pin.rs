@@ -177,3 +177,11 @@ fn p6_unpins_race_to_the_last_put_large() {
 fn mutant_unpin_put_before_pincount_is_caught() {
     crate::testutil::assert_model_fails(|| unpins_race_to_the_last_put(1));
 }
+
+/// Seed 000 with a multi-reference get: no head recheck, and the getter
+/// keeps references to a folio its frame has left.
+#[cfg(memdesc_mutant = "no_head_recheck")]
+#[test]
+fn mutant_no_head_recheck_is_caught_by_get_refs() {
+    crate::testutil::assert_model_fails(get_refs_races_split_around);
+}
