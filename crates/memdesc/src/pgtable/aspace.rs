@@ -358,7 +358,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     }
 
     /// The PMD table and index for `va`, if the upper tables exist.
-    fn pmd_slot(&self, va: u64) -> Option<(Pfn, usize)> {
+    pub(crate) fn pmd_slot(&self, va: u64) -> Option<(Pfn, usize)> {
         let store = &self.mmu.store;
         let mut table = self.root;
         for level in [Level::Pgd, Level::Pud] {
@@ -558,6 +558,50 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         }
     }
 
+    /// Under the lock, faults `va` in (for a write if `write`) until a
+    /// present leaf maps it with the access allowed, then runs `f` on that
+    /// leaf while still holding the lock (GUP's slow path: no entry changes
+    /// under `f`).
+    ///
+    /// # Errors
+    /// The [`Fault`] the access cannot get past.
+    pub(crate) fn with_mapped<R>(&self, va: u64, write: bool, f: impl FnOnce(Leaf) -> R) -> Result<R, Fault> {
+        self.vmas.lock().with(|vmas| {
+            let vma = vmas.find(va).ok_or(Fault::NotMapped(va))?;
+            if write && !vma.write {
+                return Err(Fault::Protection(va));
+            }
+            loop {
+                let leaf = {
+                    let section = self.mmu.rcu.read_lock();
+                    self.walk(&section, va)
+                };
+                if let Some(leaf @ Leaf { entry: Entry::Page { prot, .. }, .. }) = leaf {
+                    if !write || prot.write {
+                        return Ok(f(leaf));
+                    }
+                }
+                self.mmu.count(MmEvent::PgFault, 1);
+                self.fault_locked(va, vma)?;
+            }
+        })
+    }
+
+    /// Runs `f` under the lock with a gather; flushes the gather (TLBs,
+    /// then the gathered references) before unlocking and finishes it
+    /// (tables after a grace period) after. For layers above that change
+    /// mappings (the THP split).
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut Gather<'m, 'a>) -> R) -> R {
+        let mut gather = Gather::new(self.mmu, self.asid);
+        let result = self.vmas.lock().with(|_| {
+            let result = f(&mut gather);
+            gather.flush();
+            result
+        });
+        gather.finish();
+        result
+    }
+
     /// Reads `buf.len()` bytes at `va` through the MMU, faulting pages in.
     ///
     /// # Errors
@@ -746,7 +790,7 @@ fn violation(audit: &mut AsAudit, va: u64) {
 }
 
 /// Adds `delta` to a descriptor's mapcount.
-fn map_count(page: &Page, delta: i32) {
+pub(crate) fn map_count(page: &Page, delta: i32) {
     // Relaxed: mapcounts change only under the lock of the one address
     // space mapping the folio (no fork), which orders them; audits read
     // them under that lock too.

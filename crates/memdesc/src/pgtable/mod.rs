@@ -10,12 +10,13 @@
 
 mod aspace;
 mod entry;
-mod gather;
+pub(crate) mod gather;
 mod mmu;
 mod table;
 mod tlb;
 mod vma;
 
+pub(crate) use aspace::map_count;
 pub use aspace::{AddressSpace, AsAudit, Fault, Leaf, MmError, HUGE_SIZE, USER_END, USER_START};
 pub use entry::{Entry, EntryError, Level, Prot, ENTRIES_PER_TABLE, HUGE_FRAMES, MAX_ENTRY_PFN, TABLE_BITS};
 pub use mmu::{MmEvent, Mmu};
