@@ -330,11 +330,12 @@ fn fast_path<'m, 'a>(
             Err(GetError::Overflow) => return Err(GupError::Overflow(first)),
             Err(_) => break,
         };
-        // The run must lie in the folio we counted (a PTE run may cross
-        // into another folio: keep only what is inside).
+        // A PTE run may cross into another folio: keep the pages inside the
+        // one we counted. P1.4 guarantees `first` is inside it (no second
+        // check here: the P1 function is the one audited place).
         let folio = got.folio();
-        let inside = (folio.pfn().0 + folio.nr_pages()).saturating_sub(first.0).min(nr);
-        let Some(inside) = NonZeroU32::new(inside as u32).filter(|_| folio.contains(first)) else { break };
+        let inside = (folio.pfn().0 + folio.nr_pages()).saturating_sub(first.0).clamp(1, nr);
+        let inside = NonZeroU32::new(inside as u32).expect("clamped to at least one");
         let mut got = got;
         if inside.get() < refs.get() {
             drop(got.split_off(NonZeroU32::new(refs.get() - inside.get()).expect("fewer inside")));
@@ -443,3 +444,6 @@ fn slow_path<'m, 'a>(
     }
     Ok(())
 }
+
+#[cfg(all(test, memdesc_loom))]
+mod loom;

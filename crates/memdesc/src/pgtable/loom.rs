@@ -17,7 +17,7 @@ use crate::sync::Ordering;
 use crate::testutil::{check_model_with_branches, set_current_cpu, small_config, with_node, BlockingPlatform};
 use loom::thread;
 
-const PAGE: u64 = PAGE_SIZE as u64;
+pub(crate) const PAGE: u64 = PAGE_SIZE as u64;
 /// Frames: metadata, four tables, an order-3 folio and a few pages.
 const FRAMES: u64 = 48;
 /// Scheduling points per execution: booting, walking and auditing the node
@@ -25,16 +25,16 @@ const FRAMES: u64 = 48;
 const BRANCHES: usize = 20_000;
 
 /// The shared state of one execution, leaked for the model's threads.
-struct World {
-    node: &'static Node<'static>,
-    mmu: &'static Mmu<'static>,
-    aspace: &'static AddressSpace<'static, 'static>,
+pub(crate) struct World {
+    pub(crate) node: &'static Node<'static>,
+    pub(crate) mmu: &'static Mmu<'static>,
+    pub(crate) aspace: &'static AddressSpace<'static, 'static>,
 }
 
 /// Boots a two-CPU node with an RCU, an MMU and one address space, runs
 /// `setup` then `f`, tears the address space down and checks that every
 /// frame came back.
-fn with_world(setup: impl FnOnce(&World) -> u64, f: impl FnOnce(World, u64)) {
+pub(crate) fn with_world(setup: impl FnOnce(&World) -> u64, f: impl FnOnce(World, u64)) {
     let platform: &'static BlockingPlatform = std::boxed::Box::leak(std::boxed::Box::new(BlockingPlatform::new(2)));
     with_node(FRAMES, &[], small_config(false), platform, |node| {
         // SAFETY: the node lives until `with_node` returns, and every model

@@ -24,6 +24,6 @@ pub use tlb::TLB_ENTRIES;
 pub use vma::{Vma, MAX_VMAS};
 
 #[cfg(all(test, memdesc_loom))]
-mod loom;
+pub(crate) mod loom;
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
