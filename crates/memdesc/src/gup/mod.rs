@@ -30,8 +30,6 @@
 mod tests;
 
 use crate::buddy::{FolioRefs, Node, PinnedFolio};
-#[cfg(test)]
-use crate::folio::GUP_PIN_COUNTING_BIAS;
 use crate::folio::{try_get_refs, GetError};
 use crate::memmap::{FrameReader, FrameWriter, Pfn, PAGE_SIZE};
 use crate::pgtable::{AddressSpace, Entry, Fault, Leaf, Level, MmEvent, Mmu, HUGE_FRAMES, USER_END, USER_START};
