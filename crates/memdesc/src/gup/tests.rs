@@ -2,8 +2,8 @@
 //! pins outliving munmap, and every refusal.
 
 use super::*;
-use crate::folio::GUP_PIN_COUNTING_BIAS;
 use crate::buddy::Node;
+use crate::folio::GUP_PIN_COUNTING_BIAS;
 use crate::pgtable::HUGE_SIZE;
 use crate::platform::SpinPlatform;
 use crate::rcu::{Rcu, RcuConfig};

@@ -683,6 +683,8 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 }
             };
             if let Some(e) = translation {
+                // P5.5: the access, still under this CPU's TLB lock.
+                self.mmu.store.touch_frame(e.frame_of(va));
                 let words = map.frame_words(e.frame_of(va), 1).expect("mapped frame inside the node");
                 (access.take().expect("access runs once"))(words);
                 return Ok(());
