@@ -683,6 +683,10 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 }
             };
             if let Some(e) = translation {
+                // Mutant: the access after the TLB lock is dropped, where a
+                // shootdown and the page's free can land in between.
+                #[cfg(memdesc_mutant = "access_outside_tlb_lock")]
+                drop(tlb);
                 // P5.5: the access, still under this CPU's TLB lock.
                 self.mmu.store.touch_frame(e.frame_of(va));
                 let words = map.frame_words(e.frame_of(va), 1).expect("mapped frame inside the node");

@@ -244,3 +244,49 @@ fn p5_tlb_vs_unmap_holds() {
 fn mutant_unmap_put_before_flush_is_caught() {
     crate::testutil::assert_model_fails_with_branches(BRANCHES, p5_tlb_vs_unmap);
 }
+
+/// P5.5: CPU 1 reads a page through its TLB while CPU 0 unmaps it and then,
+/// as the frame's next owner, allocates and writes it. The shootdown waits
+/// for CPU 1's TLB lock, which CPU 1 holds from the lookup to the end of
+/// the access, so the access happens before the free; an access made after
+/// dropping the lock races the next owner's write.
+fn p5_access_vs_reuse() {
+    with_world(
+        |world| {
+            let va = world.aspace.mmap_anon(2 * PAGE, true, false).unwrap();
+            world.aspace.write(va + PAGE, b"n").unwrap();
+            set_current_cpu(1);
+            world.aspace.write(va, b"x").unwrap();
+            set_current_cpu(0);
+            va
+        },
+        |world, va| {
+            let (aspace, node, mmu) = (world.aspace, world.node, world.mmu);
+            let unmapper = thread::spawn(move || {
+                set_current_cpu(0);
+                aspace.munmap(va, PAGE).unwrap();
+                // The frame's next owner writes it (every free frame is
+                // taken, so this is the unmapped page's).
+                let next = node.alloc(crate::folio::Order::ZERO, crate::buddy::Gfp::USER).unwrap();
+                mmu.store.retire(next.pfn());
+            });
+            set_current_cpu(1);
+            thread::yield_now();
+            let mut buf = [0u8; 1];
+            let _ = aspace.read(va, &mut buf);
+            unmapper.join().unwrap();
+        },
+    );
+}
+
+#[test]
+fn p5_access_vs_reuse_holds() {
+    check_model_with_branches(BRANCHES, p5_access_vs_reuse);
+}
+
+/// The access made after dropping the TLB lock.
+#[cfg(memdesc_mutant = "access_outside_tlb_lock")]
+#[test]
+fn mutant_access_outside_tlb_lock_is_caught() {
+    crate::testutil::assert_model_fails_with_branches(BRANCHES, p5_access_vs_reuse);
+}
