@@ -96,6 +96,10 @@ fn a_pmd_mapped_folio_is_pinned_with_one_add_for_all_its_pages() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn a_pte_mapped_large_folio_is_taken_in_runs_around_the_hole() {
     with_aspace(FRAMES, |node, aspace| {
         let va = aspace.mmap_anon(HUGE_SIZE, true, true).unwrap();

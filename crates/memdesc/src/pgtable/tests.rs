@@ -113,6 +113,10 @@ fn mprotect_makes_writes_fault_and_keeps_reads() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn mprotect_inside_a_huge_mapping_splits_it() {
     with_mmu(FRAMES, |_, mmu| {
         let aspace = AddressSpace::new(mmu).unwrap();
@@ -193,6 +197,10 @@ fn the_area_table_refuses_when_full() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn dropping_an_address_space_returns_everything() {
     with_mmu(FRAMES, |_, mmu| {
         let aspace = AddressSpace::new(mmu).unwrap();

@@ -53,6 +53,10 @@ fn a_uniform_split_to_order_0_remaps_every_page_with_its_bytes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn a_split_around_a_page_keeps_the_rest_in_large_pieces() {
     with_thp(|_, aspace, va| {
         let done = split_folio(aspace, va + 37 * PAGE, SplitMode::Around(Order::ZERO)).unwrap();
@@ -91,6 +95,10 @@ fn a_pin_refuses_the_split_and_leaves_everything_in_place() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn pieces_nothing_maps_are_freed() {
     with_thp(|node, aspace, va| {
         aspace.munmap(va + 8 * PAGE, PAGE).unwrap();
@@ -104,6 +112,10 @@ fn pieces_nothing_maps_are_freed() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn refusals() {
     with_thp(|_, aspace, va| {
         let hole = va + HUGE_SIZE;
