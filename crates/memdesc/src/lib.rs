@@ -85,11 +85,13 @@ extern crate std;
 
 pub mod buddy;
 pub mod folio;
+pub mod gup;
 pub mod memmap;
 pub mod pgtable;
 pub mod platform;
 pub mod rcu;
 pub mod sync;
+pub mod thp;
 
 #[cfg(all(test, not(memdesc_loom)))]
 mod mt_tests;
