@@ -46,8 +46,7 @@ const BIAS: NonZeroU32 = match NonZeroU32::new(GUP_PIN_COUNTING_BIAS) {
 
 /// `n` pins on one folio (`n >= 1`), from GUP with FOLL_PIN.
 ///
-/// Derefs to a [`FolioRef`] for the folio's queries and contents; its own
-/// functions are associated (`PinnedFolio::nr_pins(&pins)`). Drop
+/// Derefs to a [`FolioRef`] for the folio's queries and contents. Drop
 /// unpins all `n` at once (P6.5, P6.6); the last reference frees the folio
 /// through its owner, as any put does. Unpinning more than was pinned is
 /// impossible: only this handle undoes its own pins.
@@ -145,7 +144,7 @@ impl<'a, R: FolioRelease> FolioRefs<'a, R> {
     /// [`PinError`] with the references back if a small folio's refcount
     /// would pass [`REF_MAX`]; nothing is added.
     pub fn into_pins(self) -> Result<PinnedFolio<'a, R>, PinError<'a, R>> {
-        let pins = FolioRefs::nr_refs(&self);
+        let pins = self.nr_refs();
         // P6.2: the order, read only now that the references are held
         // (P1.6): it cannot change until they are put.
         if has_pincount(self.order()) {
@@ -206,13 +205,13 @@ fn maybe_dma_pinned(head: &Page, order: Order) -> bool {
 
 impl<'a, R: FolioRelease> PinnedFolio<'a, R> {
     /// How many pins this handle holds.
-    pub fn nr_pins(this: &Self) -> NonZeroU32 {
-        this.pins
+    pub fn nr_pins(&self) -> NonZeroU32 {
+        self.pins
     }
 
     /// The pinned folio, borrowed: its queries and contents.
-    pub fn folio(this: &Self) -> &FolioRef<'a, R> {
-        &this.folio
+    pub fn folio(&self) -> &FolioRef<'a, R> {
+        &self.folio
     }
 
     /// Moves `k` of the pins into a new handle, keeping the rest.
@@ -220,10 +219,10 @@ impl<'a, R: FolioRelease> PinnedFolio<'a, R> {
     /// # Errors
     /// `None`, with every pin kept here, if `k` is not below
     /// [`PinnedFolio::nr_pins`].
-    pub fn split_off(this: &mut Self, k: NonZeroU32) -> Option<PinnedFolio<'a, R>> {
-        let rest = NonZeroU32::new(this.pins.get().checked_sub(k.get())?)?;
-        this.pins = rest;
-        let folio = FolioRef::from_counted(this.folio.owner(), this.folio.head());
+    pub fn split_off(&mut self, k: NonZeroU32) -> Option<PinnedFolio<'a, R>> {
+        let rest = NonZeroU32::new(self.pins.get().checked_sub(k.get())?)?;
+        self.pins = rest;
+        let folio = FolioRef::from_counted(self.folio.owner(), self.folio.head());
         Some(PinnedFolio { folio: ManuallyDrop::new(folio), pins: k })
     }
 
@@ -233,15 +232,15 @@ impl<'a, R: FolioRelease> PinnedFolio<'a, R> {
     /// # Errors
     /// `other`, unchanged, if it pins another folio or the sum would not
     /// fit a `u32`.
-    pub fn merge(this: &mut Self, other: PinnedFolio<'a, R>) -> Result<(), PinnedFolio<'a, R>> {
-        if !core::ptr::eq(this.folio.head(), other.folio.head()) {
+    pub fn merge(&mut self, other: PinnedFolio<'a, R>) -> Result<(), PinnedFolio<'a, R>> {
+        if !core::ptr::eq(self.folio.head(), other.folio.head()) {
             return Err(other);
         }
-        let Some(sum) = this.pins.checked_add(other.pins.get()) else {
+        let Some(sum) = self.pins.checked_add(other.pins.get()) else {
             return Err(other);
         };
         core::mem::forget(other);
-        this.pins = sum;
+        self.pins = sum;
         Ok(())
     }
 }

@@ -19,10 +19,8 @@ use core::ops::Deref;
 /// `n` counted references to one folio (`n >= 1`).
 ///
 /// Derefs to a [`FolioRef`] for the folio's queries and contents (one of
-/// the `n` references, borrowed); its own functions are associated
-/// (`FolioRefs::nr_refs(&refs)`), so they never hide the folio's. Drop
-/// puts all `n` in one atomic subtraction; the last put frees the folio,
-/// as [`FolioRef`]'s does.
+/// the `n` references, borrowed). Drop puts all `n` in one atomic
+/// subtraction; the last put frees the folio, as [`FolioRef`]'s does.
 #[must_use]
 pub struct FolioRefs<'a, R: FolioRelease> {
     /// One of the references, as a handle that is never dropped on its own.
@@ -84,13 +82,13 @@ impl<'a, R: FolioRelease> FolioRefs<'a, R> {
     }
 
     /// How many references this handle holds.
-    pub fn nr_refs(this: &Self) -> NonZeroU32 {
-        this.refs
+    pub fn nr_refs(&self) -> NonZeroU32 {
+        self.refs
     }
 
     /// One of the references, borrowed: the folio's queries and contents.
-    pub fn folio(this: &Self) -> &FolioRef<'a, R> {
-        &this.folio
+    pub fn folio(&self) -> &FolioRef<'a, R> {
+        &self.folio
     }
 
     /// Moves `k` of the references into a new handle, keeping the rest.
@@ -98,16 +96,16 @@ impl<'a, R: FolioRelease> FolioRefs<'a, R> {
     /// # Errors
     /// `self` keeps all of them and `None` comes back if `k` is not below
     /// [`FolioRefs::nr_refs`] (a handle never holds 0).
-    pub fn split_off(this: &mut Self, k: NonZeroU32) -> Option<FolioRefs<'a, R>> {
-        let rest = NonZeroU32::new(this.refs.get().checked_sub(k.get())?)?;
-        this.refs = rest;
-        Some(Self::from_counted(this.folio.owner(), this.folio.head(), k))
+    pub fn split_off(&mut self, k: NonZeroU32) -> Option<FolioRefs<'a, R>> {
+        let rest = NonZeroU32::new(self.refs.get().checked_sub(k.get())?)?;
+        self.refs = rest;
+        Some(Self::from_counted(self.folio.owner(), self.folio.head(), k))
     }
 
     /// Moves one reference out as a [`FolioRef`], if this handle holds more
     /// than one.
-    pub fn split_one(this: &mut Self) -> Option<FolioRef<'a, R>> {
-        let one = Self::split_off(this, NonZeroU32::MIN)?;
+    pub fn split_one(&mut self) -> Option<FolioRef<'a, R>> {
+        let one = self.split_off(NonZeroU32::MIN)?;
         let (owner, head, _) = one.into_parts();
         Some(FolioRef::from_counted(owner, head))
     }
@@ -119,15 +117,15 @@ impl<'a, R: FolioRelease> FolioRefs<'a, R> {
     /// `other`, unchanged, if it names another folio or the sum would not
     /// fit a `u32` (it cannot pass [`REF_MAX`] legitimately: both are
     /// counted).
-    pub fn merge(this: &mut Self, other: FolioRefs<'a, R>) -> Result<(), FolioRefs<'a, R>> {
-        if !core::ptr::eq(this.folio.head(), other.folio.head()) {
+    pub fn merge(&mut self, other: FolioRefs<'a, R>) -> Result<(), FolioRefs<'a, R>> {
+        if !core::ptr::eq(self.folio.head(), other.folio.head()) {
             return Err(other);
         }
-        let Some(sum) = this.refs.checked_add(other.refs.get()) else {
+        let Some(sum) = self.refs.checked_add(other.refs.get()) else {
             return Err(other);
         };
         let _ = other.into_parts();
-        this.refs = sum;
+        self.refs = sum;
         Ok(())
     }
 }

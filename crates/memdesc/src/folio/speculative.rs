@@ -154,7 +154,7 @@ pub fn try_get_refs<'a, R: FolioRelease>(
 
     // P1.5: the caller's source recheck.
     #[cfg(not(memdesc_mutant = "no_source_recheck"))]
-    if !recheck_source(FolioRefs::folio(&folio)) {
+    if !recheck_source(folio.folio()) {
         drop(folio);
         return Err(GetError::SourceChanged);
     }

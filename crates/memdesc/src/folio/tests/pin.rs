@@ -1,7 +1,7 @@
 //! Multi-reference gets, `FolioRefs` and pins (P1 generalised, P6).
 
 use super::*;
-use crate::folio::{PinFailed, PinnedFolio, RefOverflow};
+use crate::folio::{PinFailed, RefOverflow};
 use std::vec::Vec;
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -13,7 +13,7 @@ fn try_get_refs_adds_every_reference_in_one_get() {
     node(|n| {
         let folio = n.alloc(Order::TWO, Gfp::USER).unwrap();
         let refs = try_get_refs(n, folio.pfn().add(3), nz(3), |_| true).unwrap();
-        assert_eq!((refs.pfn(), FolioRefs::nr_refs(&refs).get()), (folio.pfn(), 3));
+        assert_eq!((refs.pfn(), refs.nr_refs().get()), (folio.pfn(), 3));
         assert_eq!(folio.ref_count(), 4);
         drop(refs);
         assert_eq!(folio.ref_count(), 1);
@@ -66,18 +66,18 @@ fn folio_refs_split_merge_and_convert() {
         let folio = n.alloc(Order::ZERO, Gfp::USER).unwrap();
         let mut refs = folio.try_clone_refs(nz(4)).unwrap();
         assert_eq!(folio.ref_count(), 5);
-        assert!(FolioRefs::split_off(&mut refs, nz(4)).is_none(), "a handle never holds 0");
-        let two = FolioRefs::split_off(&mut refs, nz(2)).unwrap();
-        let one = FolioRefs::split_one(&mut refs).unwrap();
-        assert_eq!((FolioRefs::nr_refs(&refs).get(), FolioRefs::nr_refs(&two).get()), (1, 2));
-        assert!(FolioRefs::split_one(&mut refs).is_none());
+        assert!(refs.split_off(nz(4)).is_none(), "a handle never holds 0");
+        let two = refs.split_off(nz(2)).unwrap();
+        let one = refs.split_one().unwrap();
+        assert_eq!((refs.nr_refs().get(), two.nr_refs().get()), (1, 2));
+        assert!(refs.split_one().is_none());
         let two = FolioRef::try_from(two).unwrap_err();
         let last = FolioRef::try_from(refs).unwrap();
         let mut back = FolioRefs::from(last);
-        FolioRefs::merge(&mut back, two).unwrap();
-        assert_eq!(FolioRefs::nr_refs(&back).get(), 3);
+        back.merge(two).unwrap();
+        assert_eq!(back.nr_refs().get(), 3);
         let other = n.alloc(Order::ZERO, Gfp::USER).unwrap();
-        let stranger = FolioRefs::merge(&mut back, FolioRefs::from(other)).unwrap_err();
+        let stranger = back.merge(FolioRefs::from(other)).unwrap_err();
         assert_ne!(stranger.pfn(), folio.pfn());
         drop((back, one, stranger));
         assert_eq!(folio.ref_count(), 1);
@@ -100,12 +100,12 @@ fn pin_of_a_small_folio_is_the_bias() {
         let folio = n.alloc(Order::ZERO, Gfp::USER).unwrap();
         assert!(!folio.maybe_dma_pinned());
         let pinned = try_get_refs(n, folio.pfn(), nz(2), |_| true).unwrap().into_pins().unwrap();
-        assert_eq!(PinnedFolio::nr_pins(&pinned).get(), 2);
+        assert_eq!(pinned.nr_pins().get(), 2);
         assert_eq!(folio.ref_count(), 1 + 2 * GUP_PIN_COUNTING_BIAS);
         assert_eq!(folio.head().pincount.load(crate::sync::Ordering::Relaxed), 0, "small folios have no pincount");
         assert!(folio.maybe_dma_pinned() && pinned.maybe_dma_pinned());
         let mut pinned = pinned;
-        let one = PinnedFolio::split_off(&mut pinned, ONE).unwrap();
+        let one = pinned.split_off(ONE).unwrap();
         drop(pinned);
         assert_eq!(folio.ref_count(), 1 + GUP_PIN_COUNTING_BIAS);
         drop(one);
@@ -125,9 +125,9 @@ fn pin_of_a_large_folio_counts_pins_exactly() {
         // Plain references never look like pins on a large folio.
         let plain = folio.try_clone_refs(nz(2000)).unwrap();
         let mut pinned = pinned;
-        let mut two = PinnedFolio::split_off(&mut pinned, nz(2)).unwrap();
-        assert!(PinnedFolio::merge(&mut two, pinned).is_ok());
-        assert_eq!(PinnedFolio::nr_pins(&two).get(), 3);
+        let mut two = pinned.split_off(nz(2)).unwrap();
+        assert!(two.merge(pinned).is_ok());
+        assert_eq!(two.nr_pins().get(), 3);
         drop(two);
         assert_eq!((folio.ref_count(), pincount()), (2001, 0));
         assert!(!folio.maybe_dma_pinned(), "exact for large folios");
@@ -153,7 +153,7 @@ fn pin_taken_from_a_held_reference() {
         let pin = folio.clone().try_pin().unwrap();
         let more = folio.try_clone_refs(nz(2)).unwrap().into_pins().unwrap();
         let pincount = folio.head().pincount.load(crate::sync::Ordering::Relaxed);
-        assert_eq!((PinnedFolio::nr_pins(&pin).get() + PinnedFolio::nr_pins(&more).get(), pincount), (3, 3));
+        assert_eq!((pin.nr_pins().get() + more.nr_pins().get(), pincount), (3, 3));
         drop((pin, more));
         assert_eq!(folio.ref_count(), 1);
     });
@@ -170,7 +170,7 @@ fn pins_on_a_small_folio_stop_before_the_overflow_band() {
         let err = folio.clone().try_pin().unwrap_err();
         assert_eq!(err.reason, PinFailed::Overflow { pfn: folio.pfn(), refcount: seen + 1, pins: 1 });
         let (refs, _) = err.into_parts();
-        assert_eq!(FolioRefs::nr_refs(&refs).get(), 1, "the reference comes back");
+        assert_eq!(refs.nr_refs().get(), 1, "the reference comes back");
         drop(refs);
         assert_eq!(folio.ref_count(), seen, "a refused pin adds nothing");
         drop((pin, filler));
