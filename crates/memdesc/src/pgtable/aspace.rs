@@ -27,6 +27,7 @@ use crate::folio::{decode_compound, Order};
 use crate::memmap::{FrameReader, FrameWriter, Page, Pfn, PAGE_SIZE};
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
+use core::num::NonZeroU32;
 
 /// Bytes a PMD leaf maps: 2 MiB (32 KiB under the model checker).
 pub const HUGE_SIZE: u64 = HUGE_FRAMES * PAGE_SIZE as u64;
@@ -65,6 +66,8 @@ pub enum MmError {
     TooManyMappings,
     /// A table frame could not be allocated.
     NoMemory(AllocError),
+    /// A folio's reference count would pass the overflow band.
+    RefOverflow(Pfn),
 }
 
 impl fmt::Display for MmError {
@@ -77,6 +80,7 @@ impl fmt::Display for MmError {
             Self::NoSpace(len) => write!(f, "no free range of {len:#x} bytes"),
             Self::TooManyMappings => f.write_str("too many mappings"),
             Self::NoMemory(e) => write!(f, "no memory for a page table: {e}"),
+            Self::RefOverflow(pfn) => write!(f, "folio {pfn} has too many references"),
         }
     }
 }
@@ -331,21 +335,29 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let Entry::Page { pfn: head, prot, huge: true } = store.load(pmd_table, index, Level::Pmd) else {
             return Ok(false);
         };
+        // The PMD's one reference becomes one per PTE: the 511 new ones in
+        // one add, taken first so that a refusal changes nothing.
+        // SAFETY: the PMD leaf owns this reference; it is given back at once
+        // (into_raw below), now shared by the PTEs.
+        let folio = unsafe { take_mapping_ref(self.mmu.node(), head) };
+        let more = NonZeroU32::new(ENTRIES_PER_TABLE as u32 - 1).expect("tables have many entries");
+        let refs = folio.try_clone_refs(more).map_err(|e| MmError::RefOverflow(e.pfn));
+        let _ = folio.into_raw();
+        let refs = refs?;
         // P4.1: a new table, filled completely while no walker can reach it.
-        let pte = store.alloc_table().map_err(MmError::NoMemory)?;
+        let pte = match store.alloc_table() {
+            Ok(pte) => pte,
+            Err(e) => {
+                drop(refs);
+                return Err(MmError::NoMemory(e));
+            }
+        };
         self.mmu.count(MmEvent::PgtableAlloc, 1);
         for i in 0..ENTRIES_PER_TABLE {
             store.fill(pte, i, Entry::Page { pfn: head.add(i as u64), prot, huge: false });
         }
-        // The PMD's one reference becomes one per PTE, and its one
-        // mapping one per PTE: entire-mapcount down, total up.
-        // SAFETY: the PMD leaf owns this reference; it is given back at once
-        // below (into_raw), now shared by the PTEs.
-        let folio = unsafe { take_mapping_ref(self.mmu.node(), head) };
-        for _ in 1..ENTRIES_PER_TABLE {
-            let _ = folio.clone().into_raw();
-        }
-        let _ = folio.into_raw();
+        let _ = refs.into_raw();
+        // The one mapping becomes 512: entire-mapcount down, total up.
         let map = self.mmu.node().memmap();
         map_count(map.page(head).expect("mapped head"), ENTRIES_PER_TABLE as i32 - 1);
         map_count(map.page(head.add(1)).expect("huge folio tail"), -1);
