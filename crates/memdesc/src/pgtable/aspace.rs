@@ -25,7 +25,7 @@ use super::vma::{TooManyVmas, Vma, Vmas};
 use crate::buddy::{AllocError, Gfp};
 use crate::folio::{decode_compound, Order};
 use crate::memmap::{FrameReader, FrameWriter, Page, Pfn, PAGE_SIZE};
-use crate::sync::{Ordering, SpinLock};
+use crate::sync::{Ordering, SpinLock, StatWord};
 use core::fmt;
 use core::num::NonZeroU32;
 
@@ -155,6 +155,9 @@ pub struct AddressSpace<'m, 'a> {
     root: Pfn,
     /// The areas; the lock also serialises every entry store.
     vmas: SpinLock<Vmas>,
+    /// Table frames in the tree (root included), changed under the lock:
+    /// the audit finds exactly this many, each reached once.
+    tables: StatWord,
 }
 
 impl fmt::Debug for AddressSpace<'_, '_> {
@@ -182,7 +185,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     pub fn new(mmu: &'m Mmu<'a>) -> Result<Self, MmError> {
         let root = mmu.store.alloc_table().map_err(MmError::NoMemory)?;
         mmu.count(MmEvent::PgtableAlloc, 1);
-        Ok(Self { mmu, asid: mmu.new_asid(), root, vmas: SpinLock::new(Vmas::new()) })
+        Ok(Self { mmu, asid: mmu.new_asid(), root, vmas: SpinLock::new(Vmas::new()), tables: StatWord::new(1) })
     }
 
     /// The MMU this address space uses.
@@ -352,7 +355,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 return Err(MmError::NoMemory(e));
             }
         };
-        self.mmu.count(MmEvent::PgtableAlloc, 1);
+        self.table_added(1);
         for i in 0..ENTRIES_PER_TABLE {
             store.fill(pte, i, Entry::Page { pfn: head.add(i as u64), prot, huge: false });
         }
@@ -367,6 +370,19 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         gather.cover(base, base + HUGE_SIZE);
         self.mmu.count(MmEvent::ThpSplitPmd, 1);
         Ok(true)
+    }
+
+    /// Counts a table frame entering (1) or leaving (-1) the tree; called
+    /// under the lock (or from `new` and `drop`, which own the tree).
+    fn table_added(&self, delta: i64) {
+        if delta > 0 {
+            self.mmu.count(MmEvent::PgtableAlloc, delta as u64);
+        }
+        // Relaxed: written only under the address-space lock, which orders
+        // the load and the store; the audit reads it under that lock.
+        let now = self.tables.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        self.tables.store(now.wrapping_add(delta as u64), Ordering::Relaxed);
     }
 
     /// The PMD table and index for `va`, if the upper tables exist.
@@ -392,7 +408,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 Entry::Table(next) => next,
                 _ => {
                     let next = store.alloc_table()?;
-                    self.mmu.count(MmEvent::PgtableAlloc, 1);
+                    self.table_added(1);
                     // P4.2: the empty table, published.
                     store.publish(table, index, Entry::Table(next));
                     next
@@ -467,6 +483,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                     store.clear(table, index, level);
                     // SAFETY: we just cleared the one entry that owned it.
                     unsafe { gather.free_table(child) };
+                    self.table_added(-1);
                 }
             }
             va = slot_start + size;
@@ -521,7 +538,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                     }
                 }
                 let pte = store.alloc_table().map_err(|_| Fault::NoMemory(va))?;
-                self.mmu.count(MmEvent::PgtableAlloc, 1);
+                self.table_added(1);
                 store.publish(pmd_table, pmd_index, Entry::Table(pte));
                 pte
             }
@@ -720,6 +737,12 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let mut audit = AsAudit::default();
         let mut run = Run::default();
         self.audit_table(self.root, Level::Pgd, 0, &mut audit, &mut run);
+        // Every table in the tree reached exactly once: a table linked twice
+        // (or a leaked one) makes the counts differ.
+        // Relaxed: written under the lock we hold.
+        if audit.tables != self.tables.load(Ordering::Relaxed) {
+            violation(&mut audit, 0);
+        }
         audit
     }
 
