@@ -261,6 +261,32 @@ fn rcu_barrier_waits_for_callbacks() {
     check_model(barrier_waits_for_callbacks);
 }
 
+/// A head queued by a non-CPU thread and run by CPU 0's barrier is queued
+/// again by CPU 1 as soon as it is free: the claim (RCU.7's Acquire CAS)
+/// must see the previous run's read of the callback cell (RCU.8's Release
+/// store of the link), or the two race on it.
+fn head_requeued_by_another_cpu() {
+    init();
+    RCU.call_rcu(&HEADS[0], &mark).unwrap();
+    let first = on_cpu(Some(0), || RCU.barrier());
+    // The head is free once its run has begun (the callback owns it), so
+    // the second run may overlap the first: it marks nothing.
+    let second = on_cpu(Some(1), || {
+        while RCU.call_rcu(&HEADS[0], &|_: &RcuHead<'_>| ()).is_err() {
+            thread::yield_now();
+        }
+        RCU.barrier();
+    });
+    first.join().unwrap();
+    second.join().unwrap();
+    assert_marked(0);
+}
+
+#[test]
+fn rcu_head_requeued_by_another_cpu() {
+    check_model(head_requeued_by_another_cpu);
+}
+
 /// The reader's fence removed (RCU.1): store buffering lets the scan miss
 /// the reader while the reader misses the unpublish.
 #[cfg(memdesc_mutant = "rcu_reader_no_barrier")]
