@@ -224,6 +224,34 @@ fn rcu_reader_races_call_rcu() {
     check_model(reader_races_call_rcu);
 }
 
+/// CPU 0 reports a quiescent state and then enters a section while CPU 1
+/// frees through `call_rcu`. The scan may end the GP on the report while
+/// the section is open, so the section must see the unpublish through the
+/// report's load of `gp_seq` (RCU.3's Release, RCU.6). Unlike
+/// `section_after_report_races_synchronize`, the GP's start (in a poll)
+/// and its first scan (in a later poll) are apart, so loom can run the
+/// report and the section between them, where a C11 execution places them
+/// and loom's SC fences otherwise hide the stale read.
+fn section_after_report_races_call_rcu() {
+    init();
+    let reader = on_cpu(Some(0), || {
+        RCU.quiescent(CpuId(0));
+        read_object();
+    });
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.call_rcu(&HEADS[0], &free_object_callback).unwrap();
+        RCU.barrier();
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+#[test]
+fn rcu_section_after_report_races_call_rcu() {
+    check_model(section_after_report_races_call_rcu);
+}
+
 fn mark(head: &RcuHead<'_>) {
     // SAFETY: the model's claim: the barrier orders this write before the
     // reads that follow it; loom checks it.
