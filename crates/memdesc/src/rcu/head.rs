@@ -170,6 +170,40 @@ impl<'n, F: Fn(FrozenFolio<'n>) + Sync> FrameCallback<'n> for F {
 /// the node that owns them and the callback that receives them. Lives as
 /// long as any frame queued with it (a field of the address space, a
 /// static).
+///
+/// # Examples
+/// Free a page-table frame once no lockless walker can still read it (P5).
+///
+/// ```
+/// use memdesc::{FrameReturn, FrozenFolio, Gfp, MemoryLayout, Node, NodeConfig, Order, PageType};
+/// use memdesc::{PhysAddr, PhysRange, Rcu, RcuConfig, SpinPlatform, PAGE_SIZE};
+///
+/// #[repr(C, align(4096))]
+/// struct Frame([u8; PAGE_SIZE]);
+/// let mut frames: Vec<Frame> = (0..256).map(|_| Frame([0; PAGE_SIZE])).collect();
+/// // SAFETY: one live, exclusively borrowed allocation of 256 frames.
+/// let memory = unsafe { std::slice::from_raw_parts_mut(frames.as_mut_ptr().cast::<u8>(), 256 * PAGE_SIZE) };
+/// let ram = [PhysRange::new(0, 256 * PAGE_SIZE as u64)];
+/// let layout = MemoryLayout { ram: &ram, reserved: &[] };
+/// let node = Node::boot(memory, PhysAddr(0), &layout, NodeConfig::default(), &SpinPlatform)
+///     .map_err(memdesc::BootFailed::into_error)?;
+///
+/// // The callback owns the frame again: dropping it frees it.
+/// let free = |table: FrozenFolio<'_>| drop(table);
+/// let tables = FrameReturn::new(node, &free);
+/// let rcu = Rcu::new(&SpinPlatform, RcuConfig::default())?;
+///
+/// let table = node.alloc_frozen(Order::ZERO, Gfp::KERNEL.zeroed().typed(PageType::PageTable))?;
+/// let walker = rcu.read_lock(); // a lockless walk that may still read the table
+/// // ... the table is unlinked from its parent entry ...
+/// rcu.call_rcu_frame(table, &tables).map_err(|(_, e)| e)?;
+/// rcu.poll();
+/// assert_eq!(node.audit().allocated, 1, "freed under the walker");
+/// drop(walker);
+/// rcu.barrier();
+/// assert_eq!(node.audit().allocated, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct FrameReturn<'n> {
     /// Private, so that only `call_rcu_frame` can queue a head with it: its
     /// `invoke` trusts the head to name a frozen folio of `node`.
