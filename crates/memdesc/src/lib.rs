@@ -78,7 +78,9 @@
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![warn(missing_docs)]
 
-#[cfg(test)]
+// Tests use std; so does the model checker (loom, and the pgtable layer's
+// shadow of table entries under it).
+#[cfg(any(test, memdesc_loom))]
 extern crate std;
 
 pub mod buddy;

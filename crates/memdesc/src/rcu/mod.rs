@@ -33,11 +33,12 @@
 //! `&dyn` [`RcuCallback`], so it carries its context (a plain `fn` is one).
 //! [`Rcu::call_rcu_frame`] defers a frozen folio (a page-table frame, P5)
 //! with the head written into the folio's own descriptor owner words, and
-//! hands the folio back to a [`FrameCallback`] after the grace period. Each CPU (and the non-CPU
-//! threads together) has its own FIFO queue of two segments, `next` (no GP
-//! yet) and `wait` (waiting for GP `g`); whoever polls the queue
-//! ([`Rcu::quiescent`] on that CPU, [`Rcu::poll`], [`Rcu::barrier`]) runs
-//! the `wait` segment once its GP is over and starts a GP for `next`.
+//! hands the folio back to a [`FrameCallback`] after the grace period.
+//! Each CPU (and the non-CPU threads together) has its own FIFO queue of
+//! two segments, `next` (no GP yet) and `wait` (waiting for GP `g`);
+//! whoever polls the queue ([`Rcu::quiescent`] on that CPU, [`Rcu::poll`],
+//! [`Rcu::barrier`]) runs the `wait` segment once its GP is over and starts
+//! a GP for `next`.
 //! [`Rcu::barrier`] waits until every callback queued before it has run.
 //!
 //! **Stalls**: a CPU found busy (a section open, no report) by
@@ -440,6 +441,9 @@ impl<'a> Rcu<'a> {
 
 impl Drop for RcuReadGuard<'_, '_> {
     fn drop(&mut self) {
+        if crate::sync::model_unwinding() {
+            return;
+        }
         // RCU.2. Release: pairs with the Acquire loads of the scan (RCU.5):
         // this section's reads happen before the free that follows the GP.
         self.rcu.reader_counter(self.cpu).fetch_sub(1, Ordering::Release);
