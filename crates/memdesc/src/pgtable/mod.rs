@@ -10,12 +10,13 @@
 
 mod aspace;
 mod entry;
-mod gather;
+pub(crate) mod gather;
 mod mmu;
 mod table;
 mod tlb;
 mod vma;
 
+pub(crate) use aspace::map_count;
 pub use aspace::{AddressSpace, AsAudit, Fault, Leaf, MmError, HUGE_SIZE, USER_END, USER_START};
 pub use entry::{Entry, EntryError, Level, Prot, ENTRIES_PER_TABLE, HUGE_FRAMES, MAX_ENTRY_PFN, TABLE_BITS};
 pub use mmu::{MmEvent, Mmu};
@@ -23,6 +24,8 @@ pub use tlb::TLB_ENTRIES;
 pub use vma::{Vma, MAX_VMAS};
 
 #[cfg(all(test, memdesc_loom))]
-mod loom;
+pub(crate) mod loom;
+#[cfg(all(test, not(memdesc_loom)))]
+mod proptests;
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
