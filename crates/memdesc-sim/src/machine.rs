@@ -12,7 +12,7 @@ use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
 use crate::workload::{mixed, WorkerContext, WorkerResult};
-use memdesc::{CpuId, FrameReturn, FrozenFolio, Node, NodeConfig, Rcu, RcuConfig};
+use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, ScopedJoinHandle};
@@ -99,8 +99,8 @@ pub fn run_interruptible(
     let platform = SimPlatform::new(config.cpus + 1);
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
     // Page-table frames the CPUs free go through RCU (P5) and come back
-    // here, to be freed, after their grace period.
-    let table_return = FrameReturn::new(node, &free_table_frame);
+    // to the page-table layer's freer after their grace period.
+    let table_return = Mmu::table_return(node);
     let rcu = Rcu::new(&platform, RcuConfig::default()).map_err(SimError::Rcu)?;
     let counters: Vec<PaddedCounter> = (0..config.cpus).map(|_| PaddedCounter::default()).collect();
     let shared = Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, counters: &counters };
@@ -126,15 +126,9 @@ struct Shared<'m> {
     node: &'m Node<'m>,
     platform: &'m SimPlatform,
     rcu: &'m Rcu<'m>,
-    table_return: &'m FrameReturn<'m>,
+    table_return: &'m TableReturn<'m>,
     /// Each workload CPU's progress counter.
     counters: &'m [PaddedCounter],
-}
-
-/// The RCU callback of page-table frames: the grace period is over, so no
-/// walker can still read the frame; free it.
-fn free_table_frame(folio: FrozenFolio<'_>) {
-    drop(folio);
 }
 
 /// Starts every CPU thread, reports progress until they all end, and
