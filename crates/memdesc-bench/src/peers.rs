@@ -114,6 +114,42 @@ pub fn pcp_pair_atomics_loop(iters: u64) -> Duration {
     })
 }
 
+/// The atomics GUP-fast pins and unpins one order-0 folio with, and nothing
+/// else: the speculative get's CAS loop (P1.3), the pin bias added by a
+/// second CAS loop (P6.4), the unpin's one `fetch_sub` of the whole bias
+/// (P6.6), and the `fetch_add` that counts the run's unpin
+/// (`nr_foll_pin_released`).
+#[inline(never)]
+pub fn gup_pin_atomics_loop(iters: u64) -> Duration {
+    let refcount = Padded(AtomicU64::new(1));
+    let stat = Padded(AtomicU64::new(0));
+    let (refcount, stat) = black_box((&refcount.0, &stat.0));
+    time_loop(iters, || {
+        cas_increment(refcount);
+        // Relaxed: refs.rs try_add_held's orderings, made from a held
+        // reference.
+        let mut count = refcount.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        while let Err(actual) =
+            refcount.compare_exchange_weak(count, count + 1023, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            count = actual;
+        }
+        // Release: the put it stands for.
+        refcount.fetch_sub(1024, Ordering::Release);
+        // Relaxed: a statistic, as Mmu::count.
+        stat.fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+/// Zeroes `buf` (a `memset`, as the node's zeroing is) once per iteration.
+#[inline(never)]
+pub fn zero_loop(buf: &mut [u8], iters: u64) -> Duration {
+    time_loop(iters, || {
+        black_box(&mut *buf).fill(0);
+    })
+}
+
 /// `threads` threads, each `fetch_add`ing its own counter `iters` times;
 /// returns the wall time. The machine's scaling ceiling for P5.
 pub fn private_fetch_add_threads(threads: usize, iters: u64) -> Duration {
