@@ -31,7 +31,18 @@ pub const HUGE_PAGES: u64 = HUGE_SIZE / PAGE;
 /// table frame or any other frame is still allocated (the workloads would
 /// then have leaked, and their figures would time a broken path).
 pub fn with_mmu<R>(f: impl for<'m, 'a> FnOnce(&'m Mmu<'a>) -> R) -> Result<R, Box<dyn Error>> {
-    ours::with_node(NodeConfig::default(), |node, platform| {
+    with_mmu_config(NodeConfig::default(), f)
+}
+
+/// [`with_mmu`] over a node booted with `config`.
+///
+/// # Errors
+/// As [`with_mmu`].
+pub fn with_mmu_config<R>(
+    config: NodeConfig,
+    f: impl for<'m, 'a> FnOnce(&'m Mmu<'a>) -> R,
+) -> Result<R, Box<dyn Error>> {
+    ours::with_node(config, |node, platform| {
         // The frame return before the RCU: the RCU's queued frames must not
         // outlive it.
         let tables = Mmu::table_return(node);
