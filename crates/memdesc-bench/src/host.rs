@@ -16,10 +16,18 @@
 //!   `/sys/kernel/mm/transparent_hugepage/enabled`, and both go in the
 //!   note, so a row measured without THPs says so.
 //!
-//! No `unsafe`: memmap2's anonymous maps and `advise_range` are safe, and
-//! the writes go through the map's slice.
+//!
+//! For goal T1 it also measures the host's PMD split the way performance.md
+//! §3 did: `MADV_DONTNEED` of one 4 KiB page inside a freshly faulted THP
+//! ([`dontneed_in_thp_loop`]), minus the same call on a 4 KiB page of a
+//! small-page region ([`dontneed_small_loop`]). Linux splits the PMD there
+//! and queues the folio for a deferred split: the figure is the PMD split
+//! alone.
+//!
+//! The only `unsafe` is the `MADV_DONTNEED` call ([`dontneed`]); the maps,
+//! the safe advice and the writes go through memmap2's safe API.
 
-use memmap2::{Advice, MmapMut, MmapOptions};
+use memmap2::{Advice, MmapMut, MmapOptions, UncheckedAdvice};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -62,6 +70,78 @@ pub fn touch_2m_loop(iters: u64, error: &mut Option<io::Error>, regions: &mut u6
         *regions += 1;
     }
     total
+}
+
+/// Times, per iteration, `MADV_DONTNEED` of one 4 KiB page inside a fresh
+/// 2 MiB aligned region whose first write (outside the clock) faulted in a
+/// THP, counting the regions in `regions`; the first host error is kept in
+/// `error` and ends the loop.
+pub fn dontneed_in_thp_loop(iters: u64, error: &mut Option<io::Error>, regions: &mut u64) -> Duration {
+    dontneed_loop(iters, error, |total, error| {
+        let result = dontneed_once(2 * HUGE, HUGE, Advice::HugePage).map(|t| *total += t);
+        *regions += 1;
+        result.map_err(|e| *error = Some(e)).is_ok()
+    })
+}
+
+/// Times, per iteration, `MADV_DONTNEED` of one faulted 4 KiB page of a
+/// small-page region (`MADV_NOHUGEPAGE`): the baseline of
+/// [`dontneed_in_thp_loop`].
+pub fn dontneed_small_loop(iters: u64, error: &mut Option<io::Error>) -> Duration {
+    dontneed_loop(iters, error, |total, error| {
+        dontneed_once(2 * PAGE, 0, Advice::NoHugePage).map(|t| *total += t).map_err(|e| *error = Some(e)).is_ok()
+    })
+}
+
+/// Runs `once` up to `iters` times, stopping at its first failure; returns
+/// the time it summed.
+fn dontneed_loop(
+    iters: u64,
+    error: &mut Option<io::Error>,
+    mut once: impl FnMut(&mut Duration, &mut Option<io::Error>) -> bool,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        if error.is_some() || !once(&mut total, error) {
+            break;
+        }
+    }
+    total
+}
+
+/// Maps `map_len` bytes, advises the 2 MiB (or, with `align` 0, one page)
+/// at the first `align` boundary with `advice`, writes its first page
+/// (outside the clock), times `MADV_DONTNEED` of its second page, and
+/// unmaps.
+fn dontneed_once(map_len: usize, align: usize, advice: Advice) -> io::Result<Duration> {
+    let mut map: MmapMut = MmapOptions::new().len(map_len).map_anon()?;
+    let (offset, len) = if align == 0 {
+        (0, map_len)
+    } else {
+        (map.as_ptr().addr().next_multiple_of(align) - map.as_ptr().addr(), HUGE)
+    };
+    map.advise_range(advice, offset, len)?;
+    map[offset] = 1;
+    map[offset + PAGE] = 1;
+    std::hint::black_box(&mut map[offset..offset + 2 * PAGE]);
+    let start = Instant::now();
+    dontneed(&map, offset + PAGE, PAGE)?;
+    let elapsed = start.elapsed();
+    drop(map);
+    Ok(elapsed)
+}
+
+/// `MADV_DONTNEED` of `len` bytes at `offset` of `map`.
+#[allow(unsafe_code)]
+fn dontneed(map: &MmapMut, offset: usize, len: usize) -> io::Result<()> {
+    // unchecked_advise_range's duty: the advice must not break what Rust
+    // assumes of the memory. MADV_DONTNEED on a private anonymous map
+    // leaves it mapped and reads it back as zeroes afterwards; the shared
+    // borrow of `map` here is the only one live, and no reference into the
+    // bytes survives the call, so nothing observes the bytes changing.
+    // SAFETY: that duty, discharged above; offset and len lie inside the map
+    // (dontneed_once).
+    unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len) }
 }
 
 /// What the host gave the 2 MiB probe, from `thp_fault_alloc` and
@@ -151,6 +231,17 @@ mod tests {
         let text = "thp_fault_alloc 12\nthp_fault_fallback_charge 7\nthp_fault_fallback 3\n";
         assert_eq!(parse_thp_events(text), (12, 3));
         assert_eq!(parse_thp_events("nr_free_pages 5\n"), (0, 0));
+    }
+
+    #[test]
+    fn dontneed_leaves_the_page_zero_and_is_timed() {
+        let mut map = MmapOptions::new().len(2 * PAGE).map_anon().unwrap();
+        map[PAGE] = 7;
+        dontneed(&map, PAGE, PAGE).unwrap();
+        assert_eq!(map[PAGE], 0, "the page reads back as zero after MADV_DONTNEED");
+        let mut error = None;
+        assert!(dontneed_small_loop(2, &mut error) > Duration::ZERO);
+        assert!(error.is_none());
     }
 
     #[test]
