@@ -183,18 +183,22 @@ pub const GOALS: &[Goal] = &[
         ratio_definition: "ours per page / fetch_add",
         limit: "Each order-0 page is its own folio, so each costs the P1 get's CAS loop, the pin \
                 bias's second CAS loop (P6.4: into_pins adds the bias to a held reference with a \
-                CAS, where a fetch_add would do), the unpin's fetch_sub, and, per run, the \
-                `nr_foll_pin_released` count, which Mmu::count makes with a locked fetch_add on a \
-                StatWord (whose own doc asks for load + store): four locked RMWs per page against a \
+                CAS loop, where one fetch_add would do), the unpin's fetch_sub, and, per run, the \
+                `nr_foll_pin_released` count, which Mmu::count makes with a locked fetch_add (the \
+                StatWord doc asks for a per-CPU load + store): four locked RMWs per page against a \
                 bound of three fetch_adds. The `gup_pin_atomics` probe times those four alone in \
-                the same run. Around them, per page: the four-level lockless walk, the PTE scan for \
-                a contiguous run (contiguous_ptes, which on physically adjacent order-0 folios \
-                scans ahead to the table's end for every page and gives back the extra \
-                references: quadratic in the batch, see the note), the P6.5 recheck of the PMD and \
-                PTE, the run's slot, and two `dyn Platform` CPU lookups for the counters. Meeting \
-                3x needs the bias added with one fetch_add (the reference is held), the unpin count \
-                per call rather than per run (or a per-CPU load + store), and the contiguity scan \
-                bounded by the folio found (stop at the folio's end, known after the get).",
+                the same run. Around them, per page (about half of ours under perf): two full \
+                four-level walks from the root (the leaf's, and contiguous_ptes' look at the next \
+                PTE), the P6.5 reload of the PMD and the PTE, and the run's slot. Meeting 3x needs \
+                the bias added with one fetch_add (the reference is held), the unpin count once \
+                per call (or per-CPU load + store), and a walk that reads the PMD once per table \
+                and steps through its PTEs (Linux's gup_fast_pte_range). The \
+                `gup_pin_adjacent_small` probe shows a second problem: when the order-0 folios lie \
+                on adjacent frames (as a buddy without pcp lists, or a pcp refill, hands them out), \
+                contiguous_ptes scans ahead to the table's end for every page (a full walk per \
+                PTE) and the extra references are taken and given back: quadratic in the batch. \
+                The scan should stop at the end of the folio found by the get (known after P1.3, \
+                or from the head's order).",
         run: g1,
     },
     Goal {
@@ -215,14 +219,17 @@ pub const GOALS: &[Goal] = &[
         peer_name: "the host kernel's PMD split, same run: MADV_DONTNEED of 4 KiB inside a THP minus the same on a small page (performance.md §3: 8.3 µs)",
         bound: 1.0,
         ratio_definition: "ours / host PMD split (stretch 0.3)",
-        limit: "The split walks the folio's 512 pages several times, each under the address \
-                space's lock: the PMD split fills a PTE table (512 entry stores and a 511-reference \
-                add), SPLIT.2 walks four levels per page to install 512 migration entries, the \
-                frozen split rewrites 512 descriptors, the unfreeze publishes 512 folios one by \
-                one (a Release store each, then a drop), and the remap walks four levels per page \
-                again and makes one mapcount RMW and one Release entry store per page. The \
-                `split_from_ptes` probe is the split without its PMD split (done beforehand), \
-                `split_around` the non-uniform split (10 folios instead of 512).",
+        limit: "The split walks the folio's 512 pages page by page, each under the address \
+                space's lock, and finds each page's PTE from the root: SPLIT.2 calls pmd_slot (a \
+                three-level walk) and loads and decodes the PMD for every page before installing its \
+                migration entry, and the remap does it all again, though one PTE table covers the \
+                whole folio. Under callgrind (--iters 20, toggle-collect on split_folio, about \
+                345 000 instructions per split), pmd_slot and Entry::decode are a third of the \
+                instructions, the remap a third, unfreeze_with (512 folios published and dropped \
+                one by one) a sixth. The `split_around` probe (10 folios instead of 512) costs \
+                about the same, so the per-page table work, not the number of folios, dominates; \
+                `split_from_ptes` shows the PMD split itself is a few µs. Resolving the PTE table \
+                once per 2 MiB and walking its entries in place would remove most of it.",
         run: t1,
     },
     Goal {
