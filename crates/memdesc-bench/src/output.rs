@@ -237,7 +237,10 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
          6.1 ns, CAS loop 11.2 ns, FrameAllocator pair 611 ns and batch 49.6 ns, Heap 2 MiB pair \
          26 ns (with its own region size): probes well above those mean this run was disturbed, \
          and a `fetch_add_2t_private` ratio near 1.0 means the other vCPU was busy, so P5 says \
-         nothing in that run.\n",
+         nothing in that run. The address-space goals (G1, G2, T1, F1, F2) run on a simulated MMU \
+         over a fresh node; setup that is not the operation (faulting what is pinned or split, \
+         unmapping) stays outside the clock, and F1, F2 and T1 time the host kernel's own fault \
+         and PMD split in the same run as their peers.\n",
         info.settings.reps,
         info.settings.target.as_millis()
     );
@@ -294,6 +297,10 @@ valgrind --tool=callgrind --toggle-collect='memdesc_bench::ours::pair_loop' \\
 
 Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loops are \
 `ours::pair_loop` (P1, P3, P4), `ours::batch_loop` (P2; 1000 ops per iteration), \
-`ours::get_put_loop` (R1), and `peers::*_loop` for the peers; `callgrind_annotate --inclusive=yes` \
-breaks a loop down by function.
+`ours::get_put_loop` (R1), `mm::pin_loop` (G1, G2, and G1's probes; 512 pages per iteration), \
+`memdesc::thp::split_folio` (T1: the split alone, without the THP fault and munmap around it), \
+`mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \
+`memdesc::pgtable::aspace::AddressSpace::write` for the faults alone), and `peers::*_loop` for the \
+peers; `callgrind_annotate --inclusive=yes` breaks a loop down by function. The host's own \
+faults and `MADV_DONTNEED` run in the kernel, which callgrind does not see.
 ";
