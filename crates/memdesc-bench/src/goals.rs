@@ -223,10 +223,10 @@ pub const GOALS: &[Goal] = &[
                 space's lock, and finds each page's PTE from the root: SPLIT.2 calls pmd_slot (a \
                 three-level walk) and loads and decodes the PMD for every page before installing its \
                 migration entry, and the remap does it all again, though one PTE table covers the \
-                whole folio. Under callgrind (--iters 20, toggle-collect on split_folio, about \
-                345 000 instructions per split), pmd_slot and Entry::decode are a third of the \
-                instructions, the remap a third, unfreeze_with (512 folios published and dropped \
-                one by one) a sixth. The `split_around` probe (10 folios instead of 512) costs \
+                whole folio. Under callgrind (`--quick --filter T1 --iters 20`, toggle-collect on \
+                split_folio: about 400 000 instructions per split), pmd_slot is 29% of them and \
+                Entry::decode 26% (inclusive, overlapping), the remap 37%, unfreeze_with (512 \
+                folios published and dropped one by one) 14%. The `split_around` probe (10 folios instead of 512) costs \
                 about the same, so the per-page table work, not the number of folios, dominates; \
                 `split_from_ptes` shows the PMD split itself is a few µs. Resolving the PTE table \
                 once per 2 MiB and walking its entries in place would remove most of it.",
