@@ -140,6 +140,8 @@ pub struct RunInfo {
     pub settings: Settings,
     /// Whether this was a `--quick` smoke run.
     pub quick: bool,
+    /// The 1-minute load average when the run started (`/proc/loadavg`).
+    pub load: Option<f64>,
 }
 
 impl RunInfo {
@@ -155,7 +157,10 @@ impl RunInfo {
             })
             .unwrap_or_else(|| "unknown CPU".to_owned());
         let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
-        RunInfo { cpu, nproc, date: utc_date(SystemTime::now()), settings, quick }
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| text.split_whitespace().next().and_then(|w| w.parse().ok()));
+        RunInfo { cpu, nproc, date: utc_date(SystemTime::now()), settings, quick, load }
     }
 }
 
@@ -246,6 +251,10 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
     );
     let _ = writeln!(out, "- Machine: {}, {} CPUs (nproc)", info.cpu, info.nproc);
     let _ = writeln!(out, "- Date: {} (UTC)", info.date);
+    if let Some(load) = info.load {
+        let verdict = if load > info.nproc as f64 { ": more runnable tasks than CPUs, figures disturbed" } else { "" };
+        let _ = writeln!(out, "- Load average at the start: {load:.2}{verdict}");
+    }
     let _ = writeln!(out, "- Command: `{COMMAND}`");
     let _ = writeln!(out, "- Raw data: `target/bench/results.json` (one object per goal and probe)");
     if info.quick {
