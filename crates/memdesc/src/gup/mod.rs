@@ -30,9 +30,11 @@
 mod tests;
 
 use crate::buddy::{FolioRefs, Node, PinnedFolio};
-use crate::folio::{try_get_refs, GetError};
+use crate::folio::{decode_compound, try_get_refs, GetError};
 use crate::memmap::{FrameReader, FrameWriter, Pfn, PAGE_SIZE};
-use crate::pgtable::{AddressSpace, Entry, Fault, Leaf, Level, MmEvent, Mmu, HUGE_FRAMES, USER_END, USER_START};
+use crate::pgtable::{
+    AddressSpace, Entry, Fault, Leaf, Level, MmEvent, Mmu, ENTRIES_PER_TABLE, HUGE_FRAMES, USER_END, USER_START,
+};
 use core::fmt;
 use core::num::NonZeroU32;
 
@@ -319,7 +321,7 @@ fn fast_path<'m, 'a>(
             let offset = (va / PAGE) % HUGE_FRAMES;
             (pfn.add(offset), (HUGE_FRAMES - offset).min((end - va) / PAGE))
         } else {
-            (pfn, contiguous_ptes(aspace, &section, &leaf, va, end))
+            (pfn, contiguous_ptes(aspace, &leaf, va, end))
         };
         let refs = NonZeroU32::new(nr as u32).expect("at least the leaf's page");
         // P6.2 / P1.1–P1.4: one add for every page of the run.
@@ -352,22 +354,29 @@ fn fast_path<'m, 'a>(
     Ok(va)
 }
 
-/// How many PTEs from `leaf` on (up to `end` and the table's end) map
-/// consecutive frames with the same permissions.
-fn contiguous_ptes<'a>(
-    aspace: &AddressSpace<'_, 'a>,
-    section: &crate::rcu::RcuReadGuard<'_, 'a>,
-    leaf: &Leaf,
-    va: u64,
-    end: u64,
-) -> u64 {
+/// How many PTEs from `leaf` on (up to `end`, the table's end and the end
+/// of the folio the first page seems to belong to) map consecutive frames
+/// with the same permissions. The folio's extent is read speculatively,
+/// from the compound words before any reference is held: it only bounds
+/// the scan (an order-0 folio scans nothing); the run is clamped to the
+/// folio actually counted after the get (P6.10).
+fn contiguous_ptes(aspace: &AddressSpace<'_, '_>, leaf: &Leaf, va: u64, end: u64) -> u64 {
     let Entry::Page { pfn, prot, .. } = leaf.entry else { return 1 };
-    let in_table = (HUGE_FRAMES - (va / PAGE) % HUGE_FRAMES).min((end - va) / PAGE);
+    let map = aspace.mmu().node().memmap();
+    let folio_left = map.page(pfn).map_or(1, |page| {
+        let (head, order) = decode_compound(pfn, page.compound_word());
+        let order = order.or_else(|| map.page(head).and_then(|h| decode_compound(head, h.compound_word()).1));
+        (head.0 + (1u64 << order.map_or(0, |o| o.get()))).saturating_sub(pfn.0).max(1)
+    });
+    let in_table = (ENTRIES_PER_TABLE as u64 - leaf.index as u64).min((end - va) / PAGE).min(folio_left);
+    let store = &aspace.mmu().store;
     let mut nr = 1;
     while nr < in_table {
-        match aspace.walk(section, va + nr * PAGE) {
-            Some(Leaf { entry: Entry::Page { pfn: next, prot: p, huge: false }, table, .. })
-                if table == leaf.table && next == pfn.add(nr) && p.write == prot.write && p.user == prot.user => {}
+        // P4.3 on the same PTE table: the next entry, read once.
+        let word = store.load_word(leaf.table, leaf.index + nr as usize);
+        match Entry::decode(word, Level::Pte) {
+            Entry::Page { pfn: next, prot: p, huge: false }
+                if next == pfn.add(nr) && p.write == prot.write && p.user == prot.user => {}
             _ => break,
         }
         nr += 1;

@@ -171,10 +171,10 @@ fn split_locked<'m, 'a>(
     // Which pages had a mapping (their migration entry keeps the rest).
     let mut pages = [false; MAX_PAGES];
     let mut mapped = 0u32;
+    let mut tables = PteTables::default();
     for (i, page) in pages.iter_mut().enumerate().take(nr) {
         let at = base + i as u64 * PAGE;
-        let Some((pmd_table, pmd_index)) = aspace.pmd_slot(at) else { continue };
-        let Entry::Table(pte) = store.load(pmd_table, pmd_index, Level::Pmd) else { continue };
+        let Some(pte) = tables.get(aspace, at) else { continue };
         let index = Level::Pte.index(at);
         if let Entry::Page { pfn: p, prot, .. } = store.load(pte, index, Level::Pte) {
             if p == head.add(i as u64) {
@@ -249,6 +249,28 @@ fn split_locked<'m, 'a>(
     Ok(SplitDone { folios, remapped, freed })
 }
 
+/// The PTE table mapping an address, found from the root once per 2 MiB
+/// (a folio of up to PMD order, naturally aligned, lies in one table).
+#[derive(Default)]
+struct PteTables {
+    last: Option<(u64, Pfn)>,
+}
+
+impl PteTables {
+    fn get(&mut self, aspace: &AddressSpace<'_, '_>, at: u64) -> Option<Pfn> {
+        let region = at / crate::pgtable::HUGE_SIZE;
+        if let Some((r, pte)) = self.last {
+            if r == region {
+                return Some(pte);
+            }
+        }
+        let (pmd_table, pmd_index) = aspace.pmd_slot(at)?;
+        let Entry::Table(pte) = aspace.mmu().store.load(pmd_table, pmd_index, Level::Pmd) else { return None };
+        self.last = Some((region, pte));
+        Some(pte)
+    }
+}
+
 /// Replaces the migration entries of `pages` (the folio at `base`) by
 /// present entries again (Release, P4.2), the mapcount of each page's head
 /// (`head_of`) up by one per page. Returns the pages remapped.
@@ -257,13 +279,13 @@ fn remap(aspace: &AddressSpace<'_, '_>, base: u64, pages: &[bool], head_of: impl
     let map = mmu.node().memmap();
     let store = &mmu.store;
     let mut remapped = 0;
+    let mut tables = PteTables::default();
     for (i, &mapped) in pages.iter().enumerate() {
         if !mapped {
             continue;
         }
         let at = base + i as u64 * PAGE;
-        let (pmd_table, pmd_index) = aspace.pmd_slot(at).expect("the table that held the migration entry");
-        let Entry::Table(pte) = store.load(pmd_table, pmd_index, Level::Pmd) else { unreachable!("PTE table") };
+        let pte = tables.get(aspace, at).expect("the table that held the migration entry");
         let index = Level::Pte.index(at);
         let Entry::Migration { pfn, write, dirty, .. } = store.load(pte, index, Level::Pte) else {
             unreachable!("the lock kept our migration entry")
