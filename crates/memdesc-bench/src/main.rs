@@ -12,6 +12,8 @@
 //! hands its workloads and the peer's ([`peers`]) to the harness
 //! ([`harness::measure`]): calibrated repetitions, interleaved, medians. The
 //! report ([`output`]) goes to stdout, to `--json` and to `--markdown`.
+//! Limits measured on the host alone, for goals whose "ours" side does not
+//! exist yet, come from [`host`].
 //!
 //! # Usage
 //! `cargo xtask bench`, or
@@ -23,6 +25,7 @@
 
 mod goals;
 mod harness;
+mod host;
 mod ours;
 mod output;
 #[allow(unsafe_code)]
@@ -40,11 +43,15 @@ usage: memdesc-bench [--json PATH] [--markdown PATH] [--quick] [--filter ID[,ID.
   --json PATH      write the results as a JSON list (one object per goal and probe)
   --markdown PATH  write the report (BENCHMARKS.md)
   --quick          3 short repetitions: a smoke test, not numbers to quote
-  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1; repeatable, comma-separated)
+  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1; repeatable, comma-separated),
+                   or the host limits of goals F1 F2 (the host's first-touch faults)
   --iters N        run N iterations per repetition, uncalibrated: every workload
                    then runs N x (reps + 1) iterations, for instruction counts
                    under `valgrind --tool=callgrind`
 ";
+
+/// Goals whose only rows so far are host limits ([`host`]).
+const HOST_LIMIT_GOALS: [&str; 2] = ["F1", "F2"];
 
 /// The command line.
 #[derive(Debug, Default)]
@@ -78,8 +85,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         }
     }
     for id in &parsed.filter {
-        if !goals::GOALS.iter().any(|g| g.id.eq_ignore_ascii_case(id)) {
-            let known: Vec<&str> = goals::GOALS.iter().map(|g| g.id).collect();
+        let limit = HOST_LIMIT_GOALS.iter().any(|g| g.eq_ignore_ascii_case(id));
+        if !limit && !goals::GOALS.iter().any(|g| g.id.eq_ignore_ascii_case(id)) {
+            let known: Vec<&str> = goals::GOALS.iter().map(|g| g.id).chain(HOST_LIMIT_GOALS).collect();
             return Err(format!("no goal `{id}`; known: {}", known.join(", ")));
         }
     }
@@ -106,6 +114,12 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         let measured = (goal.run)(&settings)?;
         rows.push(Row::goal(goal, &measured));
         rows.extend(measured.probes.iter().map(|p| Row::probe(goal, p)));
+    }
+    if args.filter.is_empty()
+        || args.filter.iter().any(|id| HOST_LIMIT_GOALS.iter().any(|g| g.eq_ignore_ascii_case(id)))
+    {
+        eprintln!("memdesc-bench: host limits (first-touch faults of the host kernel)…");
+        rows.extend(host::limits(&settings)?.iter().map(Row::limit));
     }
     println!("{}", output::tables(&rows));
     if let Some(path) = &args.json {

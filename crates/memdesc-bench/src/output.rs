@@ -3,6 +3,7 @@
 
 use crate::goals::{Goal, Measured, Probe};
 use crate::harness::{Sample, Settings};
+use crate::host::Limit;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,7 +16,8 @@ pub const COMMAND: &str = "cargo xtask bench";
 pub struct Row {
     /// The goal id (P1…) or the probe id.
     pub id: String,
-    /// `"goal"` or `"probe"`.
+    /// `"goal"`, `"probe"` or `"limit"` (a host measurement bounding a goal
+    /// not measured yet).
     pub kind: &'static str,
     /// What was measured.
     pub description: String,
@@ -37,7 +39,8 @@ pub struct Row {
     pub unit: &'static str,
     /// Setup facts, spreads and derived figures.
     pub note: String,
-    /// For a probe: the goal whose run measured it.
+    /// For a probe: the goal whose run measured it; for a limit: the goal
+    /// it bounds.
     pub goal_id: Option<&'static str>,
     /// Fastest and slowest repetition of `ours`.
     pub ours_range: Option<[f64; 2]>,
@@ -123,6 +126,32 @@ impl Row {
             ours_range: None,
             peer_range: Some(range(&p.sample)),
             reps: p.sample.reps,
+            limit: None,
+        }
+    }
+}
+
+impl Row {
+    /// The row of a host limit.
+    pub fn limit(l: &Limit) -> Row {
+        let note = format!("{}; {} {} over {} reps", l.note, spread(&l.sample), l.unit, l.sample.reps);
+        Row {
+            id: l.id.to_owned(),
+            kind: "limit",
+            description: l.description.to_owned(),
+            ours: None,
+            peer: Some(round3(l.sample.median_ns)),
+            peer_name: l.description.to_owned(),
+            ratio: None,
+            ratio_definition: None,
+            goal: None,
+            met: None,
+            unit: l.unit,
+            note,
+            goal_id: Some(l.goal_id),
+            ours_range: None,
+            peer_range: Some(range(&l.sample)),
+            reps: l.sample.reps,
             limit: None,
         }
     }
@@ -219,6 +248,23 @@ pub fn tables(rows: &[Row]) -> String {
             ns(r.peer),
             r.note
         );
+    }
+    let limits: Vec<&Row> = rows.iter().filter(|r| r.kind == "limit").collect();
+    if !limits.is_empty() {
+        out.push_str("\nHost limits (the host kernel alone; the goals they bound have no rows yet):\n\n");
+        out.push_str("| limit | goal | what | median | note |\n|---|---|---|---|---|\n");
+        for r in limits {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} {} | {} |",
+                r.id,
+                r.goal_id.unwrap_or("–"),
+                r.description,
+                r.peer.unwrap_or(f64::NAN),
+                r.unit,
+                r.note
+            );
+        }
     }
     out
 }

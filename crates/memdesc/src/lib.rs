@@ -118,4 +118,4 @@ pub use memmap::{
     PAGE_SIZE,
 };
 pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};
-pub use rcu::{Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};
+pub use rcu::{FrameCallback, FrameReturn, Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};

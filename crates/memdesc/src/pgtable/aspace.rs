@@ -25,8 +25,9 @@ use super::vma::{TooManyVmas, Vma, Vmas};
 use crate::buddy::{AllocError, Gfp};
 use crate::folio::{decode_compound, Order};
 use crate::memmap::{FrameReader, FrameWriter, Page, Pfn, PAGE_SIZE};
-use crate::sync::{Ordering, SpinLock};
+use crate::sync::{Ordering, SpinLock, StatWord};
 use core::fmt;
+use core::num::NonZeroU32;
 
 /// Bytes a PMD leaf maps: 2 MiB (32 KiB under the model checker).
 pub const HUGE_SIZE: u64 = HUGE_FRAMES * PAGE_SIZE as u64;
@@ -65,6 +66,8 @@ pub enum MmError {
     TooManyMappings,
     /// A table frame could not be allocated.
     NoMemory(AllocError),
+    /// A folio's reference count would pass the overflow band.
+    RefOverflow(Pfn),
 }
 
 impl fmt::Display for MmError {
@@ -77,6 +80,7 @@ impl fmt::Display for MmError {
             Self::NoSpace(len) => write!(f, "no free range of {len:#x} bytes"),
             Self::TooManyMappings => f.write_str("too many mappings"),
             Self::NoMemory(e) => write!(f, "no memory for a page table: {e}"),
+            Self::RefOverflow(pfn) => write!(f, "folio {pfn} has too many references"),
         }
     }
 }
@@ -151,6 +155,9 @@ pub struct AddressSpace<'m, 'a> {
     root: Pfn,
     /// The areas; the lock also serialises every entry store.
     vmas: SpinLock<Vmas>,
+    /// Table frames in the tree (root included), changed under the lock:
+    /// the audit finds exactly this many, each reached once.
+    tables: StatWord,
 }
 
 impl fmt::Debug for AddressSpace<'_, '_> {
@@ -178,7 +185,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     pub fn new(mmu: &'m Mmu<'a>) -> Result<Self, MmError> {
         let root = mmu.store.alloc_table().map_err(MmError::NoMemory)?;
         mmu.count(MmEvent::PgtableAlloc, 1);
-        Ok(Self { mmu, asid: mmu.new_asid(), root, vmas: SpinLock::new(Vmas::new()) })
+        Ok(Self { mmu, asid: mmu.new_asid(), root, vmas: SpinLock::new(Vmas::new()), tables: StatWord::new(1) })
     }
 
     /// The MMU this address space uses.
@@ -331,21 +338,29 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let Entry::Page { pfn: head, prot, huge: true } = store.load(pmd_table, index, Level::Pmd) else {
             return Ok(false);
         };
+        // The PMD's one reference becomes one per PTE: the 511 new ones in
+        // one add, taken first so that a refusal changes nothing.
+        // SAFETY: the PMD leaf owns this reference; it is given back at once
+        // (into_raw below), now shared by the PTEs.
+        let folio = unsafe { take_mapping_ref(self.mmu.node(), head) };
+        let more = NonZeroU32::new(ENTRIES_PER_TABLE as u32 - 1).expect("tables have many entries");
+        let refs = folio.try_clone_refs(more).map_err(|e| MmError::RefOverflow(e.pfn));
+        let _ = folio.into_raw();
+        let refs = refs?;
         // P4.1: a new table, filled completely while no walker can reach it.
-        let pte = store.alloc_table().map_err(MmError::NoMemory)?;
-        self.mmu.count(MmEvent::PgtableAlloc, 1);
+        let pte = match store.alloc_table() {
+            Ok(pte) => pte,
+            Err(e) => {
+                drop(refs);
+                return Err(MmError::NoMemory(e));
+            }
+        };
+        self.table_added(1);
         for i in 0..ENTRIES_PER_TABLE {
             store.fill(pte, i, Entry::Page { pfn: head.add(i as u64), prot, huge: false });
         }
-        // The PMD's one reference becomes one per PTE, and its one
-        // mapping one per PTE: entire-mapcount down, total up.
-        // SAFETY: the PMD leaf owns this reference; it is given back at once
-        // below (into_raw), now shared by the PTEs.
-        let folio = unsafe { take_mapping_ref(self.mmu.node(), head) };
-        for _ in 1..ENTRIES_PER_TABLE {
-            let _ = folio.clone().into_raw();
-        }
-        let _ = folio.into_raw();
+        let _ = refs.into_raw();
+        // The one mapping becomes 512: entire-mapcount down, total up.
         let map = self.mmu.node().memmap();
         map_count(map.page(head).expect("mapped head"), ENTRIES_PER_TABLE as i32 - 1);
         map_count(map.page(head.add(1)).expect("huge folio tail"), -1);
@@ -355,6 +370,19 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         gather.cover(base, base + HUGE_SIZE);
         self.mmu.count(MmEvent::ThpSplitPmd, 1);
         Ok(true)
+    }
+
+    /// Counts a table frame entering (1) or leaving (-1) the tree; called
+    /// under the lock (or from `new` and `drop`, which own the tree).
+    fn table_added(&self, delta: i64) {
+        if delta > 0 {
+            self.mmu.count(MmEvent::PgtableAlloc, delta as u64);
+        }
+        // Relaxed: written only under the address-space lock, which orders
+        // the load and the store; the audit reads it under that lock.
+        let now = self.tables.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        self.tables.store(now.wrapping_add(delta as u64), Ordering::Relaxed);
     }
 
     /// The PMD table and index for `va`, if the upper tables exist.
@@ -380,7 +408,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 Entry::Table(next) => next,
                 _ => {
                     let next = store.alloc_table()?;
-                    self.mmu.count(MmEvent::PgtableAlloc, 1);
+                    self.table_added(1);
                     // P4.2: the empty table, published.
                     store.publish(table, index, Entry::Table(next));
                     next
@@ -455,6 +483,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                     store.clear(table, index, level);
                     // SAFETY: we just cleared the one entry that owned it.
                     unsafe { gather.free_table(child) };
+                    self.table_added(-1);
                 }
             }
             va = slot_start + size;
@@ -509,7 +538,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                     }
                 }
                 let pte = store.alloc_table().map_err(|_| Fault::NoMemory(va))?;
-                self.mmu.count(MmEvent::PgtableAlloc, 1);
+                self.table_added(1);
                 store.publish(pmd_table, pmd_index, Entry::Table(pte));
                 pte
             }
@@ -708,6 +737,12 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let mut audit = AsAudit::default();
         let mut run = Run::default();
         self.audit_table(self.root, Level::Pgd, 0, &mut audit, &mut run);
+        // Every table in the tree reached exactly once: a table linked twice
+        // (or a leaked one) makes the counts differ.
+        // Relaxed: written under the lock we hold.
+        if audit.tables != self.tables.load(Ordering::Relaxed) {
+            violation(&mut audit, 0);
+        }
         audit
     }
 

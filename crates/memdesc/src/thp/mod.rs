@@ -32,6 +32,8 @@
 //! is refused by its head recheck (P1.4) or its entry recheck (P6.5).
 
 #[cfg(all(test, not(memdesc_loom)))]
+mod mt_tests;
+#[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 
 use crate::buddy::FolioRef;
