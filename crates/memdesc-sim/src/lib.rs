@@ -39,10 +39,11 @@ mod violations;
 mod workload;
 
 pub use arena::Arena;
-pub use config::{SimConfig, Workload, MIN_RAM_BYTES};
+pub use config::{Layout, SimConfig, Workload, MAX_WORKLOAD_CPUS, MIN_RAM_BYTES};
 pub use error::SimError;
 pub use machine::{run, run_interruptible, Phase, Progress};
 pub use platform::SimPlatform;
 pub use report::{RcuSummary, Report};
 pub use scanner::ScannerStats;
+pub use workload::mm::MmStats;
 pub use workload::WorkloadStats;

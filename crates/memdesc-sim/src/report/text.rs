@@ -13,6 +13,7 @@ impl Display for Report {
         self.fmt_machine(f)?;
         self.fmt_workload(f)?;
         self.fmt_scanner(f)?;
+        self.fmt_page_tables(f)?;
         self.fmt_rcu(f)?;
         self.fmt_problems(f)?;
         self.fmt_vmstat(f)?;
@@ -98,7 +99,68 @@ impl Report {
                 Count(z.high)
             )?;
         }
-        writeln!(f, "  CPUs            {} workload + 1 scanner (cpu{})\n", m.workload_cpus, m.scanner_cpu)
+        writeln!(
+            f,
+            "  CPUs            {} allocator + 1 scanner (cpu{}) + {} processes {} + {} pinners {} + {} splitters {}\n",
+            m.workload_cpus,
+            m.scanner_cpu,
+            m.process_cpus.len(),
+            Cpus(&m.process_cpus),
+            m.pinner_cpus.len(),
+            Cpus(&m.pinner_cpus),
+            m.splitter_cpus.len(),
+            Cpus(&m.splitter_cpus)
+        )
+    }
+
+    /// The processes, pinners and splitters, then every page-table event
+    /// counter as `/proc/vmstat` would print it.
+    fn fmt_page_tables(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let p = &self.page_tables;
+        let a = &p.activity;
+        writeln!(f, "Page tables, GUP and THP")?;
+        writeln!(
+            f,
+            "  processes       {} regions mapped ({} THP-able), {} unmapped; {} pages stamped, {} verified \
+             ({} read back as zero)",
+            Count(a.maps),
+            Count(a.thp_maps),
+            Count(a.munmaps),
+            Count(a.pages_written),
+            Bytes(a.bytes_verified),
+            Count(a.zero_pages_verified)
+        )?;
+        writeln!(
+            f,
+            "                  {} mprotects ({} writes refused), {} MADV_DONTNEED, {} audits, {} out of memory",
+            Count(a.mprotects),
+            Count(a.protection_faults),
+            Count(a.dontneeds),
+            Count(a.audits),
+            Count(a.out_of_memory)
+        )?;
+        writeln!(
+            f,
+            "  pinners         {} GUP-fast calls, {} pages pinned, {} stamps checked through pins, {} refused \
+             (unmapped or read-only under them)",
+            Count(a.gup_calls),
+            Count(a.pages_pinned),
+            Count(a.stamps_checked),
+            Count(a.gup_refused)
+        )?;
+        writeln!(
+            f,
+            "  splits          {} asked, {} done, {} refused busy (pinned), {} with nothing to split",
+            Count(a.split_requests),
+            Count(a.splits),
+            Count(a.splits_busy),
+            Count(a.splits_skipped)
+        )?;
+        writeln!(f, "  table frames    {} left after every address space was dropped", p.table_frames_at_end)?;
+        for (name, n) in p.events.iter() {
+            writeln!(f, "  {name} {n}")?;
+        }
+        writeln!(f)
     }
 
     fn fmt_workload(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -340,6 +402,19 @@ impl Display for Secs {
 }
 
 /// Physical ranges as `[start, end)` in hex.
+/// CPU numbers, as `(cpu3, cpu4)`; nothing for none.
+struct Cpus<'a>(&'a [u32]);
+
+impl Display for Cpus<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self.0.iter().map(|c| format!("cpu{c}")).collect();
+        write!(f, "({})", names.join(", "))
+    }
+}
+
 struct Ranges<'a>(&'a [Range]);
 
 impl Display for Ranges<'_> {

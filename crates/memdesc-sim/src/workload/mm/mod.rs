@@ -32,7 +32,7 @@ use serde::Serialize;
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What processes, pinners and splitters did, summed over them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -187,6 +187,8 @@ pub(crate) struct MmContext<'r, 'm, 'a> {
     pub(crate) cpu: u32,
     /// The run's seed.
     pub(crate) seed: u64,
+    /// When the run started.
+    pub(crate) start: Instant,
     /// When to stop and tear down.
     pub(crate) deadline: Instant,
     /// Where to publish the operations done so far, for progress reports.
@@ -196,15 +198,17 @@ pub(crate) struct MmContext<'r, 'm, 'a> {
 }
 
 impl MmContext<'_, '_, '_> {
-    /// Whether to stop: the deadline passed or the interrupt came (which is
-    /// then recorded in `interrupted`).
-    pub(crate) fn should_stop(&self, interrupted: &mut bool) -> bool {
+    /// Whether to stop: the deadline passed or the interrupt came (then
+    /// `interrupted_after` says how long this CPU ran, if that was before
+    /// the deadline).
+    pub(crate) fn should_stop(&self, interrupted_after: &mut Option<Duration>) -> bool {
+        let now = Instant::now();
         // Relaxed: a stop flag; nothing is published through it.
         if self.interrupt.load(Ordering::Relaxed) {
-            *interrupted = Instant::now() < self.deadline;
+            *interrupted_after = (now < self.deadline).then(|| now - self.start);
             return true;
         }
-        Instant::now() >= self.deadline
+        now >= self.deadline
     }
 
     /// Reports a quiescent state for this CPU (between operations: no
@@ -226,8 +230,8 @@ pub(crate) struct MmResult {
     pub(crate) stats: MmStats,
     /// What it saw go wrong.
     pub(crate) violations: Violations,
-    /// Whether it stopped before the deadline because of the interrupt.
-    pub(crate) interrupted: bool,
+    /// How long it ran, if the interrupt stopped it before the deadline.
+    pub(crate) interrupted_after: Option<Duration>,
 }
 
 /// Runs `f`, catching a panic (a core bug) as a violation of `who`.

@@ -25,7 +25,7 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
     let mut pinner = Pinner {
         ctx,
         rng: Rng::stream(ctx.seed, 0xa000 + u64::from(ctx.cpu)),
-        interrupted: false,
+        interrupted_after: None,
         stats: MmStats::default(),
         violations: Violations::default(),
         who: format!("pinner {index} (cpu{})", ctx.cpu),
@@ -34,20 +34,20 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
     let mut violations = Violations::default();
     super::guarded(&who, &mut violations, || {
         let mut out: Vec<Option<GupRun<'_, '_>>> = (0..MAX_PAGES).map(|_| None).collect();
-        while !pinner.ctx.should_stop(&mut pinner.interrupted) {
+        while !pinner.ctx.should_stop(&mut pinner.interrupted_after) {
             pinner.pin_once(&mut out);
             ctx.quiescent();
             ctx.publish(&pinner.stats);
         }
     });
     pinner.violations.merge(violations);
-    MmResult { stats: pinner.stats, violations: pinner.violations, interrupted: pinner.interrupted }
+    MmResult { stats: pinner.stats, violations: pinner.violations, interrupted_after: pinner.interrupted_after }
 }
 
 struct Pinner<'c, 'r, 'm, 'a> {
     ctx: &'c MmContext<'r, 'm, 'a>,
     rng: Rng,
-    interrupted: bool,
+    interrupted_after: Option<std::time::Duration>,
     stats: MmStats,
     violations: Violations,
     who: String,

@@ -70,14 +70,14 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize, budget_pages: u64) 
         budget_pages: budget_pages.max(HUGE_FRAMES),
         rng: Rng::stream(ctx.seed, 0x9000 + u64::from(ctx.cpu)),
         mapped: Vec::new(),
-        interrupted: false,
+        interrupted_after: None,
         stats: MmStats::default(),
         violations: Violations::default(),
     };
     let who = format!("process {index} (cpu{})", ctx.cpu);
     let mut violations = Violations::default();
     super::guarded(&who, &mut violations, || {
-        while !p.ctx.should_stop(&mut p.interrupted) {
+        while !p.ctx.should_stop(&mut p.interrupted_after) {
             for _ in 0..8 {
                 p.step();
                 ctx.quiescent();
@@ -87,7 +87,7 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize, budget_pages: u64) 
         p.unmap_all();
     });
     p.violations.merge(violations);
-    MmResult { stats: p.stats, violations: p.violations, interrupted: p.interrupted }
+    MmResult { stats: p.stats, violations: p.violations, interrupted_after: p.interrupted_after }
 }
 
 struct Process<'c, 'r, 'm, 'a> {
@@ -99,7 +99,7 @@ struct Process<'c, 'r, 'm, 'a> {
     budget_pages: u64,
     rng: Rng,
     mapped: Vec<Mapped>,
-    interrupted: bool,
+    interrupted_after: Option<std::time::Duration>,
     stats: MmStats,
     violations: Violations,
 }
@@ -112,7 +112,9 @@ impl Process<'_, '_, '_, '_> {
     fn step(&mut self) {
         let mapped_pages: u64 = self.mapped.iter().map(Mapped::pages).sum();
         if self.mapped.is_empty()
-            || (self.mapped.len() < MAX_REGIONS && mapped_pages < self.budget_pages && self.rng.per_mille(MAP_PER_MILLE))
+            || (self.mapped.len() < MAX_REGIONS
+                && mapped_pages < self.budget_pages
+                && self.rng.per_mille(MAP_PER_MILLE))
         {
             self.map_one();
             return;
@@ -147,11 +149,7 @@ impl Process<'_, '_, '_, '_> {
     /// pages) or small (a few pages); stamps all of it half the time.
     fn map_one(&mut self) {
         let thp = self.rng.per_mille(600);
-        let pages = if thp {
-            HUGE_FRAMES + self.rng.below(3 * HUGE_FRAMES + 1)
-        } else {
-            1 + self.rng.below(16)
-        };
+        let pages = if thp { HUGE_FRAMES + self.rng.below(3 * HUGE_FRAMES + 1) } else { 1 + self.rng.below(16) };
         let pages = pages.min(self.budget_pages);
         match self.aspace.mmap_anon(pages * PAGE, true, thp) {
             Ok(start) => {
@@ -355,7 +353,8 @@ impl Process<'_, '_, '_, '_> {
             }
             Err(e) => {
                 let who = self.who();
-                self.violations.record(|| format!("{who}: munmap of {:#x}+{:#x} refused: {e}", region.start, region.len));
+                self.violations
+                    .record(|| format!("{who}: munmap of {:#x}+{:#x} refused: {e}", region.start, region.len));
                 self.ctx.registry.publish(region);
             }
         }

@@ -22,11 +22,11 @@ const PAUSE: Duration = Duration::from_micros(100);
 pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
     let mut rng = Rng::stream(ctx.seed, 0xb000 + u64::from(ctx.cpu));
     let mut stats = MmStats::default();
-    let mut interrupted = false;
+    let mut interrupted_after = None;
     let mut violations = Violations::default();
     let who = format!("splitter {index} (cpu{})", ctx.cpu);
     super::guarded(&who, &mut violations, || {
-        while !ctx.should_stop(&mut interrupted) {
+        while !ctx.should_stop(&mut interrupted_after) {
             let target = if rng.per_mille(HOT_PER_MILLE) { ctx.registry.pick_hot(&mut rng) } else { None };
             let target = target.or_else(|| {
                 let region = ctx.registry.pick(&mut rng, 1000)?;
@@ -42,5 +42,5 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
             std::thread::sleep(PAUSE);
         }
     });
-    MmResult { stats, violations, interrupted }
+    MmResult { stats, violations, interrupted_after }
 }
