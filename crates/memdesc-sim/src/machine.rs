@@ -46,9 +46,11 @@ pub struct Progress {
     pub elapsed: Duration,
     /// How long the workload runs.
     pub duration: Duration,
-    /// Allocations plus frees so far, over all CPUs.
+    /// Operations so far, over all CPUs: allocations plus frees, and the
+    /// processes', pinners' and splitters' operations (maps, pages stamped,
+    /// GUP calls, splits, protection changes, drops).
     pub ops: u64,
-    /// Allocations plus frees per second since the previous report.
+    /// Operations per second since the previous report.
     pub ops_per_s: f64,
     /// Violations the CPUs saw, known once they have all stopped (0 before
     /// [`Phase::Audit`]).

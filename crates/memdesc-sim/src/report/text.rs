@@ -156,7 +156,12 @@ impl Report {
             Count(a.splits_busy),
             Count(a.splits_skipped)
         )?;
-        writeln!(f, "  table frames    {} left after every address space was dropped", p.table_frames_at_end)?;
+        writeln!(
+            f,
+            "  table frames    {} in use at most; {} left after every address space was dropped",
+            Count(a.peak_table_frames),
+            p.table_frames_at_end
+        )?;
         for (name, n) in p.events.iter() {
             writeln!(f, "  {name} {n}")?;
         }

@@ -61,6 +61,9 @@ pub struct MmStats {
     pub out_of_memory: u64,
     /// Address-space audits run (each must find nothing).
     pub audits: u64,
+    /// The most page-table frames in use at once, over every address space,
+    /// as the processes sampled it.
+    pub peak_table_frames: u64,
     /// Folio splits asked for (processes and splitters).
     pub split_requests: u64,
     /// Splits done.
@@ -93,6 +96,7 @@ impl AddAssign<&MmStats> for MmStats {
         self.dontneeds += o.dontneeds;
         self.out_of_memory += o.out_of_memory;
         self.audits += o.audits;
+        self.peak_table_frames = self.peak_table_frames.max(o.peak_table_frames);
         self.split_requests += o.split_requests;
         self.splits += o.splits;
         self.splits_busy += o.splits_busy;

@@ -82,6 +82,8 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize, budget_pages: u64) 
                 p.step();
                 ctx.quiescent();
             }
+            let tables = aspace.mmu().table_frames();
+            p.stats.peak_table_frames = p.stats.peak_table_frames.max(tables);
             ctx.publish(&p.stats);
         }
         p.unmap_all();
