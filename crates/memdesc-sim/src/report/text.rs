@@ -150,7 +150,7 @@ impl Report {
         )?;
         writeln!(
             f,
-            "  splits          {} asked, {} done, {} refused busy (pinned), {} with nothing to split",
+            "  splits          {} asked, {} done, {} refused busy (a pin or reference), {} with nothing to split",
             Count(a.split_requests),
             Count(a.splits),
             Count(a.splits_busy),
