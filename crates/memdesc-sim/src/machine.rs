@@ -15,8 +15,8 @@ use crate::scanner;
 use crate::violations::Violations;
 use crate::workload::mm::{self, MmContext, MmResult, Registry};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
-use memdesc::pgtable::{AddressSpace, Mmu};
-use memdesc::{CpuId, FrameReturn, FrozenFolio, Node, NodeConfig, Rcu, RcuConfig};
+use memdesc::pgtable::AddressSpace;
+use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, ScopedJoinHandle};
@@ -105,13 +105,14 @@ pub fn run_interruptible(
     let machine = report::Machine::of(&arena, &layout);
     let platform = SimPlatform::new(layout.nr_cpus());
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
-    // Page-table frames the CPUs free go through RCU (P5) and come back
-    // here, to be freed, after their grace period.
-    let table_return = FrameReturn::new(node, &free_table_frame);
+    // Page-table frames the allocator CPUs free go through RCU (P5) and
+    // come back to the page-table layer's freer after their grace period.
+    let table_return = Mmu::table_return(node);
+    // The processes' page tables go to a freer of their own, so that what
+    // it counts freed is theirs alone (`Mmu::table_frames`).
+    let mmu_tables = Mmu::table_return(node);
     let rcu = Rcu::new(&platform, RcuConfig::default()).map_err(SimError::Rcu)?;
-    // The processes' page tables: their frames come from the node, and
-    // unlinked ones are freed after a grace period of the same RCU.
-    let mmu = Mmu::new(node, &rcu);
+    let mmu = Mmu::new(&rcu, &mmu_tables);
     let counters: Vec<PaddedCounter> = (0..layout.nr_cpus()).map(|_| PaddedCounter::default()).collect();
     let shared =
         Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, mmu: &mmu, counters: &counters };
@@ -137,16 +138,10 @@ struct Shared<'m> {
     node: &'m Node<'m>,
     platform: &'m SimPlatform,
     rcu: &'m Rcu<'m>,
-    table_return: &'m FrameReturn<'m>,
+    table_return: &'m TableReturn<'m>,
     mmu: &'m Mmu<'m>,
     /// Each CPU's progress counter.
     counters: &'m [PaddedCounter],
-}
-
-/// The RCU callback of page-table frames: the grace period is over, so no
-/// walker can still read the frame; free it.
-fn free_table_frame(folio: FrozenFolio<'_>) {
-    drop(folio);
 }
 
 /// Starts every CPU thread, reports progress until they all end, and

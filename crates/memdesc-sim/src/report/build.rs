@@ -89,7 +89,7 @@ pub(crate) fn build(
     if table_frames_at_end != 0 {
         violations.record(|| format!("page tables: {table_frames_at_end} table frames left after every address space"));
     }
-    check_rcu(&stats, &rcu, &mut violations);
+    check_rcu(&stats, mmu, &rcu, &mut violations);
     let map = node.memmap();
     let memmap = MemmapSummary {
         frames: map.nr_pages(),
@@ -229,9 +229,10 @@ fn check_accounting(
 }
 
 /// Checks that RCU ran every callback queued (the machine's barrier ran
-/// before the report) and that the CPUs' deferred frees are those
-/// callbacks.
-fn check_rcu(stats: &WorkloadStats, rcu: &RcuReport, v: &mut Violations) {
+/// before the report) and that the CPUs' deferred frees and the page-table
+/// layer's table frees are those callbacks (or, with a full queue,
+/// synchronous ones).
+fn check_rcu(stats: &WorkloadStats, mmu: &Mmu<'_>, rcu: &RcuReport, v: &mut Violations) {
     if rcu.callbacks_invoked != rcu.callbacks_queued {
         v.record(|| {
             format!(
@@ -240,11 +241,13 @@ fn check_rcu(stats: &WorkloadStats, rcu: &RcuReport, v: &mut Violations) {
             )
         });
     }
-    if rcu.callbacks_queued != stats.table_frees_deferred {
+    let tables_freed = mmu.event(MmEvent::PgtableFree);
+    if rcu.callbacks_queued + rcu.callbacks_synchronous != stats.table_frees_deferred + tables_freed {
         v.record(|| {
             format!(
-                "rcu: {} callbacks queued, the CPUs deferred {} page-table frees",
-                rcu.callbacks_queued, stats.table_frees_deferred
+                "rcu: {} callbacks queued and {} run synchronously, the CPUs deferred {} page-table frees and the \
+                 page tables freed {tables_freed} table frames",
+                rcu.callbacks_queued, rcu.callbacks_synchronous, stats.table_frees_deferred
             )
         });
     }

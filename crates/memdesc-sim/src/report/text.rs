@@ -250,7 +250,7 @@ impl Report {
             Count(r.callbacks_queued),
             Count(r.callbacks_invoked),
             Count(r.callbacks_synchronous),
-            Count(self.workload.table_frees_deferred)
+            Count(self.workload.table_frees_deferred + self.page_tables.events.get("pgtable_free").copied().unwrap_or(0))
         )?;
         match r.last_stalled_cpu {
             Some(cpu) => writeln!(f, "  stalls          {} (last on cpu{cpu})\n", Count(r.stalls)),

@@ -12,7 +12,7 @@ pub(crate) mod mm;
 mod stamp;
 
 use memdesc::buddy::NR_ORDERS;
-use memdesc::{FrameReturn, Node, Rcu};
+use memdesc::{Node, Rcu, TableReturn};
 use serde::Serialize;
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -102,7 +102,7 @@ pub(crate) struct WorkerContext<'n> {
     /// batches of operations, and goes idle when it stops.
     pub(crate) rcu: &'n Rcu<'n>,
     /// Where page-table frames freed through RCU go (P5).
-    pub(crate) table_return: &'n FrameReturn<'n>,
+    pub(crate) table_return: &'n TableReturn<'n>,
     /// This CPU's index (the thread is already bound to it).
     pub(crate) cpu: u32,
     /// How many workload CPUs there are.

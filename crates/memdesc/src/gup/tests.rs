@@ -14,13 +14,15 @@ const FRAMES: u64 = 2048;
 
 fn with_aspace(frames: u64, f: impl FnOnce(&Node<'_>, &AddressSpace<'_, '_>)) {
     with_node(frames, &[], small_config(false), &SpinPlatform, |node| {
+        let tables = Mmu::table_return(node);
         let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).expect("rcu");
-        let mmu = Mmu::new(node, &rcu);
+        let mmu = Mmu::new(&rcu, &tables);
         {
             let aspace = AddressSpace::new(&mmu).unwrap();
             f(node, &aspace);
             assert_eq!(aspace.audit().violations, 0);
         }
+        mmu.barrier();
         assert_eq!(node.audit().allocated, 0, "every frame is back");
     });
 }
@@ -192,6 +194,7 @@ fn pinned_pages_outlive_munmap_in_place_until_unpinned() {
         run.reader().read(&mut buf);
         assert_eq!(&buf, b"still here", "the pinned page keeps its bytes after munmap");
         assert_eq!(refcount(node, run.first_pfn()), GUP_PIN_COUNTING_BIAS, "only the pin holds it");
+        aspace.mmu().barrier();
         assert!(node.audit().allocated < allocated, "the tables went, the page did not");
         drop(run);
     });

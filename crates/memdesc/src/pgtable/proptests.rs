@@ -101,8 +101,9 @@ proptest! {
     #[test]
     fn address_space_matches_reference_model(ops in proptest::collection::vec(op(), 1..MAX_OPS)) {
         with_node(4096, &[], small_config(false), &SpinPlatform, |node| {
+            let tables = Mmu::table_return(node);
             let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
-            let mmu = Mmu::new(node, &rcu);
+            let mmu = Mmu::new(&rcu, &tables);
             {
                 let aspace = AddressSpace::new(&mmu).unwrap();
                 let mut model = Model::default();
@@ -192,6 +193,7 @@ proptest! {
                     prop_assert_eq!(buf[0], byte);
                 }
             }
+            mmu.barrier();
             prop_assert_eq!(mmu.table_frames(), 0);
             prop_assert_eq!(node.audit().allocated, 0);
             Ok(())

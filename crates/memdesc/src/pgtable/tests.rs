@@ -15,9 +15,11 @@ const FRAMES: u64 = 2048;
 
 fn with_mmu(frames: u64, f: impl FnOnce(&Node<'_>, &Mmu<'_>)) {
     with_node(frames, &[], small_config(false), &SpinPlatform, |node| {
+        let tables = Mmu::table_return(node);
         let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).expect("rcu");
-        let mmu = Mmu::new(node, &rcu);
+        let mmu = Mmu::new(&rcu, &tables);
         f(node, &mmu);
+        mmu.barrier();
         assert_eq!(mmu.table_frames(), 0, "every table frame is freed");
         assert_eq!(node.audit().allocated, 0, "every frame is back");
         assert_eq!(node.audit().violations, 0);
@@ -156,6 +158,7 @@ fn munmap_frees_pages_and_emptied_tables() {
             aspace.write(va + i * PAGE, &[i as u8]).unwrap();
         }
         aspace.munmap(va, 8 * PAGE).unwrap();
+        mmu.barrier();
         assert_eq!(node.audit().allocated, allocated, "pages and the PUD, PMD and PTE tables are freed");
         assert_eq!(clean(&aspace).tables, 1);
         assert!(mmu.event(MmEvent::PgtableFree) >= 3);

@@ -204,26 +204,28 @@ impl<'n, F: Fn(FrozenFolio<'n>) + Sync> FrameCallback<'n> for F {
 /// assert_eq!(node.audit().allocated, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct FrameReturn<'n> {
+pub struct FrameReturn<'n, C: FrameCallback<'n>> {
     /// Private, so that only `call_rcu_frame` can queue a head with it: its
     /// `invoke` trusts the head to name a frozen folio of `node`.
-    invoker: FrameInvoker<'n>,
+    invoker: FrameInvoker<'n, C>,
 }
 
-struct FrameInvoker<'n> {
+struct FrameInvoker<'n, C> {
     node: &'n Node<'n>,
-    callback: &'n dyn FrameCallback<'n>,
+    callback: C,
 }
 
-impl core::fmt::Debug for FrameReturn<'_> {
+impl<'n, C: FrameCallback<'n>> core::fmt::Debug for FrameReturn<'n, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FrameReturn").field("node", &ptr::from_ref(self.invoker.node)).finish_non_exhaustive()
     }
 }
 
-impl<'n> FrameReturn<'n> {
-    /// Frames of `node` go to `callback` after their grace period.
-    pub const fn new(node: &'n Node<'n>, callback: &'n dyn FrameCallback<'n>) -> Self {
+impl<'n, C: FrameCallback<'n>> FrameReturn<'n, C> {
+    /// Frames of `node` go to `callback` after their grace period (a
+    /// closure, a reference to one, or a type of the caller's that counts
+    /// what it frees).
+    pub const fn new(node: &'n Node<'n>, callback: C) -> Self {
         Self { invoker: FrameInvoker { node, callback } }
     }
 
@@ -231,9 +233,14 @@ impl<'n> FrameReturn<'n> {
     pub fn node(&self) -> &'n Node<'n> {
         self.invoker.node
     }
+
+    /// The callback.
+    pub fn callback(&self) -> &C {
+        &self.invoker.callback
+    }
 }
 
-impl<'a, 'n: 'a> RcuCallback<'a> for FrameInvoker<'n> {
+impl<'a, 'n: 'a, C: FrameCallback<'n>> RcuCallback<'a> for FrameInvoker<'n, C> {
     fn invoke(&self, head: &'a RcuHead<'a>) {
         let page = self.node.memmap().page_of(Pfn(head.tag()));
         // SAFETY: duty 1 of from_owned: only `call_rcu_frame` queues a head
@@ -261,10 +268,10 @@ impl<'a> Rcu<'a> {
     /// # Errors
     /// [`RcuError::ForeignFolio`], with the folio back untouched, if it does
     /// not belong to `to`'s node.
-    pub fn call_rcu_frame<'n: 'a>(
+    pub fn call_rcu_frame<'n: 'a, C: FrameCallback<'n>>(
         &self,
         folio: FrozenFolio<'n>,
-        to: &'a FrameReturn<'n>,
+        to: &'a FrameReturn<'n, C>,
     ) -> Result<(), (FrozenFolio<'n>, RcuError)> {
         if !ptr::eq(folio.owner(), to.invoker.node) {
             return Err((folio, RcuError::ForeignFolio));

@@ -384,8 +384,7 @@ fn walker_races_frame_free() {
             linked: AtomicU32::new(1),
             contents: UnsafeCell::new(LIVE),
         };
-        let callback = FreeAndReuse { ctx: &ctx };
-        let to = super::FrameReturn::new(node, &callback);
+        let to = super::FrameReturn::new(node, FreeAndReuse { ctx: &ctx });
         let addr = &ctx as *const FrameCtx<'_> as usize;
         let walker = on_cpu(Some(0), move || {
             // SAFETY: `ctx` lives until the join below.

@@ -249,8 +249,8 @@ fn table_frame<'n>(node: &'n crate::buddy::Node<'n>) -> crate::buddy::FrozenFoli
 fn frame_comes_back_after_its_grace_period_and_is_freed() {
     use crate::buddy::NodeConfig;
     crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |node| {
-        let collect = Collect(Mutex::new(Vec::new()));
-        let to = super::FrameReturn::new(node, &collect);
+        let to = super::FrameReturn::new(node, Collect(Mutex::new(Vec::new())));
+        let collect = to.callback();
         let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
         let (a, b) = (table_frame(node), table_frame(node));
         let pfns = [a.pfn().0, b.pfn().0];
@@ -279,8 +279,7 @@ fn frame_of_another_node_is_refused() {
     use crate::buddy::NodeConfig;
     crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |node| {
         crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |other| {
-            let collect = Collect(Mutex::new(Vec::new()));
-            let to = super::FrameReturn::new(node, &collect);
+            let to = super::FrameReturn::new(node, Collect(Mutex::new(Vec::new())));
             let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
             let mut frame = table_frame(other);
             assert!(frame.set_owner_word(2, 0xfeed));
@@ -325,8 +324,8 @@ fn frames_from_two_cpus_come_back_once() {
     let per_cpu: u64 = if cfg!(miri) { 3 } else { 40 };
     let platform = ThreadCpus { nr: 2 };
     crate::testutil::with_node(64, &[], crate::testutil::small_config(true), &platform, |node| {
-        let collect = Collect(Mutex::new(Vec::new()));
-        let to = super::FrameReturn::new(node, &collect);
+        let to = super::FrameReturn::new(node, Collect(Mutex::new(Vec::new())));
+        let collect = to.callback();
         let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
         std::thread::scope(|s| {
             for cpu in 0..2u32 {

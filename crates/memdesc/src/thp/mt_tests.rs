@@ -30,8 +30,9 @@ fn a_process_pinner_and_splitter_race_without_losing_a_byte() {
         min_free_frames: Some(0),
     };
     with_node(2048, &[], config, &THREE_CPUS, |node| {
+        let tables = Mmu::table_return(node);
         let rcu = Rcu::new(&THREE_CPUS, RcuConfig::default()).unwrap();
-        let mmu = Mmu::new(node, &rcu);
+        let mmu = Mmu::new(&rcu, &tables);
         {
             let aspace = AddressSpace::new(&mmu).unwrap();
             let va = aspace.mmap_anon(HUGE_SIZE, true, true).unwrap();
@@ -111,6 +112,7 @@ fn a_process_pinner_and_splitter_race_without_losing_a_byte() {
             }
             assert!(mmu.event(MmEvent::TlbShootdown) > 0);
         }
+        mmu.barrier();
         assert_eq!(mmu.table_frames(), 0);
         node.drain_all();
         assert_eq!(node.audit().allocated, 0);

@@ -14,8 +14,9 @@ const FRAMES: u64 = 2048;
 /// A THP area of one PMD-mapped folio with a stamp on every 8th page.
 fn with_thp(f: impl FnOnce(&Node<'_>, &AddressSpace<'_, '_>, u64)) {
     with_node(FRAMES, &[], small_config(false), &SpinPlatform, |node| {
+        let tables = Mmu::table_return(node);
         let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).expect("rcu");
-        let mmu = Mmu::new(node, &rcu);
+        let mmu = Mmu::new(&rcu, &tables);
         {
             let aspace = AddressSpace::new(&mmu).unwrap();
             let va = aspace.mmap_anon(HUGE_SIZE, true, true).unwrap();
@@ -26,6 +27,7 @@ fn with_thp(f: impl FnOnce(&Node<'_>, &AddressSpace<'_, '_>, u64)) {
             f(node, &aspace, va);
             assert_eq!(aspace.audit().violations, 0, "{:?}", aspace.audit());
         }
+        mmu.barrier();
         assert_eq!(node.audit().allocated, 0);
         assert_eq!(node.audit().violations, 0);
     });
