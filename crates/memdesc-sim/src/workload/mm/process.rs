@@ -21,6 +21,8 @@ const LAST_WORD: u64 = PAGE - 8;
 const UNKNOWN: u32 = u32::MAX;
 /// Regions one process keeps mapped at most.
 const MAX_REGIONS: usize = 6;
+/// The pause between batches of operations.
+const PAUSE: std::time::Duration = std::time::Duration::from_micros(50);
 /// The most pages one write, read, protect or drop covers.
 const MAX_SPAN: u64 = 64;
 
@@ -85,6 +87,11 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize, budget_pages: u64) 
             let tables = aspace.mmu().table_frames();
             p.stats.peak_table_frames = p.stats.peak_table_frames.max(tables);
             ctx.publish(&p.stats);
+            // A pause between batches, as a process computes between
+            // system calls: its address-space lock is a spin lock, and on an
+            // oversubscribed host a process that takes it back to back
+            // starves the pinners and the splitter spinning on it.
+            std::thread::sleep(PAUSE);
         }
         p.unmap_all();
     });
