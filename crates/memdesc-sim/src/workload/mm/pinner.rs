@@ -108,8 +108,13 @@ impl<'r, 'm, 'a> Pinner<'_, 'r, 'm, 'a> {
         let hold = self.rng.in_range(HOLD_US.0 as u32..=HOLD_US.1 as u32);
         std::thread::sleep(Duration::from_micros(u64::from(hold)));
         // Held pages stay where they were, with what they held (or what
-        // the process wrote since, through the same mapping).
+        // the process wrote since, through the same mapping), and pinned,
+        // whatever was split, protected or unmapped meanwhile.
         self.check_stamps(region, runs);
+        if let Some(run) = runs.iter().flatten().find(|run| flags.pin && !run.maybe_dma_pinned()) {
+            let who = &self.who;
+            self.violations.record(|| format!("{who}: {run:?} no longer says it may be pinned after the hold"));
+        }
         for slot in &mut out[..n] {
             *slot = None;
         }
