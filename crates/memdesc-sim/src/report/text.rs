@@ -150,11 +150,13 @@ impl Report {
         )?;
         writeln!(
             f,
-            "  splits          {} asked, {} done, {} refused busy (a pin or reference), {} with nothing to split",
+            "  splits          {} asked, {} done, {} refused busy (a pin or reference), {} with nothing to split; \
+             {} words read back by the splitter's CPU",
             Count(a.split_requests),
             Count(a.splits),
             Count(a.splits_busy),
-            Count(a.splits_skipped)
+            Count(a.splits_skipped),
+            Count(a.thread_reads)
         )?;
         writeln!(
             f,

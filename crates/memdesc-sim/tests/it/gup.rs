@@ -23,7 +23,7 @@ fn assert_layer_exercised(report: &Report) {
     assert!(a.mprotects > 0 && a.protection_faults > 0 && a.dontneeds > 0, "{a:#?}");
     assert!(a.gup_calls > 0 && a.pages_pinned > 0 && a.stamps_checked > 0, "{a:#?}");
     assert!(a.peak_table_frames > 0 && a.audits > 0, "{a:#?}");
-    assert!(a.splits > 0 && a.splits_busy > 0, "{a:#?}");
+    assert!(a.splits > 0 && a.splits_busy > 0 && a.thread_reads > 0, "{a:#?}");
     for name in [
         "thp_fault_alloc",
         "thp_split_pmd",

@@ -13,7 +13,9 @@
 //!   holds the pins a while (so splits meet them), checks again, unpins.
 //! - A **splitter** ([`splitter`]) splits the huge folios of published
 //!   regions, preferring the ranges pinners hold, so some splits are
-//!   refused (`thp_split_page_failed`).
+//!   refused (`thp_split_page_failed`), then reads the pages there through
+//!   the address space as another thread of the process, so TLB
+//!   shootdowns have translations to drop.
 //!
 //! Every actor reports an RCU quiescent state between its operations. A
 //! mismatch, a wrong error, a pinned page that does not say it may be
@@ -64,6 +66,9 @@ pub struct MmStats {
     /// The most page-table frames in use at once, over every address space,
     /// as the processes sampled it.
     pub peak_table_frames: u64,
+    /// Words the splitters read through processes' address spaces (as
+    /// another thread of the process), each checked.
+    pub thread_reads: u64,
     /// Folio splits asked for (processes and splitters).
     pub split_requests: u64,
     /// Splits done.
@@ -97,6 +102,7 @@ impl AddAssign<&MmStats> for MmStats {
         self.out_of_memory += o.out_of_memory;
         self.audits += o.audits;
         self.peak_table_frames = self.peak_table_frames.max(o.peak_table_frames);
+        self.thread_reads += o.thread_reads;
         self.split_requests += o.split_requests;
         self.splits += o.splits;
         self.splits_busy += o.splits_busy;

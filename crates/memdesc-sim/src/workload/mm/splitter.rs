@@ -2,11 +2,19 @@
 //! (Linux's `split_huge_page` from outside the process: compaction,
 //! deferred splitting), aiming most of the time at ranges pinners hold, so
 //! that some splits meet a pin and are refused.
+//!
+//! After each split it reads the pages around the address through the
+//! process's address space, as another thread of that process would: its
+//! CPU then holds translations of that address space in its TLB, so the
+//! process's unmaps, drops and protection changes must shoot them down
+//! for real, and a page freed before its shootdown would be read here
+//! (each word read must be zero or a stamp of its own address).
 
 use super::process::{count_split, split_mode};
-use super::{MmContext, MmResult, MmStats};
+use super::{vstamp, MmContext, MmResult, MmStats};
 use crate::rng::Rng;
 use crate::violations::Violations;
+use memdesc::pgtable::{AddressSpace, Fault};
 use memdesc::thp::split_folio;
 use memdesc::PAGE_SIZE;
 use std::time::Duration;
@@ -14,6 +22,8 @@ use std::time::Duration;
 const PAGE: u64 = PAGE_SIZE as u64;
 /// Chance, per mille, of aiming at a range a pinner holds (or held lately).
 const HOT_PER_MILLE: u64 = 600;
+/// Pages read through the address space after each split.
+const READ_PAGES: u64 = 8;
 /// The pause between splits, so processes and pinners get the address
 /// spaces' locks.
 const PAUSE: Duration = Duration::from_micros(100);
@@ -24,6 +34,7 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
     let mut stats = MmStats::default();
     let mut interrupted_after = None;
     let mut violations = Violations::default();
+    let mut seen = Violations::default();
     let who = format!("splitter {index} (cpu{})", ctx.cpu);
     super::guarded(&who, &mut violations, || {
         while !ctx.should_stop(&mut interrupted_after) {
@@ -36,11 +47,47 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
                 std::thread::sleep(PAUSE);
                 continue;
             };
-            count_split(&mut stats, split_folio(&ctx.aspaces[process], va, split_mode(&mut rng)));
+            let aspace = &ctx.aspaces[process];
+            count_split(&mut stats, split_folio(aspace, va, split_mode(&mut rng)));
+            read_around(ctx, aspace, va, &who, &mut stats, &mut seen);
             ctx.quiescent();
             ctx.publish(&stats);
             std::thread::sleep(PAUSE);
         }
     });
-    MmResult { stats, violations, interrupted_after }
+    seen.merge(violations);
+    MmResult { stats, violations: seen, interrupted_after }
+}
+
+/// Reads the first word of [`READ_PAGES`] pages from `va` through
+/// `aspace` (this CPU's TLB, else a walk, else a fault) and checks each is
+/// zero or a stamp of its address; stops at the first page not mapped.
+fn read_around(
+    ctx: &MmContext<'_, '_, '_>,
+    aspace: &AddressSpace<'_, '_>,
+    va: u64,
+    who: &str,
+    stats: &mut MmStats,
+    v: &mut Violations,
+) {
+    for at in (0..READ_PAGES).map(|i| va + i * PAGE) {
+        let mut buf = [0u8; 8];
+        match aspace.read(at, &mut buf) {
+            Ok(()) => {}
+            Err(Fault::NotMapped(_)) => return,
+            Err(Fault::NoMemory(_)) => {
+                stats.out_of_memory += 1;
+                return;
+            }
+            Err(fault) => {
+                v.record(|| format!("{who}: read at {at:#x} faulted: {fault}"));
+                return;
+            }
+        }
+        let word = u64::from_ne_bytes(buf);
+        stats.thread_reads += 1;
+        if !vstamp::is_valid(ctx.seed, aspace.asid(), at, word) {
+            v.record(|| format!("{who}: {at:#x} (asid {}) read {word:#x}, no stamp of that address", aspace.asid()));
+        }
+    }
 }
