@@ -123,4 +123,4 @@ pub use pgtable::{
 };
 pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};
 pub use rcu::{FrameCallback, FrameReturn, Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};
-pub use thp::{split_folio, SplitDone, SplitMode, ThpSplitError};
+pub use thp::{split_deferred, split_folio, DeferredOutcome, SplitDone, SplitMode, ThpSplitError};

@@ -155,6 +155,10 @@ pub struct AddressSpace<'m, 'a> {
     root: Pfn,
     /// The areas; the lock also serialises every entry store.
     vmas: SpinLock<Vmas>,
+    /// Large folios left partly mapped by an unmap, waiting for
+    /// [`thp::split_deferred`](crate::thp::split_deferred). A leaf lock,
+    /// taken under `vmas`' or alone.
+    deferred: SpinLock<DeferredSplits>,
     /// Table frames in the tree (root included), changed under the lock:
     /// the audit finds exactly this many, each reached once.
     tables: StatWord,
@@ -185,7 +189,14 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     pub fn new(mmu: &'m Mmu<'a>) -> Result<Self, MmError> {
         let root = mmu.store.alloc_table().map_err(MmError::NoMemory)?;
         mmu.count(MmEvent::PgtableAlloc, 1);
-        Ok(Self { mmu, asid: mmu.new_asid(), root, vmas: SpinLock::new(Vmas::new()), tables: StatWord::new(1) })
+        Ok(Self {
+            mmu,
+            asid: mmu.new_asid(),
+            root,
+            vmas: SpinLock::new(Vmas::new()),
+            deferred: SpinLock::new(DeferredSplits::default()),
+            tables: StatWord::new(1),
+        })
     }
 
     /// The MMU this address space uses.
@@ -304,7 +315,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
             }
             self.split_edges(start, end, &mut gather)?;
             vmas.rewrite(start, end, |v| Some(Vma { write, ..v })).map_err(|TooManyVmas| MmError::TooManyMappings)?;
-            self.for_each_leaf(start, end, |table, index, level, entry| {
+            self.for_each_leaf(start, end, |table, index, level, entry, _| {
                 if let Entry::Page { pfn, prot, huge } = entry {
                     let new = Entry::Page { pfn, prot: Prot { write, ..prot }, huge };
                     self.mmu.store.publish(table, index, new);
@@ -421,11 +432,11 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// Runs `f` on every non-empty leaf in `start..end` (present,
     /// migration or unknown), walking only the tables that exist. Huge
     /// leaves must lie entirely inside (the caller split the edges).
-    fn for_each_leaf(&self, start: u64, end: u64, mut f: impl FnMut(Pfn, usize, Level, Entry)) {
+    fn for_each_leaf(&self, start: u64, end: u64, mut f: impl FnMut(Pfn, usize, Level, Entry, u64)) {
         self.visit(self.root, Level::Pgd, start, end, &mut f);
     }
 
-    fn visit(&self, table: Pfn, level: Level, start: u64, end: u64, f: &mut impl FnMut(Pfn, usize, Level, Entry)) {
+    fn visit(&self, table: Pfn, level: Level, start: u64, end: u64, f: &mut impl FnMut(Pfn, usize, Level, Entry, u64)) {
         let store = &self.mmu.store;
         let size = level.size();
         let mut va = start;
@@ -436,9 +447,9 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 Entry::None => {}
                 Entry::Table(child) => match level.next() {
                     Some(next) => self.visit(child, next, va, end.min(slot_end), f),
-                    None => f(table, index, level, Entry::Table(child)),
+                    None => f(table, index, level, Entry::Table(child), va),
                 },
-                entry => f(table, index, level, entry),
+                entry => f(table, index, level, entry, va),
             }
             va = slot_end;
         }
@@ -448,15 +459,30 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     fn zap(&self, start: u64, end: u64, gather: &mut Gather<'m, 'a>) {
         let store = &self.mmu.store;
         let map = self.mmu.node().memmap();
-        self.for_each_leaf(start, end, |table, index, level, _| {
+        let mut deferred = self.deferred.lock();
+        self.for_each_leaf(start, end, |table, index, level, _, va| {
             let Entry::Page { pfn, huge, .. } = store.clear(table, index, level) else { return };
-            let (head, _) = decode_compound(pfn, map.page(pfn).expect("mapped frame").compound_word());
-            map_count(map.page(head).expect("mapped head"), -1);
+            let head_page = map.page(pfn).expect("mapped frame");
+            let (head, _) = decode_compound(pfn, head_page.compound_word());
+            let head_page = map.page(head).expect("mapped head");
+            map_count(head_page, -1);
             if huge {
                 map_count(map.page(head.add(1)).expect("huge folio tail"), -1);
+            } else if head_page.map_count() > 0
+                && decode_compound(head, head_page.compound_word()).1 > Some(Order::ZERO)
+            {
+                // A large folio still mapped in part: queue it for a split
+                // (Linux's deferred split), so its unmapped pages can be
+                // freed. The queue is small; a folio that does not fit stays
+                // whole until it is unmapped entirely, which frees it.
+                let base = va - (pfn.0 - head.0) * PAGE;
+                if deferred.with(|q| q.push(base, head)) {
+                    self.mmu.count(MmEvent::ThpDeferredSplit, 1);
+                }
             }
             gather.drop_refs(head, 1);
         });
+        drop(deferred);
         gather.cover(start, end);
     }
 
@@ -585,6 +611,13 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
             Entry::None => None,
             entry => Some(Leaf { table: pmd.0, index: pmd.1, pmd, pmd_word, word: pmd_word, entry }),
         }
+    }
+
+    /// Takes the oldest large folio queued for a deferred split: the
+    /// address of its first page and its head pfn (it may have been freed
+    /// or split since; the caller checks).
+    pub(crate) fn pop_deferred_split(&self) -> Option<(u64, Pfn)> {
+        self.deferred.lock().with(DeferredSplits::pop)
     }
 
     /// Under the lock, faults `va` in (for a write if `write`) until a
@@ -779,6 +812,44 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// without the mapcount checks).
     pub fn table_frames(&self) -> u64 {
         self.audit().tables
+    }
+}
+
+/// Partly mapped large folios to split, as (address of the folio's first
+/// page, head pfn); a small ring, newest kept.
+#[derive(Default)]
+pub(crate) struct DeferredSplits {
+    queue: [(u64, Pfn); DEFERRED_SPLITS],
+    len: usize,
+}
+
+/// Partly mapped folios an address space remembers for splitting.
+const DEFERRED_SPLITS: usize = 16;
+
+impl DeferredSplits {
+    /// Queues a folio; false if it was already queued.
+    fn push(&mut self, base: u64, head: Pfn) -> bool {
+        if self.queue[..self.len].iter().any(|&(_, h)| h == head) {
+            return false;
+        }
+        if self.len == DEFERRED_SPLITS {
+            self.queue.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.queue[self.len] = (base, head);
+        self.len += 1;
+        true
+    }
+
+    /// Takes the oldest queued folio.
+    pub(crate) fn pop(&mut self) -> Option<(u64, Pfn)> {
+        if self.len == 0 {
+            return None;
+        }
+        let first = self.queue[0];
+        self.queue.copy_within(1..self.len, 0);
+        self.len -= 1;
+        Some(first)
     }
 }
 

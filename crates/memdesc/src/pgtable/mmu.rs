@@ -38,6 +38,9 @@ mm_events! {
     ThpSplitPmd => "thp_split_pmd",
     /// Folios split (to any lower order).
     ThpSplitPage => "thp_split_page",
+    /// Large folios queued for a split after an unmap left them partly
+    /// mapped.
+    ThpDeferredSplit => "thp_deferred_split_page",
     /// Folio splits refused (a pin or transient reference).
     ThpSplitPageFailed => "thp_split_page_failed",
     /// Remote TLB flushes (one per CPU shot down).

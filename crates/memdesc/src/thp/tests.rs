@@ -127,3 +127,21 @@ fn refusals() {
         assert_eq!(aspace.mmu().event(MmEvent::ThpSplitPage), 0);
     });
 }
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
+fn a_partial_unmap_queues_the_folio_and_the_deferred_split_frees_the_rest() {
+    with_thp(|node, aspace, va| {
+        aspace.munmap(va + 8 * PAGE, 4 * PAGE).unwrap();
+        assert_eq!(aspace.mmu().event(MmEvent::ThpDeferredSplit), 1, "queued once, not per page");
+        let allocated = node.audit().allocated;
+        let done = split_deferred(aspace);
+        assert_eq!(done, DeferredOutcome { split: 1, busy: 0, gone: 0 });
+        assert_eq!(node.audit().allocated, allocated - 4, "the four unmapped pages went back");
+        stamps_intact(aspace, va, Some(8));
+        assert_eq!(split_deferred(aspace), DeferredOutcome::default(), "the queue is drained");
+    });
+}
