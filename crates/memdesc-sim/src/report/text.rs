@@ -150,10 +150,11 @@ impl Report {
         )?;
         writeln!(
             f,
-            "  splits          {} asked, {} done, {} refused busy (a pin or reference), {} with nothing to split; \
-             {} words read back by the splitter's CPU",
+            "  splits          {} asked, {} done, {} deferred done, {} refused busy (a pin or reference), {} with \
+             nothing to split; {} words read back by the splitter's CPU",
             Count(a.split_requests),
             Count(a.splits),
+            Count(a.deferred_splits),
             Count(a.splits_busy),
             Count(a.splits_skipped),
             Count(a.thread_reads)

@@ -29,6 +29,7 @@ fn assert_layer_exercised(report: &Report) {
         "thp_split_pmd",
         "thp_split_page",
         "thp_split_page_failed",
+        "thp_deferred_split_page",
         "gup_fast",
         "gup_fast_fallback",
         "gup_slow",

@@ -73,8 +73,12 @@ pub struct MmStats {
     pub split_requests: u64,
     /// Splits done.
     pub splits: u64,
-    /// Splits refused because the folio was pinned or referenced (EAGAIN).
+    /// Splits refused because the folio was pinned or referenced (EAGAIN),
+    /// asked for or deferred.
     pub splits_busy: u64,
+    /// Folios split from the deferred-split queues (left partly mapped by
+    /// an unmap or `MADV_DONTNEED`).
+    pub deferred_splits: u64,
     /// Splits with nothing to do: no folio there, or one already small.
     pub splits_skipped: u64,
     /// GUP-fast calls the pinners made.
@@ -106,6 +110,7 @@ impl AddAssign<&MmStats> for MmStats {
         self.split_requests += o.split_requests;
         self.splits += o.splits;
         self.splits_busy += o.splits_busy;
+        self.deferred_splits += o.deferred_splits;
         self.splits_skipped += o.splits_skipped;
         self.gup_calls += o.gup_calls;
         self.pages_pinned += o.pages_pinned;

@@ -1,7 +1,9 @@
 //! A splitter: splits the huge folios of regions processes published
-//! (Linux's `split_huge_page` from outside the process: compaction,
-//! deferred splitting), aiming most of the time at ranges pinners hold, so
-//! that some splits meet a pin and are refused.
+//! (Linux's `split_huge_page` from outside the process: compaction), aiming
+//! most of the time at ranges pinners hold, so that some splits meet a pin
+//! and are refused; and now and then drains a process's deferred-split
+//! queue (the folios an unmap left partly mapped), as Linux's deferred
+//! split shrinker does.
 //!
 //! After each split it reads the pages around the address through the
 //! process's address space, as another thread of that process would: its
@@ -15,13 +17,15 @@ use super::{vstamp, MmContext, MmResult, MmStats};
 use crate::rng::Rng;
 use crate::violations::Violations;
 use memdesc::pgtable::{AddressSpace, Fault};
-use memdesc::thp::split_folio;
+use memdesc::thp::{split_deferred, split_folio};
 use memdesc::PAGE_SIZE;
 use std::time::Duration;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// Chance, per mille, of aiming at a range a pinner holds (or held lately).
 const HOT_PER_MILLE: u64 = 600;
+/// Chance per split, per mille, of draining a deferred-split queue first.
+const DEFERRED_PER_MILLE: u64 = 100;
 /// Pages read through the address space after each split.
 const READ_PAGES: u64 = 8;
 /// The pause between splits, so processes and pinners get the address
@@ -48,6 +52,11 @@ pub(crate) fn run(ctx: &MmContext<'_, '_, '_>, index: usize) -> MmResult {
                 continue;
             };
             let aspace = &ctx.aspaces[process];
+            if rng.per_mille(DEFERRED_PER_MILLE) {
+                let done = split_deferred(aspace);
+                stats.deferred_splits += u64::from(done.split);
+                stats.splits_busy += u64::from(done.busy);
+            }
             count_split(&mut stats, split_folio(aspace, va, split_mode(&mut rng)));
             read_around(ctx, aspace, va, &who, &mut stats, &mut seen);
             ctx.quiescent();
