@@ -174,6 +174,9 @@ impl Report {
     fn fmt_workload(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let w = &self.workload;
         writeln!(f, "Workload ({}, {} wall clock incl. teardown)", self.config.workload.name(), Secs(self.duration_s))?;
+        if self.machine.workload_cpus == 0 {
+            return writeln!(f, "  no allocator CPUs in this profile\n");
+        }
         writeln!(
             f,
             "  allocations     {}  (frozen {}, zeroed {}; {} failed: out of memory)",
