@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_mem, allow_hyphen_values = true)]
     pub mem: u64,
     /// Workload CPUs (threads), 1 to 50: the allocator CPUs of the mixed
-    /// profile; a scanner, cpus/2 processes (1 to 4), cpus pinners (2 to 8)
+    /// profile; a scanner, cpus processes (2 to 4), cpus pinners (2 to 8)
     /// and a splitter are added. Default: one per host core, at most 50.
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
     pub cpus: Option<u32>,

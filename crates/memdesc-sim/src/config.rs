@@ -132,7 +132,7 @@ impl SimConfig {
     }
 
     /// Which CPU runs what: `cpus` allocator CPUs (none in the `gup`
-    /// profile), the scanner, then `cpus / 2` processes (1 to 4), `cpus`
+    /// profile), the scanner, then `cpus` processes (2 to 4), `cpus`
     /// pinners (2 to 8) and one splitter.
     pub fn layout(&self) -> Layout {
         let allocators = match self.workload {
@@ -142,7 +142,7 @@ impl SimConfig {
         Layout {
             allocators,
             scanner: allocators,
-            processes: (self.cpus / 2).clamp(1, MAX_PROCESSES),
+            processes: self.cpus.clamp(2, MAX_PROCESSES),
             pinners: self.cpus.clamp(2, MAX_PINNERS),
             splitters: SPLITTERS,
         }
