@@ -12,8 +12,8 @@
 //! hands its workloads and the peer's ([`peers`]) to the harness
 //! ([`harness::measure`]): calibrated repetitions, interleaved, medians. The
 //! report ([`output`]) goes to stdout, to `--json` and to `--markdown`.
-//! Limits measured on the host alone, for goals whose "ours" side does not
-//! exist yet, come from [`host`].
+//! The address-space goals (G1, G2, T1, F1, F2) run on an MMU ([`mm`]); F1
+//! and F2 compare with the host kernel's own faults ([`host`]).
 //!
 //! # Usage
 //! `cargo xtask bench`, or
@@ -26,6 +26,7 @@
 mod goals;
 mod harness;
 mod host;
+mod mm;
 mod ours;
 mod output;
 #[allow(unsafe_code)]
@@ -43,15 +44,12 @@ usage: memdesc-bench [--json PATH] [--markdown PATH] [--quick] [--filter ID[,ID.
   --json PATH      write the results as a JSON list (one object per goal and probe)
   --markdown PATH  write the report (BENCHMARKS.md)
   --quick          3 short repetitions: a smoke test, not numbers to quote
-  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1; repeatable, comma-separated),
-                   or the host limits of goals F1 F2 (the host's first-touch faults)
+  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1 G1 G2 T1 F1 F2;
+                   repeatable, comma-separated)
   --iters N        run N iterations per repetition, uncalibrated: every workload
                    then runs N x (reps + 1) iterations, for instruction counts
                    under `valgrind --tool=callgrind`
 ";
-
-/// Goals whose only rows so far are host limits ([`host`]).
-const HOST_LIMIT_GOALS: [&str; 2] = ["F1", "F2"];
 
 /// The command line.
 #[derive(Debug, Default)]
@@ -85,9 +83,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         }
     }
     for id in &parsed.filter {
-        let limit = HOST_LIMIT_GOALS.iter().any(|g| g.eq_ignore_ascii_case(id));
-        if !limit && !goals::GOALS.iter().any(|g| g.id.eq_ignore_ascii_case(id)) {
-            let known: Vec<&str> = goals::GOALS.iter().map(|g| g.id).chain(HOST_LIMIT_GOALS).collect();
+        if !goals::GOALS.iter().any(|g| g.id.eq_ignore_ascii_case(id)) {
+            let known: Vec<&str> = goals::GOALS.iter().map(|g| g.id).collect();
             return Err(format!("no goal `{id}`; known: {}", known.join(", ")));
         }
     }
@@ -111,15 +108,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         .filter(|g| args.filter.is_empty() || args.filter.iter().any(|id| g.id.eq_ignore_ascii_case(id)));
     for goal in selected {
         eprintln!("memdesc-bench: {} ({})…", goal.id, goal.description);
+        let started = std::time::Instant::now();
         let measured = (goal.run)(&settings)?;
+        eprintln!("memdesc-bench: {} took {:.1} s", goal.id, started.elapsed().as_secs_f64());
         rows.push(Row::goal(goal, &measured));
         rows.extend(measured.probes.iter().map(|p| Row::probe(goal, p)));
-    }
-    if args.filter.is_empty()
-        || args.filter.iter().any(|id| HOST_LIMIT_GOALS.iter().any(|g| g.eq_ignore_ascii_case(id)))
-    {
-        eprintln!("memdesc-bench: host limits (first-touch faults of the host kernel)…");
-        rows.extend(host::limits(&settings)?.iter().map(Row::limit));
     }
     println!("{}", output::tables(&rows));
     if let Some(path) = &args.json {

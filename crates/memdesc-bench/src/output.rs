@@ -3,7 +3,6 @@
 
 use crate::goals::{Goal, Measured, Probe};
 use crate::harness::{Sample, Settings};
-use crate::host::Limit;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,8 +15,7 @@ pub const COMMAND: &str = "cargo xtask bench";
 pub struct Row {
     /// The goal id (P1…) or the probe id.
     pub id: String,
-    /// `"goal"`, `"probe"` or `"limit"` (a host measurement bounding a goal
-    /// not measured yet).
+    /// `"goal"` or `"probe"`.
     pub kind: &'static str,
     /// What was measured.
     pub description: String,
@@ -39,8 +37,7 @@ pub struct Row {
     pub unit: &'static str,
     /// Setup facts, spreads and derived figures.
     pub note: String,
-    /// For a probe: the goal whose run measured it; for a limit: the goal
-    /// it bounds.
+    /// For a probe: the goal whose run measured it.
     pub goal_id: Option<&'static str>,
     /// Fastest and slowest repetition of `ours`.
     pub ours_range: Option<[f64; 2]>,
@@ -131,32 +128,6 @@ impl Row {
     }
 }
 
-impl Row {
-    /// The row of a host limit.
-    pub fn limit(l: &Limit) -> Row {
-        let note = format!("{}; {} {} over {} reps", l.note, spread(&l.sample), l.unit, l.sample.reps);
-        Row {
-            id: l.id.to_owned(),
-            kind: "limit",
-            description: l.description.to_owned(),
-            ours: None,
-            peer: Some(round3(l.sample.median_ns)),
-            peer_name: l.description.to_owned(),
-            ratio: None,
-            ratio_definition: None,
-            goal: None,
-            met: None,
-            unit: l.unit,
-            note,
-            goal_id: Some(l.goal_id),
-            ours_range: None,
-            peer_range: Some(range(&l.sample)),
-            reps: l.sample.reps,
-            limit: None,
-        }
-    }
-}
-
 /// Where and how the run happened.
 pub struct RunInfo {
     /// The CPU model, from /proc/cpuinfo.
@@ -169,6 +140,8 @@ pub struct RunInfo {
     pub settings: Settings,
     /// Whether this was a `--quick` smoke run.
     pub quick: bool,
+    /// The 1-minute load average when the run started (`/proc/loadavg`).
+    pub load: Option<f64>,
 }
 
 impl RunInfo {
@@ -184,7 +157,10 @@ impl RunInfo {
             })
             .unwrap_or_else(|| "unknown CPU".to_owned());
         let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
-        RunInfo { cpu, nproc, date: utc_date(SystemTime::now()), settings, quick }
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| text.split_whitespace().next().and_then(|w| w.parse().ok()));
+        RunInfo { cpu, nproc, date: utc_date(SystemTime::now()), settings, quick, load }
     }
 }
 
@@ -213,6 +189,7 @@ pub fn json(rows: &[Row]) -> String {
 fn ns(x: Option<f64>) -> String {
     match x {
         Some(v) if v < 100.0 => format!("{v:.1} ns"),
+        Some(v) if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
         Some(v) => format!("{v:.0} ns"),
         None => "–".to_owned(),
     }
@@ -249,23 +226,6 @@ pub fn tables(rows: &[Row]) -> String {
             r.note
         );
     }
-    let limits: Vec<&Row> = rows.iter().filter(|r| r.kind == "limit").collect();
-    if !limits.is_empty() {
-        out.push_str("\nHost limits (the host kernel alone; the goals they bound have no rows yet):\n\n");
-        out.push_str("| limit | goal | what | median | note |\n|---|---|---|---|---|\n");
-        for r in limits {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {:.0} {} | {} |",
-                r.id,
-                r.goal_id.unwrap_or("–"),
-                r.description,
-                r.peer.unwrap_or(f64::NAN),
-                r.unit,
-                r.note
-            );
-        }
-    }
     out
 }
 
@@ -282,12 +242,19 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
          6.1 ns, CAS loop 11.2 ns, FrameAllocator pair 611 ns and batch 49.6 ns, Heap 2 MiB pair \
          26 ns (with its own region size): probes well above those mean this run was disturbed, \
          and a `fetch_add_2t_private` ratio near 1.0 means the other vCPU was busy, so P5 says \
-         nothing in that run.\n",
+         nothing in that run. The address-space goals (G1, G2, T1, F1, F2) run on a simulated MMU \
+         over a fresh node; setup that is not the operation (faulting what is pinned or split, \
+         unmapping) stays outside the clock, and F1, F2 and T1 time the host kernel's own fault \
+         and PMD split in the same run as their peers.\n",
         info.settings.reps,
         info.settings.target.as_millis()
     );
     let _ = writeln!(out, "- Machine: {}, {} CPUs (nproc)", info.cpu, info.nproc);
     let _ = writeln!(out, "- Date: {} (UTC)", info.date);
+    if let Some(load) = info.load {
+        let verdict = if load > info.nproc as f64 { ": more runnable tasks than CPUs, figures disturbed" } else { "" };
+        let _ = writeln!(out, "- Load average at the start: {load:.2}{verdict}");
+    }
     let _ = writeln!(out, "- Command: `{COMMAND}`");
     let _ = writeln!(out, "- Raw data: `target/bench/results.json` (one object per goal and probe)");
     if info.quick {
@@ -339,6 +306,10 @@ valgrind --tool=callgrind --toggle-collect='memdesc_bench::ours::pair_loop' \\
 
 Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loops are \
 `ours::pair_loop` (P1, P3, P4), `ours::batch_loop` (P2; 1000 ops per iteration), \
-`ours::get_put_loop` (R1), and `peers::*_loop` for the peers; `callgrind_annotate --inclusive=yes` \
-breaks a loop down by function.
+`ours::get_put_loop` (R1), `mm::pin_loop` (G1, G2, and G1's probes; 512 pages per iteration), \
+`memdesc::thp::split_folio` (T1: the split alone, without the THP fault and munmap around it), \
+`mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \
+`memdesc::pgtable::aspace::AddressSpace::write` for the faults alone), and `peers::*_loop` for the \
+peers; `callgrind_annotate --inclusive=yes` breaks a loop down by function. The host's own \
+faults and `MADV_DONTNEED` run in the kernel, which callgrind does not see.
 ";
