@@ -223,9 +223,16 @@ fn hold(refs: FolioRefs<'_>, flags: GupFlags) -> Result<Held<'_>, GupError> {
     })
 }
 
-/// Puts `run` into the next free slot of `out`.
+/// Puts `run` into the next free slot of `out`, counting its pins as
+/// acquired (their drop counts them released, whichever way it comes).
 fn push<'m, 'a>(out: &mut [Option<GupRun<'m, 'a>>], filled: &mut usize, run: GupRun<'m, 'a>) -> Result<(), GupError> {
-    let slot = out.get_mut(*filled).ok_or(GupError::BufferTooSmall { slots: 0 })?;
+    // Counted first: a run refused for want of a slot is dropped here, and
+    // its drop counts the release.
+    if run.is_pinned() {
+        run.mmu.count(MmEvent::Pins, u64::from(run.nr_pages));
+    }
+    let slots = out.len();
+    let slot = out.get_mut(*filled).ok_or(GupError::BufferTooSmall { slots })?;
     *slot = Some(run);
     *filled += 1;
     Ok(())
@@ -264,9 +271,6 @@ pub fn get_user_pages_fast<'m, 'a>(
         mmu.count(MmEvent::GupFastFallback, 1);
         slow_path(aspace, fast_end, end, flags, out, &mut filled).inspect_err(|_| release(out, filled))?;
     }
-    if flags.pin {
-        mmu.count(MmEvent::Pins, nr_pages);
-    }
     Ok(filled)
 }
 
@@ -285,9 +289,6 @@ pub fn get_user_pages<'m, 'a>(
     let end = check_range(start, nr_pages)?;
     let mut filled = 0;
     slow_path(aspace, start, end, flags, out, &mut filled).inspect_err(|_| release(out, filled))?;
-    if flags.pin {
-        aspace.mmu().count(MmEvent::Pins, nr_pages);
-    }
     Ok(filled)
 }
 
@@ -347,8 +348,7 @@ fn fast_path<'m, 'a>(
             drop(held);
             break;
         }
-        push(out, filled, GupRun { mmu, va, first, nr_pages: inside.get(), held })
-            .map_err(|_| GupError::BufferTooSmall { slots: out.len() })?;
+        push(out, filled, GupRun { mmu, va, first, nr_pages: inside.get(), held })?;
         va += u64::from(inside.get()) * PAGE;
     }
     Ok(va)
@@ -445,8 +445,7 @@ fn slow_path<'m, 'a>(
         let (first, nr, refs) = taken;
         let refs = refs.map_err(|_| GupError::Overflow(first))?;
         let held = hold(refs, flags)?;
-        push(out, filled, GupRun { mmu, va, first, nr_pages: nr as u32, held })
-            .map_err(|_| GupError::BufferTooSmall { slots: out.len() })?;
+        push(out, filled, GupRun { mmu, va, first, nr_pages: nr as u32, held })?;
         va += nr * PAGE;
     }
     Ok(())

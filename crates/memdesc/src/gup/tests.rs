@@ -172,6 +172,9 @@ fn bad_requests_are_typed_errors() {
             GupError::BufferTooSmall { slots: 2 }
         );
         assert!(out.iter().all(Option::is_none), "nothing is held after a refusal");
+        let mmu = aspace.mmu();
+        assert!(get_user_pages_fast(aspace, va, 4, GupFlags::PIN, &mut out).is_err());
+        assert_eq!(mmu.event(MmEvent::Pins), mmu.event(MmEvent::Unpins), "a refused pin is counted both ways");
         let hole = va + 8 * PAGE;
         assert_eq!(
             get_user_pages(aspace, hole, 1, GupFlags::GET, &mut out).unwrap_err(),

@@ -199,6 +199,20 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         })
     }
 
+    /// Takes the address-space lock. Waiting passes time through
+    /// [`Platform::relax`](crate::platform::Platform::relax) (a host with
+    /// more threads than CPUs yields there), because the holder may run for
+    /// a while: a fault's allocation and zeroing, a split, an unmap's
+    /// shootdowns.
+    fn lock(&self) -> crate::sync::SpinGuard<'_, Vmas> {
+        loop {
+            if let Some(guard) = self.vmas.try_lock() {
+                return guard;
+            }
+            self.mmu.platform().relax();
+        }
+    }
+
     /// The MMU this address space uses.
     pub fn mmu(&self) -> &'m Mmu<'a> {
         self.mmu
@@ -211,7 +225,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
 
     /// The mapped areas, as a snapshot.
     pub fn vmas(&self, out: &mut [Vma]) -> usize {
-        self.vmas.lock().with_ref(|v| {
+        self.lock().with_ref(|v| {
             let n = v.as_slice().len().min(out.len());
             out[..n].copy_from_slice(&v.as_slice()[..n]);
             n
@@ -230,7 +244,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         }
         let len = len.checked_next_multiple_of(PAGE).ok_or(MmError::NoSpace(len))?;
         let align = if thp && len >= HUGE_SIZE { HUGE_SIZE } else { PAGE };
-        self.vmas.lock().with(|vmas| {
+        self.lock().with(|vmas| {
             let start = vmas.find_gap(len, align, USER_START, USER_END).ok_or(MmError::NoSpace(len))?;
             vmas.insert(Vma { start, end: start + len, write, thp }).map_err(|TooManyVmas| MmError::TooManyMappings)?;
             Ok(start)
@@ -246,7 +260,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// use.
     pub fn mmap_anon_at(&self, start: u64, len: u64, write: bool, thp: bool) -> Result<(), MmError> {
         let end = range_end(start, len)?;
-        self.vmas.lock().with(|vmas| {
+        self.lock().with(|vmas| {
             if vmas.overlaps(start, end) {
                 return Err(MmError::NoSpace(len));
             }
@@ -282,7 +296,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     fn unmap(&self, start: u64, len: u64, remove: bool) -> Result<(), MmError> {
         let end = range_end(start, len)?;
         let mut gather = Gather::new(self.mmu, self.asid);
-        let result = self.vmas.lock().with(|vmas| {
+        let result = self.lock().with(|vmas| {
             if !vmas.overlaps(start, end) {
                 return Err(MmError::NotMapped { start, end });
             }
@@ -309,7 +323,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     pub fn mprotect(&self, start: u64, len: u64, write: bool) -> Result<(), MmError> {
         let end = range_end(start, len)?;
         let mut gather = Gather::new(self.mmu, self.asid);
-        let result = self.vmas.lock().with(|vmas| {
+        let result = self.lock().with(|vmas| {
             if !vmas.overlaps(start, end) {
                 return Err(MmError::NotMapped { start, end });
             }
@@ -524,7 +538,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// [`Fault`] when the access cannot be allowed or no memory is left.
     pub fn fault(&self, va: u64, write: bool) -> Result<(), Fault> {
         self.mmu.count(MmEvent::PgFault, 1);
-        self.vmas.lock().with(|vmas| {
+        self.lock().with(|vmas| {
             let vma = vmas.find(va).ok_or(Fault::NotMapped(va))?;
             if write && !vma.write {
                 return Err(Fault::Protection(va));
@@ -628,7 +642,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// # Errors
     /// The [`Fault`] the access cannot get past.
     pub(crate) fn with_mapped<R>(&self, va: u64, write: bool, f: impl FnOnce(Leaf) -> R) -> Result<R, Fault> {
-        self.vmas.lock().with(|vmas| {
+        self.lock().with(|vmas| {
             let vma = vmas.find(va).ok_or(Fault::NotMapped(va))?;
             if write && !vma.write {
                 return Err(Fault::Protection(va));
@@ -655,7 +669,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// mappings (the THP split).
     pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut Gather<'m, 'a>) -> R) -> R {
         let mut gather = Gather::new(self.mmu, self.asid);
-        let result = self.vmas.lock().with(|_| {
+        let result = self.lock().with(|_| {
             let result = f(&mut gather);
             gather.flush();
             result
@@ -766,7 +780,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// once. Takes the lock; call it at a quiescent point for exact
     /// mapcounts.
     pub fn audit(&self) -> AsAudit {
-        let _locked = self.vmas.lock();
+        let _locked = self.lock();
         let mut audit = AsAudit::default();
         let mut run = Run::default();
         self.audit_table(self.root, Level::Pgd, 0, &mut audit, &mut run);
@@ -931,7 +945,7 @@ pub(crate) fn map_count(page: &Page, delta: i32) {
 impl Drop for AddressSpace<'_, '_> {
     fn drop(&mut self) {
         let mut gather = Gather::new(self.mmu, self.asid);
-        self.vmas.lock().with(|vmas| {
+        self.lock().with(|vmas| {
             *vmas = Vmas::new();
             self.zap(USER_START, USER_END, &mut gather);
             self.prune(USER_START, USER_END, &mut gather);
