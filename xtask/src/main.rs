@@ -91,8 +91,14 @@ fn ci(runner: &mut Runner) -> Result<(), String> {
     tidy(runner)?;
     runner.run(&Step::cargo("fmt", &["fmt", "--all", "--", "--check"]))?;
     runner.run(&Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The workspace build has the core's `failpoints` feature (memdesc-sim
+    // enables it); check the core as an embedder builds it, without.
+    runner.run(&Step::cargo("clippy-core", &["clippy", "-p", "memdesc", "--all-targets", "--", "-D", "warnings"]))?;
     runner.run(&Step::cargo("doc", &["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     runner.run(&Step::cargo("test", &["test", "--workspace"]).env_default("PROPTEST_CASES", PROPTEST_CASES))?;
+    // Without the feature: the doc test in platform::failpoints that must
+    // not compile (no failpoint hook in a production core).
+    runner.run(&Step::cargo("doctest-core", &["test", "-p", "memdesc", "--doc"]))?;
     // The embedder's tour asserts as it goes: running it is its test.
     runner.run(&Step::cargo("example", &["run", "-p", "memdesc", "--example", "tour"]))?;
     loom(runner)?;

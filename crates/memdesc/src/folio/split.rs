@@ -115,6 +115,9 @@ impl<'a, R: FolioRelease> Iterator for SplitFolios<'a, R> {
             return Some(unsafe { FrozenFolio::from_owned(self.owner, self.owner.memmap().page_of(pfn)) });
         }
         // P2.6: the original comes back last.
+        if self.first.is_some() {
+            crate::platform::failpoint!(self.owner.platform(), SplitUnfreezeHead);
+        }
         self.first.take()
     }
 
@@ -168,6 +171,7 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         // unlocked, with no sleepers to wake.
         let flags = PageFlags(self.head().flags().0 & !(PageFlags::LOCKED.0 | PageFlags::WAITERS.0));
         let step = new_order.nr_pages();
+        crate::platform::failpoint!(owner.platform(), SplitFrozen);
         // P2.2: each new head gets the type, flags and its own compound
         // layout; its tails point at it. Stores are Relaxed (set_compound,
         // set_type): we own every frame of the frozen folio, and the Release
@@ -193,6 +197,7 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         }
         // P2.3: the original head takes the new order.
         self.head().set_compound(head_word(new_order));
+        crate::platform::failpoint!(owner.platform(), SplitPiecesWritten);
         // P2.4: the new folios go to the caller still frozen, through the
         // iterator, which frees any the caller does not take.
         let count = order.nr_pages() / step;
