@@ -24,6 +24,10 @@
 //! [`Workload::Mixed`]: every CPU allocates and frees folios of mixed orders,
 //! counted and frozen, stamping every frame it owns and checking the stamps
 //! before freeing (see `workload::mixed`).
+//!
+//! # Race replay
+//! With the `race` feature (on by default), [`race`] replays seed 000's
+//! races step by step on the real code, through the core's failpoints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -32,6 +36,8 @@ mod config;
 mod error;
 mod machine;
 pub mod platform;
+#[cfg(feature = "race")]
+pub mod race;
 pub mod report;
 mod rng;
 mod scanner;

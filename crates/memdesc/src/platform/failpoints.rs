@@ -58,7 +58,8 @@ pub enum Failpoint {
     SplitPiecesWritten,
     /// P2.6: the original head is about to go back to the caller, last.
     SplitUnfreezeHead,
-    /// The allocator is about to take back a folio whose last reference went.
+    /// R.3: the allocator is about to take back a folio whose last
+    /// reference went (or whose frozen owner dropped it).
     FreeFolio,
     /// P3.3: a prepared folio is about to be published with refcount 1.
     AllocPublish,
@@ -94,7 +95,7 @@ impl Failpoint {
             Self::SplitFrozen => "P2.2",
             Self::SplitPiecesWritten => "P2.4",
             Self::SplitUnfreezeHead => "P2.6",
-            Self::FreeFolio => "free",
+            Self::FreeFolio => "R.3",
             Self::AllocPublish => "P3.3",
         }
     }
