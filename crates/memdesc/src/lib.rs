@@ -89,6 +89,8 @@ pub mod platform;
 pub mod rcu;
 pub mod sync;
 
+#[cfg(all(test, feature = "failpoints", not(memdesc_loom)))]
+mod failpoint_tests;
 #[cfg(all(test, not(memdesc_loom)))]
 mod mt_tests;
 #[cfg(test)]
