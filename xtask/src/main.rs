@@ -23,6 +23,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   ci              everything CI checks: tidy, fmt, clippy, doc, test, example, loom, mutants, miri
+                  (and the core alone without its failpoints feature: clippy, doc tests)
   tidy            static checks: layering, atomics, unsafe allowlist, SAFETY and ordering comments
   loom            loom models of the core crate (release, RUSTFLAGS=\"--cfg memdesc_loom\")
   miri            the core crate's unit tests under Miri (needs `rustup component add
