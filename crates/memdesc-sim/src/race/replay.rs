@@ -17,6 +17,7 @@
 use crate::platform::SimPlatform;
 use memdesc::platform::failpoints::{FailAction, Failpoint};
 use memdesc::platform::{CpuId, Platform, WaitKey};
+use std::cell::Cell;
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -125,6 +126,12 @@ impl fmt::Display for ReplayError {
 
 impl std::error::Error for ReplayError {}
 
+thread_local! {
+    /// Whether this thread runs a scenario script ([`ReplayPlatform::bind_current_thread`]);
+    /// others (the driver, setup and teardown) never wait at a failpoint.
+    static SCRIPTED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The shared state of a replay, under one mutex.
 #[derive(Debug)]
 struct State {
@@ -175,9 +182,11 @@ impl ReplayPlatform {
         Self { inner: SimPlatform::new(nr_cpus), steps, skip, timeout, state: Mutex::new(state), turn: Condvar::new() }
     }
 
-    /// Binds the calling thread as `cpu` (one scenario thread per CPU).
+    /// Binds the calling thread as `cpu` (one scenario thread per CPU) and
+    /// makes it follow the schedule; other threads pass every failpoint.
     pub fn bind_current_thread(&self, cpu: CpuId) {
         self.inner.bind_current_thread(cpu);
+        SCRIPTED.with(|s| s.set(true));
     }
 
     /// Runs a scenario action: waits for its turn if the schedule names it
@@ -259,6 +268,9 @@ impl ReplayPlatform {
     /// A thread on this CPU reached `at`: if it is the CPU's next scheduled
     /// step, end the step it runs and wait for the grant.
     fn reach(&self, at: StepAt) {
+        if !SCRIPTED.with(Cell::get) {
+            return;
+        }
         let cpu = self.current_cpu();
         let c = cpu.index();
         let mut state = self.lock();
@@ -313,7 +325,9 @@ impl Platform for ReplayPlatform {
 
     fn failpoint(&self, at: Failpoint) -> FailAction {
         self.reach(StepAt::Core(at));
-        if self.skips(at) {
+        // Only the scripts run the historical code; setup and teardown run
+        // the real one.
+        if self.skips(at) && SCRIPTED.with(Cell::get) {
             FailAction::Skip
         } else {
             FailAction::Continue

@@ -97,7 +97,7 @@ fn a_step_that_never_comes_ends_the_replay_with_an_error() {
 }
 
 #[test]
-fn skip_is_answered_only_at_checks() {
+fn skip_is_answered_only_at_checks_and_only_to_scripts() {
     let replay = ReplayPlatform::new(
         1,
         Vec::new(),
@@ -105,6 +105,9 @@ fn skip_is_answered_only_at_checks() {
         Duration::from_millis(100),
     );
     use memdesc::platform::failpoints::FailAction;
+    // Setup and teardown run on threads that are not scripts: the real code.
+    assert_eq!(replay.failpoint(Failpoint::P1HeadRecheck), FailAction::Continue);
+    replay.bind_current_thread(CpuId(0));
     assert_eq!(replay.failpoint(Failpoint::P1HeadRecheck), FailAction::Skip);
     assert_eq!(replay.failpoint(Failpoint::P1Increment), FailAction::Continue);
     assert_eq!(replay.failpoint(Failpoint::P1SourceRecheck), FailAction::Continue);
