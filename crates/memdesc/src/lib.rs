@@ -78,16 +78,20 @@
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![warn(missing_docs)]
 
-#[cfg(test)]
+// Tests use std; so does the model checker (loom, and the pgtable layer's
+// shadow of table entries under it).
+#[cfg(any(test, memdesc_loom))]
 extern crate std;
 
 pub mod buddy;
 pub mod folio;
+pub mod gup;
 pub mod memmap;
 pub mod pgtable;
 pub mod platform;
 pub mod rcu;
 pub mod sync;
+pub mod thp;
 
 #[cfg(all(test, feature = "failpoints", not(memdesc_loom)))]
 mod failpoint_tests;
@@ -103,12 +107,13 @@ mod testutil;
 // generic types' methods.
 pub use buddy::report::{Audit, Violation, VmStat, ZoneInfo};
 pub use buddy::{
-    AllocError, BadPageReport, BootError, FolioRef, FreezeError, FrozenFolio, Gfp, LockedFolio, Migratetype, Node,
-    NodeConfig, PcpConfig, SplitError, SplitFolios, UnfreezeError, VmEvent, Watermarks, ZoneId, BAD_PAGE_LOG, MAX_CPUS,
+    AllocError, BadPageReport, BootError, FolioRef, FolioRefs, FreezeError, FrozenFolio, Gfp, LockedFolio, Migratetype,
+    Node, NodeConfig, PcpConfig, PinError, PinnedFolio, SplitError, SplitFolios, UnfreezeError, UnfreezeSplitError,
+    VmEvent, Watermarks, ZoneId, BAD_PAGE_LOG, MAX_CPUS,
 };
 pub use folio::{
-    BadPageReason, CopyError, FreezeFailed, GetError, Order, OrderTooLarge, PageFlags, PageType, RawError, SplitFailed,
-    UnfreezeFailed, UnfreezeRefusal, MAX_ORDER, REF_MAX,
+    BadPageReason, CopyError, FreezeFailed, GetError, Order, OrderTooLarge, PageFlags, PageType, PinFailed, RawError,
+    RefOverflow, SplitFailed, UnfreezeFailed, UnfreezeRefusal, GUP_PIN_COUNTING_BIAS, MAX_ORDER, REF_MAX,
 };
 pub use memmap::{
     BootFailed, FrameReader, FrameWriter, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange, PAGEBLOCK_ORDER,

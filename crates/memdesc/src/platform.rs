@@ -3,8 +3,9 @@
 //! The core never asks the host for anything but these: which CPU is running,
 //! how many there are, how to sleep until a folio lock may be free, and (with
 //! default implementations) which CPU's RCU state a thread may use and how to
-//! pass time in a grace-period wait. Later layers add their hooks here (TLB
-//! shootdown) so there is one trait to implement when porting. Quiescent
+//! pass time in a grace-period wait, and how to make another CPU flush its TLB
+//! (a shootdown). Later layers add their hooks here so there is one trait to
+//! implement when porting. Quiescent
 //! states go the other way: the host calls [`crate::rcu::Rcu::quiescent`].
 //!
 //! Under the model checker the implementations must be deterministic: a
@@ -74,6 +75,18 @@ pub trait Platform: Sync {
     /// a yield point under the model.
     fn relax(&self) {
         crate::sync::spin_loop();
+    }
+
+    /// Makes `cpu` run `flush` (which invalidates entries of its TLB) and
+    /// returns once it has: a TLB shootdown. A kernel sends an
+    /// inter-processor interrupt and waits for the acknowledgement, the way
+    /// Linux's `flush_tlb_multi` does. The default runs `flush` on the
+    /// calling thread, which is exact for the core's software TLBs: `flush`
+    /// takes `cpu`'s TLB lock, which that CPU holds across every translation
+    /// and access it makes, so no access of `cpu` straddles the flush.
+    fn tlb_shootdown(&self, cpu: CpuId, flush: &dyn Fn()) {
+        let _ = cpu;
+        flush();
     }
 
     /// Called at a protocol step named by `at` (feature `failpoints` only;

@@ -38,6 +38,18 @@ pub(crate) fn spin_loop() {
     core::hint::spin_loop();
 }
 
+/// Whether the model checker is unwinding a failed execution: a guard's
+/// drop must not touch loom objects then (loom would panic again, inside
+/// the unwind, and abort the test binary instead of failing the model).
+/// Always `false` outside the model, so it costs nothing there.
+#[inline(always)]
+pub(crate) fn model_unwinding() -> bool {
+    #[cfg(memdesc_loom)]
+    return std::thread::panicking();
+    #[cfg(not(memdesc_loom))]
+    false
+}
+
 /// An `UnsafeCell` whose accesses loom can check for data races.
 #[cfg(memdesc_loom)]
 pub(crate) use loom::cell::UnsafeCell;

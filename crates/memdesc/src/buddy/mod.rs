@@ -77,6 +77,18 @@ pub type UnfreezeError<'a> = crate::folio::UnfreezeError<'a, Node<'a>>;
 /// [`folio::SplitError`](crate::folio::SplitError).
 pub type SplitError<'a> = crate::folio::SplitError<'a, Node<'a>>;
 
+/// Several counted references to one folio of a [`Node`]:
+/// [`folio::FolioRefs`](crate::folio::FolioRefs).
+pub type FolioRefs<'a> = crate::folio::FolioRefs<'a, Node<'a>>;
+/// Pins on one folio of a [`Node`]: [`folio::PinnedFolio`](crate::folio::PinnedFolio).
+pub type PinnedFolio<'a> = crate::folio::PinnedFolio<'a, Node<'a>>;
+/// A refused pin of a folio of a [`Node`], with the references back:
+/// [`folio::PinError`](crate::folio::PinError).
+pub type PinError<'a> = crate::folio::PinError<'a, Node<'a>>;
+/// A refused unfreeze of split pieces of a [`Node`], with the rest back:
+/// [`folio::UnfreezeSplitError`](crate::folio::UnfreezeSplitError).
+pub type UnfreezeSplitError<'a> = crate::folio::UnfreezeSplitError<'a, Node<'a>>;
+
 /// The most CPUs a node serves (per-CPU lists are inline in the node).
 #[cfg(not(memdesc_loom))]
 pub const MAX_CPUS: usize = 64;

@@ -384,18 +384,32 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
     ///    with [`FolioRef::into_raw`] or held by the caller's structures)
     ///    that nobody turns back into handles or puts while the folio is
     ///    frozen; no other live [`FolioRef`] to this folio is counted in
-    ///    `expected`. (A live handle counted here would be left pointing at a
-    ///    frozen folio, able to reach it while we own it exclusively.)
+    ///    `expected`, nor any pin ([`PinnedFolio`](super::PinnedFolio):
+    ///    on a small folio its bias is 1024 references, which must never
+    ///    reach the frozen or free path while the pin lives, P6.4). (A
+    ///    live handle counted here would be left pointing at a frozen
+    ///    folio, able to reach it while we own it exclusively.)
     ///
     /// # Errors
     /// [`FreezeError`] with this reference back if the refcount is not
     /// `expected`.
     pub unsafe fn try_freeze_with(self, expected: NonZeroU32) -> Result<FrozenFolio<'a, R>, FreezeError<'a, R>> {
         // P2.1. Acquire: pairs with the Release fetch_sub of every put
-        // (FolioRef::drop) so the other holders' accesses happen before our
+        // (put_refs, R.2) so the other holders' accesses happen before our
         // exclusive use. Relaxed: on failure, we keep our reference and touch
         // nothing.
-        match self.head.refcount.compare_exchange(expected.get(), 0, Ordering::Acquire, Ordering::Relaxed) {
+        #[cfg(not(memdesc_mutant = "split_check_without_freeze"))]
+        let frozen = self.head.refcount.compare_exchange(expected.get(), 0, Ordering::Acquire, Ordering::Relaxed);
+        // Mutant (DESIGN §4, "split checking the refcount without freezing
+        // it"): the count compared, not swapped to 0, so a speculative get
+        // or pin that lands after the check is counted on a folio being
+        // split, and the unfreeze overwrites it. Acquire: as the CAS's.
+        #[cfg(memdesc_mutant = "split_check_without_freeze")]
+        let frozen = match self.head.refcount.load(Ordering::Acquire) {
+            seen if seen == expected.get() => Ok(seen),
+            seen => Err(seen),
+        };
+        match frozen {
             Ok(_) => {
                 let this = ManuallyDrop::new(self);
                 Ok(FrozenFolio { owner: this.owner, head: this.head })
@@ -453,33 +467,44 @@ impl<R: FolioRelease> Clone for FolioRef<'_, R> {
 impl<R: FolioRelease> Drop for FolioRef<'_, R> {
     #[inline]
     fn drop(&mut self) {
-        // R.2. Release: our accesses to the folio happen before whoever
-        // frees or freezes it; pairs with the Acquire fence below (last put,
-        // R.3), put_pfn's (R.4) and the Acquire CAS in try_freeze (P2.1).
-        #[cfg(not(memdesc_mutant = "relaxed_put"))]
-        let old = self.head.refcount.fetch_sub(1, Ordering::Release);
-        // Mutant: the put without Release, so a holder's writes may land
-        // after the free. Relaxed: deliberately wrong.
-        #[cfg(memdesc_mutant = "relaxed_put")]
-        let old = self.head.refcount.fetch_sub(1, Ordering::Relaxed);
-        if old == 1 {
-            // R.3. Acquire: pairs with the Release puts of every other holder
-            // (R.2, R.4), so their accesses happen before the free.
-            // Mutant: the fence removed, as if Arc::drop lacked its own.
-            #[cfg(not(memdesc_mutant = "no_last_put_fence"))]
-            fence(Ordering::Acquire);
-            self.owner.release(self.pfn());
-        } else if old == 0 {
-            // A put nobody owned (a raw API misused): undo our own wrap only,
-            // so a concurrent publish of a reallocation is not overwritten,
-            // and report it; the owner quarantines the frame unless it is
-            // free (a free frame is on a list and stays there).
-            // Relaxed: misuse recovery; nothing is ordered by it. Mutant:
-            // the wrap left in place.
-            #[cfg(not(memdesc_mutant = "put_at_zero_no_undo"))]
-            let _ = self.head.refcount.compare_exchange(u32::MAX, 0, Ordering::Relaxed, Ordering::Relaxed);
-            self.owner.bad_page(self.pfn(), BadPageReason::RefcountUnderflow);
-        }
+        put_refs(self.owner, self.head, NonZeroU32::MIN);
+    }
+}
+
+/// Puts `n` counted references to the folio headed at `head` in one atomic
+/// subtraction (R.2), freeing it through `owner` if they were the last
+/// (R.3): the one put of [`FolioRef`], [`FolioRefs`](super::FolioRefs) and
+/// [`PinnedFolio`](super::PinnedFolio). The caller gives up `n` references
+/// it holds.
+#[inline]
+pub(crate) fn put_refs<R: FolioRelease>(owner: &R, head: &Page, n: NonZeroU32) {
+    let n = n.get();
+    // R.2. Release: our accesses to the folio happen before whoever frees or
+    // freezes it; pairs with the Acquire fence below (last put, R.3),
+    // put_pfn's (R.4) and the Acquire CAS in try_freeze (P2.1).
+    #[cfg(not(memdesc_mutant = "relaxed_put"))]
+    let old = head.refcount.fetch_sub(n, Ordering::Release);
+    // Mutant: the put without Release, so a holder's writes may land after
+    // the free. Relaxed: deliberately wrong.
+    #[cfg(memdesc_mutant = "relaxed_put")]
+    let old = head.refcount.fetch_sub(n, Ordering::Relaxed);
+    if old == n {
+        // R.3. Acquire: pairs with the Release puts of every other holder
+        // (R.2, R.4), so their accesses happen before the free.
+        // Mutant: the fence removed, as if Arc::drop lacked its own.
+        #[cfg(not(memdesc_mutant = "no_last_put_fence"))]
+        fence(Ordering::Acquire);
+        owner.release(owner.memmap().pfn_of(head));
+    } else if old < n {
+        // Puts nobody owned (a raw API misused): undo our own wrap only, so
+        // a concurrent publish of a reallocation is not overwritten, and
+        // report it; the owner quarantines the frame unless it is free (a
+        // free frame is on a list and stays there).
+        // Relaxed: misuse recovery; nothing is ordered by it. Mutant: the
+        // wrap left in place.
+        #[cfg(not(memdesc_mutant = "put_at_zero_no_undo"))]
+        let _ = head.refcount.compare_exchange(old.wrapping_sub(n), old, Ordering::Relaxed, Ordering::Relaxed);
+        owner.bad_page(owner.memmap().pfn_of(head), BadPageReason::RefcountUnderflow);
     }
 }
 
@@ -547,6 +572,12 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         if let Some(reason) = UnfreezeRefusal::check(self.page_type(), count) {
             return Err(UnfreezeError { folio: self, reason });
         }
+        Ok(self.unfreeze_checked(count))
+    }
+
+    /// [`FrozenFolio::unfreeze`] past its check: the caller has applied
+    /// [`UnfreezeRefusal::check`] to this folio's type and `count`.
+    pub(crate) fn unfreeze_checked(self, count: NonZeroU32) -> FolioRef<'a, R> {
         let this = ManuallyDrop::new(self);
         // P2.5. Release: publishes every store made while frozen (type tag,
         // compound words, flags, owner words; P2.2-P2.4) to the next
@@ -558,7 +589,7 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
         // Relaxed: deliberately wrong.
         #[cfg(memdesc_mutant = "relaxed_unfreeze")]
         this.head.refcount.store(count.get(), Ordering::Relaxed);
-        Ok(FolioRef { owner: this.owner, head: this.head })
+        FolioRef { owner: this.owner, head: this.head }
     }
 
     /// Publishes a newly allocated folio with refcount 1 (P3.3): the type tag,

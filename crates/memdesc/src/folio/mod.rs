@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | 0, type free | free | the allocator, under its locks |
 //! | 0, type owned | frozen: one exclusive owner | [`FolioRef::try_freeze`] in, [`FrozenFolio::unfreeze`] out |
-//! | 1 ..= [`REF_MAX`] | counted | [`Clone`] / [`Drop`] of [`FolioRef`], [`try_get`] |
+//! | 1 ..= [`REF_MAX`] | counted (a pin of a small folio is [`GUP_PIN_COUNTING_BIAS`] of them) | [`Clone`] / [`Drop`] of [`FolioRef`], [`FolioRefs`], [`PinnedFolio`]; [`try_get_refs`] |
 //! | above [`REF_MAX`] | overflow band: a leak of references | refused by [`try_get`]; a [`Clone`] past it panics like `Arc` |
 //!
 //! The handles are the ownership levels:
@@ -22,13 +22,19 @@
 //! - [`FrozenFolio`]: the exclusive owner of a frozen folio. The only way to
 //!   change the type tag or owner words. Drop frees the folio.
 //! - [`LockedFolio`]: the folio lock, held while borrowing a reference.
+//! - [`FolioRefs`]: `n` counted references to one folio, put in one
+//!   subtraction (GUP's one add per folio).
+//! - [`PinnedFolio`]: `n` FOLL_PIN pins (P6): on a large folio `n` of the
+//!   head's `pincount` plus `n` references, on a small one
+//!   `n * GUP_PIN_COUNTING_BIAS` references. Drop unpins them all.
 //!
-//! [`try_get`] is the one speculative-get protocol (P1): every lockless user
-//! (pfn scanners, GUP-fast, compaction) goes through it. Freeze and split
-//! (P2) are [`FolioRef::try_freeze`] (or `try_freeze_with` for counts that
-//! include raw references) and [`FrozenFolio::split`]. Allocation
-//! publishes a newly typed folio with one Release store (P3, in
-//! `FrozenFolio::publish`).
+//! [`try_get_refs`] is the one speculative-get protocol (P1): every lockless
+//! user (pfn scanners, GUP-fast, compaction) goes through it, [`try_get`]
+//! being its one-reference case. Freeze and split (P2) are
+//! [`FolioRef::try_freeze`] (or `try_freeze_with` for counts that include
+//! raw references), [`FrozenFolio::split`] or [`FrozenFolio::split_around`],
+//! and [`SplitFolios::unfreeze_with`]. Allocation publishes a newly typed
+//! folio with one Release store (P3, in `FrozenFolio::publish`).
 //!
 //! Neighbours: below, [`crate::memmap`] owns the raw descriptor; above,
 //! [`crate::buddy`] implements [`FolioRelease`] and creates folios.
@@ -36,8 +42,10 @@
 mod flags;
 mod handle;
 mod lock;
+mod pin;
 mod ptype;
 mod raw;
+mod refs;
 mod speculative;
 mod split;
 
@@ -47,10 +55,12 @@ pub use handle::{
     UnfreezeFailed, UnfreezeRefusal,
 };
 pub use lock::LockedFolio;
+pub use pin::{PinError, PinFailed, PinnedFolio, GUP_PIN_COUNTING_BIAS};
 pub use ptype::PageType;
 pub use raw::RawError;
-pub use speculative::{try_get, GetError};
-pub use split::{SplitError, SplitFailed, SplitFolios};
+pub use refs::{FolioRefs, RefOverflow};
+pub use speculative::{try_get, try_get_refs, GetError};
+pub use split::{SplitError, SplitFailed, SplitFolios, UnfreezeSplitError};
 
 pub(crate) use raw::raw_head;
 

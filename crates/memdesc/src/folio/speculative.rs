@@ -12,13 +12,16 @@
 //!    have been split or freed and reallocated between 2 and 3);
 //! 5. let the caller recheck its source (the PTE, the slot) still points here;
 //!
-//! and only then hands out a [`FolioRef`]. A failed recheck drops the
+//! and only then hands out a [`FolioRef`] ([`try_get`]) or, for several
+//! references in one add, a [`FolioRefs`] ([`try_get_refs`]); `try_get` is
+//! the one-reference case of the same code. A failed recheck drops the
 //! reference, which may be the last one: the drop frees the folio properly.
 
-use super::{decode_compound, FolioRef, FolioRelease, PageType, REF_MAX};
+use super::{decode_compound, FolioRef, FolioRefs, FolioRelease, PageType, REF_MAX};
 use crate::memmap::Pfn;
 use crate::sync::{spin_loop, Ordering};
 use core::fmt;
+use core::num::NonZeroU32;
 
 /// Why a speculative get returned no reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +61,8 @@ impl fmt::Display for GetError {
 impl core::error::Error for GetError {}
 
 /// Takes a reference to the folio containing `pfn` without holding one
-/// (P1), then runs `recheck_source` on it (P1.5).
+/// (P1), then runs `recheck_source` on it (P1.5): the `refs = 1` case of
+/// [`try_get_refs`].
 ///
 /// `recheck_source` gets the new reference and answers whether whatever led
 /// the caller to `pfn` (a page-table entry, a cache slot) still leads there;
@@ -73,6 +77,29 @@ pub fn try_get<'a, R: FolioRelease>(
     pfn: Pfn,
     recheck_source: impl FnOnce(&FolioRef<'a, R>) -> bool,
 ) -> Result<FolioRef<'a, R>, GetError> {
+    let (owner, head, _) = try_get_refs(owner, pfn, NonZeroU32::MIN, recheck_source)?.into_parts();
+    Ok(FolioRef::from_counted(owner, head))
+}
+
+/// Takes `refs` references to the folio containing `pfn` in one refcount
+/// add, without holding one (P1, Linux's `folio_ref_try_add`), then runs
+/// `recheck_source` on them (P1.5).
+///
+/// GUP-fast calls it once per folio with one reference for every page of
+/// the folio its range covers, and puts or pins them together (one
+/// [`FolioRefs`] drop, [`FolioRefs::into_pins`](super::FolioRefs::into_pins)).
+/// `recheck_source` is as for [`try_get`]; a caller that pins rechecks its
+/// source after [`into_pins`](super::FolioRefs::into_pins) instead (P6.1).
+///
+/// # Errors
+/// See [`GetError`]; [`GetError::Overflow`] if the add would pass
+/// [`REF_MAX`]. No error leaves a reference behind.
+pub fn try_get_refs<'a, R: FolioRelease>(
+    owner: &'a R,
+    pfn: Pfn,
+    refs: NonZeroU32,
+    recheck_source: impl FnOnce(&FolioRef<'a, R>) -> bool,
+) -> Result<FolioRefs<'a, R>, GetError> {
     let map = owner.memmap();
     // P1.1: the descriptor; bounds-checked arithmetic, never a wild pointer.
     let page = map.page(pfn).ok_or(GetError::OutOfRange)?;
@@ -83,7 +110,8 @@ pub fn try_get<'a, R: FolioRelease>(
     let head = map.page(head_pfn).ok_or(GetError::Moved)?;
 
     crate::platform::failpoint!(owner.platform(), P1Increment);
-    // P1.3: increment unless zero.
+    // P1.3: add `refs` unless zero, never into the overflow band.
+    let limit = REF_MAX.checked_sub(refs.get()).ok_or(GetError::Overflow)?;
     // Relaxed: the first read only seeds the CAS loop.
     let mut count = head.refcount.load(Ordering::Relaxed);
     loop {
@@ -97,15 +125,15 @@ pub fn try_get<'a, R: FolioRelease>(
                 GetError::Frozen
             });
         }
-        if count >= REF_MAX {
+        if count > limit {
             return Err(GetError::Overflow);
         }
         // Acquire: pairs with the Release that made the count non-zero
         // (publish P3.3, unfreeze P2.5) and with every Release put, so once
-        // we hold the reference we see the folio's compound info, type tag
+        // we hold the references we see the folio's compound info, type tag
         // and owner words as its owner published them.
         // Relaxed: on failure, we retry with the value read.
-        match head.refcount.compare_exchange_weak(count, count + 1, Ordering::Acquire, Ordering::Relaxed) {
+        match head.refcount.compare_exchange_weak(count, count + refs.get(), Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => break,
             Err(actual) => {
                 count = actual;
@@ -113,7 +141,7 @@ pub fn try_get<'a, R: FolioRelease>(
             }
         }
     }
-    let folio = FolioRef::from_counted(owner, head);
+    let folio = FolioRefs::from_counted(owner, head, refs);
 
     // P1.4: recheck the frame still belongs to the head we counted (seed
     // 000). Relaxed inside compound_word: ordered after the Acquire of P1.3.
@@ -128,7 +156,7 @@ pub fn try_get<'a, R: FolioRelease>(
 
     // P1.5: the caller's source recheck.
     #[cfg(not(memdesc_mutant = "no_source_recheck"))]
-    if crate::platform::failpoint_check!(owner.platform(), P1SourceRecheck) && !recheck_source(&folio) {
+    if crate::platform::failpoint_check!(owner.platform(), P1SourceRecheck) && !recheck_source(folio.folio()) {
         drop(folio);
         return Err(GetError::SourceChanged);
     }

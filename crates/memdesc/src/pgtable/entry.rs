@@ -59,17 +59,24 @@ impl Level {
     /// The levels from the top down.
     pub const ALL: [Level; 4] = [Level::Pgd, Level::Pud, Level::Pmd, Level::Pte];
 
-    /// log2 of the bytes one entry at this level maps.
+    /// log2 of the bytes one entry at this level maps (x86-64: 39, 30, 21,
+    /// 12; under the model checker, 8-entry tables: 21, 18, 15, 12).
     pub const fn shift(self) -> u32 {
         match self {
-            Level::Pgd => 39,
-            Level::Pud => 30,
-            Level::Pmd => 21,
+            Level::Pgd => 12 + 3 * TABLE_BITS,
+            Level::Pud => 12 + 2 * TABLE_BITS,
+            Level::Pmd => 12 + TABLE_BITS,
             Level::Pte => 12,
         }
     }
 
-    /// The index of the entry at this level that maps `vaddr` (0..512).
+    /// Bytes one entry at this level maps.
+    pub const fn size(self) -> u64 {
+        1 << self.shift()
+    }
+
+    /// The index of the entry at this level that maps `vaddr`
+    /// (`0..ENTRIES_PER_TABLE`).
     pub const fn index(self, vaddr: u64) -> usize {
         ((vaddr >> self.shift()) & (ENTRIES_PER_TABLE as u64 - 1)) as usize
     }
@@ -85,8 +92,18 @@ impl Level {
     }
 }
 
+/// log2 of the entries in one table: 9 (512 entries, one 4 KiB frame of
+/// 8-byte words). Under the model checker tables have 8 entries, so a
+/// "huge" PMD leaf maps an order-3 folio that fits a node of a few dozen
+/// frames, and a model walks four real levels.
+#[cfg(not(memdesc_loom))]
+pub const TABLE_BITS: u32 = 9;
+/// log2 of the entries in one table (8 under the model checker).
+#[cfg(memdesc_loom)]
+pub const TABLE_BITS: u32 = 3;
+
 /// Entries in one table frame.
-pub const ENTRIES_PER_TABLE: usize = 512;
+pub const ENTRIES_PER_TABLE: usize = 1 << TABLE_BITS;
 
 /// Permission and state bits of a present leaf mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -178,8 +195,8 @@ impl fmt::Display for EntryError {
 
 impl core::error::Error for EntryError {}
 
-/// Frames per 2 MiB huge page.
-const HUGE_FRAMES: u64 = 1 << (Level::Pmd.shift() - Level::Pte.shift());
+/// Frames per huge (PMD-mapped) page: 512, a 2 MiB folio.
+pub const HUGE_FRAMES: u64 = 1 << TABLE_BITS;
 
 fn pfn_bits(pfn: Pfn) -> Result<u64, EntryError> {
     if pfn.0 > MAX_ENTRY_PFN {

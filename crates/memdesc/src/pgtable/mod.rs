@@ -8,6 +8,22 @@
 //! simulated MMU and its TLBs, and unmapping with batched flushes and
 //! RCU-deferred table freeing (P5) build on these (issue 6).
 
+mod aspace;
 mod entry;
+pub(crate) mod gather;
+mod mmu;
+mod table;
+mod tlb;
+mod vma;
 
-pub use entry::{Entry, EntryError, Level, Prot, ENTRIES_PER_TABLE, MAX_ENTRY_PFN};
+pub(crate) use aspace::map_count;
+pub use aspace::{AddressSpace, AsAudit, Fault, Leaf, MmError, HUGE_SIZE, USER_END, USER_START};
+pub use entry::{Entry, EntryError, Level, Prot, ENTRIES_PER_TABLE, HUGE_FRAMES, MAX_ENTRY_PFN, TABLE_BITS};
+pub use mmu::{MmEvent, Mmu};
+pub use tlb::TLB_ENTRIES;
+pub use vma::{Vma, MAX_VMAS};
+
+#[cfg(all(test, memdesc_loom))]
+pub(crate) mod loom;
+#[cfg(all(test, not(memdesc_loom)))]
+mod tests;

@@ -51,12 +51,14 @@ pub enum Failpoint {
     P1HeadRecheck,
     /// P1.5 (a check): the getter is about to run the caller's source recheck.
     P1SourceRecheck,
-    /// P2.2: the splitter, holding the frozen folio, is about to rewrite the
-    /// pieces' compound words.
+    /// P2.3: the splitter, holding the frozen folio, is about to write the
+    /// original head's new order (the pieces follow, one by one).
     SplitFrozen,
-    /// P2.4: every compound word is written; the pieces go to the caller.
-    SplitPiecesWritten,
-    /// P2.6: the original head is about to go back to the caller, last.
+    /// P2.2: the split's iterator is about to rewrite one new piece's
+    /// compound info and hand it out (fires once per new piece).
+    SplitPiece,
+    /// P2.6: every piece is out; the original head is about to go back to
+    /// the caller, last.
     SplitUnfreezeHead,
     /// R.3: the allocator is about to take back a folio whose last
     /// reference went (or whose frozen owner dropped it).
@@ -74,7 +76,7 @@ impl Failpoint {
         Self::P1HeadRecheck,
         Self::P1SourceRecheck,
         Self::SplitFrozen,
-        Self::SplitPiecesWritten,
+        Self::SplitPiece,
         Self::SplitUnfreezeHead,
         Self::FreeFolio,
         Self::AllocPublish,
@@ -92,8 +94,8 @@ impl Failpoint {
             Self::P1Increment => "P1.3",
             Self::P1HeadRecheck => "P1.4",
             Self::P1SourceRecheck => "P1.5",
-            Self::SplitFrozen => "P2.2",
-            Self::SplitPiecesWritten => "P2.4",
+            Self::SplitFrozen => "P2.3",
+            Self::SplitPiece => "P2.2",
             Self::SplitUnfreezeHead => "P2.6",
             Self::FreeFolio => "R.3",
             Self::AllocPublish => "P3.3",

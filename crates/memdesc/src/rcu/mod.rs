@@ -431,6 +431,9 @@ impl<'a> Rcu<'a> {
 
 impl Drop for RcuReadGuard<'_, '_> {
     fn drop(&mut self) {
+        if crate::sync::model_unwinding() {
+            return;
+        }
         // RCU.2. Release: pairs with the Acquire loads of the scan (RCU.5):
         // this section's reads happen before the free that follows the GP.
         self.rcu.reader_counter(self.cpu).fetch_sub(1, Ordering::Release);

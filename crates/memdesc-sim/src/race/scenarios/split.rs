@@ -15,7 +15,7 @@ const STEPS: [(u32, StepAt); 8] = [
     (GETTER, StepAt::Core(Failpoint::P1ReadHead)),
     (SPLITTER, StepAt::Act(Act::Freeze)),
     (SPLITTER, StepAt::Core(Failpoint::SplitFrozen)),
-    (SPLITTER, StepAt::Core(Failpoint::SplitPiecesWritten)),
+    (SPLITTER, StepAt::Core(Failpoint::SplitPiece)),
     (SPLITTER, StepAt::Core(Failpoint::SplitUnfreezeHead)),
     (GETTER, StepAt::Core(Failpoint::P1Increment)),
     (GETTER, StepAt::Core(Failpoint::P1HeadRecheck)),
@@ -38,7 +38,8 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
     let frames = Frames { node };
     let nr_new = Order::PMD.nr_pages() - 1;
 
-    let describe = |at: StepAt| match at {
+    let describe = |at: StepAt| {
+        match at {
         StepAt::Act(Act::GupReadPte) => {
             format!("reads the PTE: pfn {target}, a tail of the 2 MiB folio at pfn {head}")
         }
@@ -48,12 +49,18 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
         StepAt::Act(Act::Freeze) => {
             format!("freezes folio {head}: refcount 1 -> {} (its one reference)", frames.refcount(head))
         }
-        StepAt::Core(Failpoint::SplitFrozen) => {
-            format!("splits to order 0: pfn {target}'s compound head is now {}", frames.describe_head(target))
-        }
-        StepAt::Core(Failpoint::SplitPiecesWritten) => {
-            format!("unfreezes the {nr_new} new folios (Release): pfn {target} refcount {}", frames.refcount(target))
-        }
+        StepAt::Core(Failpoint::SplitFrozen) => format!(
+            "splits to order 0: the old head is now {}; pfn {target} still names head pfn {} until its piece \
+             is rewritten",
+            frames.describe_head(head),
+            frames.head(target)
+        ),
+        StepAt::Core(Failpoint::SplitPiece) => format!(
+            "rewrites and unfreezes the {nr_new} new folios one by one, each unfrozen with Release (P2.5): pfn {target}'s \
+             head is now {}, refcount {}",
+            frames.describe_head(target),
+            frames.refcount(target)
+        ),
         StepAt::Core(Failpoint::SplitUnfreezeHead) => {
             format!("unfreezes the old head last: {}, refcount {}", frames.describe_head(head), frames.refcount(head))
         }
@@ -76,6 +83,7 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
             }
         }
         other => format!("{other:?}"),
+    }
     };
 
     let (rows, getter, pieces) = std::thread::scope(|scope| {

@@ -1,7 +1,8 @@
 //! Loom models of the folio side, and the mutants loom must catch:
 //! counted references and the raw-pfn paths (R, [`refs`]), the speculative
 //! get (P1, [`get`]), freeze, split and retyping a frozen folio (P2, P3.4,
-//! [`freeze`]) and the folio lock (L.1–L.3, [`lock`]).
+//! [`freeze`]), the folio lock (L.1–L.3, [`lock`]) and pins against split
+//! and unpin against the last put (P6, P2.7, [`pin`]).
 //!
 //! Each model boots a fresh node per execution (per-CPU lists off, so the
 //! frames taken are deterministic) on a [`BlockingPlatform`], whose waits
@@ -15,6 +16,7 @@
 mod freeze;
 mod get;
 mod lock;
+mod pin;
 mod refs;
 
 use crate::buddy::{FolioRef, FrozenFolio, Gfp, Node};
@@ -100,10 +102,13 @@ impl Frames {
 }
 
 /// Splits a frozen folio into folios of `new_order` and unfreezes each to
-/// one reference: the pieces as the split hands them out (P2.4–P2.5), the
-/// original head last (P2.6). The models' one call of `split`.
+/// one reference with `unfreeze_with`: the pieces as the split hands them
+/// out (P2.2, P2.5), the original head last (P2.6, P2.7). The models' one
+/// call of `split`.
 fn split_and_unfreeze(frozen: FrozenFolio<'_>, new_order: Order) -> std::vec::Vec<FolioRef<'_>> {
-    frozen.split(new_order).unwrap().map(|piece| piece.unfreeze(ONE).unwrap()).collect()
+    let mut pieces = std::vec::Vec::new();
+    frozen.split(new_order).unwrap().unfreeze_with(|_, _| ONE, |piece| pieces.push(piece)).unwrap();
+    pieces
 }
 
 /// What a successful speculative get of `pfn` must see (P1's promise): a

@@ -1,6 +1,7 @@
 use super::*;
 use crate::buddy::{Gfp, Node};
 use crate::folio::UnfreezeRefusal;
+use crate::folio::{try_get_refs, FolioRefs, GUP_PIN_COUNTING_BIAS};
 use crate::memmap::{PhysRange, PAGE_SIZE};
 use crate::platform::SpinPlatform;
 use crate::testutil::{small_config, with_node};
@@ -250,3 +251,6 @@ fn split_pieces_are_unlocked_and_clean() {
         assert_eq!(n.audit().violations, 0);
     });
 }
+
+mod pin;
+mod split;
