@@ -37,10 +37,10 @@ fn json_reports_the_getter_and_the_verdict() {
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     let report = &json[0];
     assert_eq!(report["variant"], "fixed");
-    assert_eq!(report["outcome"]["getter"]["kind"], "refused");
-    assert_eq!(report["outcome"]["getter"]["by"], "P1.5 source recheck");
+    assert_eq!(report["outcome"]["fast_path"]["refused_by"], "P1.5 entry recheck");
+    assert_eq!(report["outcome"]["fast_path"]["fell_back"], true);
     assert_eq!(report["outcome"]["as_expected"], true);
-    assert_eq!(report["rows"].as_array().map(Vec::len), Some(9));
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(10));
     let out = run(&["race", "gup-fast-vs-split", "--variant", "historical", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(json[0]["outcome"]["getter"]["kind"], "held");

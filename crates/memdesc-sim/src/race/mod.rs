@@ -20,7 +20,6 @@ mod replay;
 mod scenarios;
 mod text;
 
-pub use getter::GetterRefusal;
 pub use replay::{Act, ReplayError, ReplayPlatform, StepAt};
 
 use serde::Serialize;
@@ -157,24 +156,33 @@ pub struct Row {
     pub skipped: bool,
 }
 
-/// What the getter holds at the end.
+/// What GUP returned at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GetterResult {
-    /// It holds a reference to the folio headed at `pfn`.
+    /// It holds a reference for `page`, on the folio headed at `folio`.
     Held {
-        /// The folio's head.
-        pfn: u64,
-        /// Its order.
+        /// The page GUP says it holds (the run's first pfn).
+        page: u64,
+        /// The head of the folio the reference is on.
+        folio: u64,
+        /// That folio's order.
         order: u8,
     },
-    /// It took no reference.
-    Refused {
-        /// Why, as the getter reported it.
+    /// It holds nothing (the slow path found no mapping).
+    Failed {
+        /// GUP's error.
         reason: String,
-        /// The step that refused (`P1.4 head recheck`, ...).
-        by: &'static str,
     },
+}
+
+/// What GUP-fast's own path did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FastPath {
+    /// It gave up on the page and handed it to the slow path.
+    pub fell_back: bool,
+    /// The check that made it give up (`P1.4 head recheck`, ...), if one did.
+    pub refused_by: Option<&'static str>,
 }
 
 /// The end of a replay.
@@ -182,8 +190,10 @@ pub enum GetterResult {
 pub struct Outcome {
     /// The pfn the entry mapped when the getter read it.
     pub target_pfn: u64,
-    /// What the getter holds.
+    /// What GUP returned.
     pub getter: GetterResult,
+    /// How GUP-fast's lockless path ended.
+    pub fast_path: FastPath,
     /// What validation found wrong with it (the historical bug), if anything.
     pub bug: Option<String>,
     /// Frames still allocated after every reference was dropped.

@@ -26,12 +26,13 @@ use std::time::{Duration, Instant};
 /// caller of the core does between its calls, such as reading an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Act {
-    /// The GUP-fast getter reads the page-table entry (P4: Acquire).
-    GupReadPte,
-    /// The splitter freezes the folio at its expected refcount (P2.1).
-    Freeze,
-    /// The unmapper clears the entry and drops the mapping's reference (P5).
-    Unmap,
+    /// The owner splits the THP (`thp::split_folio`): under the address
+    /// space's lock, migration entries for its pages, one TLB flush, the
+    /// freeze at the mappings' count (SPLIT.1-SPLIT.3, P2.1).
+    ThpSplit,
+    /// The process drops the range (`madvise(MADV_DONTNEED)`): clears the
+    /// entry, flushes the TLBs, then puts the mapping's reference (P5).
+    Zap,
     /// An allocation takes and prepares a block (P3.1-P3.2).
     Alloc,
 }
@@ -40,9 +41,8 @@ impl Act {
     /// The docs/PROTOCOLS.md step it stands for.
     pub const fn step(self) -> &'static str {
         match self {
-            Self::GupReadPte => "P4",
-            Self::Freeze => "P2.1",
-            Self::Unmap => "P5",
+            Self::ThpSplit => "P2.1",
+            Self::Zap => "P5",
             Self::Alloc => "P3.1",
         }
     }

@@ -4,15 +4,15 @@
 //! Shared machinery first (boot, threads as CPUs, the driver loop, the
 //! verdict), then one module per race.
 
-use super::getter::{gup_fast_one, GetterRefusal};
+use super::getter::{gup_fast_one, GupResult};
 use super::replay::{Act, ReplayError, ReplayPlatform, StepAt};
-use super::{CpuRole, GetterResult, Outcome, RaceError, RaceReport, Row, Scenario, Variant};
+use super::{CpuRole, FastPath, GetterResult, Outcome, RaceError, RaceReport, Row, Scenario, Variant};
 use crate::arena::Arena;
-use memdesc::pgtable::{Entry, Level, Prot};
+use memdesc::pgtable::{AddressSpace, Entry, Mmu, HUGE_FRAMES, HUGE_SIZE};
 use memdesc::platform::failpoints::Failpoint;
-use memdesc::{CpuId, FolioRef, Gfp, Node, NodeConfig, Order, PcpConfig, Pfn, MAX_ORDER};
+use memdesc::{CpuId, FolioRef, Gfp, Node, NodeConfig, Order, PcpConfig, Pfn, Rcu, RcuConfig, MAX_ORDER, PAGE_SIZE};
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
 
@@ -38,24 +38,39 @@ const ARENA_BYTES: u64 = 16 << 20;
 /// merge at once), no watermark reserve.
 fn node_config() -> NodeConfig {
     NodeConfig {
+        // One zone: page tables (unmovable) and user pages draw on the same
+        // few frames.
+        movable_percent: 0,
         pcp: PcpConfig { enabled: false, ..PcpConfig::default() },
         min_free_frames: Some(0),
-        ..NodeConfig::default()
     }
 }
 
-/// A PTE word mapping `pfn` read-write.
-fn pte_word(pfn: Pfn) -> Result<u64, RaceError> {
-    let prot = Prot { write: true, user: true, accessed: true, dirty: false };
-    Entry::Page { pfn, prot, huge: false }.encode().map_err(|e| RaceError::Setup(e.to_string()))
-}
+const PAGE: u64 = PAGE_SIZE as u64;
 
-/// The pfn a PTE word maps, if any.
-fn mapped(word: u64) -> Option<Pfn> {
-    match Entry::decode(word, Level::Pte) {
+/// The pfn mapped at `va` now, read as GUP-fast reads it (lockless, in a
+/// read section), or `None`.
+fn mapped_at(aspace: &AddressSpace<'_, '_>, va: u64) -> Option<Pfn> {
+    let section = aspace.mmu().rcu().read_lock();
+    match aspace.walk(&section, va)?.entry {
+        Entry::Page { pfn, huge: true, .. } => Some(pfn.add((va / PAGE) % HUGE_FRAMES)),
         Entry::Page { pfn, .. } => Some(pfn),
         _ => None,
     }
+}
+
+/// A process: an address space with one 2 MiB region at a 2 MiB-aligned
+/// address, faulted in as one order-9 folio (a THP) mapped by its PMD.
+fn map_thp<'m, 'a>(aspace: &AddressSpace<'m, 'a>) -> Result<(u64, Pfn), RaceError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| RaceError::Setup(format!("{what}: {e}"));
+    let va = aspace.mmap_anon(HUGE_SIZE, true, true).map_err(|e| setup("mmap", &e))?;
+    aspace.write(va, b"seed 000").map_err(|e| setup("first touch", &e))?;
+    let head = mapped_at(aspace, va).ok_or_else(|| RaceError::Setup("the region is not mapped".into()))?;
+    let order = aspace.mmu().node().memmap().compound_head(head).and_then(|(_, order)| order);
+    if va % HUGE_SIZE != 0 || order != Some(Order::PMD) {
+        return Err(RaceError::Setup(format!("no 2 MiB folio at {va:#x} (order {order:?})")));
+    }
+    Ok((va, head))
 }
 
 /// Snapshots of one frame, for the rows.
@@ -134,49 +149,64 @@ fn drive(replay: &ReplayPlatform, describe: impl Fn(StepAt) -> String) -> Result
     Ok(rows)
 }
 
-/// What the getter holds, and what is wrong with it: a folio that does not
-/// contain the pfn it went for, or one the entry no longer maps.
-fn validate(
-    getter: &Result<FolioRef<'_>, GetterRefusal>,
-    target: Pfn,
-    entry_now: Option<Pfn>,
-) -> (GetterResult, Option<String>) {
-    match getter {
-        Err(refusal) => (GetterResult::Refused { reason: refusal.to_string(), by: refusal.step() }, None),
-        Ok(folio) => {
-            let (pfn, order) = (folio.pfn(), folio.order());
-            let held = GetterResult::Held { pfn: pfn.0, order: order.get() as u8 };
-            let bug = if !folio.contains(target) {
-                Some(format!(
-                    "the getter holds folio {pfn} (order {order}), which no longer contains pfn {target}: \
-                     its reference pins another page than the one mapped (seed 000)"
-                ))
-            } else if entry_now != Some(target) {
-                let now = entry_now.map_or_else(|| "nothing".to_owned(), |p| format!("pfn {p}"));
-                Some(format!(
-                    "the getter holds folio {pfn} (order {order}) for pfn {target}, but the entry now maps {now}: \
-                     it pins a page of someone else's allocation, not the one mapped (seed 000)"
-                ))
-            } else {
-                None
-            };
-            (held, bug)
-        }
-    }
+/// The row of GUP's slow path, from what `va` maps once it is done.
+fn slow_path_row(aspace: &AddressSpace<'_, '_>, va: u64) -> String {
+    let now = mapped_at(aspace, va).map_or_else(|| "nothing".to_owned(), |p| format!("pfn {p}"));
+    format!(
+        "slow path: under the address space's lock, faults {va:#x} in if needed and takes a reference: it maps {now}"
+    )
 }
 
-/// The verdict, once every reference is dropped: the node's audit must find
-/// every frame free again and no invariant broken.
-fn outcome(variant: Variant, target: Pfn, (getter, bug): (GetterResult, Option<String>), node: &Node<'_>) -> Outcome {
+/// What GUP holds, and what is wrong with it: a reference on a folio that
+/// does not contain the page it claims, or on a page the address no longer
+/// maps.
+fn validate(result: &GupResult<'_, '_>, aspace: &AddressSpace<'_, '_>, va: u64) -> (GetterResult, Option<String>) {
+    let run = match &result.run {
+        Err(reason) => return (GetterResult::Failed { reason: reason.clone() }, None),
+        Ok(run) => run,
+    };
+    let (page, folio) = (run.first_pfn(), run.folio_pfn());
+    let node = aspace.mmu().node();
+    let order = node.memmap().compound_head(folio).and_then(|(_, order)| order).unwrap_or(Order::ZERO);
+    let held = GetterResult::Held { page: page.0, folio: folio.0, order: order.get() as u8 };
+    let bug = if !(folio.0..folio.0 + order.nr_pages()).contains(&page.0) {
+        Some(format!(
+            "GUP says it holds pfn {page} at {va:#x}, but its reference is on folio {folio} (order {order}), \
+             which no longer contains that page (seed 000)"
+        ))
+    } else if mapped_at(aspace, va) != Some(page) {
+        let now = mapped_at(aspace, va).map_or_else(|| "nothing".to_owned(), |p| format!("pfn {p}"));
+        Some(format!(
+            "GUP holds pfn {page} (folio {folio}, order {order}) for {va:#x}, which now maps {now}: \
+             it pins a page of someone else's allocation, not the one mapped (seed 000)"
+        ))
+    } else {
+        None
+    };
+    (held, bug)
+}
+
+/// The verdict, once every reference is dropped and the address space torn
+/// down: the node's audit must find every frame free again and no
+/// invariant broken.
+fn outcome(
+    variant: Variant,
+    target: Pfn,
+    (getter, bug): (GetterResult, Option<String>),
+    fast_path: FastPath,
+    node: &Node<'_>,
+) -> Outcome {
     let audit = node.audit();
     let leaked_frames = audit.allocated;
     let violations = audit.violations;
     let clean = leaked_frames == 0 && violations == 0;
-    let (as_expected, verdict) = match (variant, &getter, &bug) {
-        (Variant::Fixed, GetterResult::Refused { by, .. }, None)
-            if by.starts_with("P1.4") || by.starts_with("P1.5") =>
-        {
-            (clean, format!("the fixed code held: the {by} refused the reference"))
+    let (as_expected, verdict) = match (variant, fast_path.refused_by, &bug) {
+        (Variant::Fixed, Some(by), None) if fast_path.fell_back => {
+            let then = match &getter {
+                GetterResult::Held { page, .. } => format!("took pfn {} under the lock", Pfn(*page)),
+                GetterResult::Failed { reason } => format!("failed: {reason}"),
+            };
+            (clean, format!("the fixed code held: the {by} refused the reference; the slow path {then}"))
         }
         (Variant::Fixed, _, Some(bug)) => (false, format!("the fixed code let the race through: {bug}")),
         (Variant::Fixed, _, None) => (
@@ -195,7 +225,12 @@ fn outcome(variant: Variant, target: Pfn, (getter, bug): (GetterResult, Option<S
         (false, true) => format!("FAIL: {verdict}"),
         (false, false) => format!("FAIL: {verdict}; {leaked_frames} frames leaked, {violations} audit violations"),
     };
-    Outcome { target_pfn: target.0, getter, bug, leaked_frames, violations, as_expected, verdict }
+    Outcome { target_pfn: target.0, getter, fast_path, bug, leaked_frames, violations, as_expected, verdict }
+}
+
+/// The RCU and MMU every scenario's process runs on.
+fn rcu(replay: &ReplayPlatform) -> Result<Rcu<'_>, RaceError> {
+    Rcu::new(replay, RcuConfig::default()).map_err(|e| RaceError::Setup(format!("rcu: {e}")))
 }
 
 /// Allocates every frame of the node, largest blocks first, so the
@@ -220,11 +255,4 @@ fn skips(variant: Variant, historical: &[Failpoint]) -> Vec<Failpoint> {
         Variant::Historical => historical.to_vec(),
         Variant::Fixed => Vec::new(),
     }
-}
-
-/// Reads an entry word for a row or the validation. Acquire: pairs with the
-/// scenario's Release stores of the entry (P4); the steps are serialised by
-/// the replay anyway.
-fn load(pte: &AtomicU64) -> u64 {
-    pte.load(Ordering::Acquire)
 }

@@ -3,7 +3,7 @@
 //! that cannot be followed.
 
 use super::replay::{Act, ReplayError, ReplayPlatform, StepAt};
-use super::{find, scenarios, GetterResult, RaceReport, Variant};
+use super::{find, scenarios, FastPath, GetterResult, RaceReport, Variant};
 use memdesc::platform::failpoints::Failpoint;
 use memdesc::platform::Platform;
 use memdesc::CpuId;
@@ -17,42 +17,55 @@ fn replay(name: &str, variant: Variant) -> RaceReport {
 }
 
 #[test]
-fn split_fixed_the_head_recheck_refuses() {
+fn split_fixed_the_head_recheck_refuses_and_the_slow_path_takes_the_page() {
     let report = replay("gup-fast-vs-split", Variant::Fixed);
-    assert!(matches!(&report.outcome.getter, GetterResult::Refused { by, .. } if by.starts_with("P1.4")), "{report}");
-    assert_eq!(report.outcome.bug, None);
+    let o = &report.outcome;
+    assert_eq!(o.fast_path, FastPath { fell_back: true, refused_by: Some("P1.4 head recheck") }, "{report}");
+    // The slow path, under the lock, holds the right page: the new order-0
+    // folio at the target.
+    let target = o.target_pfn;
+    assert_eq!(o.getter, GetterResult::Held { page: target, folio: target, order: 0 }, "{report}");
+    assert_eq!(o.bug, None);
     assert!(report.as_expected(), "{report}");
 }
 
 #[test]
 fn split_historical_holds_the_old_head_and_is_caught() {
     let report = replay("gup-fast-vs-split", Variant::Historical);
-    let target = report.outcome.target_pfn;
-    // The getter holds the old head, now an order-0 folio without the page.
-    assert_eq!(report.outcome.getter, GetterResult::Held { pfn: target - 1, order: 0 }, "{report}");
-    assert!(report.outcome.bug.as_deref().is_some_and(|b| b.contains("no longer contains")), "{report}");
+    let o = &report.outcome;
+    let target = o.target_pfn;
+    // GUP claims the page, but its reference is on the old head, now an
+    // order-0 folio without the page; the entry recheck passed.
+    assert_eq!(o.getter, GetterResult::Held { page: target, folio: target - 1, order: 0 }, "{report}");
+    assert_eq!(o.fast_path, FastPath { fell_back: false, refused_by: None }, "{report}");
+    assert!(o.bug.as_deref().is_some_and(|b| b.contains("no longer contains")), "{report}");
     assert!(report.rows.iter().any(|r| r.skipped && r.at == "P1HeadRecheck"), "{report}");
+    assert!(report.rows.iter().any(|r| !r.skipped && r.at == "GupRecheck" && r.text.contains("passes")), "{report}");
     assert!(report.as_expected(), "{report}");
 }
 
 #[test]
 fn free_realloc_fixed_the_entry_recheck_refuses() {
     let report = replay("gup-fast-vs-free-realloc", Variant::Fixed);
+    let o = &report.outcome;
     // The head recheck passes (the page is a tail of the same head again);
-    // only the entry recheck can refuse.
-    assert!(matches!(&report.outcome.getter, GetterResult::Refused { by, .. } if by.starts_with("P1.5")), "{report}");
+    // only the entry recheck can refuse. The slow path faults a new page.
+    assert_eq!(o.fast_path, FastPath { fell_back: true, refused_by: Some("P1.5 entry recheck") }, "{report}");
     assert!(report.rows.iter().any(|r| r.at == "P1HeadRecheck" && r.text.contains("passes")), "{report}");
+    assert!(matches!(o.getter, GetterResult::Held { page, folio, .. } if page != o.target_pfn && folio == page));
+    assert_eq!(o.bug, None);
     assert!(report.as_expected(), "{report}");
 }
 
 #[test]
 fn free_realloc_historical_holds_an_unmapped_page_and_is_caught() {
     let report = replay("gup-fast-vs-free-realloc", Variant::Historical);
-    let target = report.outcome.target_pfn;
+    let o = &report.outcome;
+    let target = o.target_pfn;
     // The reallocated order-2 folio, under the same head, still contains the
-    // page; the entry maps nothing any more.
-    assert_eq!(report.outcome.getter, GetterResult::Held { pfn: target - 1, order: 2 }, "{report}");
-    assert!(report.outcome.bug.as_deref().is_some_and(|b| b.contains("entry now maps nothing")), "{report}");
+    // page; the address maps nothing any more.
+    assert_eq!(o.getter, GetterResult::Held { page: target, folio: target - 1, order: 2 }, "{report}");
+    assert!(o.bug.as_deref().is_some_and(|b| b.contains("which now maps nothing")), "{report}");
     assert!(report.as_expected(), "{report}");
 }
 
@@ -66,15 +79,16 @@ fn every_scenario_has_a_unique_name_and_both_variants_render() {
     assert!(text.contains("verdict:  PASS"), "{text}");
     let json = serde_json::to_value(&report).expect("serialises");
     assert_eq!(json["variant"], "fixed");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(8));
-    assert_eq!(json["outcome"]["getter"]["kind"], "refused");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(9));
+    assert_eq!(json["outcome"]["fast_path"]["refused_by"], "P1.4 head recheck");
+    assert_eq!(json["outcome"]["getter"]["kind"], "held");
 }
 
 #[test]
 fn a_step_that_never_comes_ends_the_replay_with_an_error() {
     // CPU 1 is scheduled at a failpoint its script never reaches: the driver
     // must give up within the timeout instead of hanging.
-    let steps = vec![(0, StepAt::Act(Act::Freeze)), (1, StepAt::Core(Failpoint::SplitFrozen))];
+    let steps = vec![(0, StepAt::Act(Act::ThpSplit)), (1, StepAt::Core(Failpoint::SplitFrozen))];
     let replay = ReplayPlatform::new(2, steps, Vec::new(), Duration::from_millis(200));
     let error = std::thread::scope(|scope| {
         for cpu in 0..2 {
@@ -82,7 +96,7 @@ fn a_step_that_never_comes_ends_the_replay_with_an_error() {
             scope.spawn(move || {
                 replay.bind_current_thread(CpuId(cpu));
                 if cpu == 0 {
-                    replay.act(Act::Freeze);
+                    replay.act(Act::ThpSplit);
                 }
                 replay.exit();
             });

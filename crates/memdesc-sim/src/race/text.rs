@@ -36,16 +36,20 @@ impl fmt::Display for RaceReport {
         }
         writeln!(f, "{}", rule(self.cpus.len()))?;
         let o = &self.outcome;
+        match &o.fast_path.refused_by {
+            Some(by) => writeln!(f, "fast:     GUP-fast refused the reference at the {by} and fell back")?,
+            None if o.fast_path.fell_back => writeln!(f, "fast:     GUP-fast fell back to the slow path")?,
+            None => writeln!(f, "fast:     GUP-fast took the page itself, no check refused it")?,
+        }
         match &o.getter {
-            GetterResult::Held { pfn, order } => writeln!(
+            GetterResult::Held { page, folio, order } => writeln!(
                 f,
-                "getter:   holds a reference to folio {} (order {order}); it went for pfn {}",
-                Pfn(*pfn),
-                Pfn(o.target_pfn)
+                "getter:   GUP returned pfn {} (it went for pfn {}), held by a reference on folio {} (order {order})",
+                Pfn(*page),
+                Pfn(o.target_pfn),
+                Pfn(*folio)
             )?,
-            GetterResult::Refused { reason, by } => {
-                writeln!(f, "getter:   no reference: {reason}, refused by the {by}")?
-            }
+            GetterResult::Failed { reason } => writeln!(f, "getter:   GUP holds nothing: {reason}")?,
         }
         if let Some(bug) = &o.bug {
             writeln!(f, "caught:   {bug}")?;

@@ -65,12 +65,21 @@ pub enum Failpoint {
     FreeFolio,
     /// P3.3: a prepared folio is about to be published with refcount 1.
     AllocPublish,
+    /// P4.3: GUP-fast is about to walk to the next leaf (Acquire reads of
+    /// each level's entry, inside its RCU read section).
+    GupWalk,
+    /// P1.5 (a check): GUP-fast is about to reread the PMD and PTEs it
+    /// followed (`gup::still_mapped`), after the get.
+    GupRecheck,
+    /// GUP's slow path is about to take the address space's lock and fault
+    /// the rest of the range in.
+    GupSlowPath,
 }
 
 #[cfg(feature = "failpoints")]
 impl Failpoint {
     /// Every failpoint, in protocol order.
-    pub const ALL: [Failpoint; 9] = [
+    pub const ALL: [Failpoint; 12] = [
         Self::P1ReadHead,
         Self::P1Increment,
         Self::P1HeadRecheck,
@@ -80,11 +89,14 @@ impl Failpoint {
         Self::SplitUnfreezeHead,
         Self::FreeFolio,
         Self::AllocPublish,
+        Self::GupWalk,
+        Self::GupRecheck,
+        Self::GupSlowPath,
     ];
 
     /// Whether the step is a check, where [`FailAction::Skip`] is honoured.
     pub const fn is_check(self) -> bool {
-        matches!(self, Self::P1HeadRecheck | Self::P1SourceRecheck)
+        matches!(self, Self::P1HeadRecheck | Self::P1SourceRecheck | Self::GupRecheck)
     }
 
     /// The docs/PROTOCOLS.md step this failpoint starts.
@@ -99,6 +111,9 @@ impl Failpoint {
             Self::SplitUnfreezeHead => "P2.6",
             Self::FreeFolio => "R.3",
             Self::AllocPublish => "P3.3",
+            Self::GupWalk => "P4.3",
+            Self::GupRecheck => "P1.5",
+            Self::GupSlowPath => "GUP slow",
         }
     }
 }

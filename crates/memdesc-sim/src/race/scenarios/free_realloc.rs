@@ -1,78 +1,81 @@
-//! `gup-fast-vs-free-realloc`: John Hubbard's case (seed 000). GUP-fast
-//! reads the entry and the head; the page is unmapped, its folio freed and
-//! the block reallocated as an order-2 folio, of which the page is again a
-//! tail under the same head. The increment lands on the new folio and the
-//! head recheck (P1.4) passes; only the entry recheck (P1.5) can refuse.
-//! Without the rechecks the getter pins a page the entry no longer maps.
+//! `gup-fast-vs-free-realloc`: John Hubbard's question (seed 000). GUP-fast
+//! walks to the PMD mapping a THP and reads the head of the page it wants;
+//! the process drops the range (`madvise(MADV_DONTNEED)`), the folio is
+//! freed, and its block is reallocated as an order-2 folio of which the
+//! page is again a tail under the same head. The increment lands on the
+//! new folio and the head recheck (P1.4) passes; only the entry recheck
+//! can refuse. Without the rechecks GUP holds a page the address no longer
+//! maps.
 
 use super::*;
 
-/// CPU 0 runs GUP-fast, CPU 1 unmaps and frees, CPU 2 allocates.
+/// CPU 0 runs GUP-fast, CPU 1 is the process dropping its range, CPU 2
+/// allocates.
 const GETTER: u32 = 0;
-const UNMAPPER: u32 = 1;
+const ZAPPER: u32 = 1;
 const ALLOCATOR: u32 = 2;
 
-const STEPS: [(u32, StepAt); 9] = [
-    (GETTER, StepAt::Act(Act::GupReadPte)),
-    (GETTER, StepAt::Core(Failpoint::P1ReadHead)),
-    (UNMAPPER, StepAt::Act(Act::Unmap)),
-    (UNMAPPER, StepAt::Core(Failpoint::FreeFolio)),
-    (ALLOCATOR, StepAt::Act(Act::Alloc)),
-    (ALLOCATOR, StepAt::Core(Failpoint::AllocPublish)),
-    (GETTER, StepAt::Core(Failpoint::P1Increment)),
-    (GETTER, StepAt::Core(Failpoint::P1HeadRecheck)),
-    (GETTER, StepAt::Core(Failpoint::P1SourceRecheck)),
-];
+/// The schedule: the two variants part after the entry recheck.
+fn steps(variant: Variant) -> Vec<(u32, StepAt)> {
+    let mut steps = vec![
+        (GETTER, StepAt::Core(Failpoint::GupWalk)),
+        (GETTER, StepAt::Core(Failpoint::P1ReadHead)),
+        (ZAPPER, StepAt::Act(Act::Zap)),
+        (ZAPPER, StepAt::Core(Failpoint::FreeFolio)),
+        (ALLOCATOR, StepAt::Act(Act::Alloc)),
+        (ALLOCATOR, StepAt::Core(Failpoint::AllocPublish)),
+        (GETTER, StepAt::Core(Failpoint::P1Increment)),
+        (GETTER, StepAt::Core(Failpoint::P1HeadRecheck)),
+        (GETTER, StepAt::Core(Failpoint::GupRecheck)),
+    ];
+    if variant == Variant::Fixed {
+        // Refused at the entry recheck, to the slow path.
+        steps.push((GETTER, StepAt::Core(Failpoint::GupSlowPath)));
+    }
+    steps
+}
 
 /// The checks the historical code lacked or had defeated (the entry
 /// recheck by store reordering, which a schedule cannot force: see
 /// docs/RACES.md).
-const HISTORICAL_SKIPS: &[Failpoint] = &[Failpoint::P1HeadRecheck, Failpoint::P1SourceRecheck];
+const HISTORICAL_SKIPS: &[Failpoint] = &[Failpoint::P1HeadRecheck, Failpoint::GupRecheck];
 
 pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, RaceError> {
     let mut arena = Arena::new(ARENA_BYTES).map_err(RaceError::Map)?;
-    let replay = ReplayPlatform::new(3, STEPS.to_vec(), skips(variant, HISTORICAL_SKIPS), timeout);
+    let replay = ReplayPlatform::new(3, steps(variant), skips(variant, HISTORICAL_SKIPS), timeout);
     let node = arena.boot(node_config(), &replay).map_err(RaceError::Boot)?;
+    let rcu = rcu(&replay)?;
+    let mmu = Mmu::new(node, &rcu);
+    let aspace = AddressSpace::new(&mmu).map_err(|e| RaceError::Setup(format!("address space: {e}")))?;
 
-    // Setup: every frame allocated but one block, so the allocator's choices
-    // are forced; from it an order-1 folio, mapped, its tail in the PTE.
-    let mut held = exhaust(node);
-    let spare = held
-        .iter()
-        .position(|f| f.order() >= Order::TWO)
-        .ok_or_else(|| RaceError::Setup("no block of order 2 or more to free".into()))?;
-    let spare = held.swap_remove(spare);
-    let block = (spare.pfn(), spare.order());
-    drop(spare);
-    let mapping = node.alloc(Order::ONE, Gfp::USER).map_err(|e| RaceError::Setup(format!("an order-1 folio: {e}")))?;
-    let head = mapping.pfn();
-    if head != block.0 {
-        return Err(RaceError::Setup(format!(
-            "the order-1 folio came from pfn {head}, not the free block at {}",
-            block.0
-        )));
-    }
-    let target = head.add(1);
-    let pte = AtomicU64::new(pte_word(target)?);
+    // Setup: a THP mapped by its PMD; then every other frame allocated, so
+    // the allocator's only free block will be the THP's own.
+    let (base, head) = map_thp(&aspace)?;
+    let held = exhaust(node);
+    let (va, target) = (base + PAGE, head.add(1));
     let frames = Frames { node };
+    let refused = Cell::new(None);
 
     let describe = |at: StepAt| match at {
-        StepAt::Act(Act::GupReadPte) => format!("reads the PTE: pfn {target}, the tail of order-1 folio {head}"),
+        StepAt::Core(Failpoint::GupWalk) => format!(
+            "walks to {va:#x} (RCU read section, Acquire loads): a PMD leaf mapping the 2 MiB folio at pfn \
+             {head}; the page is pfn {target}"
+        ),
         StepAt::Core(Failpoint::P1ReadHead) => {
             format!("reads pfn {target}'s compound head: {}", frames.describe_head(target))
         }
-        StepAt::Act(Act::Unmap) => format!(
-            "clears the PTE (Release) and puts the mapping's reference: refcount of {head} now {}, the last put",
+        StepAt::Act(Act::Zap) => format!(
+            "drops the range (MADV_DONTNEED): clears the PMD (Release), flushes the TLBs, then puts the \
+             mapping's reference: refcount of {head} now {}, the last put",
             frames.refcount(head)
         ),
         StepAt::Core(Failpoint::FreeFolio) => format!(
-            "frees folio {head}: it merges back into the free order-{} block at pfn {} (type {})",
-            block.1,
-            block.0,
-            frames.type_of(block.0)
+            "frees folio {head}: its block goes back to the buddy allocator (type {}), pfn {target} a plain \
+             free frame",
+            frames.type_of(head)
         ),
         StepAt::Act(Act::Alloc) => format!(
-            "allocates an order-2 folio: gets the block at {}; pfn {target} is again a tail, of {}",
+            "allocates an order-2 folio: gets the block at pfn {}; pfn {target} is again a tail, of {}",
             frames.head(target),
             frames.describe_head(target)
         ),
@@ -89,62 +92,69 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
             let now = frames.head(target);
             let verdict = if now == head { "passes" } else { "fails" };
             if replay.skips(Failpoint::P1HeadRecheck) {
-                format!("no head recheck (historical code; it would find pfn {now} and pass)")
+                format!("no head recheck (historical code; it would find pfn {now}: it {verdict})")
             } else {
-                format!(
-                    "rechecks pfn {target}'s head: still pfn {now}: {verdict} (the head check cannot see this race)"
-                )
+                if now != head {
+                    refused.set(Some("P1.4 head recheck"));
+                }
+                format!("rechecks pfn {target}'s head: pfn {now}: it {verdict} (a head check cannot see this race)")
             }
         }
-        StepAt::Core(Failpoint::P1SourceRecheck) => {
-            let now = mapped(load(&pte)).map_or_else(|| "nothing".to_owned(), |p| format!("pfn {p}"));
-            if replay.skips(Failpoint::P1SourceRecheck) {
+        StepAt::Core(Failpoint::GupRecheck) => {
+            let now = mapped_at(&aspace, va);
+            let now_text = now.map_or_else(|| "nothing".to_owned(), |p| format!("pfn {p}"));
+            if replay.skips(Failpoint::GupRecheck) {
                 format!(
-                    "no entry recheck (historical: the PTE now maps {now}): keeps its reference, refcount {}",
+                    "no entry recheck (historical: {va:#x} now maps {now_text}): GUP returns pfn {target}, held \
+                     by a reference on folio {head} (refcount {})",
                     frames.refcount(head)
                 )
             } else {
+                if now != Some(target) {
+                    refused.set(Some("P1.5 entry recheck"));
+                }
                 format!(
-                    "rereads the PTE: maps {now}, not pfn {target}: drops its reference (refcount {}), SourceChanged",
+                    "rereads the PMD: {va:#x} maps {now_text}, not pfn {target}: drops its reference (refcount \
+                     {}); GUP-fast gives up on the page",
                     frames.refcount(head)
                 )
             }
         }
+        StepAt::Core(Failpoint::GupSlowPath) => slow_path_row(&aspace, va),
         other => format!("{other:?}"),
     };
 
-    let (rows, getter, unmapped, realloc) = std::thread::scope(|scope| {
-        let getter = spawn_cpu(scope, &replay, GETTER, || gup_fast_one(node, &replay, &pte));
-        let unmapper = spawn_cpu(scope, &replay, UNMAPPER, || {
-            replay.act(Act::Unmap);
-            // Release: pairs with the getter's Acquire rereads (P1.5); the
-            // clear happens before the put that frees the folio (P5).
-            pte.store(0, Ordering::Release);
-            drop(mapping);
+    let (rows, got, zapped, realloc) = std::thread::scope(|scope| {
+        let getter = spawn_cpu(scope, &replay, GETTER, || gup_fast_one(&aspace, va));
+        let zapper = spawn_cpu(scope, &replay, ZAPPER, || {
+            replay.act(Act::Zap);
+            aspace.madvise_dontneed(base, HUGE_SIZE).map_err(|e| e.to_string())
         });
         let allocator = spawn_cpu(scope, &replay, ALLOCATOR, || {
             replay.act(Act::Alloc);
             node.alloc(Order::TWO, Gfp::USER).map_err(|e| e.to_string())
         });
         let rows = drive(&replay, describe);
-        (rows, join(getter, GETTER), join(unmapper, UNMAPPER), join(allocator, ALLOCATOR))
+        (rows, join(getter, GETTER), join(zapper, ZAPPER), join(allocator, ALLOCATOR))
     });
-    let (rows, getter) = (rows?, getter?);
-    unmapped?;
-    let realloc = realloc?.map_err(RaceError::Setup)?;
+    let (rows, got) = (rows?, got?);
+    zapped?.map_err(|e| RaceError::Setup(format!("madvise: {e}")))?;
+    let realloc = realloc?.map_err(|e| RaceError::Setup(format!("the reallocation: {e}")))?;
 
-    let found = validate(&getter, target, mapped(load(&pte)));
-    drop((getter, realloc, held));
+    let found = validate(&got, &aspace, va);
+    let fast_path = FastPath { fell_back: got.fell_back, refused_by: refused.get() };
+    drop((got, realloc, held));
+    drop(aspace);
     Ok(RaceReport {
         scenario: "gup-fast-vs-free-realloc",
         variant,
         summary: ALL[1].summary,
         cpus: vec![
             CpuRole { cpu: GETTER, role: "GUP-fast (getter)" },
-            CpuRole { cpu: UNMAPPER, role: "munmap + free" },
+            CpuRole { cpu: ZAPPER, role: "MADV_DONTNEED + free" },
             CpuRole { cpu: ALLOCATOR, role: "allocator" },
         ],
         rows,
-        outcome: outcome(variant, target, found, node),
+        outcome: outcome(variant, target, found, fast_path, node),
     })
 }
