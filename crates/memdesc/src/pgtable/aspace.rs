@@ -683,6 +683,12 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 }
             };
             if let Some(e) = translation {
+                // Mutant: the access after the TLB lock is dropped, where a
+                // shootdown and the page's free can land in between.
+                #[cfg(memdesc_mutant = "access_outside_tlb_lock")]
+                drop(tlb);
+                // P5.5: the access, still under this CPU's TLB lock.
+                self.mmu.store.touch_frame(e.frame_of(va));
                 let words = map.frame_words(e.frame_of(va), 1).expect("mapped frame inside the node");
                 (access.take().expect("access runs once"))(words);
                 return Ok(());
@@ -702,7 +708,6 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let mut audit = AsAudit::default();
         let mut run = Run::default();
         self.audit_table(self.root, Level::Pgd, 0, &mut audit, &mut run);
-        run.finish(self, &mut audit);
         audit
     }
 
@@ -742,44 +747,64 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     }
 }
 
-/// The mappings of one folio, met consecutively in address order (without
-/// fork or mremap, a folio's mappings are one run).
+/// Folios already checked whose address range the audit is still inside.
+///
+/// Without fork or mremap, page `i` of a folio can be mapped only at
+/// `base + i * PAGE`, so a folio's mappings lie in one range of addresses;
+/// another folio may be mapped inside it (a hole refaulted with a small
+/// page), so the ranges nest, a few deep.
 #[derive(Default)]
 struct Run {
-    head: Option<Pfn>,
-    mappings: i32,
-    pmd: i32,
-    va: u64,
+    open: [(Pfn, u64); 16],
+    len: usize,
 }
 
 impl Run {
+    /// Checks the folio mapped at `va` (by `pfn`) the first time one of
+    /// its mappings is met: its mapcounts against the mappings in its range,
+    /// its refcount against them, its type.
     fn add(&mut self, aspace: &AddressSpace<'_, '_>, audit: &mut AsAudit, va: u64, pfn: Pfn, huge: bool) {
         let map = aspace.mmu.node().memmap();
         let Some(page) = map.page(pfn) else { return violation(audit, va) };
         let (head, _) = decode_compound(pfn, page.compound_word());
-        if self.head != Some(head) {
-            self.finish(aspace, audit);
-            *self = Run { head: Some(head), mappings: 0, pmd: 0, va };
+        let Some(head_page) = map.page(head) else { return violation(audit, va) };
+        // Close the ranges we have left.
+        while self.len > 0 && self.open[self.len - 1].1 <= va {
+            self.len -= 1;
         }
-        self.mappings += 1;
-        self.pmd += i32::from(huge);
-    }
-
-    fn finish(&self, aspace: &AddressSpace<'_, '_>, audit: &mut AsAudit) {
-        let Some(head) = self.head else { return };
-        let map = aspace.mmu.node().memmap();
-        let Some(page) = map.page(head) else { return violation(audit, self.va) };
-        let entire = if self.pmd > 0 || decode_compound(head, page.compound_word()).1.is_some_and(|o| o > Order::ZERO) {
-            map.page(head.add(1)).map_or(0, Page::map_count)
+        if self.open[..self.len].iter().any(|&(h, _)| h == head) {
+            return;
+        }
+        let order = decode_compound(head, head_page.compound_word()).1.unwrap_or(Order::ZERO);
+        let nr = 1u64 << order.get();
+        let base = va - (pfn.0 - head.0) * PAGE;
+        let end = base + nr * PAGE;
+        let (mut mappings, mut pmd) = (0i32, 0i32);
+        if huge {
+            (mappings, pmd) = (1, 1);
         } else {
-            0
-        };
-        if page.page_type() != crate::folio::PageType::Anon
-            || page.map_count() != self.mappings
-            || entire != self.pmd
-            || (page.ref_count() as i64) < i64::from(self.mappings)
+            let section = aspace.mmu.rcu.read_lock();
+            let mut at = base;
+            while at < end {
+                if let Some(Leaf { entry: Entry::Page { pfn: p, huge: false, .. }, .. }) = aspace.walk(&section, at) {
+                    if p.0 >= head.0 && p.0 < head.0 + nr {
+                        mappings += 1;
+                    }
+                }
+                at += PAGE;
+            }
+        }
+        let entire = if order > Order::ZERO { map.page(head.add(1)).map_or(0, Page::map_count) } else { 0 };
+        if head_page.page_type() != crate::folio::PageType::Anon
+            || head_page.map_count() != mappings
+            || entire != pmd
+            || (head_page.ref_count() as i64) < i64::from(mappings)
         {
-            violation(audit, self.va);
+            violation(audit, va);
+        }
+        if self.len < self.open.len() {
+            self.open[self.len] = (head, end);
+            self.len += 1;
         }
     }
 }

@@ -71,6 +71,11 @@ impl<'m, 'a> Gather<'m, 'a> {
     /// Flushes the gathered range from every TLB (P5.2), then drops the
     /// gathered references (P5.3).
     pub(crate) fn flush(&mut self) {
+        // Mutant: the references dropped before the TLB flush, so a CPU
+        // still translating through a cleared entry reaches a freed page.
+        #[cfg(memdesc_mutant = "unmap_put_before_flush")]
+        self.drop_gathered_refs();
+        // P5.2: no CPU translates through a cleared entry after this.
         if self.start < self.end {
             let (shootdowns, flushed) = self.mmu.tlbs.flush(self.mmu.platform(), self.asid, self.start, self.end);
             self.mmu.count(MmEvent::TlbFlushBatch, 1);
@@ -79,6 +84,11 @@ impl<'m, 'a> Gather<'m, 'a> {
             self.start = u64::MAX;
             self.end = 0;
         }
+        // P5.3: only now may the pages be freed.
+        self.drop_gathered_refs();
+    }
+
+    fn drop_gathered_refs(&mut self) {
         for &(head, n) in &self.refs[..self.nr] {
             for _ in 0..n {
                 // SAFETY: each gathered reference was owned by a leaf entry

@@ -26,4 +26,6 @@ pub use vma::{Vma, MAX_VMAS};
 #[cfg(all(test, memdesc_loom))]
 pub(crate) mod loom;
 #[cfg(all(test, not(memdesc_loom)))]
+mod proptests;
+#[cfg(all(test, not(memdesc_loom)))]
 mod tests;

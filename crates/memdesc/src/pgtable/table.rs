@@ -103,6 +103,17 @@ impl<'a> TableStore<'a> {
         let _ = table;
     }
 
+    /// Under the model, reads frame `pfn`'s contents cell: a CPU's access
+    /// to a mapped page, which must not race the page's next owner (P5.3).
+    #[inline]
+    pub(crate) fn touch_frame(&self, pfn: Pfn) {
+        #[cfg(memdesc_loom)]
+        // SAFETY: the model's claim that the page is not reused under this
+        // access; loom checks it.
+        self.frame_cell(pfn).with(|cell| unsafe { core::ptr::read_volatile(cell) });
+        let _ = pfn;
+    }
+
     /// Reads entry word `index` of `table` (P4.3).
     #[inline]
     pub(crate) fn load_word(&self, table: Pfn, index: usize) -> u64 {
