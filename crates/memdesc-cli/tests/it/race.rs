@@ -37,7 +37,7 @@ fn json_reports_the_getter_and_the_verdict() {
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     let report = &json[0];
     assert_eq!(report["variant"], "fixed");
-    assert_eq!(report["outcome"]["fast_path"]["refused_by"], "P1.5 entry recheck");
+    assert_eq!(report["outcome"]["fast_path"]["refused_by"], "P6.12 entry recheck");
     assert_eq!(report["outcome"]["fast_path"]["fell_back"], true);
     assert_eq!(report["outcome"]["as_expected"], true);
     assert_eq!(report["rows"].as_array().map(Vec::len), Some(10));

@@ -50,7 +50,7 @@ fn free_realloc_fixed_the_entry_recheck_refuses() {
     let o = &report.outcome;
     // The head recheck passes (the page is a tail of the same head again);
     // only the entry recheck can refuse. The slow path faults a new page.
-    assert_eq!(o.fast_path, FastPath { fell_back: true, refused_by: Some("P1.5 entry recheck") }, "{report}");
+    assert_eq!(o.fast_path, FastPath { fell_back: true, refused_by: Some("P6.12 entry recheck") }, "{report}");
     assert!(report.rows.iter().any(|r| r.at == "P1HeadRecheck" && r.text.contains("passes")), "{report}");
     assert!(matches!(o.getter, GetterResult::Held { page, folio, .. } if page != o.target_pfn && folio == page));
     assert_eq!(o.bug, None);

@@ -65,14 +65,14 @@ pub enum Failpoint {
     FreeFolio,
     /// P3.3: a prepared folio is about to be published with refcount 1.
     AllocPublish,
-    /// P4.3: GUP-fast is about to walk to the next leaf (Acquire reads of
-    /// each level's entry, inside its RCU read section).
+    /// P6.9: GUP-fast is about to walk to the next leaf (Acquire reads of
+    /// each level's entry, P4.3, inside its RCU read section).
     GupWalk,
-    /// P1.5 (a check): GUP-fast is about to reread the PMD and PTEs it
-    /// followed (`gup::still_mapped`), after the get.
+    /// P6.12 (a check; P1.5 for GUP): GUP-fast is about to reread the PMD
+    /// and PTEs it followed, after the get.
     GupRecheck,
-    /// GUP's slow path is about to take the address space's lock and fault
-    /// the rest of the range in.
+    /// P6.13: GUP's slow path is about to take the address space's lock
+    /// and fault the rest of the range in.
     GupSlowPath,
 }
 
@@ -111,9 +111,9 @@ impl Failpoint {
             Self::SplitUnfreezeHead => "P2.6",
             Self::FreeFolio => "R.3",
             Self::AllocPublish => "P3.3",
-            Self::GupWalk => "P4.3",
-            Self::GupRecheck => "P1.5",
-            Self::GupSlowPath => "GUP slow",
+            Self::GupWalk => "P6.9",
+            Self::GupRecheck => "P6.12",
+            Self::GupSlowPath => "P6.13",
         }
     }
 }

@@ -111,7 +111,7 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
                 )
             } else {
                 if now != Some(target) {
-                    refused.set(Some("P1.5 entry recheck"));
+                    refused.set(Some("P6.12 entry recheck"));
                 }
                 format!(
                     "rereads the PMD: {va:#x} maps {now_text}, not pfn {target}: drops its reference (refcount \
