@@ -80,3 +80,31 @@ fn skip_runs_the_historical_path_at_checks_only() {
         assert_eq!(try_get(node, pfn, |_| true).unwrap_err(), GetError::Free);
     });
 }
+
+#[test]
+fn gup_fast_fires_walk_get_and_recheck_then_the_slow_path_when_it_gives_up() {
+    use crate::gup::{get_user_pages_fast, GupFlags};
+    use crate::pgtable::{AddressSpace, Mmu};
+    use crate::rcu::{Rcu, RcuConfig};
+    use Failpoint::*;
+    let recorder = Recorder::default();
+    with_node(256, &[], small_config(false), &recorder, |node| {
+        let rcu = Rcu::new(&recorder, RcuConfig::default()).unwrap();
+        let mmu = Mmu::new(node, &rcu);
+        let aspace = AddressSpace::new(&mmu).unwrap();
+        let va = aspace.mmap_anon(crate::memmap::PAGE_SIZE as u64, true, false).unwrap();
+        aspace.write(va, &[1]).unwrap();
+        recorder.take();
+        let mut out = [None];
+        get_user_pages_fast(&aspace, va, 1, GupFlags::GET, &mut out).unwrap();
+        assert_eq!(recorder.take(), [GupWalk, P1ReadHead, P1Increment, P1HeadRecheck, P1SourceRecheck, GupRecheck]);
+        out[0] = None;
+        // An address never faulted in: the walk finds nothing, the slow path
+        // faults it in (an allocation, published) and takes it.
+        let va = aspace.mmap_anon(crate::memmap::PAGE_SIZE as u64, true, false).unwrap();
+        get_user_pages_fast(&aspace, va, 1, GupFlags::GET, &mut out).unwrap();
+        let seen = recorder.take();
+        assert_eq!(seen[..2], [GupWalk, GupSlowPath], "{seen:?}");
+        drop(out);
+    });
+}
