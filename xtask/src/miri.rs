@@ -23,7 +23,10 @@
 //!    most (shared descriptors reached from several CPUs), and a second
 //!    seed lets Miri's scheduler and weak-memory emulation try other
 //!    interleavings. Miri runs the seeds in parallel: two seeds take about
-//!    a minute on two cores, four took three and a half.
+//!    a minute on two cores, four took three and a half. RCU's frame-head
+//!    tests run here too (about 25 s): a head lives in a descriptor's
+//!    owner words, which the free lists overwrite while the callback's
+//!    reference to the head is live.
 //!
 //! Tests size themselves down under `cfg(miri)` (fewer rounds, proptest
 //! ops); the proptest's case count comes from [`PROPTEST_CASES`] through
@@ -52,8 +55,11 @@ const COMMON_FLAGS: &str = "-Zmiri-isolation-error=warn-nobacktrace -Zmiri-env-f
 /// boots a node and runs a few dozen operations under the interpreter).
 const PROPTEST_CASES: &str = "4";
 
-/// The tests run again under Tree Borrows, as a libtest filter.
-const TREE_BORROWS_FILTER: &str = "mt_tests::";
+/// The tests run again under Tree Borrows, as libtest filters: the
+/// multi-threaded tests, and RCU's frame heads (a head written into a
+/// descriptor's owner words and overwritten by the free lists while a
+/// reference to it is live).
+const TREE_BORROWS_FILTERS: [&str; 2] = ["mt_tests::", "rcu::tests::frame"];
 
 /// Scheduling seeds for the Tree Borrows run (`-Zmiri-many-seeds`).
 const TREE_BORROWS_SEEDS: &str = "0..2";
@@ -71,7 +77,7 @@ pub fn run(runner: &mut Runner) -> Result<(), String> {
     let tree = Step::cargo_on(
         TOOLCHAIN,
         "miri tree borrows",
-        &["miri", "test", "-p", "memdesc", "--lib", "--", TREE_BORROWS_FILTER],
+        &["miri", "test", "-p", "memdesc", "--lib", "--", TREE_BORROWS_FILTERS[0], TREE_BORROWS_FILTERS[1]],
     )
     .env("MIRIFLAGS", &format!("{COMMON_FLAGS} -Zmiri-tree-borrows -Zmiri-many-seeds={TREE_BORROWS_SEEDS}"))
     .env("PROPTEST_CASES", &cases);

@@ -46,6 +46,9 @@ pub const UNSAFE_ALLOWLIST: &[&str] = &[
     "buddy/freelist.rs",
     "buddy/pcp.rs",
     "buddy/mod.rs",
+    // RCU heads: the raw queue link and callback cell, and heads written
+    // into a frozen frame's owner words (P5).
+    "rcu/head.rs",
     // Entries own what they point at: tables (frozen) and mapping
     // references, restored from raw pfns when an entry is cleared.
     "pgtable/table.rs",

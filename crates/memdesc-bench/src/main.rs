@@ -12,6 +12,8 @@
 //! hands its workloads and the peer's ([`peers`]) to the harness
 //! ([`harness::measure`]): calibrated repetitions, interleaved, medians. The
 //! report ([`output`]) goes to stdout, to `--json` and to `--markdown`.
+//! The address-space goals (G1, G2, T1, F1, F2) run on an MMU ([`mm`]); F1
+//! and F2 compare with the host kernel's own faults ([`host`]).
 //!
 //! # Usage
 //! `cargo xtask bench`, or
@@ -23,6 +25,8 @@
 
 mod goals;
 mod harness;
+mod host;
+mod mm;
 mod ours;
 mod output;
 #[allow(unsafe_code)]
@@ -40,7 +44,8 @@ usage: memdesc-bench [--json PATH] [--markdown PATH] [--quick] [--filter ID[,ID.
   --json PATH      write the results as a JSON list (one object per goal and probe)
   --markdown PATH  write the report (BENCHMARKS.md)
   --quick          3 short repetitions: a smoke test, not numbers to quote
-  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1; repeatable, comma-separated)
+  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1 G1 G2 T1 F1 F2;
+                   repeatable, comma-separated)
   --iters N        run N iterations per repetition, uncalibrated: every workload
                    then runs N x (reps + 1) iterations, for instruction counts
                    under `valgrind --tool=callgrind`
@@ -103,7 +108,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         .filter(|g| args.filter.is_empty() || args.filter.iter().any(|id| g.id.eq_ignore_ascii_case(id)));
     for goal in selected {
         eprintln!("memdesc-bench: {} ({})…", goal.id, goal.description);
+        let started = std::time::Instant::now();
         let measured = (goal.run)(&settings)?;
+        eprintln!("memdesc-bench: {} took {:.1} s", goal.id, started.elapsed().as_secs_f64());
         rows.push(Row::goal(goal, &measured));
         rows.extend(measured.probes.iter().map(|p| Row::probe(goal, p)));
     }

@@ -140,6 +140,8 @@ pub struct RunInfo {
     pub settings: Settings,
     /// Whether this was a `--quick` smoke run.
     pub quick: bool,
+    /// The 1-minute load average when the run started (`/proc/loadavg`).
+    pub load: Option<f64>,
 }
 
 impl RunInfo {
@@ -155,7 +157,10 @@ impl RunInfo {
             })
             .unwrap_or_else(|| "unknown CPU".to_owned());
         let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
-        RunInfo { cpu, nproc, date: utc_date(SystemTime::now()), settings, quick }
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| text.split_whitespace().next().and_then(|w| w.parse().ok()));
+        RunInfo { cpu, nproc, date: utc_date(SystemTime::now()), settings, quick, load }
     }
 }
 
@@ -184,6 +189,7 @@ pub fn json(rows: &[Row]) -> String {
 fn ns(x: Option<f64>) -> String {
     match x {
         Some(v) if v < 100.0 => format!("{v:.1} ns"),
+        Some(v) if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
         Some(v) => format!("{v:.0} ns"),
         None => "–".to_owned(),
     }
@@ -236,12 +242,19 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
          6.1 ns, CAS loop 11.2 ns, FrameAllocator pair 611 ns and batch 49.6 ns, Heap 2 MiB pair \
          26 ns (with its own region size): probes well above those mean this run was disturbed, \
          and a `fetch_add_2t_private` ratio near 1.0 means the other vCPU was busy, so P5 says \
-         nothing in that run.\n",
+         nothing in that run. The address-space goals (G1, G2, T1, F1, F2) run on a simulated MMU \
+         over a fresh node; setup that is not the operation (faulting what is pinned or split, \
+         unmapping) stays outside the clock, and F1, F2 and T1 time the host kernel's own fault \
+         and PMD split in the same run as their peers.\n",
         info.settings.reps,
         info.settings.target.as_millis()
     );
     let _ = writeln!(out, "- Machine: {}, {} CPUs (nproc)", info.cpu, info.nproc);
     let _ = writeln!(out, "- Date: {} (UTC)", info.date);
+    if let Some(load) = info.load {
+        let verdict = if load > info.nproc as f64 { ": more runnable tasks than CPUs, figures disturbed" } else { "" };
+        let _ = writeln!(out, "- Load average at the start: {load:.2}{verdict}");
+    }
     let _ = writeln!(out, "- Command: `{COMMAND}`");
     let _ = writeln!(out, "- Raw data: `target/bench/results.json` (one object per goal and probe)");
     if info.quick {
@@ -293,6 +306,10 @@ valgrind --tool=callgrind --toggle-collect='memdesc_bench::ours::pair_loop' \\
 
 Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loops are \
 `ours::pair_loop` (P1, P3, P4), `ours::batch_loop` (P2; 1000 ops per iteration), \
-`ours::get_put_loop` (R1), and `peers::*_loop` for the peers; `callgrind_annotate --inclusive=yes` \
-breaks a loop down by function.
+`ours::get_put_loop` (R1), `mm::pin_loop` (G1, G2, and G1's probes; 512 pages per iteration), \
+`memdesc::thp::split_folio` (T1: the split alone, without the THP fault and munmap around it), \
+`mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \
+`memdesc::pgtable::aspace::AddressSpace::write` for the faults alone), and `peers::*_loop` for the \
+peers; `callgrind_annotate --inclusive=yes` breaks a loop down by function. The host's own \
+faults and `MADV_DONTNEED` run in the kernel, which callgrind does not see.
 ";

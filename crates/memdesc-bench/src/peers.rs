@@ -8,8 +8,9 @@
 //! instruction makes that instruction wait for the store buffer to drain,
 //! which here turns a 6 ns `fetch_add` into a 10 ns one.
 //!
-//! The `Heap` needs raw addresses, so this module holds the crate's only
-//! `unsafe`: one block in [`HeapPeer::new`].
+//! The `Heap` needs raw addresses, so this module holds one of the crate's
+//! two `unsafe` blocks, in [`HeapPeer::new`] (the other is the host's
+//! `MADV_DONTNEED` in `host`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use crate::harness::{run_threads, time_loop};
@@ -111,6 +112,42 @@ pub fn pcp_pair_atomics_loop(iters: u64) -> Duration {
         if refcount.fetch_sub(1, Ordering::Release) == 1 {
             lock_cycle(lock);
         }
+    })
+}
+
+/// The atomics GUP-fast pins and unpins one order-0 folio with, and nothing
+/// else: the speculative get's CAS loop (P1.3), the pin bias added by a
+/// second CAS loop (P6.4), the unpin's one `fetch_sub` of the whole bias
+/// (P6.6), and the `fetch_add` that counts the run's unpin
+/// (`nr_foll_pin_released`).
+#[inline(never)]
+pub fn gup_pin_atomics_loop(iters: u64) -> Duration {
+    let refcount = Padded(AtomicU64::new(1));
+    let stat = Padded(AtomicU64::new(0));
+    let (refcount, stat) = black_box((&refcount.0, &stat.0));
+    time_loop(iters, || {
+        cas_increment(refcount);
+        // Relaxed: refs.rs try_add_held's orderings, made from a held
+        // reference.
+        let mut count = refcount.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        while let Err(actual) =
+            refcount.compare_exchange_weak(count, count + 1023, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            count = actual;
+        }
+        // Release: the put it stands for.
+        refcount.fetch_sub(1024, Ordering::Release);
+        // Relaxed: a statistic, as Mmu::count.
+        stat.fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+/// Zeroes `buf` (a `memset`, as the node's zeroing is) once per iteration.
+#[inline(never)]
+pub fn zero_loop(buf: &mut [u8], iters: u64) -> Duration {
+    time_loop(iters, || {
+        black_box(&mut *buf).fill(0);
     })
 }
 

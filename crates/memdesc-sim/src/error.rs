@@ -1,6 +1,7 @@
 //! Why a simulation could not run.
 
 use memdesc::buddy::BootError;
+use memdesc::RcuError;
 use std::fmt;
 use std::io;
 
@@ -29,6 +30,8 @@ pub enum SimError {
     Boot(BootError),
     /// The host refused to start a thread.
     Spawn(io::Error),
+    /// The machine's RCU could not be set up for its CPUs.
+    Rcu(RcuError),
 }
 
 impl fmt::Display for SimError {
@@ -44,6 +47,7 @@ impl fmt::Display for SimError {
             Self::Map(e) => write!(f, "cannot map the simulated memory: {e}"),
             Self::Boot(e) => write!(f, "the node did not boot: {e}"),
             Self::Spawn(e) => write!(f, "cannot start a CPU thread: {e}"),
+            Self::Rcu(e) => write!(f, "cannot set up RCU: {e}"),
         }
     }
 }
@@ -53,6 +57,7 @@ impl std::error::Error for SimError {
         match self {
             Self::Map(e) | Self::Spawn(e) => Some(e),
             Self::Boot(e) => Some(e),
+            Self::Rcu(e) => Some(e),
             _ => None,
         }
     }

@@ -49,6 +49,6 @@ pub use config::{SimConfig, Workload, MIN_RAM_BYTES};
 pub use error::SimError;
 pub use machine::{run, run_interruptible, Phase, Progress};
 pub use platform::SimPlatform;
-pub use report::Report;
+pub use report::{RcuSummary, Report};
 pub use scanner::ScannerStats;
 pub use workload::WorkloadStats;

@@ -12,7 +12,7 @@ use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
 use crate::workload::{mixed, WorkerContext, WorkerResult};
-use memdesc::{CpuId, Node, NodeConfig};
+use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, ScopedJoinHandle};
@@ -98,7 +98,13 @@ pub fn run_interruptible(
     let machine = report::Machine::of(&arena, config.cpus);
     let platform = SimPlatform::new(config.cpus + 1);
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
-    let outcome = run_cpus(config, node, &platform, interrupt, &mut progress)?;
+    // Page-table frames the CPUs free go through RCU (P5) and come back
+    // to the page-table layer's freer after their grace period.
+    let table_return = Mmu::table_return(node);
+    let rcu = Rcu::new(&platform, RcuConfig::default()).map_err(SimError::Rcu)?;
+    let counters: Vec<PaddedCounter> = (0..config.cpus).map(|_| PaddedCounter::default()).collect();
+    let shared = Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, counters: &counters };
+    let outcome = run_cpus(config, &shared, interrupt, &mut progress)?;
     progress(&Progress {
         phase: Phase::Audit,
         elapsed: outcome.elapsed,
@@ -107,22 +113,35 @@ pub fn run_interruptible(
         ops_per_s: 0.0,
         violations: outcome.violations.count(),
     });
+    // Every callback the CPUs queued runs before the audit, here (a thread
+    // that is not a CPU, once every CPU thread has ended).
+    rcu.barrier();
     node.drain_all();
-    Ok(report::build(config, machine, node, outcome))
+    Ok(report::build(config, machine, node, outcome, rcu.report()))
+}
+
+/// What every CPU thread of a machine shares.
+#[derive(Clone, Copy)]
+struct Shared<'m> {
+    node: &'m Node<'m>,
+    platform: &'m SimPlatform,
+    rcu: &'m Rcu<'m>,
+    table_return: &'m TableReturn<'m>,
+    /// Each workload CPU's progress counter.
+    counters: &'m [PaddedCounter],
 }
 
 /// Starts every CPU thread, reports progress until they all end, and
 /// collects what they did.
-fn run_cpus(
+fn run_cpus<'m>(
     config: &SimConfig,
-    node: &Node<'_>,
-    platform: &SimPlatform,
-    interrupt: &AtomicBool,
+    shared: &Shared<'m>,
+    interrupt: &'m AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<RunOutcome, SimError> {
+    let Shared { node, platform, rcu, table_return, counters } = *shared;
     let managed = node.vmstat().nr_managed;
     let target_frames = managed * mixed::LIVE_TARGET_PERCENT / 100 / config.cpus as u64;
-    let counters: Vec<PaddedCounter> = (0..config.cpus).map(|_| PaddedCounter::default()).collect();
     let running = AtomicUsize::new(config.cpus as usize);
     let start = Instant::now();
     let deadline = start + config.duration;
@@ -131,6 +150,8 @@ fn run_cpus(
         for cpu in 0..config.cpus {
             let ctx = WorkerContext {
                 node,
+                rcu,
+                table_return,
                 cpu,
                 nr_cpus: config.cpus,
                 seed: config.seed,
@@ -160,10 +181,11 @@ fn run_cpus(
             .name("scanner".into())
             .spawn_scoped(s, move || {
                 platform.bind_current_thread(CpuId(scanner_cpu));
-                scanner::run(node, config.seed, scanner_cpu as u64, deadline, interrupt, running)
+                let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed);
+                scanner.run(deadline, interrupt, running)
             })
             .map_err(SimError::Spawn)?;
-        report_progress(config, start, &counters, &workers, &scanner, interrupt, progress);
+        report_progress(config, start, counters, &workers, &scanner, interrupt, progress);
         let elapsed = start.elapsed();
         Ok(collect(workers, scanner, elapsed))
     })

@@ -1,5 +1,5 @@
-//! The simulated CPUs' platform hooks: thread-bound CPU ids and hashed wait
-//! queues for the folio lock.
+//! The simulated CPUs' platform hooks: thread-bound CPU ids (also the RCU
+//! reader CPU of each thread) and hashed wait queues for the folio lock.
 
 use memdesc::platform::{CpuId, Platform, WaitKey};
 use std::cell::Cell;
@@ -7,7 +7,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 thread_local! {
-    static CURRENT_CPU: Cell<u32> = const { Cell::new(0) };
+    /// The CPU this thread runs as; `None` for a thread that is not a CPU
+    /// (the machine's own thread, which drains and audits at the end).
+    static CURRENT_CPU: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
 const WAIT_BUCKETS: usize = 64;
@@ -29,7 +31,7 @@ impl SimPlatform {
     /// platform contract of [`Platform`]).
     pub fn bind_current_thread(&self, cpu: CpuId) {
         assert!(cpu.0 < self.nr_cpus, "cpu {} out of range (nr_cpus {})", cpu.0, self.nr_cpus);
-        CURRENT_CPU.with(|c| c.set(cpu.0));
+        CURRENT_CPU.with(|c| c.set(Some(cpu.0)));
     }
 
     fn queue(&self, key: WaitKey) -> &(Mutex<()>, Condvar) {
@@ -41,7 +43,19 @@ impl SimPlatform {
 
 impl Platform for SimPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CURRENT_CPU.with(Cell::get))
+        // A thread that is not a CPU uses CPU 0's per-CPU lists: only the
+        // machine's thread, once every CPU thread has ended.
+        CpuId(CURRENT_CPU.with(Cell::get).unwrap_or(0))
+    }
+
+    fn rcu_reader_cpu(&self) -> Option<CpuId> {
+        // One thread per CPU, bound for its whole life: the contract.
+        CURRENT_CPU.with(Cell::get).map(CpuId)
+    }
+
+    fn relax(&self) {
+        // A grace period waits for other threads: let them run.
+        std::thread::yield_now();
     }
 
     fn nr_cpus(&self) -> u32 {

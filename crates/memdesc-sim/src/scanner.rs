@@ -2,6 +2,9 @@
 //! references (P1), as compaction's migrate scanner and other pfn walkers
 //! will, and validates every folio it gets.
 //!
+//! Its walks run inside RCU read sections (it stands for the lockless
+//! walkers), and it reports quiescent states between them.
+//!
 //! It runs on its own CPU because dropping its reference can be the last
 //! put, which frees the folio into the running CPU's per-CPU lists. What it
 //! checks: the folio contains the pfn, its head is aligned to its order,
@@ -12,7 +15,7 @@
 use crate::rng::Rng;
 use crate::violations::Violations;
 use memdesc::folio::{PageFlags, MAX_ORDER, REF_MAX};
-use memdesc::{FolioRef, GetError, Node, PageType, Pfn};
+use memdesc::{CpuId, FolioRef, GetError, Node, PageType, Pfn, Rcu};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -59,41 +62,48 @@ pub struct ScannerStats {
     pub clones: u64,
 }
 
-/// Scans until the deadline has passed (or `interrupt` is set) and no
-/// workload CPU is running.
-pub(crate) fn run(
-    node: &Node<'_>,
-    seed: u64,
-    stream: u64,
-    deadline: Instant,
-    interrupt: &AtomicBool,
-    running: &AtomicUsize,
-) -> (ScannerStats, Violations) {
-    let mut scanner = Scanner {
-        node,
-        rng: Rng::stream(seed, stream),
-        stats: ScannerStats::default(),
-        violations: Violations::default(),
-    };
-    // Relaxed (both): stop flags; the threads' joins order everything that
-    // matters.
-    let stopping = || Instant::now() >= deadline || interrupt.load(Ordering::Relaxed);
-    while !stopping() || running.load(Ordering::Relaxed) > 0 {
-        for _ in 0..16 {
-            scanner.walk_run();
-        }
-    }
-    (scanner.stats, scanner.violations)
-}
-
-struct Scanner<'n> {
+/// The scanner CPU's state.
+pub(crate) struct Scanner<'n> {
     node: &'n Node<'n>,
+    rcu: &'n Rcu<'n>,
+    cpu: CpuId,
     rng: Rng,
     stats: ScannerStats,
     violations: Violations,
 }
 
 impl<'n> Scanner<'n> {
+    /// A scanner running as `cpu` (the calling thread must be bound to it),
+    /// drawing pfns from the stream of `seed` numbered by its CPU.
+    pub(crate) fn new(node: &'n Node<'n>, rcu: &'n Rcu<'n>, cpu: CpuId, seed: u64) -> Self {
+        let rng = Rng::stream(seed, u64::from(cpu.0));
+        Self { node, rcu, cpu, rng, stats: ScannerStats::default(), violations: Violations::default() }
+    }
+
+    /// Scans until the deadline has passed (or `interrupt` is set) and no
+    /// workload CPU is running. Each run of gets is one RCU read section,
+    /// as a lockless walker's would be; a quiescent state is reported
+    /// between runs, and the CPU goes idle at the end.
+    pub(crate) fn run(
+        mut self,
+        deadline: Instant,
+        interrupt: &AtomicBool,
+        running: &AtomicUsize,
+    ) -> (ScannerStats, Violations) {
+        // Relaxed (both): stop flags; the threads' joins order everything
+        // that matters.
+        let stopping = || Instant::now() >= deadline || interrupt.load(Ordering::Relaxed);
+        while !stopping() || running.load(Ordering::Relaxed) > 0 {
+            for _ in 0..16 {
+                let section = self.rcu.read_lock();
+                self.walk_run();
+                drop(section);
+                self.rcu.quiescent(self.cpu);
+            }
+        }
+        self.rcu.idle_enter(self.cpu);
+        (self.stats, self.violations)
+    }
     /// Walks up to [`MAX_RUN`] consecutive pfns from a random start.
     fn walk_run(&mut self) {
         let map = self.node.memmap();

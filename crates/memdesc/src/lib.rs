@@ -115,9 +115,14 @@ pub use folio::{
     BadPageReason, CopyError, FreezeFailed, GetError, Order, OrderTooLarge, PageFlags, PageType, PinFailed, RawError,
     RefOverflow, SplitFailed, UnfreezeFailed, UnfreezeRefusal, GUP_PIN_COUNTING_BIAS, MAX_ORDER, REF_MAX,
 };
+pub use gup::{get_user_pages, get_user_pages_fast, GupError, GupFlags, GupRun};
 pub use memmap::{
     BootFailed, FrameReader, FrameWriter, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange, PAGEBLOCK_ORDER,
     PAGE_SIZE,
 };
+pub use pgtable::{
+    AddressSpace, AsAudit, Fault, MmError, MmEvent, Mmu, TableFreer, TableReturn, Vma, HUGE_SIZE, USER_END, USER_START,
+};
 pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};
-pub use rcu::{Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};
+pub use rcu::{FrameCallback, FrameReturn, Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};
+pub use thp::{split_deferred, split_folio, DeferredOutcome, SplitDone, SplitMode, ThpSplitError};

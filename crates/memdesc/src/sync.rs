@@ -17,10 +17,10 @@
 //! managed memory itself and are never part of a model.
 
 #[cfg(memdesc_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 #[cfg(not(memdesc_loom))]
-pub(crate) use core::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// One 64-bit word of frame contents, accessed racily but atomically.
 ///

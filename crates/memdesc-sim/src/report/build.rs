@@ -1,7 +1,7 @@
 //! Building the report from the threads' results and the node's final state,
 //! and the final accounting checks.
 
-use super::{AuditSummary, Machine, MemmapSummary, PageTypeInfo, Range, Report, Throughput, ZoneSummary};
+use super::{AuditSummary, Machine, MemmapSummary, PageTypeInfo, Range, RcuSummary, Report, Throughput, ZoneSummary};
 use crate::arena::Arena;
 use crate::config::SimConfig;
 use crate::scanner::ScannerStats;
@@ -10,7 +10,7 @@ use crate::workload::WorkloadStats;
 use memdesc::buddy::report::{Audit, VmStat};
 use memdesc::buddy::{VmEvent, ZoneId};
 use memdesc::memmap::DESCRIPTOR_SIZE;
-use memdesc::{Migratetype, Node, PAGE_SIZE};
+use memdesc::{Migratetype, Node, RcuReport, PAGE_SIZE};
 use std::time::Duration;
 
 /// What the threads handed back.
@@ -57,7 +57,13 @@ impl Machine {
 
 /// Builds the report of a run whose threads all ended and whose per-CPU
 /// lists were drained.
-pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outcome: RunOutcome) -> Report {
+pub(crate) fn build(
+    config: &SimConfig,
+    machine: Machine,
+    node: &Node<'_>,
+    outcome: RunOutcome,
+    rcu: RcuReport,
+) -> Report {
     let RunOutcome { elapsed, stats, per_cpu, scanner, mut violations, interrupted_after } = outcome;
     let audit = node.audit();
     let vm = node.vmstat();
@@ -69,6 +75,7 @@ pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outco
         });
     }
     check_accounting(&stats, &audit, &vm, bad_pages, &mut violations);
+    check_rcu(&stats, &rcu, &mut violations);
     let map = node.memmap();
     let memmap = MemmapSummary {
         frames: map.nr_pages(),
@@ -89,6 +96,15 @@ pub(crate) fn build(config: &SimConfig, machine: Machine, node: &Node<'_>, outco
         throughput: throughput(&per_cpu),
         workload: stats,
         scanner,
+        rcu: RcuSummary {
+            grace_periods: rcu.gp_completed,
+            grace_periods_started: rcu.gp_started,
+            callbacks_queued: rcu.callbacks_queued,
+            callbacks_invoked: rcu.callbacks_invoked,
+            callbacks_synchronous: rcu.callbacks_synchronous,
+            stalls: rcu.stalls,
+            last_stalled_cpu: rcu.last_stalled_cpu.map(|cpu| cpu.0),
+        },
         violations: violation_count,
         first_violations: violations.into_first(),
         leaked_frames,
@@ -152,6 +168,28 @@ fn check_accounting(stats: &WorkloadStats, audit: &Audit, vm: &VmStat, bad_pages
     }
     if bad_pages == 0 && audit.allocated == 0 && allocated != vm.event(VmEvent::Pgfree) {
         v.record(|| format!("accounting: {allocated} frames allocated but {} freed", vm.event(VmEvent::Pgfree)));
+    }
+}
+
+/// Checks that RCU ran every callback queued (the machine's barrier ran
+/// before the report) and that the CPUs' deferred frees are those
+/// callbacks.
+fn check_rcu(stats: &WorkloadStats, rcu: &RcuReport, v: &mut Violations) {
+    if rcu.callbacks_invoked != rcu.callbacks_queued {
+        v.record(|| {
+            format!(
+                "rcu: {} callbacks queued but {} invoked after the barrier",
+                rcu.callbacks_queued, rcu.callbacks_invoked
+            )
+        });
+    }
+    if rcu.callbacks_queued != stats.table_frees_deferred {
+        v.record(|| {
+            format!(
+                "rcu: {} callbacks queued, the CPUs deferred {} page-table frees",
+                rcu.callbacks_queued, stats.table_frees_deferred
+            )
+        });
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Report {
     pub throughput: Throughput,
     /// What the scanner did.
     pub scanner: ScannerStats,
+    /// What the machine's RCU did.
+    pub rcu: RcuSummary,
     /// Promises the core broke, seen by the workload, the scanner, the audit
     /// or the final accounting. Must be 0.
     pub violations: u64,
@@ -130,6 +132,26 @@ pub struct MemmapSummary {
     pub descriptor_bytes: u64,
     /// Metadata as a percentage of RAM.
     pub overhead_percent: f64,
+}
+
+/// The machine's RCU counters ([`memdesc::RcuReport`]), after the final
+/// barrier.
+#[derive(Clone, Debug, Serialize)]
+pub struct RcuSummary {
+    /// Grace periods completed (the highest completed GP number).
+    pub grace_periods: u64,
+    /// Grace periods started.
+    pub grace_periods_started: u64,
+    /// Callbacks queued (`call_rcu`, `call_rcu_frame`).
+    pub callbacks_queued: u64,
+    /// Callbacks run.
+    pub callbacks_invoked: u64,
+    /// `call_rcu` calls that found their queue full and waited themselves.
+    pub callbacks_synchronous: u64,
+    /// Stall reports: a CPU found inside a read section by too many scans.
+    pub stalls: u64,
+    /// The CPU of the last stall report.
+    pub last_stalled_cpu: Option<u32>,
 }
 
 /// Allocations plus frees per second, before teardown.

@@ -13,6 +13,7 @@ impl Display for Report {
         self.fmt_machine(f)?;
         self.fmt_workload(f)?;
         self.fmt_scanner(f)?;
+        self.fmt_rcu(f)?;
         self.fmt_problems(f)?;
         self.fmt_vmstat(f)?;
         self.fmt_buddyinfo(f)?;
@@ -165,6 +166,29 @@ impl Report {
             Count(o.overflow)
         )?;
         writeln!(f, "  then            {} folio locks, {} clones\n", Count(s.locks), Count(s.clones))
+    }
+
+    fn fmt_rcu(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let r = &self.rcu;
+        writeln!(f, "RCU")?;
+        writeln!(
+            f,
+            "  grace periods   {} completed of {} started",
+            Count(r.grace_periods),
+            Count(r.grace_periods_started)
+        )?;
+        writeln!(
+            f,
+            "  callbacks       {} queued, {} invoked, {} synchronous (queue full); {} page-table frames freed after a grace period",
+            Count(r.callbacks_queued),
+            Count(r.callbacks_invoked),
+            Count(r.callbacks_synchronous),
+            Count(self.workload.table_frees_deferred)
+        )?;
+        match r.last_stalled_cpu {
+            Some(cpu) => writeln!(f, "  stalls          {} (last on cpu{cpu})\n", Count(r.stalls)),
+            None => writeln!(f, "  stalls          {}\n", Count(r.stalls)),
+        }
     }
 
     fn fmt_problems(&self, f: &mut Formatter<'_>) -> fmt::Result {

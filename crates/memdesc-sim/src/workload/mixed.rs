@@ -16,7 +16,7 @@ use super::{stamp, WorkerContext, WorkerResult, WorkloadStats};
 use crate::rng::Rng;
 use crate::violations::Violations;
 use memdesc::folio::{PageFlags, MAX_ORDER};
-use memdesc::{AllocError, Gfp, Order, PageType};
+use memdesc::{AllocError, CpuId, FrozenFolio, Gfp, Order, PageType};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -65,6 +65,8 @@ pub(crate) fn run(ctx: &WorkerContext<'_>) -> WorkerResult {
     if !panicked {
         panicked = worker.guarded(Worker::free_all);
     }
+    // This CPU stops: no read section of it can delay a grace period.
+    ctx.rcu.idle_enter(CpuId(ctx.cpu));
     if panicked {
         // The allocator may be corrupt: hand nothing more back to it. The
         // audit counts these frames as leaked.
@@ -123,6 +125,9 @@ impl<'n> Worker<'_, 'n> {
             }
             // Relaxed: a progress statistic, read racily by the machine.
             self.ctx.ops.store(self.stats.ops(), Ordering::Relaxed);
+            // Between operations: outside any read section (RCU.6); also
+            // runs this CPU's callbacks whose grace period is over.
+            self.ctx.rcu.quiescent(CpuId(self.ctx.cpu));
             let now = Instant::now();
             if now >= self.ctx.deadline {
                 break;
@@ -302,7 +307,23 @@ impl<'n> Worker<'_, 'n> {
         live.check_stamps(self.ctx.cpu, &mut self.violations);
         self.live_frames -= live.order.nr_pages();
         self.stats.frees += 1;
-        drop(live);
+        match live {
+            Live { handle: Handle::Frozen(folio), ty: PageType::PageTable, .. } => self.free_table_frame(folio),
+            live => drop(live),
+        }
+    }
+
+    /// Frees a page-table frame the way P5 does: after a grace period, with
+    /// the RCU head in the frame's own descriptor.
+    fn free_table_frame(&mut self, folio: FrozenFolio<'n>) {
+        match self.ctx.rcu.call_rcu_frame(folio, self.ctx.table_return) {
+            Ok(()) => self.stats.table_frees_deferred += 1,
+            Err((folio, e)) => {
+                let (cpu, pfn) = (self.ctx.cpu, folio.pfn());
+                self.violations.record(|| format!("cpu{cpu}: call_rcu_frame refused folio {pfn}: {e}"));
+                drop(folio);
+            }
+        }
     }
 
     fn free_all(&mut self) {

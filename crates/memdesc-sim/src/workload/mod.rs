@@ -11,7 +11,7 @@ pub(crate) mod mixed;
 mod stamp;
 
 use memdesc::buddy::NR_ORDERS;
-use memdesc::Node;
+use memdesc::{Node, Rcu, TableReturn};
 use serde::Serialize;
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -53,6 +53,9 @@ pub struct WorkloadStats {
     pub clones: u64,
     /// Phases run near full memory, to exhaust it on purpose.
     pub pressure_phases: u64,
+    /// Page-table frames freed through RCU (`call_rcu_frame`, P5) rather
+    /// than at once.
+    pub table_frees_deferred: u64,
     /// The most frames one CPU held at once (the maximum over CPUs; a CPU
     /// peaks in its pressure phase).
     pub peak_live_frames: u64,
@@ -85,6 +88,7 @@ impl AddAssign<&WorkloadStats> for WorkloadStats {
         self.lock_busy += o.lock_busy;
         self.clones += o.clones;
         self.pressure_phases += o.pressure_phases;
+        self.table_frees_deferred += o.table_frees_deferred;
         self.peak_live_frames = self.peak_live_frames.max(o.peak_live_frames);
     }
 }
@@ -93,6 +97,11 @@ impl AddAssign<&WorkloadStats> for WorkloadStats {
 pub(crate) struct WorkerContext<'n> {
     /// The machine's node.
     pub(crate) node: &'n Node<'n>,
+    /// The machine's RCU: this CPU reports quiescent states between
+    /// batches of operations, and goes idle when it stops.
+    pub(crate) rcu: &'n Rcu<'n>,
+    /// Where page-table frames freed through RCU go (P5).
+    pub(crate) table_return: &'n TableReturn<'n>,
     /// This CPU's index (the thread is already bound to it).
     pub(crate) cpu: u32,
     /// How many workload CPUs there are.

@@ -27,6 +27,11 @@ fn short_mixed_run_passes_and_exercises_every_path() {
     assert!(s.attempts > s.successes, "the scanner never failed a get: {s:#?}");
     assert!(s.failures.free > 0 && s.failures.unmanaged > 0 && s.failures.out_of_range > 0, "{s:#?}");
 
+    let r = &report.rcu;
+    assert!(r.grace_periods > 0, "no grace period completed: {r:#?}");
+    assert!(w.table_frees_deferred > 0, "no page-table frame went through RCU: {w:#?}");
+    assert_eq!((r.callbacks_queued, r.callbacks_invoked), (w.table_frees_deferred, w.table_frees_deferred), "{r:#?}");
+
     let vm = |name: &str| *report.vmstat.get(name).unwrap_or_else(|| panic!("no {name} in vmstat"));
     assert!(vm("drain_all_pages") > 0, "the drain-before-failing path never ran");
     assert!(vm("pgalloc_fail") > 0);
@@ -38,15 +43,26 @@ fn short_mixed_run_passes_and_exercises_every_path() {
 fn report_serialises_with_the_documented_keys() {
     let report = run(SimConfig::new(64 << 20, 1, Duration::from_millis(200), 1));
     let json = serde_json::to_value(&report).expect("serialisable");
-    for key in
-        ["violations", "leaked_frames", "bad_pages", "vmstat", "buddyinfo", "duration_s", "pagetypeinfo", "memmap"]
-    {
+    for key in [
+        "violations",
+        "leaked_frames",
+        "bad_pages",
+        "vmstat",
+        "buddyinfo",
+        "duration_s",
+        "pagetypeinfo",
+        "memmap",
+        "rcu",
+    ] {
         assert!(json.get(key).is_some(), "no {key} in {json:#}");
     }
     assert_eq!(json["repeat"], "memdesc run --mem 64M --cpus 1 --duration 200ms --seed 1");
     assert!(json["interrupted_after_s"].is_null() && json["interrupted"] == false, "{json:#}");
     assert_eq!(json["buddyinfo"]["Normal"].as_array().map(Vec::len), Some(11));
     assert!(json["vmstat"]["pgfree"].is_u64());
+    for key in ["grace_periods", "callbacks_queued", "callbacks_invoked", "stalls"] {
+        assert!(json["rcu"][key].is_u64(), "no rcu.{key} in {json:#}");
+    }
     let text = report.to_string();
     assert!(text.contains("Node 0, zone   Normal "), "{text}");
     assert!(text.ends_with("PASS\n") || text.ends_with("FAIL\n"), "{text}");

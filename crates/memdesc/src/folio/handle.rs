@@ -721,3 +721,32 @@ impl<R: FolioRelease> fmt::Debug for FrozenFolio<'_, R> {
             .finish()
     }
 }
+
+impl<'a, R: FolioRelease> super::FolioRefs<'a, R> {
+    /// Gives up the handle without putting its references; returns the head
+    /// pfn and how many, for [`FolioRefs::from_raw`](super::FolioRefs::from_raw)
+    /// (a page table's leaves hold their references this way).
+    pub fn into_raw(self) -> (Pfn, NonZeroU32) {
+        let (owner, head, refs) = self.into_parts();
+        (owner.memmap().pfn_of(head), refs)
+    }
+
+    /// Restores `n` references given up by [`FolioRef::into_raw`] or
+    /// [`FolioRefs::into_raw`](super::FolioRefs::into_raw), in one handle,
+    /// so they are put in one subtraction.
+    ///
+    /// # Safety
+    /// 1. The caller owns `n` raw references of this `owner` to the folio
+    ///    headed at `pfn` and restores each once.
+    ///
+    /// # Errors
+    /// As [`FolioRef::from_raw`], and [`RawError::ZeroRefcount`] if the
+    /// refcount is below `n`. Nothing changes on error.
+    pub unsafe fn from_raw(owner: &'a R, pfn: Pfn, n: NonZeroU32) -> Result<Self, RawError> {
+        let head = raw_head(owner.memmap(), pfn)?;
+        if head.ref_count() < n.get() {
+            return Err(RawError::ZeroRefcount(pfn));
+        }
+        Ok(Self::from_counted(owner, head, n))
+    }
+}

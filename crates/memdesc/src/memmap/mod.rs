@@ -20,6 +20,7 @@ mod page;
 pub use addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 pub use contents::{FrameReader, FrameWriter};
 pub use page::{Page, DESCRIPTOR_SIZE, OWNER_WORDS};
+pub(crate) use page::{RCU_HEAD_ALIGN, RCU_HEAD_BYTES};
 
 use crate::sync::{AtomicU8, FrameWord};
 use core::fmt;

@@ -39,7 +39,26 @@ pub struct Page {
     pub(crate) mapcount: AtomicI32,
     pub(crate) pincount: AtomicU32,
     owner: [UnsafeCell<u64>; OWNER_WORDS],
+    /// Under the model the owner words are loom cells, too large and of the
+    /// wrong layout for an RCU head; the head gets this plain side storage
+    /// instead (see [`Page::rcu_head_storage`]).
+    #[cfg(memdesc_loom)]
+    rcu_head: core::cell::UnsafeCell<core::mem::MaybeUninit<[u64; RCU_HEAD_WORDS]>>,
 }
+
+/// Words of the side storage an RCU head uses under the model.
+#[cfg(memdesc_loom)]
+const RCU_HEAD_WORDS: usize = 16;
+
+/// Bytes an RCU head may occupy in a descriptor ([`Page::rcu_head_storage`]):
+/// the owner words in production.
+#[cfg(not(memdesc_loom))]
+pub(crate) const RCU_HEAD_BYTES: usize = OWNER_WORDS * 8;
+/// Bytes an RCU head may occupy in a descriptor: the model's side storage.
+#[cfg(memdesc_loom)]
+pub(crate) const RCU_HEAD_BYTES: usize = RCU_HEAD_WORDS * 8;
+/// The alignment [`Page::rcu_head_storage`] guarantees.
+pub(crate) const RCU_HEAD_ALIGN: usize = 8;
 
 /// Bytes per descriptor (64 in production; larger under the model checker,
 /// whose atomics carry bookkeeping).
@@ -54,8 +73,9 @@ const _: () = assert!(core::mem::align_of::<Page>() == 64);
 // SAFETY: the atomic words are Sync by themselves. The owner words are plain
 // cells, but every access goes through `owner_word`/`set_owner_word`, whose
 // callers must own the words exclusively (a lock, a frozen folio, or a held
-// reference plus a type that makes them read-only); that is the argument for
-// sharing descriptors between threads.
+// reference plus a type that makes them read-only), and every use of the
+// RCU head storage has the same duty (`rcu_head_storage`); that is the
+// argument for sharing descriptors between threads.
 unsafe impl Sync for Page {}
 // SAFETY: a descriptor holds no thread-affine state.
 unsafe impl Send for Page {}
@@ -71,7 +91,40 @@ impl Page {
             mapcount: AtomicI32::new(0),
             pincount: AtomicU32::new(0),
             owner: [UnsafeCell::new(0), UnsafeCell::new(0), UnsafeCell::new(0), UnsafeCell::new(0)],
+            #[cfg(memdesc_loom)]
+            rcu_head: core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
         }
+    }
+
+    /// Where an RCU head queued for this frame lives while its folio waits
+    /// for a grace period (P5: no heap): [`RCU_HEAD_BYTES`] bytes aligned to
+    /// [`RCU_HEAD_ALIGN`], overlapping the owner words in production (a
+    /// plain side storage under the model, whose owner words are loom
+    /// cells). Computing the pointer is safe; using it is not.
+    ///
+    /// Duties of whoever reads or writes through the pointer:
+    /// 1. It owns the folio headed here exclusively (frozen, its handle
+    ///    given up for as long as the head is in use), so nothing else reads
+    ///    or writes the owner words meanwhile (the owner-word accessors'
+    ///    duty 1, for every word at once).
+    /// 2. It accesses at most [`RCU_HEAD_BYTES`] bytes, only through
+    ///    interior-mutable types (atomics, cells): the descriptor is shared
+    ///    (`&Page`), so the bytes may be written only where `UnsafeCell`
+    ///    allows it, and a later owner-word write must not invalidate a
+    ///    reference to the head that is still live.
+    /// 3. It reads a value only after writing one of that type: the bytes
+    ///    are uninitialised under the model and hold owner words otherwise.
+    #[inline(always)]
+    pub(crate) fn rcu_head_storage(&self) -> *mut u8 {
+        // The whole array, by place projection from `&self` (no reference
+        // to one cell, whose provenance would cover 8 bytes only). Every
+        // byte is inside an UnsafeCell, so writing through a pointer derived
+        // from a shared reference is allowed.
+        #[cfg(not(memdesc_loom))]
+        let storage = core::ptr::addr_of!(self.owner).cast::<u8>().cast_mut();
+        #[cfg(memdesc_loom)]
+        let storage = self.rcu_head.get().cast::<u8>();
+        storage
     }
 
     /// Reads owner word `index`.

@@ -25,8 +25,9 @@ use super::vma::{TooManyVmas, Vma, Vmas};
 use crate::buddy::{AllocError, Gfp};
 use crate::folio::{decode_compound, Order};
 use crate::memmap::{FrameReader, FrameWriter, Page, Pfn, PAGE_SIZE};
-use crate::sync::{Ordering, SpinLock};
+use crate::sync::{Ordering, SpinLock, StatWord};
 use core::fmt;
+use core::num::NonZeroU32;
 
 /// Bytes a PMD leaf maps: 2 MiB (32 KiB under the model checker).
 pub const HUGE_SIZE: u64 = HUGE_FRAMES * PAGE_SIZE as u64;
@@ -65,6 +66,8 @@ pub enum MmError {
     TooManyMappings,
     /// A table frame could not be allocated.
     NoMemory(AllocError),
+    /// A folio's reference count would pass the overflow band.
+    RefOverflow(Pfn),
 }
 
 impl fmt::Display for MmError {
@@ -77,6 +80,7 @@ impl fmt::Display for MmError {
             Self::NoSpace(len) => write!(f, "no free range of {len:#x} bytes"),
             Self::TooManyMappings => f.write_str("too many mappings"),
             Self::NoMemory(e) => write!(f, "no memory for a page table: {e}"),
+            Self::RefOverflow(pfn) => write!(f, "folio {pfn} has too many references"),
         }
     }
 }
@@ -151,6 +155,13 @@ pub struct AddressSpace<'m, 'a> {
     root: Pfn,
     /// The areas; the lock also serialises every entry store.
     vmas: SpinLock<Vmas>,
+    /// Large folios left partly mapped by an unmap, waiting for
+    /// [`thp::split_deferred`](crate::thp::split_deferred). A leaf lock,
+    /// taken under `vmas`' or alone.
+    deferred: SpinLock<DeferredSplits>,
+    /// Table frames in the tree (root included), changed under the lock:
+    /// the audit finds exactly this many, each reached once.
+    tables: StatWord,
 }
 
 impl fmt::Debug for AddressSpace<'_, '_> {
@@ -178,7 +189,14 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     pub fn new(mmu: &'m Mmu<'a>) -> Result<Self, MmError> {
         let root = mmu.store.alloc_table().map_err(MmError::NoMemory)?;
         mmu.count(MmEvent::PgtableAlloc, 1);
-        Ok(Self { mmu, asid: mmu.new_asid(), root, vmas: SpinLock::new(Vmas::new()) })
+        Ok(Self {
+            mmu,
+            asid: mmu.new_asid(),
+            root,
+            vmas: SpinLock::new(Vmas::new()),
+            deferred: SpinLock::new(DeferredSplits::default()),
+            tables: StatWord::new(1),
+        })
     }
 
     /// The MMU this address space uses.
@@ -297,7 +315,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
             }
             self.split_edges(start, end, &mut gather)?;
             vmas.rewrite(start, end, |v| Some(Vma { write, ..v })).map_err(|TooManyVmas| MmError::TooManyMappings)?;
-            self.for_each_leaf(start, end, |table, index, level, entry| {
+            self.for_each_leaf(start, end, |table, index, level, entry, _| {
                 if let Entry::Page { pfn, prot, huge } = entry {
                     let new = Entry::Page { pfn, prot: Prot { write, ..prot }, huge };
                     self.mmu.store.publish(table, index, new);
@@ -331,21 +349,29 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let Entry::Page { pfn: head, prot, huge: true } = store.load(pmd_table, index, Level::Pmd) else {
             return Ok(false);
         };
+        // The PMD's one reference becomes one per PTE: the 511 new ones in
+        // one add, taken first so that a refusal changes nothing.
+        // SAFETY: the PMD leaf owns this reference; it is given back at once
+        // (into_raw below), now shared by the PTEs.
+        let folio = unsafe { take_mapping_ref(self.mmu.node(), head) };
+        let more = NonZeroU32::new(ENTRIES_PER_TABLE as u32 - 1).expect("tables have many entries");
+        let refs = folio.try_clone_refs(more).map_err(|e| MmError::RefOverflow(e.pfn));
+        let _ = folio.into_raw();
+        let refs = refs?;
         // P4.1: a new table, filled completely while no walker can reach it.
-        let pte = store.alloc_table().map_err(MmError::NoMemory)?;
-        self.mmu.count(MmEvent::PgtableAlloc, 1);
+        let pte = match store.alloc_table() {
+            Ok(pte) => pte,
+            Err(e) => {
+                drop(refs);
+                return Err(MmError::NoMemory(e));
+            }
+        };
+        self.table_added(1);
         for i in 0..ENTRIES_PER_TABLE {
             store.fill(pte, i, Entry::Page { pfn: head.add(i as u64), prot, huge: false });
         }
-        // The PMD's one reference becomes one per PTE, and its one
-        // mapping one per PTE: entire-mapcount down, total up.
-        // SAFETY: the PMD leaf owns this reference; it is given back at once
-        // below (into_raw), now shared by the PTEs.
-        let folio = unsafe { take_mapping_ref(self.mmu.node(), head) };
-        for _ in 1..ENTRIES_PER_TABLE {
-            let _ = folio.clone().into_raw();
-        }
-        let _ = folio.into_raw();
+        let _ = refs.into_raw();
+        // The one mapping becomes 512: entire-mapcount down, total up.
         let map = self.mmu.node().memmap();
         map_count(map.page(head).expect("mapped head"), ENTRIES_PER_TABLE as i32 - 1);
         map_count(map.page(head.add(1)).expect("huge folio tail"), -1);
@@ -355,6 +381,19 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         gather.cover(base, base + HUGE_SIZE);
         self.mmu.count(MmEvent::ThpSplitPmd, 1);
         Ok(true)
+    }
+
+    /// Counts a table frame entering (1) or leaving (-1) the tree; called
+    /// under the lock (or from `new` and `drop`, which own the tree).
+    fn table_added(&self, delta: i64) {
+        if delta > 0 {
+            self.mmu.count(MmEvent::PgtableAlloc, delta as u64);
+        }
+        // Relaxed: written only under the address-space lock, which orders
+        // the load and the store; the audit reads it under that lock.
+        let now = self.tables.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        self.tables.store(now.wrapping_add(delta as u64), Ordering::Relaxed);
     }
 
     /// The PMD table and index for `va`, if the upper tables exist.
@@ -380,7 +419,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 Entry::Table(next) => next,
                 _ => {
                     let next = store.alloc_table()?;
-                    self.mmu.count(MmEvent::PgtableAlloc, 1);
+                    self.table_added(1);
                     // P4.2: the empty table, published.
                     store.publish(table, index, Entry::Table(next));
                     next
@@ -393,11 +432,11 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// Runs `f` on every non-empty leaf in `start..end` (present,
     /// migration or unknown), walking only the tables that exist. Huge
     /// leaves must lie entirely inside (the caller split the edges).
-    fn for_each_leaf(&self, start: u64, end: u64, mut f: impl FnMut(Pfn, usize, Level, Entry)) {
+    fn for_each_leaf(&self, start: u64, end: u64, mut f: impl FnMut(Pfn, usize, Level, Entry, u64)) {
         self.visit(self.root, Level::Pgd, start, end, &mut f);
     }
 
-    fn visit(&self, table: Pfn, level: Level, start: u64, end: u64, f: &mut impl FnMut(Pfn, usize, Level, Entry)) {
+    fn visit(&self, table: Pfn, level: Level, start: u64, end: u64, f: &mut impl FnMut(Pfn, usize, Level, Entry, u64)) {
         let store = &self.mmu.store;
         let size = level.size();
         let mut va = start;
@@ -408,9 +447,9 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                 Entry::None => {}
                 Entry::Table(child) => match level.next() {
                     Some(next) => self.visit(child, next, va, end.min(slot_end), f),
-                    None => f(table, index, level, Entry::Table(child)),
+                    None => f(table, index, level, Entry::Table(child), va),
                 },
-                entry => f(table, index, level, entry),
+                entry => f(table, index, level, entry, va),
             }
             va = slot_end;
         }
@@ -420,15 +459,30 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     fn zap(&self, start: u64, end: u64, gather: &mut Gather<'m, 'a>) {
         let store = &self.mmu.store;
         let map = self.mmu.node().memmap();
-        self.for_each_leaf(start, end, |table, index, level, _| {
+        let mut deferred = self.deferred.lock();
+        self.for_each_leaf(start, end, |table, index, level, _, va| {
             let Entry::Page { pfn, huge, .. } = store.clear(table, index, level) else { return };
-            let (head, _) = decode_compound(pfn, map.page(pfn).expect("mapped frame").compound_word());
-            map_count(map.page(head).expect("mapped head"), -1);
+            let head_page = map.page(pfn).expect("mapped frame");
+            let (head, _) = decode_compound(pfn, head_page.compound_word());
+            let head_page = map.page(head).expect("mapped head");
+            map_count(head_page, -1);
             if huge {
                 map_count(map.page(head.add(1)).expect("huge folio tail"), -1);
+            } else if head_page.map_count() > 0
+                && decode_compound(head, head_page.compound_word()).1 > Some(Order::ZERO)
+            {
+                // A large folio still mapped in part: queue it for a split
+                // (Linux's deferred split), so its unmapped pages can be
+                // freed. The queue is small; a folio that does not fit stays
+                // whole until it is unmapped entirely, which frees it.
+                let base = va - (pfn.0 - head.0) * PAGE;
+                if deferred.with(|q| q.push(base, head)) {
+                    self.mmu.count(MmEvent::ThpDeferredSplit, 1);
+                }
             }
             gather.drop_refs(head, 1);
         });
+        drop(deferred);
         gather.cover(start, end);
     }
 
@@ -455,6 +509,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                     store.clear(table, index, level);
                     // SAFETY: we just cleared the one entry that owned it.
                     unsafe { gather.free_table(child) };
+                    self.table_added(-1);
                 }
             }
             va = slot_start + size;
@@ -509,7 +564,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
                     }
                 }
                 let pte = store.alloc_table().map_err(|_| Fault::NoMemory(va))?;
-                self.mmu.count(MmEvent::PgtableAlloc, 1);
+                self.table_added(1);
                 store.publish(pmd_table, pmd_index, Entry::Table(pte));
                 pte
             }
@@ -556,6 +611,13 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
             Entry::None => None,
             entry => Some(Leaf { table: pmd.0, index: pmd.1, pmd, pmd_word, word: pmd_word, entry }),
         }
+    }
+
+    /// Takes the oldest large folio queued for a deferred split: the
+    /// address of its first page and its head pfn (it may have been freed
+    /// or split since; the caller checks).
+    pub(crate) fn pop_deferred_split(&self) -> Option<(u64, Pfn)> {
+        self.deferred.lock().with(DeferredSplits::pop)
     }
 
     /// Under the lock, faults `va` in (for a write if `write`) until a
@@ -708,6 +770,12 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let mut audit = AsAudit::default();
         let mut run = Run::default();
         self.audit_table(self.root, Level::Pgd, 0, &mut audit, &mut run);
+        // Every table in the tree reached exactly once: a table linked twice
+        // (or a leaked one) makes the counts differ.
+        // Relaxed: written under the lock we hold.
+        if audit.tables != self.tables.load(Ordering::Relaxed) {
+            violation(&mut audit, 0);
+        }
         audit
     }
 
@@ -744,6 +812,44 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
     /// without the mapcount checks).
     pub fn table_frames(&self) -> u64 {
         self.audit().tables
+    }
+}
+
+/// Partly mapped large folios to split, as (address of the folio's first
+/// page, head pfn); a small ring, newest kept.
+#[derive(Default)]
+pub(crate) struct DeferredSplits {
+    queue: [(u64, Pfn); DEFERRED_SPLITS],
+    len: usize,
+}
+
+/// Partly mapped folios an address space remembers for splitting.
+const DEFERRED_SPLITS: usize = 16;
+
+impl DeferredSplits {
+    /// Queues a folio; false if it was already queued.
+    fn push(&mut self, base: u64, head: Pfn) -> bool {
+        if self.queue[..self.len].iter().any(|&(_, h)| h == head) {
+            return false;
+        }
+        if self.len == DEFERRED_SPLITS {
+            self.queue.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.queue[self.len] = (base, head);
+        self.len += 1;
+        true
+    }
+
+    /// Takes the oldest queued folio.
+    pub(crate) fn pop(&mut self) -> Option<(u64, Pfn)> {
+        if self.len == 0 {
+            return None;
+        }
+        let first = self.queue[0];
+        self.queue.copy_within(1..self.len, 0);
+        self.len -= 1;
+        Some(first)
     }
 }
 

@@ -10,8 +10,10 @@
 //! (P5.4).
 
 use super::mmu::{MmEvent, Mmu};
-use super::table::{take_mapping_ref, take_table};
+use super::table::take_table;
+use crate::buddy::FolioRefs;
 use crate::memmap::Pfn;
+use core::num::NonZeroU32;
 
 /// Mapping references gathered before a flush is forced.
 pub(crate) const GATHER_BATCH: usize = 64;
@@ -27,14 +29,26 @@ pub(crate) struct Gather<'m, 'a> {
     /// The virtual range whose translations must be flushed.
     start: u64,
     end: u64,
-    /// Unlinked table frames, chained through owner word 0 of each
-    /// (frozen, so the words are ours), freed after a grace period.
-    tables: Option<Pfn>,
+    /// Unlinked table frames, handed to RCU after the flush (P5.4).
+    tables: [Pfn; TABLE_BATCH],
+    nr_tables: usize,
 }
+
+/// Table frames gathered before a flush is forced.
+const TABLE_BATCH: usize = 16;
 
 impl<'m, 'a> Gather<'m, 'a> {
     pub(crate) fn new(mmu: &'m Mmu<'a>, asid: u32) -> Self {
-        Self { mmu, asid, refs: [(Pfn(0), 0); GATHER_BATCH], nr: 0, start: u64::MAX, end: 0, tables: None }
+        Self {
+            mmu,
+            asid,
+            refs: [(Pfn(0), 0); GATHER_BATCH],
+            nr: 0,
+            start: u64::MAX,
+            end: 0,
+            tables: [Pfn(0); TABLE_BATCH],
+            nr_tables: 0,
+        }
     }
 
     /// Records that `start..end` had translations changed or removed.
@@ -57,15 +71,17 @@ impl<'m, 'a> Gather<'m, 'a> {
         self.nr += 1;
     }
 
-    /// Queues a table frame whose parent entry was just cleared (P5.4).
+    /// Queues a table frame whose parent entry was just cleared (P5.4),
+    /// to be handed to RCU after the next flush.
     ///
     /// # Safety
     /// 1. The caller cleared the one entry that owned `table`.
     pub(crate) unsafe fn free_table(&mut self, table: Pfn) {
-        // SAFETY: duty 1 is the caller's.
-        let mut frozen = unsafe { take_table(self.mmu.node(), table) };
-        frozen.set_owner_word(0, self.tables.map_or(u64::MAX, |p| p.0));
-        self.tables = Some(frozen.into_raw());
+        if self.nr_tables == TABLE_BATCH {
+            self.flush();
+        }
+        self.tables[self.nr_tables] = table;
+        self.nr_tables += 1;
     }
 
     /// Flushes the gathered range from every TLB (P5.2), then drops the
@@ -86,51 +102,59 @@ impl<'m, 'a> Gather<'m, 'a> {
         }
         // P5.3: only now may the pages be freed.
         self.drop_gathered_refs();
+        // P5.4: the tables after a grace period.
+        for i in 0..self.nr_tables {
+            self.defer_table_free(self.tables[i]);
+        }
+        self.nr_tables = 0;
+    }
+
+    /// Hands an unlinked table frame to RCU (P5.4): freed once every
+    /// walker that could have read it (a read section that began before
+    /// the unlink) has left its section. Never waits.
+    fn defer_table_free(&self, table: Pfn) {
+        // SAFETY: every queued pfn came through `free_table`, whose caller
+        // cleared the one entry owning it, and is restored once, here.
+        let frozen = unsafe { take_table(self.mmu.node(), table) };
+        // Mutant: the table freed at once, under the walkers still reading it.
+        #[cfg(memdesc_mutant = "table_free_without_gp")]
+        {
+            use crate::rcu::FrameCallback;
+            self.mmu.tables.callback().invoke(frozen);
+        }
+        #[cfg(not(memdesc_mutant = "table_free_without_gp"))]
+        if let Err((frozen, _)) = self.mmu.rcu.call_rcu_frame(frozen, self.mmu.tables) {
+            // Only a frame of another node is refused, and tables come from
+            // this MMU's node; if it ever happens, wait the grace period
+            // here instead.
+            self.mmu.rcu.synchronize();
+            use crate::rcu::FrameCallback;
+            self.mmu.tables.callback().invoke(frozen);
+        }
     }
 
     fn drop_gathered_refs(&mut self) {
         for &(head, n) in &self.refs[..self.nr] {
-            for _ in 0..n {
-                // SAFETY: each gathered reference was owned by a leaf entry
-                // the caller cleared (drop_refs' contract through `zap`), and
-                // is restored once, here.
-                drop(unsafe { take_mapping_ref(self.mmu.node(), head) });
-            }
-            self.mmu.count(MmEvent::UnmapPages, u64::from(n));
+            let n = NonZeroU32::new(n).expect("gathered runs hold references");
+            // SAFETY: each gathered reference was owned by a leaf entry the
+            // caller cleared (drop_refs' contract through `zap`), and is
+            // restored once, here: all of a folio's in one put (P5.3).
+            let refs = unsafe { FolioRefs::from_raw(self.mmu.node(), head, n) };
+            drop(refs.expect("a leaf entry holds a counted reference"));
+            self.mmu.count(MmEvent::UnmapPages, u64::from(n.get()));
         }
         self.nr = 0;
     }
 
-    /// Flushes, then frees the gathered table frames after a grace period
-    /// (P5.4). Call it without the address-space lock: the wait lets every
-    /// CPU's read section end, and a CPU may be spinning on that lock
-    /// outside any section, which is fine, or inside one, which is not.
+    /// Flushes what is left (P5.2–P5.4). Tables go to RCU and are freed
+    /// after their grace period without this thread waiting for it.
     pub(crate) fn finish(mut self) {
         self.flush();
-        let Some(mut next) = self.tables.take() else { return };
-        // P5.4: every walker that could have read an unlinked table is in a
-        // read section that began before the unlink; wait them out.
-        // Mutant: free the tables at once, under those walkers.
-        #[cfg(not(memdesc_mutant = "table_free_without_gp"))]
-        self.mmu.rcu.synchronize();
-        loop {
-            // SAFETY: every pfn in the chain was given up by `free_table`
-            // with `into_raw` and is restored once, here.
-            let frozen = unsafe { take_table(self.mmu.node(), next) };
-            let link = frozen.owner_word(0).unwrap_or(u64::MAX);
-            self.mmu.store.retire(next);
-            drop(frozen);
-            self.mmu.count(MmEvent::PgtableFree, 1);
-            if link == u64::MAX {
-                break;
-            }
-            next = Pfn(link);
-        }
     }
 }
 
 impl Drop for Gather<'_, '_> {
     fn drop(&mut self) {
-        debug_assert!(self.nr == 0 && self.tables.is_none(), "a gather must be finished");
+        debug_assert!(self.nr == 0 && self.nr_tables == 0, "a gather must be finished");
     }
 }

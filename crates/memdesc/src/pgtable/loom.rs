@@ -40,9 +40,11 @@ pub(crate) fn with_world(setup: impl FnOnce(&World) -> u64, f: impl FnOnce(World
         // SAFETY: the node lives until `with_node` returns, and every model
         // joins its threads and drops what borrows it before that.
         let node: &'static Node<'static> = unsafe { &*(node as *const Node<'_>).cast::<Node<'static>>() };
+        let tables: &'static super::TableReturn<'static> =
+            std::boxed::Box::leak(std::boxed::Box::new(Mmu::table_return(node)));
         let rcu: &'static Rcu<'static> =
             std::boxed::Box::leak(std::boxed::Box::new(Rcu::new(platform, RcuConfig::default()).unwrap()));
-        let mmu: &'static Mmu<'static> = std::boxed::Box::leak(std::boxed::Box::new(Mmu::new(node, rcu)));
+        let mmu: &'static Mmu<'static> = std::boxed::Box::leak(std::boxed::Box::new(Mmu::new(rcu, tables)));
         // Dropped by hand on success only: a failed execution unwinds
         // through here, and the teardown would touch loom objects again.
         let aspace = core::mem::ManuallyDrop::new(std::boxed::Box::new(AddressSpace::new(mmu).unwrap()));
@@ -54,6 +56,7 @@ pub(crate) fn with_world(setup: impl FnOnce(&World) -> u64, f: impl FnOnce(World
         f(world, va);
         assert_eq!(aspace.audit().violations, 0, "P4 violated: the tables disagree with the descriptors");
         drop(core::mem::ManuallyDrop::into_inner(aspace));
+        mmu.barrier();
         assert_eq!(mmu.table_frames(), 0, "P5 violated: a table frame was not freed");
         let audit = node.audit();
         assert_eq!(audit.violations, 0, "allocator invariants violated: {:?}", audit.first_violation);

@@ -1,7 +1,7 @@
 //! The simulated MMU: what every address space of a node shares (the table
 //! store, the per-CPU TLBs, RCU, counters).
 
-use super::table::TableStore;
+use super::table::{TableFreer, TableReturn, TableStore};
 use super::tlb::Tlbs;
 use crate::buddy::{Node, MAX_CPUS};
 use crate::platform::Platform;
@@ -38,6 +38,9 @@ mm_events! {
     ThpSplitPmd => "thp_split_pmd",
     /// Folios split (to any lower order).
     ThpSplitPage => "thp_split_page",
+    /// Large folios queued for a split after an unmap left them partly
+    /// mapped.
+    ThpDeferredSplit => "thp_deferred_split_page",
     /// Folio splits refused (a pin or transient reference).
     ThpSplitPageFailed => "thp_split_page_failed",
     /// Remote TLB flushes (one per CPU shot down).
@@ -72,6 +75,8 @@ pub struct Mmu<'a> {
     pub(crate) store: TableStore<'a>,
     pub(crate) tlbs: Tlbs,
     pub(crate) rcu: &'a Rcu<'a>,
+    /// Where unlinked table frames go after their grace period (P5.4).
+    pub(crate) tables: &'a TableReturn<'a>,
     next_asid: AtomicU32,
     /// Per-CPU event counters (the non-CPU threads share the last row).
     stats: [[StatWord; NR_MM_EVENTS]; MAX_CPUS + 1],
@@ -84,12 +89,40 @@ impl core::fmt::Debug for Mmu<'_> {
 }
 
 impl<'a> Mmu<'a> {
-    /// An MMU over `node`'s frames, freeing table frames through `rcu`.
-    pub fn new(node: &'a Node<'a>, rcu: &'a Rcu<'a>) -> Self {
+    /// Where an MMU over `node` frees its table frames: create it before
+    /// the [`Rcu`] (an `Rcu`'s queued frames must not outlive it) and hand
+    /// both to [`Mmu::new`].
+    ///
+    /// ```
+    /// # use memdesc::{Mmu, MemoryLayout, Node, NodeConfig, PhysAddr, PhysRange, Rcu, RcuConfig, SpinPlatform, PAGE_SIZE};
+    /// # #[repr(C, align(4096))]
+    /// # struct Frame([u8; PAGE_SIZE]);
+    /// # let mut frames: Vec<Frame> = (0..256).map(|_| Frame([0; PAGE_SIZE])).collect();
+    /// # // SAFETY: one live, exclusively borrowed allocation of 256 frames.
+    /// # let memory = unsafe { std::slice::from_raw_parts_mut(frames.as_mut_ptr().cast::<u8>(), 256 * PAGE_SIZE) };
+    /// # let ram = [PhysRange::new(0, 256 * PAGE_SIZE as u64)];
+    /// # let layout = MemoryLayout { ram: &ram, reserved: &[] };
+    /// # let node = Node::boot(memory, PhysAddr(0), &layout, NodeConfig::default(), &SpinPlatform)
+    /// #     .map_err(memdesc::BootFailed::into_error)?;
+    /// let tables = Mmu::table_return(node);
+    /// let rcu = Rcu::new(&SpinPlatform, RcuConfig::default())?;
+    /// let mmu = Mmu::new(&rcu, &tables);
+    /// # let _ = mmu;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn table_return(node: &'a Node<'a>) -> TableReturn<'a> {
+        TableReturn::new(node, TableFreer::new(node))
+    }
+
+    /// An MMU over the frames of `tables`' node, freeing table frames
+    /// through `rcu` to `tables`.
+    pub fn new(rcu: &'a Rcu<'a>, tables: &'a TableReturn<'a>) -> Self {
+        let node = tables.node();
         Self {
-            store: TableStore::new(node),
+            store: TableStore::new(node, tables.callback()),
             tlbs: Tlbs::new(),
             rcu,
+            tables,
             next_asid: AtomicU32::new(1),
             stats: core::array::from_fn(|_| core::array::from_fn(|_| StatWord::new(0))),
         }
@@ -122,8 +155,17 @@ impl<'a> Mmu<'a> {
         self.stats[cpu][event as usize].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Waits until every table frame queued for freeing has been freed
+    /// ([`Rcu::barrier`]): before checking that nothing is left.
+    pub fn barrier(&self) {
+        self.rcu.barrier();
+    }
+
     /// The total of `event` over every CPU.
     pub fn event(&self, event: MmEvent) -> u64 {
+        if event == MmEvent::PgtableFree {
+            return self.tables.callback().freed();
+        }
         // Relaxed: a snapshot of statistics.
         self.stats.iter().map(|row| row[event as usize].load(Ordering::Relaxed)).sum()
     }
@@ -133,8 +175,8 @@ impl<'a> Mmu<'a> {
         core::array::from_fn(|i| (MmEvent::ALL[i], self.event(MmEvent::ALL[i])))
     }
 
-    /// Page-table frames allocated and not yet freed, over every address
-    /// space of this MMU.
+    /// Page-table frames allocated and not yet freed (in a tree, or waiting
+    /// for their grace period), over every address space of this MMU.
     pub fn table_frames(&self) -> u64 {
         self.event(MmEvent::PgtableAlloc) - self.event(MmEvent::PgtableFree)
     }

@@ -20,6 +20,7 @@ pub(crate) use aspace::map_count;
 pub use aspace::{AddressSpace, AsAudit, Fault, Leaf, MmError, HUGE_SIZE, USER_END, USER_START};
 pub use entry::{Entry, EntryError, Level, Prot, ENTRIES_PER_TABLE, HUGE_FRAMES, MAX_ENTRY_PFN, TABLE_BITS};
 pub use mmu::{MmEvent, Mmu};
+pub use table::{TableFreer, TableReturn};
 pub use tlb::TLB_ENTRIES;
 pub use vma::{Vma, MAX_VMAS};
 

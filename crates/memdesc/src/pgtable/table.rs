@@ -23,7 +23,8 @@ use super::entry::{Entry, Level, ENTRIES_PER_TABLE};
 use crate::buddy::{AllocError, FolioRef, FrozenFolio, Gfp, Node};
 use crate::folio::{Order, PageType};
 use crate::memmap::Pfn;
-use crate::sync::Ordering;
+use crate::rcu::{FrameCallback, FrameReturn};
+use crate::sync::{Ordering, StatWord};
 
 /// One entry word.
 #[cfg(not(memdesc_loom))]
@@ -32,28 +33,111 @@ pub(crate) type EntryWord = crate::sync::FrameWord;
 #[cfg(memdesc_loom)]
 pub(crate) type EntryWord = crate::sync::AtomicU64;
 
+/// Takes page-table frames back after their grace period (P5.4) and frees
+/// them, counting them. The embedder creates one per node, wrapped in its
+/// [`TableReturn`] ([`Mmu::table_return`](super::Mmu::table_return)),
+/// before the [`Rcu`](crate::rcu::Rcu) it is used with, so it outlives
+/// every queued frame.
+pub struct TableFreer<'n> {
+    freed: StatWord,
+    /// Under the model, one cell per frame standing in for the frame's
+    /// contents as plain memory: walkers read a table's cell with every
+    /// entry (and CPUs a page's with every access), and the frame's next
+    /// life writes it, so a frame reused under a reader is a data race loom
+    /// reports (P5.3, P5.4).
+    #[cfg(memdesc_loom)]
+    frames: std::boxed::Box<[crate::sync::UnsafeCell<u64>]>,
+    node: &'n Node<'n>,
+}
+
+// SAFETY: under the model, the cells are the model's stand-in for frame
+// contents: each access is the model's claim that its thread may make it,
+// which loom checks (reporting those that race is the point). Outside the
+// model the freer holds only atomics and a shared reference.
+#[cfg(memdesc_loom)]
+unsafe impl Sync for TableFreer<'_> {}
+
+/// Where page-table frames go after their grace period:
+/// [`Rcu::call_rcu_frame`](crate::rcu::Rcu::call_rcu_frame)'s return
+/// address for them.
+pub type TableReturn<'n> = FrameReturn<'n, TableFreer<'n>>;
+
+impl core::fmt::Debug for TableFreer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TableFreer").field("freed", &self.freed()).finish_non_exhaustive()
+    }
+}
+
+impl<'n> TableFreer<'n> {
+    /// A freer for the page-table frames of `node`.
+    pub fn new(node: &'n Node<'n>) -> Self {
+        Self {
+            freed: StatWord::new(0),
+            #[cfg(memdesc_loom)]
+            frames: (0..node.memmap().nr_pages()).map(|_| crate::sync::UnsafeCell::new(0)).collect(),
+            node,
+        }
+    }
+
+    /// Table frames freed so far.
+    pub fn freed(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.freed.load(Ordering::Relaxed)
+    }
+
+    /// The model's contents cell of frame `pfn`.
+    #[cfg(memdesc_loom)]
+    fn frame_cell(&self, pfn: Pfn) -> &crate::sync::UnsafeCell<u64> {
+        &self.frames[(pfn.0 - self.node.memmap().base_pfn().0) as usize]
+    }
+
+    /// Marks the start of frame `pfn`'s next life (its next owner's
+    /// writes): under the model, writes its contents cell.
+    #[inline]
+    pub(crate) fn retire(&self, pfn: Pfn) {
+        #[cfg(memdesc_loom)]
+        // SAFETY: the model's claim that the frame is ours alone now (no
+        // walker or CPU still reads it); loom checks it and reports a race
+        // if not.
+        self.frame_cell(pfn).with_mut(|cell| unsafe { *cell = pfn.0 });
+        let _ = (pfn, self.node);
+    }
+
+    /// A read of frame `pfn`'s contents, under the model.
+    #[inline]
+    pub(crate) fn touch(&self, pfn: Pfn) {
+        #[cfg(memdesc_loom)]
+        // SAFETY: the model's claim that the frame is not reused under this
+        // read; loom checks it.
+        self.frame_cell(pfn).with(|cell| unsafe { core::ptr::read_volatile(cell) });
+        let _ = pfn;
+    }
+}
+
+impl<'n> FrameCallback<'n> for TableFreer<'n> {
+    fn invoke(&self, table: FrozenFolio<'n>) {
+        self.retire(table.pfn());
+        drop(table);
+        // Relaxed: a statistic.
+        self.freed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Where table entries live: the node's frames (or the model's shadow).
 pub(crate) struct TableStore<'a> {
     node: &'a Node<'a>,
+    freer: &'a TableFreer<'a>,
     #[cfg(memdesc_loom)]
     shadow: std::boxed::Box<[EntryWord]>,
-    /// Under the model, one cell per frame standing in for the table
-    /// frame's contents as plain memory: a walker reads it with every
-    /// entry, and the frame's next life writes it ([`TableStore::retire`],
-    /// [`TableStore::alloc_table`]), so a table freed under a walker is a
-    /// data race loom reports (P5.4).
-    #[cfg(memdesc_loom)]
-    frames: std::boxed::Box<[crate::sync::UnsafeCell<u64>]>,
 }
 
 impl<'a> TableStore<'a> {
-    pub(crate) fn new(node: &'a Node<'a>) -> Self {
+    pub(crate) fn new(node: &'a Node<'a>, freer: &'a TableFreer<'a>) -> Self {
         Self {
             node,
+            freer,
             #[cfg(memdesc_loom)]
             shadow: (0..node.memmap().nr_pages() as usize * ENTRIES_PER_TABLE).map(|_| EntryWord::new(0)).collect(),
-            #[cfg(memdesc_loom)]
-            frames: (0..node.memmap().nr_pages()).map(|_| crate::sync::UnsafeCell::new(0)).collect(),
         }
     }
 
@@ -86,41 +170,26 @@ impl<'a> TableStore<'a> {
         Entry::decode(self.load_word(table, index), level)
     }
 
-    /// The model's contents cell of frame `pfn`.
-    #[cfg(memdesc_loom)]
-    fn frame_cell(&self, pfn: Pfn) -> &crate::sync::UnsafeCell<u64> {
-        &self.frames[(pfn.0 - self.node.memmap().base_pfn().0) as usize]
-    }
-
-    /// Marks the end of `table`'s life as a table, before its frame is
-    /// freed: under the model, the frame's next owner writes it.
+    /// Marks the start of frame `pfn`'s next life (see [`TableFreer`]):
+    /// the models' next owners call it.
     #[inline]
-    pub(crate) fn retire(&self, table: Pfn) {
-        #[cfg(memdesc_loom)]
-        // SAFETY: the model's claim that the frame is ours alone now (no
-        // walker still reads it); loom checks it and reports a race if not.
-        self.frame_cell(table).with_mut(|cell| unsafe { *cell = table.0 });
-        let _ = table;
+    #[cfg_attr(not(all(test, memdesc_loom)), allow(dead_code))]
+    pub(crate) fn retire(&self, pfn: Pfn) {
+        self.freer.retire(pfn);
     }
 
     /// Under the model, reads frame `pfn`'s contents cell: a CPU's access
     /// to a mapped page, which must not race the page's next owner (P5.3).
     #[inline]
     pub(crate) fn touch_frame(&self, pfn: Pfn) {
-        #[cfg(memdesc_loom)]
-        // SAFETY: the model's claim that the page is not reused under this
-        // access; loom checks it.
-        self.frame_cell(pfn).with(|cell| unsafe { core::ptr::read_volatile(cell) });
-        let _ = pfn;
+        self.freer.touch(pfn);
     }
 
     /// Reads entry word `index` of `table` (P4.3).
     #[inline]
     pub(crate) fn load_word(&self, table: Pfn, index: usize) -> u64 {
-        #[cfg(memdesc_loom)]
-        // SAFETY: the model's claim that the table frame is not reused
-        // under this read (P5.4); loom checks it.
-        self.frame_cell(table).with(|cell| unsafe { core::ptr::read_volatile(cell) });
+        // Under the model: the walker reads the table frame (P5.4).
+        self.freer.touch(table);
         // Acquire: pairs with the Release store that installed the entry
         // (P4.2), so a walker that sees a table or a leaf also sees the
         // table's filled entries and the page's zeroed or copied contents.
@@ -192,9 +261,8 @@ impl<'a> TableStore<'a> {
                 // Relaxed: published by the parent entry's Release (P4.2).
                 word.store(0, Ordering::Relaxed);
             }
-            // SAFETY: the model's claim that the new table is ours alone;
-            // loom checks it against the walkers' reads of its last life.
-            self.frame_cell(pfn).with_mut(|cell| unsafe { *cell = 0 });
+            // The new table's zeroing: its next life begins.
+            self.freer.retire(pfn);
         }
         Ok(pfn)
     }

@@ -9,52 +9,9 @@
 //! "`invoked` reached the `queued` count seen earlier" means every callback
 //! queued before has run: what the barrier waits for.
 
-use super::{Rcu, RcuError};
+use super::{Rcu, RcuCallback, RcuError, RcuHead};
 use crate::buddy::MAX_CPUS;
 use crate::sync::{AtomicU64, Ordering, SpinLock};
-
-/// What runs after the grace period: it receives the head, and with it the
-/// ownership of the object the head is embedded in.
-pub type RcuCallback<'a> = fn(&'a RcuHead<'a>);
-
-/// The intrusive head of a deferred callback: embed one in each object to
-/// be freed after a grace period; no allocation happens on `call_rcu`.
-///
-/// A head is queued at most once at a time (a second `call_rcu` before its
-/// callback ran is refused); the callback may queue it again.
-pub struct RcuHead<'a> {
-    tag: u64,
-    /// The queue link and the callback; `func` is `Some` while queued.
-    /// Accessed only under the lock of the queue holding the head, or by
-    /// the one poller that detached its segment, so this lock is never
-    /// contended: it only makes the link a safe shared cell.
-    link: SpinLock<Link<'a>>,
-}
-
-#[derive(Default)]
-struct Link<'a> {
-    next: Option<&'a RcuHead<'a>>,
-    func: Option<RcuCallback<'a>>,
-}
-
-impl core::fmt::Debug for RcuHead<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RcuHead").field("tag", &self.tag).finish()
-    }
-}
-
-impl RcuHead<'_> {
-    /// Creates an unqueued head carrying `tag`, a word for the callback
-    /// (a pfn, an index into the caller's table).
-    pub fn new(tag: u64) -> Self {
-        Self { tag, link: SpinLock::new(Link::default()) }
-    }
-
-    /// The word given to [`RcuHead::new`].
-    pub fn tag(&self) -> u64 {
-        self.tag
-    }
-}
 
 /// A FIFO run of queued heads.
 #[derive(Default)]
@@ -67,7 +24,7 @@ struct Segment<'a> {
 impl<'a> Segment<'a> {
     fn push(&mut self, head: &'a RcuHead<'a>) {
         match self.last {
-            Some(last) => last.link.lock().with(|link| link.next = Some(head)),
+            Some(last) => last.link(head),
             None => self.first = Some(head),
         }
         self.last = Some(head);
@@ -143,17 +100,17 @@ impl<'a> Rcu<'a> {
     /// # Errors
     /// [`RcuError::AlreadyQueued`] if `head` is queued and its callback has
     /// not run; nothing changes.
-    pub fn call_rcu(&self, head: &'a RcuHead<'a>, func: RcuCallback<'a>) -> Result<(), RcuError> {
-        let claimed = head.link.lock().with(|link| {
-            if link.func.is_some() {
-                return false;
-            }
-            *link = Link { next: None, func: Some(func) };
-            true
-        });
-        if !claimed {
+    pub fn call_rcu(&self, head: &'a RcuHead<'a>, func: &'a dyn RcuCallback<'a>) -> Result<(), RcuError> {
+        if !head.claim(func) {
             return Err(RcuError::AlreadyQueued);
         }
+        self.enqueue(head, func);
+        Ok(())
+    }
+
+    /// Queues a claimed head on this thread's queue (RCU.7), or runs it
+    /// after a grace period here if the queue is full (RCU.10).
+    pub(super) fn enqueue(&self, head: &'a RcuHead<'a>, func: &'a dyn RcuCallback<'a>) {
         let queue = &self.queues[self.queue_index()];
         // RCU.7: queued under the queue lock (L.4), which the poller that
         // starts this segment's GP (RCU.3) takes after: the caller's
@@ -174,13 +131,12 @@ impl<'a> Rcu<'a> {
         });
         if !queued {
             // RCU.10: the queue is full; wait here instead of growing it.
-            head.link.lock().with(|link| link.func = None);
+            let _ = head.release();
             // Relaxed: a statistic.
             self.synchronous.fetch_add(1, Ordering::Relaxed);
             self.synchronize();
-            func(head);
+            func.invoke(head);
         }
-        Ok(())
     }
 
     /// Advances every queue: runs the callbacks whose grace period is over
@@ -243,12 +199,12 @@ impl<'a> Rcu<'a> {
         let Some(segment) = ready else { return };
         let mut cursor = segment.first;
         while let Some(head) = cursor {
-            // Take the link before the call: the callback owns the head and
-            // may queue it again.
-            let (next, func) = head.link.lock().with(|link| (link.next.take(), link.func.take()));
+            // End the claim before the call: the callback owns the head and
+            // may queue it again (or free the memory it lives in).
+            let (func, next) = head.release();
             cursor = next;
             if let Some(func) = func {
-                func(head);
+                func.invoke(head);
             }
         }
         // Relaxed: only the invoker (one at a time: `invoking`, set and

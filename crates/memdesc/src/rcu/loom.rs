@@ -208,7 +208,7 @@ fn reader_races_call_rcu() {
     });
     let updater = on_cpu(Some(1), || {
         unpublish();
-        RCU.call_rcu(&HEADS[0], free_object_callback).unwrap();
+        RCU.call_rcu(&HEADS[0], &free_object_callback).unwrap();
         RCU.barrier();
         // SAFETY: the model's claim: the barrier orders the callback's
         // write before this read; loom checks it.
@@ -222,6 +222,34 @@ fn reader_races_call_rcu() {
 #[test]
 fn rcu_reader_races_call_rcu() {
     check_model(reader_races_call_rcu);
+}
+
+/// CPU 0 reports a quiescent state and then enters a section while CPU 1
+/// frees through `call_rcu`. The scan may end the GP on the report while
+/// the section is open, so the section must see the unpublish through the
+/// report's load of `gp_seq` (RCU.3's Release, RCU.6). Unlike
+/// `section_after_report_races_synchronize`, the GP's start (in a poll)
+/// and its first scan (in a later poll) are apart, so loom can run the
+/// report and the section between them, where a C11 execution places them
+/// and loom's SC fences otherwise hide the stale read.
+fn section_after_report_races_call_rcu() {
+    init();
+    let reader = on_cpu(Some(0), || {
+        RCU.quiescent(CpuId(0));
+        read_object();
+    });
+    let updater = on_cpu(Some(1), || {
+        unpublish();
+        RCU.call_rcu(&HEADS[0], &free_object_callback).unwrap();
+        RCU.barrier();
+    });
+    reader.join().unwrap();
+    updater.join().unwrap();
+}
+
+#[test]
+fn rcu_section_after_report_races_call_rcu() {
+    check_model(section_after_report_races_call_rcu);
 }
 
 fn mark(head: &RcuHead<'_>) {
@@ -243,7 +271,7 @@ fn assert_marked(index: usize) {
 /// and then reads what it wrote (RCU.8, RCU.9).
 fn barrier_waits_for_callbacks() {
     init();
-    RCU.call_rcu(&HEADS[0], mark).unwrap();
+    RCU.call_rcu(&HEADS[0], &mark).unwrap();
     let poller = on_cpu(Some(0), || {
         drop(RCU.read_lock());
         RCU.quiescent(CpuId(0));
@@ -259,6 +287,32 @@ fn barrier_waits_for_callbacks() {
 #[test]
 fn rcu_barrier_waits_for_callbacks() {
     check_model(barrier_waits_for_callbacks);
+}
+
+/// A head queued by a non-CPU thread and run by CPU 0's barrier is queued
+/// again by CPU 1 as soon as it is free: the claim (RCU.7's Acquire CAS)
+/// must see the previous run's read of the callback cell (RCU.8's Release
+/// store of the link), or the two race on it.
+fn head_requeued_by_another_cpu() {
+    init();
+    RCU.call_rcu(&HEADS[0], &mark).unwrap();
+    let first = on_cpu(Some(0), || RCU.barrier());
+    // The head is free once its run has begun (the callback owns it), so
+    // the second run may overlap the first: it marks nothing.
+    let second = on_cpu(Some(1), || {
+        while RCU.call_rcu(&HEADS[0], &|_: &RcuHead<'_>| ()).is_err() {
+            thread::yield_now();
+        }
+        RCU.barrier();
+    });
+    first.join().unwrap();
+    second.join().unwrap();
+    assert_marked(0);
+}
+
+#[test]
+fn rcu_head_requeued_by_another_cpu() {
+    check_model(head_requeued_by_another_cpu);
 }
 
 /// The reader's fence removed (RCU.1): store buffering lets the scan miss
@@ -281,4 +335,93 @@ fn mutant_rcu_gp_ignores_readers_is_caught() {
 #[test]
 fn mutant_rcu_callback_before_gp_is_caught() {
     crate::testutil::assert_model_fails(reader_races_call_rcu);
+}
+
+/// Frames of the node the frame model boots (the first hold its map).
+const FRAME_MODEL_FRAMES: u64 = 16;
+
+/// The frame model's shared state: the RCU, a frame's "contents" (a loom
+/// cell standing in for the page-table entries a walker reads) and whether
+/// a parent entry still links the frame.
+struct FrameCtx<'a> {
+    rcu: Rcu<'a>,
+    linked: AtomicU32,
+    contents: UnsafeCell<u64>,
+}
+
+// SAFETY: as for Object: each access to the cell is the model's claim that
+// RCU orders it, and loom checks every one.
+unsafe impl Sync for FrameCtx<'_> {}
+
+/// The callback of the frame model: frees the frame (drops the folio) and
+/// then writes its contents, as the frame's next owner would.
+struct FreeAndReuse<'c> {
+    ctx: &'c FrameCtx<'c>,
+}
+
+impl<'n> super::FrameCallback<'n> for FreeAndReuse<'_> {
+    fn invoke(&self, folio: crate::buddy::FrozenFolio<'n>) {
+        drop(folio);
+        // SAFETY: the model's claim: after the grace period no walker can
+        // still read the frame; loom checks it.
+        self.ctx.contents.with_mut(|c| unsafe { *c = FREED });
+    }
+}
+
+/// P5 with the head inside the frame (`call_rcu_frame`): a walker on CPU 0
+/// reads a table frame inside its read section while CPU 1 unlinks the
+/// frame and hands it, frozen, to `call_rcu_frame`; the callback frees it
+/// and the next owner writes it. A frame handed back before the walker's
+/// section ended is a race on the contents.
+fn walker_races_frame_free() {
+    let platform: &dyn Platform = &*PLATFORM;
+    let config = crate::testutil::small_config(false);
+    crate::testutil::with_node(FRAME_MODEL_FRAMES, &[], config, platform, |node| {
+        let gfp = crate::buddy::Gfp::KERNEL.typed(crate::folio::PageType::PageTable);
+        let frame = node.alloc_frozen(crate::folio::Order::ZERO, gfp).unwrap();
+        let ctx = FrameCtx {
+            rcu: Rcu::new(platform, RcuConfig::default()).unwrap(),
+            linked: AtomicU32::new(1),
+            contents: UnsafeCell::new(LIVE),
+        };
+        let to = super::FrameReturn::new(node, FreeAndReuse { ctx: &ctx });
+        let addr = &ctx as *const FrameCtx<'_> as usize;
+        let walker = on_cpu(Some(0), move || {
+            // SAFETY: `ctx` lives until the join below.
+            let ctx = unsafe { &*(addr as *const FrameCtx<'static>) };
+            let guard = ctx.rcu.read_lock();
+            // Relaxed: the RCU fences order it against the unlink.
+            if ctx.linked.load(Ordering::Relaxed) == 1 {
+                // SAFETY: the model's claim: RCU keeps the frame alive while
+                // this section, which found it linked, is open.
+                let seen = ctx.contents.with(|c| unsafe { *c });
+                assert_eq!(seen, LIVE, "RCU violated: a walker read a freed table frame");
+            }
+            drop(guard);
+            ctx.rcu.quiescent(CpuId(0));
+        });
+        CPU.with(|c| c.set(Some(1)));
+        // Relaxed: the grace period orders it (RCU.3, RCU.4).
+        ctx.linked.store(0, Ordering::Relaxed);
+        ctx.rcu.call_rcu_frame(frame, &to).unwrap();
+        ctx.rcu.barrier();
+        walker.join().unwrap();
+        // SAFETY: the barrier ordered the callback's write before this read.
+        let contents = ctx.contents.with(|c| unsafe { *c });
+        assert_eq!(contents, FREED, "RCU violated: the barrier returned before the frame came back");
+        let audit = node.audit();
+        assert_eq!((audit.allocated, audit.violations), (0, 0), "frame not freed cleanly: {:?}", audit.first_violation);
+    });
+}
+
+#[test]
+fn rcu_walker_races_frame_free() {
+    check_model(walker_races_frame_free);
+}
+
+/// The frame handed back without a grace period (P5).
+#[cfg(memdesc_mutant = "rcu_frame_free_without_gp")]
+#[test]
+fn mutant_rcu_frame_free_without_gp_is_caught() {
+    crate::testutil::assert_model_fails(walker_races_frame_free);
 }

@@ -29,11 +29,16 @@
 //! started before it. Reports also run the CPU's ready callbacks.
 //!
 //! **Callbacks** ([`Rcu::call_rcu`]) queue an intrusive [`RcuHead`] the
-//! caller embeds in the object to free: no heap. Each CPU (and the non-CPU
-//! threads together) has its own FIFO queue of two segments, `next` (no GP
-//! yet) and `wait` (waiting for GP `g`); whoever polls the queue
-//! ([`Rcu::quiescent`] on that CPU, [`Rcu::poll`], [`Rcu::barrier`]) runs
-//! the `wait` segment once its GP is over and starts a GP for `next`.
+//! caller embeds in the object to free: no heap. The callback is a
+//! `&dyn` [`RcuCallback`], so it carries its context (a plain `fn` is one).
+//! [`Rcu::call_rcu_frame`] defers a frozen folio (a page-table frame, P5)
+//! with the head written into the folio's own descriptor owner words, and
+//! hands the folio back to a [`FrameCallback`] after the grace period.
+//! Each CPU (and the non-CPU threads together) has its own FIFO queue of
+//! two segments, `next` (no GP yet) and `wait` (waiting for GP `g`);
+//! whoever polls the queue ([`Rcu::quiescent`] on that CPU, [`Rcu::poll`],
+//! [`Rcu::barrier`]) runs the `wait` segment once its GP is over and starts
+//! a GP for `next`.
 //! [`Rcu::barrier`] waits until every callback queued before it has run.
 //!
 //! **Stalls**: a CPU found busy (a section open, no report) by
@@ -47,12 +52,13 @@
 //! models that fail without each.
 
 mod callback;
+mod head;
 #[cfg(all(test, memdesc_loom))]
 mod loom;
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 
-pub use callback::{RcuCallback, RcuHead};
+pub use head::{FrameCallback, FrameReturn, RcuCallback, RcuHead};
 
 use crate::buddy::MAX_CPUS;
 use crate::platform::{CpuId, Platform};
@@ -85,6 +91,9 @@ pub enum RcuError {
     TooManyCpus(u32),
     /// The head is already queued and its callback has not run yet.
     AlreadyQueued,
+    /// `call_rcu_frame` was given a folio of another node than its
+    /// [`FrameReturn`]'s.
+    ForeignFolio,
 }
 
 impl fmt::Display for RcuError {
@@ -92,6 +101,7 @@ impl fmt::Display for RcuError {
         match self {
             Self::TooManyCpus(n) => write!(f, "{n} CPUs; supported: 1..={MAX_CPUS}"),
             Self::AlreadyQueued => f.write_str("RCU head already queued"),
+            Self::ForeignFolio => f.write_str("folio of another node than the frame return's"),
         }
     }
 }
@@ -163,7 +173,7 @@ impl RcuCpu {
 ///     // ... read RCU-protected data ...
 /// }
 /// rcu.synchronize(); // every section open before this call has ended
-/// rcu.call_rcu(&head, free)?;
+/// rcu.call_rcu(&head, &free)?;
 /// rcu.barrier(); // polls until the callback has run
 /// assert!(FREED.load(Ordering::Acquire));
 /// assert_eq!(rcu.report().callbacks_invoked, 1);

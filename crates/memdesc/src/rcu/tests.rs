@@ -108,9 +108,9 @@ fn callbacks_wait_for_a_grace_period_and_run_in_order() {
     let taken = |tags: &[u64]| RAN.lock().unwrap().iter().filter(|t| tags.contains(t)).count();
     let guard = rcu.read_lock();
     for head in &heads {
-        rcu.call_rcu(head, record).unwrap();
+        rcu.call_rcu(head, &record).unwrap();
     }
-    assert_eq!(rcu.call_rcu(&heads[0], record), Err(RcuError::AlreadyQueued));
+    assert_eq!(rcu.call_rcu(&heads[0], &record), Err(RcuError::AlreadyQueued));
     for _ in 0..4 {
         rcu.poll();
     }
@@ -122,7 +122,7 @@ fn callbacks_wait_for_a_grace_period_and_run_in_order() {
     let report = rcu.report();
     assert_eq!((report.callbacks_queued, report.callbacks_invoked), (3, 3));
     // Run: the head may be queued again.
-    rcu.call_rcu(&heads[0], record).unwrap();
+    rcu.call_rcu(&heads[0], &record).unwrap();
     rcu.barrier();
     assert_eq!(taken(&[100]), 2);
 }
@@ -137,9 +137,9 @@ fn count_sync(_head: &RcuHead<'_>) {
 fn full_queue_makes_call_rcu_wait_and_run_the_callback() {
     let heads = [RcuHead::new(0), RcuHead::new(1)];
     let rcu = Rcu::new(&SpinPlatform, RcuConfig { max_pending: 1, ..RcuConfig::default() }).unwrap();
-    rcu.call_rcu(&heads[0], count_sync).unwrap();
+    rcu.call_rcu(&heads[0], &count_sync).unwrap();
     assert_eq!(SYNC_RAN.load(Ordering::SeqCst), 0);
-    rcu.call_rcu(&heads[1], count_sync).unwrap();
+    rcu.call_rcu(&heads[1], &count_sync).unwrap();
     assert_eq!(SYNC_RAN.load(Ordering::SeqCst), 1, "the overflowing callback did not run at once");
     assert_eq!(rcu.report().callbacks_synchronous, 1);
     rcu.barrier();
@@ -212,7 +212,7 @@ fn callbacks_from_two_cpus_each_run_once_after_barrier() {
                 set_thread_cpu(Some(cpu));
                 for head in heads.iter().skip(cpu as usize).step_by(2) {
                     let guard = (cpu == 0).then(|| rcu.read_lock());
-                    rcu.call_rcu(head, count_two_cpus).unwrap();
+                    rcu.call_rcu(head, &count_two_cpus).unwrap();
                     drop(guard);
                     rcu.quiescent(CpuId(cpu));
                 }
@@ -225,4 +225,132 @@ fn callbacks_from_two_cpus_each_run_once_after_barrier() {
     }
     let report = rcu.report();
     assert_eq!((report.callbacks_queued, report.callbacks_invoked), (8, 8));
+}
+
+/// Frames handed back by the frame tests' callbacks: their pfns, in order.
+struct Collect(Mutex<Vec<u64>>);
+
+impl<'n> super::FrameCallback<'n> for Collect {
+    fn invoke(&self, folio: crate::buddy::FrozenFolio<'n>) {
+        assert_eq!(folio.page_type(), crate::folio::PageType::PageTable, "the folio came back changed");
+        self.0.lock().unwrap().push(folio.pfn().0);
+        // Dropping the handle frees the frames.
+    }
+}
+
+fn table_frame<'n>(node: &'n crate::buddy::Node<'n>) -> crate::buddy::FrozenFolio<'n> {
+    let gfp = crate::buddy::Gfp::KERNEL.zeroed().typed(crate::folio::PageType::PageTable);
+    node.alloc_frozen(crate::folio::Order::ZERO, gfp).unwrap()
+}
+
+/// A frame head lives in the frame's owner words, waits for the grace
+/// period and comes back as the frozen folio, which the callback frees.
+#[test]
+fn frame_comes_back_after_its_grace_period_and_is_freed() {
+    use crate::buddy::NodeConfig;
+    crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |node| {
+        let to = super::FrameReturn::new(node, Collect(Mutex::new(Vec::new())));
+        let collect = to.callback();
+        let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+        let (a, b) = (table_frame(node), table_frame(node));
+        let pfns = [a.pfn().0, b.pfn().0];
+        assert_eq!(node.audit().allocated, 2);
+        let guard = rcu.read_lock();
+        rcu.call_rcu_frame(a, &to).unwrap();
+        rcu.call_rcu_frame(b, &to).unwrap();
+        for _ in 0..4 {
+            rcu.poll();
+        }
+        assert!(collect.0.lock().unwrap().is_empty(), "a frame came back under an open section");
+        assert_eq!(node.audit().allocated, 2, "a queued frame was freed");
+        drop(guard);
+        rcu.barrier();
+        assert_eq!(*collect.0.lock().unwrap(), pfns);
+        let audit = node.audit();
+        assert_eq!((audit.allocated, audit.violations), (0, 0), "{:?}", audit.first_violation);
+        let report = rcu.report();
+        assert_eq!((report.callbacks_queued, report.callbacks_invoked), (2, 2));
+    });
+}
+
+/// A frame of another node is refused and given back untouched.
+#[test]
+fn frame_of_another_node_is_refused() {
+    use crate::buddy::NodeConfig;
+    crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |node| {
+        crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |other| {
+            let to = super::FrameReturn::new(node, Collect(Mutex::new(Vec::new())));
+            let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+            let mut frame = table_frame(other);
+            assert!(frame.set_owner_word(2, 0xfeed));
+            let (frame, error) = rcu.call_rcu_frame(frame, &to).unwrap_err();
+            assert_eq!(error, RcuError::ForeignFolio);
+            assert_eq!(frame.owner_word(2), Some(0xfeed), "a refused frame was written");
+            drop(frame);
+            assert_eq!(other.audit().allocated, 0);
+            assert_eq!(rcu.report().callbacks_queued, 0);
+        });
+    });
+}
+
+/// A full queue makes `call_rcu_frame` wait for a grace period and hand
+/// the frame back at once (RCU.10), with a closure as the callback.
+#[test]
+fn full_queue_hands_a_frame_back_at_once() {
+    use crate::buddy::NodeConfig;
+    crate::testutil::with_node(64, &[], NodeConfig::default(), &SpinPlatform, |node| {
+        let back = AtomicU64::new(0);
+        let count = |folio: crate::buddy::FrozenFolio<'_>| {
+            back.fetch_add(1, Ordering::SeqCst);
+            drop(folio);
+        };
+        let to = super::FrameReturn::new(node, &count);
+        let rcu = Rcu::new(&SpinPlatform, RcuConfig { max_pending: 1, ..RcuConfig::default() }).unwrap();
+        rcu.call_rcu_frame(table_frame(node), &to).unwrap();
+        assert_eq!(back.load(Ordering::SeqCst), 0);
+        rcu.call_rcu_frame(table_frame(node), &to).unwrap();
+        assert_eq!(back.load(Ordering::SeqCst), 1, "the overflowing frame did not come back at once");
+        rcu.barrier();
+        assert_eq!(back.load(Ordering::SeqCst), 2);
+        assert_eq!(node.audit().allocated, 0);
+    });
+}
+
+/// Frames queued from two CPUs on real threads while the node keeps
+/// allocating (so freed frames are reused at once, over the spent heads):
+/// every frame comes back once, and the node ends clean.
+#[test]
+fn frames_from_two_cpus_come_back_once() {
+    let per_cpu: u64 = if cfg!(miri) { 3 } else { 40 };
+    let platform = ThreadCpus { nr: 2 };
+    crate::testutil::with_node(64, &[], crate::testutil::small_config(true), &platform, |node| {
+        let to = super::FrameReturn::new(node, Collect(Mutex::new(Vec::new())));
+        let collect = to.callback();
+        let rcu = Rcu::new(&platform, RcuConfig::default()).unwrap();
+        std::thread::scope(|s| {
+            for cpu in 0..2u32 {
+                let (rcu, to) = (&rcu, &to);
+                s.spawn(move || {
+                    set_thread_cpu(Some(cpu));
+                    for _ in 0..per_cpu {
+                        let guard = rcu.read_lock();
+                        let frame = table_frame(node);
+                        rcu.call_rcu_frame(frame, to).unwrap();
+                        drop(guard);
+                        rcu.quiescent(CpuId(cpu));
+                    }
+                });
+            }
+        });
+        rcu.barrier();
+        assert_eq!(collect.0.lock().unwrap().len() as u64, 2 * per_cpu);
+        let audit = node.audit();
+        assert_eq!((audit.allocated, audit.violations), (0, 0), "{:?}", audit.first_violation);
+    });
+}
+
+/// A head fits in the owner words (P5), with the callback's context.
+#[test]
+fn head_fits_in_the_owner_words() {
+    assert!(core::mem::size_of::<RcuHead<'_>>() <= crate::memmap::OWNER_WORDS * 8);
 }

@@ -32,6 +32,8 @@
 //! is refused by its head recheck (P1.4) or its entry recheck (P6.5).
 
 #[cfg(all(test, not(memdesc_loom)))]
+mod mt_tests;
+#[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 
 use crate::buddy::FolioRef;
@@ -271,4 +273,45 @@ fn remap(aspace: &AddressSpace<'_, '_>, base: u64, pages: &[bool], head_of: impl
         remapped += 1;
     }
     remapped
+}
+
+/// What [`split_deferred`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeferredOutcome {
+    /// Folios split to order 0.
+    pub split: u32,
+    /// Splits refused (a pin or transient reference); those folios stay
+    /// whole until unmapped.
+    pub busy: u32,
+    /// Queued folios no longer mapped (freed, or split already).
+    pub gone: u32,
+}
+
+/// Splits to order 0 the large folios that unmapping left partly mapped
+/// (Linux's deferred split queue, drained on demand here rather than by a
+/// shrinker), so that their unmapped pages go back to the allocator.
+pub fn split_deferred(aspace: &AddressSpace<'_, '_>) -> DeferredOutcome {
+    let mut outcome = DeferredOutcome::default();
+    let map = aspace.mmu().node().memmap();
+    while let Some((base, head)) = aspace.pop_deferred_split() {
+        // A page of that folio still mapped, if any: the folio may have
+        // been unmapped entirely, freed or split since it was queued.
+        let mapped = {
+            let section = aspace.mmu().rcu().read_lock();
+            (0..crate::pgtable::HUGE_FRAMES).map(|i| base + i * PAGE).find(|&va| {
+                matches!(aspace.walk(&section, va), Some(crate::pgtable::Leaf { entry: Entry::Page { pfn, huge: false, .. }, .. })
+                    if map.page(pfn).is_some_and(|p| decode_compound(pfn, p.compound_word()).0 == head))
+            })
+        };
+        let Some(va) = mapped else {
+            outcome.gone += 1;
+            continue;
+        };
+        match split_folio(aspace, va, SplitMode::Uniform(Order::ZERO)) {
+            Ok(_) => outcome.split += 1,
+            Err(ThpSplitError::Busy { .. }) => outcome.busy += 1,
+            Err(_) => outcome.gone += 1,
+        }
+    }
+    outcome
 }

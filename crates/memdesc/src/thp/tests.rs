@@ -14,8 +14,9 @@ const FRAMES: u64 = 2048;
 /// A THP area of one PMD-mapped folio with a stamp on every 8th page.
 fn with_thp(f: impl FnOnce(&Node<'_>, &AddressSpace<'_, '_>, u64)) {
     with_node(FRAMES, &[], small_config(false), &SpinPlatform, |node| {
+        let tables = Mmu::table_return(node);
         let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).expect("rcu");
-        let mmu = Mmu::new(node, &rcu);
+        let mmu = Mmu::new(&rcu, &tables);
         {
             let aspace = AddressSpace::new(&mmu).unwrap();
             let va = aspace.mmap_anon(HUGE_SIZE, true, true).unwrap();
@@ -26,6 +27,7 @@ fn with_thp(f: impl FnOnce(&Node<'_>, &AddressSpace<'_, '_>, u64)) {
             f(node, &aspace, va);
             assert_eq!(aspace.audit().violations, 0, "{:?}", aspace.audit());
         }
+        mmu.barrier();
         assert_eq!(node.audit().allocated, 0);
         assert_eq!(node.audit().violations, 0);
     });
@@ -53,6 +55,10 @@ fn a_uniform_split_to_order_0_remaps_every_page_with_its_bytes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn a_split_around_a_page_keeps_the_rest_in_large_pieces() {
     with_thp(|_, aspace, va| {
         let done = split_folio(aspace, va + 37 * PAGE, SplitMode::Around(Order::ZERO)).unwrap();
@@ -91,6 +97,10 @@ fn a_pin_refuses_the_split_and_leaves_everything_in_place() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn pieces_nothing_maps_are_freed() {
     with_thp(|node, aspace, va| {
         aspace.munmap(va + 8 * PAGE, PAGE).unwrap();
@@ -104,6 +114,10 @@ fn pieces_nothing_maps_are_freed() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn refusals() {
     with_thp(|_, aspace, va| {
         let hole = va + HUGE_SIZE;
@@ -111,5 +125,23 @@ fn refusals() {
         let order9 = Order::try_from(crate::pgtable::TABLE_BITS).unwrap();
         assert_eq!(split_folio(aspace, va, SplitMode::Uniform(order9)), Err(ThpSplitError::TooSmall { order: order9 }));
         assert_eq!(aspace.mmu().event(MmEvent::ThpSplitPage), 0);
+    });
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
+fn a_partial_unmap_queues_the_folio_and_the_deferred_split_frees_the_rest() {
+    with_thp(|node, aspace, va| {
+        aspace.munmap(va + 8 * PAGE, 4 * PAGE).unwrap();
+        assert_eq!(aspace.mmu().event(MmEvent::ThpDeferredSplit), 1, "queued once, not per page");
+        let allocated = node.audit().allocated;
+        let done = split_deferred(aspace);
+        assert_eq!(done, DeferredOutcome { split: 1, busy: 0, gone: 0 });
+        assert_eq!(node.audit().allocated, allocated - 4, "the four unmapped pages went back");
+        stamps_intact(aspace, va, Some(8));
+        assert_eq!(split_deferred(aspace), DeferredOutcome::default(), "the queue is drained");
     });
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::folio::{PinFailed, RefOverflow};
+use std::vec::Vec;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
@@ -215,5 +216,56 @@ fn freeze_refuses_a_pinned_folio() {
         assert_eq!(frozen.head().pincount.load(crate::sync::Ordering::Relaxed), 0);
         drop((small, frozen));
         assert_eq!(n.audit().allocated, 0);
+    });
+}
+
+/// P6 against P2 on real threads (Miri's race detector sees the real
+/// code): two pinners pin the last frame of an order-2 folio again and
+/// again while the owner retries freezing it until no pin is held, then
+/// splits it around that frame. Every pin holds a folio containing its
+/// frame; nothing leaks.
+#[test]
+fn pinners_race_a_split_around_their_frame() {
+    let rounds = if cfg!(miri) { 4 } else { 200 };
+    node(|n| {
+        let folio = n.alloc(Order::TWO, Gfp::USER).unwrap();
+        let (head, target) = (folio.pfn(), folio.pfn().add(3));
+        let done = crate::sync::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for refs in [1, 2] {
+                let done = &done;
+                scope.spawn(move || {
+                    let mut round = 0u64;
+                    // Relaxed: a stop flag; the join orders everything else.
+                    while round < rounds || done.load(crate::sync::Ordering::Relaxed) == 0 {
+                        round += 1;
+                        let Ok(got) = try_get_refs(n, target, nz(refs), |_| true) else { continue };
+                        let pinned = got.into_pins().unwrap();
+                        assert!(pinned.contains(target) && pinned.maybe_dma_pinned());
+                        let mut writer = pinned.writer();
+                        writer.seek((target.0 - pinned.pfn().0) as usize * PAGE_SIZE);
+                        writer.write(&round.to_ne_bytes());
+                        drop(pinned);
+                        std::thread::yield_now();
+                    }
+                });
+            }
+            let mut folio = folio;
+            let frozen = loop {
+                match folio.try_freeze() {
+                    Ok(frozen) => break frozen,
+                    Err(err) => folio = err.folio,
+                }
+                std::thread::yield_now();
+            };
+            let mut pieces = Vec::new();
+            frozen.split_around(target, Order::ZERO).unwrap().unfreeze_with(|_, _| ONE, |p| pieces.push(p)).unwrap();
+            assert_eq!(pieces.iter().map(|p| p.pfn()).collect::<Vec<_>>(), [head.add(2), target, head]);
+            // Relaxed: as above.
+            done.store(1, crate::sync::Ordering::Relaxed);
+            drop(pieces);
+        });
+        assert_eq!(n.audit().allocated, 0);
+        assert_eq!(n.bad_pages().0, 0);
     });
 }
