@@ -89,8 +89,9 @@ fn gup_fast_fires_walk_get_and_recheck_then_the_slow_path_when_it_gives_up() {
     use Failpoint::*;
     let recorder = Recorder::default();
     with_node(256, &[], small_config(false), &recorder, |node| {
+        let tables = Mmu::table_return(node);
         let rcu = Rcu::new(&recorder, RcuConfig::default()).unwrap();
-        let mmu = Mmu::new(node, &rcu);
+        let mmu = Mmu::new(&rcu, &tables);
         let aspace = AddressSpace::new(&mmu).unwrap();
         let va = aspace.mmap_anon(crate::memmap::PAGE_SIZE as u64, true, false).unwrap();
         aspace.write(va, &[1]).unwrap();
@@ -105,6 +106,7 @@ fn gup_fast_fires_walk_get_and_recheck_then_the_slow_path_when_it_gives_up() {
         get_user_pages_fast(&aspace, va, 1, GupFlags::GET, &mut out).unwrap();
         let seen = recorder.take();
         assert_eq!(seen[..2], [GupWalk, GupSlowPath], "{seen:?}");
-        drop(out);
+        drop((out, aspace));
+        mmu.barrier();
     });
 }

@@ -40,8 +40,9 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
     let mut arena = Arena::new(ARENA_BYTES).map_err(RaceError::Map)?;
     let replay = ReplayPlatform::new(2, steps(variant), skips(variant, HISTORICAL_SKIPS), timeout);
     let node = arena.boot(node_config(), &replay).map_err(RaceError::Boot)?;
+    let tables = Mmu::table_return(node);
     let rcu = rcu(&replay)?;
-    let mmu = Mmu::new(node, &rcu);
+    let mmu = Mmu::new(&rcu, &tables);
     let aspace = AddressSpace::new(&mmu).map_err(|e| RaceError::Setup(format!("address space: {e}")))?;
 
     // Setup: a THP, then an mprotect of its first page, which splits the
@@ -134,6 +135,8 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
     let fast_path = FastPath { fell_back: got.fell_back, refused_by: refused.get() };
     drop(got);
     drop(aspace);
+    // Table frames go back through RCU callbacks: run them before the audit.
+    mmu.barrier();
     Ok(RaceReport {
         scenario: "gup-fast-vs-split",
         variant,
