@@ -9,7 +9,7 @@
 use crate::exit;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use memdesc_sim::arena::RAM_GRANULE;
-use memdesc_sim::MIN_RAM_BYTES;
+use memdesc_sim::{Workload, MAX_WORKLOAD_CPUS, MIN_RAM_BYTES};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A physical-memory manager on typed page descriptors: run the simulator.
@@ -27,7 +27,8 @@ pub struct Cli {
 /// A subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boot a simulated machine, run the mixed workload, print the report.
+    /// Boot a simulated machine, run a workload (`--profile`), print the
+    /// report.
     Run(RunArgs),
     /// Replay one of seed 000's races step by step on the real code
     /// (`memdesc race list` names them).
@@ -81,10 +82,20 @@ pub struct RunArgs {
     /// At least 64 MiB; rounded down to a multiple of 4 MiB.
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_mem, allow_hyphen_values = true)]
     pub mem: u64,
-    /// Workload CPUs (threads), 1 to 63; a scanner CPU is added. Default: one
-    /// per host core, at most 63.
+    /// Workload CPUs (threads), 1 to 50: the allocator CPUs of the mixed
+    /// profile; a scanner, cpus processes (2 to 4), cpus pinners (2 to 8)
+    /// and a splitter are added. Default: one per host core, at most 50.
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
     pub cpus: Option<u32>,
+    /// What runs. `mixed` (the default): allocator CPUs churn folios of
+    /// every order beside a scanner taking speculative references, and
+    /// processes (address spaces, THP faults, mprotect, MADV_DONTNEED,
+    /// munmap), pinners (GUP-fast pins like direct I/O, stamps checked
+    /// through the pins) and a splitter (THP splits racing the pins). `gup`:
+    /// the processes, pinners, splitter and scanner alone, no allocator
+    /// churn.
+    #[arg(long, value_name = "PROFILE", default_value = "mixed", value_parser = profile_parser())]
+    pub profile: Workload,
     /// How long the workload runs before teardown: a number and a unit (ns,
     /// us, ms, s, m, h), or bare seconds (10s, 500ms, 1.5s, 2m).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -232,13 +243,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(nanos))
 }
 
-/// Parses `--cpus`: a whole number of workload CPUs, from 1 to one less
-/// than the node's CPUs (the scanner takes the last).
+/// `--profile`: the workloads by name; clap lists them in `--help` and in
+/// its error for any other.
+fn profile_parser() -> impl clap::builder::TypedValueParser<Value = Workload> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Workload::ALL.map(Workload::name))
+        .map(|name| Workload::from_name(&name).unwrap_or_default())
+}
+
+/// Parses `--cpus`: a whole number of workload CPUs, from 1 to
+/// [`MAX_WORKLOAD_CPUS`] (the node's other CPUs run the scanner,
+/// processes, pinners and splitter).
 ///
 /// # Errors
 /// A message for a negative, malformed, zero or too-large count.
 pub fn parse_cpus(text: &str) -> Result<u32, String> {
-    let max = memdesc::buddy::MAX_CPUS as u32 - 1;
+    let max = MAX_WORKLOAD_CPUS;
     let text = text.trim();
     if text.starts_with('-') {
         return Err(format!("negative CPU counts are not allowed: {text}"));
@@ -249,7 +269,9 @@ pub fn parse_cpus(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(0) => Err("at least one CPU is needed".to_owned()),
         Ok(n) if n <= max => Ok(n),
-        _ => Err(format!("{text} CPUs requested; at most {max} (one more runs the scanner)")),
+        _ => Err(format!(
+            "{text} CPUs requested; at most {max} (the others run the scanner, processes, pinners and splitter)"
+        )),
     }
 }
 
@@ -318,7 +340,7 @@ fn scale(number: &str, unit: u64) -> Option<u128> {
 /// One workload CPU per host core, within what `--cpus` accepts.
 pub fn default_cpus() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.min(memdesc::buddy::MAX_CPUS - 1) as u32
+    (cores as u32).min(MAX_WORKLOAD_CPUS)
 }
 
 /// A seed from the clock, for runs that did not ask for one.

@@ -9,23 +9,86 @@ use std::time::Duration;
 /// leaves the normal zone (almost) empty.
 pub const MIN_RAM_BYTES: u64 = 64 << 20;
 
-/// A workload the simulator can run.
+/// A workload the simulator can run (the CLI's `--profile`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
-    /// Every CPU allocates and frees mixed orders with random lifetimes,
-    /// counted and frozen, stamping and checking every frame, while a scanner
-    /// takes speculative references to random frames.
+    /// Allocator CPUs allocate and free mixed orders with random lifetimes,
+    /// counted and frozen, stamping and checking every frame; a scanner
+    /// takes speculative references to random frames; processes, pinners
+    /// and a splitter run the page-table, GUP and THP layers beside them.
     #[default]
     Mixed,
+    /// Only the page-table, GUP and THP layers: processes, pinners, a
+    /// splitter and the scanner, no allocator churn.
+    Gup,
 }
 
 impl Workload {
-    /// The workload's name, as the report prints it.
+    /// Every workload, in the order `--help` lists them.
+    pub const ALL: [Workload; 2] = [Workload::Mixed, Workload::Gup];
+
+    /// The workload's name, as the report and `--profile` spell it.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Mixed => "mixed",
+            Self::Gup => "gup",
         }
+    }
+
+    /// The workload named `name`.
+    pub fn from_name(name: &str) -> Option<Workload> {
+        Self::ALL.into_iter().find(|w| w.name() == name)
+    }
+}
+
+/// The most workload CPUs `--cpus` may ask for: the node serves
+/// [`memdesc::buddy::MAX_CPUS`], and the scanner and the largest set of
+/// processes, pinners and splitters take the rest.
+pub const MAX_WORKLOAD_CPUS: u32 = memdesc::buddy::MAX_CPUS as u32 - 1 - MAX_PROCESSES - MAX_PINNERS - SPLITTERS;
+/// The most processes a run has.
+const MAX_PROCESSES: u32 = 4;
+/// The most pinners a run has.
+const MAX_PINNERS: u32 = 8;
+/// Splitters in every run.
+const SPLITTERS: u32 = 1;
+
+/// Which CPU runs what. CPUs `0..allocators` run the allocator workload,
+/// CPU `scanner` the scanner, then come the processes, the pinners and the
+/// splitters, in that order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Layout {
+    /// CPUs running the allocator workload (none in the `gup` profile).
+    pub allocators: u32,
+    /// The scanner's CPU (= `allocators`).
+    pub scanner: u32,
+    /// Processes, each with its own address space.
+    pub processes: u32,
+    /// Pinners (GUP-fast like direct I/O).
+    pub pinners: u32,
+    /// Splitters.
+    pub splitters: u32,
+}
+
+impl Layout {
+    /// Every CPU of the machine.
+    pub fn nr_cpus(&self) -> u32 {
+        self.allocators + 1 + self.processes + self.pinners + self.splitters
+    }
+
+    /// The first process CPU.
+    pub fn first_process(&self) -> u32 {
+        self.scanner + 1
+    }
+
+    /// The first pinner CPU.
+    pub fn first_pinner(&self) -> u32 {
+        self.first_process() + self.processes
+    }
+
+    /// The first splitter CPU.
+    pub fn first_splitter(&self) -> u32 {
+        self.first_pinner() + self.pinners
     }
 }
 
@@ -47,6 +110,11 @@ pub struct SimConfig {
     pub workload: Workload,
 }
 
+/// Share of managed memory, in percent, the processes map together at most:
+/// beside the allocator workload, and alone.
+const MM_PERCENT_MIXED: u64 = 10;
+const MM_PERCENT_GUP: u64 = 50;
+
 impl SimConfig {
     /// RAM when none is given: 4 GiB.
     pub const DEFAULT_RAM_BYTES: u64 = 4 << 30;
@@ -58,17 +126,48 @@ impl SimConfig {
         Self { ram_bytes, cpus, duration, seed, workload: Workload::Mixed }
     }
 
+    /// The same configuration running `workload`.
+    pub fn with_workload(self, workload: Workload) -> Self {
+        Self { workload, ..self }
+    }
+
+    /// Which CPU runs what: `cpus` allocator CPUs (none in the `gup`
+    /// profile), the scanner, then `cpus` processes (2 to 4), `cpus`
+    /// pinners (2 to 8) and one splitter.
+    pub fn layout(&self) -> Layout {
+        let allocators = match self.workload {
+            Workload::Mixed => self.cpus,
+            Workload::Gup => 0,
+        };
+        Layout {
+            allocators,
+            scanner: allocators,
+            processes: self.cpus.clamp(2, MAX_PROCESSES),
+            pinners: self.cpus.clamp(2, MAX_PINNERS),
+            splitters: SPLITTERS,
+        }
+    }
+
+    /// Percent of managed memory the processes may map together.
+    pub(crate) fn mm_percent(&self) -> u64 {
+        match self.workload {
+            Workload::Mixed => MM_PERCENT_MIXED,
+            Workload::Gup => MM_PERCENT_GUP,
+        }
+    }
+
     /// Checks the configuration can boot.
     ///
     /// # Errors
-    /// [`SimError::NoCpus`], [`SimError::TooManyCpus`] (the scanner needs a
-    /// CPU of its own within [`memdesc::buddy::MAX_CPUS`]),
+    /// [`SimError::NoCpus`], [`SimError::TooManyCpus`] (beyond
+    /// [`MAX_WORKLOAD_CPUS`]: the scanner, processes, pinners and splitter
+    /// need CPUs of their own within [`memdesc::buddy::MAX_CPUS`]),
     /// [`SimError::TooLittleMemory`].
     pub fn validate(&self) -> Result<(), SimError> {
         if self.cpus == 0 {
             return Err(SimError::NoCpus);
         }
-        let max = memdesc::buddy::MAX_CPUS as u32 - 1;
+        let max = MAX_WORKLOAD_CPUS;
         if self.cpus > max {
             return Err(SimError::TooManyCpus { cpus: self.cpus, max });
         }
@@ -79,11 +178,16 @@ impl SimConfig {
     }
 
     /// The command line that runs this configuration again, exactly:
-    /// `memdesc run --mem … --cpus … --duration … --seed …`, each value
-    /// printed in the largest unit that represents it without rounding.
+    /// `memdesc run --mem … --cpus … --duration … --seed …` (and
+    /// `--profile …` when not the default), each value printed in the
+    /// largest unit that represents it without rounding.
     pub fn repeat_command(&self) -> String {
+        let profile = match self.workload {
+            Workload::Mixed => String::new(),
+            other => format!(" --profile {}", other.name()),
+        };
         format!(
-            "memdesc run --mem {} --cpus {} --duration {} --seed {}",
+            "memdesc run{profile} --mem {} --cpus {} --duration {} --seed {}",
             size_arg(self.ram_bytes),
             self.cpus,
             duration_arg(self.duration),

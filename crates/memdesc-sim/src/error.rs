@@ -1,6 +1,7 @@
 //! Why a simulation could not run.
 
 use memdesc::buddy::BootError;
+use memdesc::pgtable::MmError;
 use memdesc::RcuError;
 use std::fmt;
 use std::io;
@@ -10,7 +11,8 @@ use std::io;
 pub enum SimError {
     /// The configuration asked for no CPUs.
     NoCpus,
-    /// More workload CPUs than the node serves (it keeps one for the scanner).
+    /// More workload CPUs than the node serves (it keeps CPUs for the
+    /// scanner, processes, pinners and splitters).
     TooManyCpus {
         /// CPUs asked for.
         cpus: u32,
@@ -32,6 +34,9 @@ pub enum SimError {
     Spawn(io::Error),
     /// The machine's RCU could not be set up for its CPUs.
     Rcu(RcuError),
+    /// A process's address space could not be created (no frame for its
+    /// root table).
+    AddressSpace(MmError),
 }
 
 impl fmt::Display for SimError {
@@ -39,7 +44,7 @@ impl fmt::Display for SimError {
         match self {
             Self::NoCpus => f.write_str("at least one CPU is needed"),
             Self::TooManyCpus { cpus, max } => {
-                write!(f, "{cpus} CPUs requested; at most {max} (one more runs the scanner)")
+                write!(f, "{cpus} CPUs requested; at most {max} (the others run the scanner, processes, pinners and splitter)")
             }
             Self::TooLittleMemory { bytes, min } => {
                 write!(f, "{bytes} bytes of RAM requested; at least {} MiB", min >> 20)
@@ -48,6 +53,7 @@ impl fmt::Display for SimError {
             Self::Boot(e) => write!(f, "the node did not boot: {e}"),
             Self::Spawn(e) => write!(f, "cannot start a CPU thread: {e}"),
             Self::Rcu(e) => write!(f, "cannot set up RCU: {e}"),
+            Self::AddressSpace(e) => write!(f, "cannot create a process's address space: {e}"),
         }
     }
 }
@@ -58,6 +64,7 @@ impl std::error::Error for SimError {
             Self::Map(e) | Self::Spawn(e) => Some(e),
             Self::Boot(e) => Some(e),
             Self::Rcu(e) => Some(e),
+            Self::AddressSpace(e) => Some(e),
             _ => None,
         }
     }

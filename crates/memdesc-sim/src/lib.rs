@@ -11,7 +11,8 @@
 //! a reserved kernel image), boots a [`memdesc::Node`] over it with a
 //! [`SimPlatform`] whose CPUs are threads, runs a workload on every CPU while
 //! a scanner thread takes speculative references to random frames, then
-//! frees everything, audits every descriptor and returns a [`Report`].
+//! frees everything, drops every address space, audits every descriptor
+//! and returns a [`Report`].
 //! [`run_interruptible`] also stops the workload early when a flag is set
 //! (the CLI sets it on Ctrl-C), and still tears down and audits in full.
 //!
@@ -21,9 +22,11 @@
 //! Linux's vocabulary through its `Display`).
 //!
 //! # Workloads
-//! [`Workload::Mixed`]: every CPU allocates and frees folios of mixed orders,
-//! counted and frozen, stamping every frame it owns and checking the stamps
-//! before freeing (see `workload::mixed`).
+//! [`Workload::Mixed`]: allocator CPUs allocate and free folios of mixed
+//! orders, counted and frozen, stamping every frame they own and checking
+//! the stamps before freeing (see `workload::mixed`); processes, pinners
+//! and a splitter run the page-table, GUP and THP layers beside them (see
+//! `workload::mm`). [`Workload::Gup`]: those alone.
 //!
 //! # Race replay
 //! With the `race` feature (on by default), [`race`] replays seed 000's
@@ -45,10 +48,11 @@ mod violations;
 mod workload;
 
 pub use arena::Arena;
-pub use config::{SimConfig, Workload, MIN_RAM_BYTES};
+pub use config::{Layout, SimConfig, Workload, MAX_WORKLOAD_CPUS, MIN_RAM_BYTES};
 pub use error::SimError;
 pub use machine::{run, run_interruptible, Phase, Progress};
 pub use platform::SimPlatform;
 pub use report::{RcuSummary, Report};
 pub use scanner::ScannerStats;
+pub use workload::mm::MmStats;
 pub use workload::WorkloadStats;

@@ -1,17 +1,21 @@
-//! The machine: maps the arena, boots the node, runs the workload CPUs and
-//! the scanner as threads, reports progress, then tears down and audits.
+//! The machine: maps the arena, boots the node, runs the workload CPUs, the
+//! scanner, the processes, pinners and splitters as threads, reports
+//! progress, then tears down and audits.
 //!
-//! CPU numbering: workload CPUs are `0..cpus`; the scanner is CPU `cpus`, so
-//! the platform has `cpus + 1` CPUs and every thread owns its per-CPU lists.
+//! CPU numbering ([`Layout`]): allocator CPUs are `0..allocators`, the
+//! scanner is CPU `allocators`, then come the processes, the pinners and the
+//! splitters; every thread is one CPU and owns its per-CPU lists and TLB.
 
 use crate::arena::Arena;
-use crate::config::SimConfig;
+use crate::config::{Layout, SimConfig};
 use crate::error::SimError;
 use crate::platform::SimPlatform;
 use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
+use crate::workload::mm::{self, MmContext, MmResult, Registry};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
+use memdesc::pgtable::AddressSpace;
 use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -42,9 +46,11 @@ pub struct Progress {
     pub elapsed: Duration,
     /// How long the workload runs.
     pub duration: Duration,
-    /// Allocations plus frees so far, over all CPUs.
+    /// Operations so far, over all CPUs: allocations plus frees, and the
+    /// processes', pinners' and splitters' operations (maps, pages stamped,
+    /// GUP calls, splits, protection changes, drops).
     pub ops: u64,
-    /// Allocations plus frees per second since the previous report.
+    /// Operations per second since the previous report.
     pub ops_per_s: f64,
     /// Violations the CPUs saw, known once they have all stopped (0 before
     /// [`Phase::Audit`]).
@@ -94,22 +100,28 @@ pub fn run_interruptible(
     mut progress: impl FnMut(&Progress),
 ) -> Result<Report, SimError> {
     config.validate()?;
+    let layout = config.layout();
     let mut arena = Arena::new(config.ram_bytes).map_err(SimError::Map)?;
-    let machine = report::Machine::of(&arena, config.cpus);
-    let platform = SimPlatform::new(config.cpus + 1);
+    let machine = report::Machine::of(&arena, &layout);
+    let platform = SimPlatform::new(layout.nr_cpus());
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
-    // Page-table frames the CPUs free go through RCU (P5) and come back
-    // to the page-table layer's freer after their grace period.
+    // Page-table frames the allocator CPUs free go through RCU (P5) and
+    // come back to the page-table layer's freer after their grace period.
     let table_return = Mmu::table_return(node);
+    // The processes' page tables go to a freer of their own, so that what
+    // it counts freed is theirs alone (`Mmu::table_frames`).
+    let mmu_tables = Mmu::table_return(node);
     let rcu = Rcu::new(&platform, RcuConfig::default()).map_err(SimError::Rcu)?;
-    let counters: Vec<PaddedCounter> = (0..config.cpus).map(|_| PaddedCounter::default()).collect();
-    let shared = Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, counters: &counters };
-    let outcome = run_cpus(config, &shared, interrupt, &mut progress)?;
+    let mmu = Mmu::new(&rcu, &mmu_tables);
+    let counters: Vec<PaddedCounter> = (0..layout.nr_cpus()).map(|_| PaddedCounter::default()).collect();
+    let shared =
+        Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, mmu: &mmu, counters: &counters };
+    let outcome = run_cpus(config, &layout, &shared, interrupt, &mut progress)?;
     progress(&Progress {
         phase: Phase::Audit,
         elapsed: outcome.elapsed,
         duration: config.duration,
-        ops: outcome.stats.ops(),
+        ops: outcome.stats.ops() + outcome.mm.ops(),
         ops_per_s: 0.0,
         violations: outcome.violations.count(),
     });
@@ -117,7 +129,7 @@ pub fn run_interruptible(
     // that is not a CPU, once every CPU thread has ended).
     rcu.barrier();
     node.drain_all();
-    Ok(report::build(config, machine, node, outcome, rcu.report()))
+    Ok(report::build(config, machine, node, outcome, rcu.report(), &mmu))
 }
 
 /// What every CPU thread of a machine shares.
@@ -127,56 +139,75 @@ struct Shared<'m> {
     platform: &'m SimPlatform,
     rcu: &'m Rcu<'m>,
     table_return: &'m TableReturn<'m>,
-    /// Each workload CPU's progress counter.
+    mmu: &'m Mmu<'m>,
+    /// Each CPU's progress counter.
     counters: &'m [PaddedCounter],
 }
 
 /// Starts every CPU thread, reports progress until they all end, and
-/// collects what they did.
+/// collects what they did. The processes' address spaces live here: every
+/// one is dropped (its tables freed) once every thread has ended.
 fn run_cpus<'m>(
     config: &SimConfig,
+    layout: &Layout,
     shared: &Shared<'m>,
     interrupt: &'m AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<RunOutcome, SimError> {
-    let Shared { node, platform, rcu, table_return, counters } = *shared;
+    let Shared { node, platform, rcu, mmu, .. } = *shared;
+    let aspaces = (0..layout.processes)
+        .map(|_| AddressSpace::new(mmu))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SimError::AddressSpace)?;
     let managed = node.vmstat().nr_managed;
-    let target_frames = managed * mixed::LIVE_TARGET_PERCENT / 100 / config.cpus as u64;
-    let running = AtomicUsize::new(config.cpus as usize);
+    let budget_pages = managed * config.mm_percent() / 100 / u64::from(layout.processes);
+    let registry = Registry::default();
+    let mm_cpus = layout.processes + layout.pinners + layout.splitters;
+    let running = AtomicUsize::new((layout.allocators + mm_cpus) as usize);
     let start = Instant::now();
     let deadline = start + config.duration;
-    thread::scope(|s| {
+    let outcome = thread::scope(|s| {
+        let mut spawned = Spawned { running: &running, outstanding: (layout.allocators + mm_cpus) as usize };
         let mut workers = Vec::new();
-        for cpu in 0..config.cpus {
-            let ctx = WorkerContext {
-                node,
+        for cpu in 0..layout.allocators {
+            let ctx = worker_context(config, shared, cpu, start, deadline, interrupt);
+            let handle = spawned.spawn(s, format!("cpu{cpu}"), platform, cpu, move || mixed::run(&ctx))?;
+            workers.push(handle);
+        }
+        let mut actors = Vec::new();
+        for cpu in layout.first_process()..layout.nr_cpus() {
+            let ctx = MmContext {
+                aspaces: &aspaces,
+                registry: &registry,
                 rcu,
-                table_return,
                 cpu,
-                nr_cpus: config.cpus,
                 seed: config.seed,
                 start,
                 deadline,
-                target_frames,
-                ops: &counters[cpu as usize].0,
+                ops: &shared.counters[cpu as usize].0,
                 interrupt,
             };
-            let running = &running;
-            let handle = thread::Builder::new().name(format!("cpu{cpu}")).spawn_scoped(s, move || {
-                let _guard = RunningGuard(running);
-                platform.bind_current_thread(CpuId(cpu));
-                mixed::run(&ctx)
-            });
-            match handle {
-                Ok(handle) => workers.push(handle),
-                Err(e) => {
-                    // The CPUs already started stop at the deadline.
-                    running.fetch_sub((config.cpus - cpu) as usize, Ordering::Relaxed);
-                    return Err(SimError::Spawn(e));
-                }
-            }
+            let (role, name) = if cpu < layout.first_pinner() {
+                ((cpu - layout.first_process()) as usize, "process")
+            } else if cpu < layout.first_splitter() {
+                ((cpu - layout.first_pinner()) as usize, "pinner")
+            } else {
+                ((cpu - layout.first_splitter()) as usize, "splitter")
+            };
+            let handle = spawned.spawn(s, format!("{name}{role}"), platform, cpu, move || {
+                let result = match name {
+                    "process" => mm::process::run(&ctx, role, budget_pages),
+                    "pinner" => mm::pinner::run(&ctx, role),
+                    _ => mm::splitter::run(&ctx, role),
+                };
+                // This CPU stops: no read section of it can delay a grace
+                // period.
+                rcu.idle_enter(CpuId(cpu));
+                result
+            })?;
+            actors.push((format!("{name} {role} (cpu{cpu})"), handle));
         }
-        let (scanner_cpu, running) = (config.cpus, &running);
+        let (scanner_cpu, running) = (layout.scanner, &running);
         let scanner = thread::Builder::new()
             .name("scanner".into())
             .spawn_scoped(s, move || {
@@ -185,24 +216,98 @@ fn run_cpus<'m>(
                 scanner.run(deadline, interrupt, running)
             })
             .map_err(SimError::Spawn)?;
-        report_progress(config, start, counters, &workers, &scanner, interrupt, progress);
+        let finished = || {
+            workers.iter().all(|w| w.is_finished())
+                && actors.iter().all(|(_, a)| a.is_finished())
+                && scanner.is_finished()
+        };
+        report_progress(config, start, shared.counters, finished, interrupt, progress);
         let elapsed = start.elapsed();
-        Ok(collect(workers, scanner, elapsed))
-    })
+        Ok(collect(workers, actors, scanner, elapsed))
+    });
+    drop(aspaces);
+    outcome
+}
+
+/// What allocator CPU `cpu` is given.
+fn worker_context<'m>(
+    config: &SimConfig,
+    shared: &Shared<'m>,
+    cpu: u32,
+    start: Instant,
+    deadline: Instant,
+    interrupt: &'m AtomicBool,
+) -> WorkerContext<'m> {
+    let managed = shared.node.vmstat().nr_managed;
+    let cpus = config.layout().allocators;
+    WorkerContext {
+        node: shared.node,
+        rcu: shared.rcu,
+        table_return: shared.table_return,
+        cpu,
+        nr_cpus: cpus,
+        seed: config.seed,
+        start,
+        deadline,
+        target_frames: managed * mixed::LIVE_TARGET_PERCENT / 100 / u64::from(cpus),
+        ops: &shared.counters[cpu as usize].0,
+        interrupt,
+    }
+}
+
+/// Spawns CPU threads, each counted in `running` until it ends; if one
+/// cannot start, the ones not started are uncounted so the scanner stops.
+struct Spawned<'r> {
+    running: &'r AtomicUsize,
+    /// Threads counted in `running` but not started yet.
+    outstanding: usize,
+}
+
+impl<'r> Spawned<'r> {
+    fn spawn<'s, 'e, T: Send + 's>(
+        &mut self,
+        s: &'s thread::Scope<'s, 'e>,
+        name: String,
+        platform: &'s SimPlatform,
+        cpu: u32,
+        f: impl FnOnce() -> T + Send + 's,
+    ) -> Result<ScopedJoinHandle<'s, T>, SimError>
+    where
+        'r: 's,
+    {
+        let running = self.running;
+        let handle = thread::Builder::new().name(name).spawn_scoped(s, move || {
+            let _guard = RunningGuard(running);
+            platform.bind_current_thread(CpuId(cpu));
+            f()
+        });
+        match handle {
+            Ok(handle) => {
+                self.outstanding -= 1;
+                Ok(handle)
+            }
+            Err(e) => {
+                // Relaxed: a stop flag (see scanner::run); the CPUs already
+                // started stop at the deadline.
+                running.fetch_sub(self.outstanding, Ordering::Relaxed);
+                self.outstanding = 0;
+                Err(SimError::Spawn(e))
+            }
+        }
+    }
 }
 
 /// Calls `progress` every [`PROGRESS_INTERVAL`] until every thread ended.
-fn report_progress<W, S>(
+fn report_progress(
     config: &SimConfig,
     start: Instant,
     counters: &[PaddedCounter],
-    workers: &[ScopedJoinHandle<'_, W>],
-    scanner: &ScopedJoinHandle<'_, S>,
+    finished: impl Fn() -> bool,
     interrupt: &AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) {
     let (mut last_ops, mut last_at) = (0, start);
-    while !(workers.iter().all(|w| w.is_finished()) && scanner.is_finished()) {
+    while !finished() {
         thread::sleep(PROGRESS_INTERVAL);
         let now = Instant::now();
         // Relaxed: progress statistics.
@@ -222,10 +327,23 @@ fn report_progress<W, S>(
 /// Joins every thread; a thread that panicked is a violation.
 fn collect(
     workers: Vec<ScopedJoinHandle<'_, WorkerResult>>,
+    actors: Vec<(String, ScopedJoinHandle<'_, MmResult>)>,
     scanner: ScopedJoinHandle<'_, (scanner::ScannerStats, Violations)>,
     elapsed: Duration,
 ) -> RunOutcome {
     let mut outcome = RunOutcome { elapsed, ..RunOutcome::default() };
+    for (who, actor) in actors {
+        match actor.join() {
+            Ok(result) => {
+                outcome.mm += &result.stats;
+                outcome.violations.merge(result.violations);
+                if let Some(ran) = result.interrupted_after {
+                    outcome.interrupted_after = Some(outcome.interrupted_after.map_or(ran, |t| t.max(ran)));
+                }
+            }
+            Err(panic) => outcome.violations.record(|| format!("{who} panicked: {}", panic_message(&*panic))),
+        }
+    }
     for (cpu, worker) in workers.into_iter().enumerate() {
         match worker.join() {
             Ok(result) => {

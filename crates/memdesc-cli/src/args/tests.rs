@@ -1,6 +1,6 @@
 use super::*;
 use clap::Parser;
-use memdesc_sim::SimConfig;
+use memdesc_sim::{SimConfig, Workload};
 use proptest::prelude::*;
 
 /// Parses `line` as the process would (with the help notes attached).
@@ -103,12 +103,17 @@ fn duration_errors_say_what_is_wrong() {
 
 #[test]
 fn cpu_counts_say_what_is_wrong() {
-    let max = memdesc::buddy::MAX_CPUS as u32 - 1;
+    let max = MAX_WORKLOAD_CPUS;
+    assert!(SimConfig::new(64 << 20, max, Duration::from_secs(1), 0).validate().is_ok());
+    assert!(SimConfig::new(64 << 20, max + 1, Duration::from_secs(1), 0).validate().is_err());
     assert_eq!(parse_cpus("1"), Ok(1));
     assert_eq!(parse_cpus(&max.to_string()), Ok(max));
     assert_eq!(parse_cpus("0"), Err("at least one CPU is needed".to_owned()));
     assert_eq!(parse_cpus("-2"), Err("negative CPU counts are not allowed: -2".to_owned()));
-    let too_many = format!("{} CPUs requested; at most {max} (one more runs the scanner)", max + 1);
+    let too_many = format!(
+        "{} CPUs requested; at most {max} (the others run the scanner, processes, pinners and splitter)",
+        max + 1
+    );
     assert_eq!(parse_cpus(&(max + 1).to_string()), Err(too_many));
     assert!(parse_cpus("99999999999").unwrap_err().contains("at most"));
     assert!(parse_cpus("two").unwrap_err().starts_with("\"two\" is not a CPU count"));
@@ -138,8 +143,13 @@ fn help_states_minimum_memory_rounding_and_exit_codes() {
         let arg =
             format!("At least {} MiB; rounded down to a multiple of {} MiB", MIN_RAM_BYTES >> 20, RAM_GRANULE >> 20);
         assert!(text.contains(&arg), "{text}");
-        let cpus = format!("1 to {}", memdesc::buddy::MAX_CPUS - 1);
+        let cpus = format!("1 to {MAX_WORKLOAD_CPUS}");
         assert!(text.contains(&cpus), "{text}");
+        // Every profile is listed, and the default named.
+        for workload in Workload::ALL {
+            assert!(text.contains(workload.name()), "profile {} not listed: {text}", workload.name());
+        }
+        assert!(text.contains("[default: mixed]"), "{text}");
         for (code, meaning) in [(0, "passed"), (1, "failed"), (2, "usage error"), (130, "interrupted by Ctrl-C")] {
             assert!(text.contains(&format!("\n  {code:<4} {meaning}")), "exit {code} not explained: {text}");
         }
@@ -153,12 +163,28 @@ fn no_arguments_means_run_with_defaults() {
     assert_eq!(cli.run.mem, 4 << 30);
     assert_eq!(cli.run.duration, Duration::from_secs(10));
     assert_eq!((cli.run.cpus, cli.run.seed, cli.run.json), (None, None, false));
+    assert_eq!(cli.run.profile, Workload::Mixed);
+}
+
+#[test]
+fn profiles_are_parsed_by_name_and_others_refused_with_the_list() {
+    assert_eq!(
+        parse_line("memdesc run --profile gup").unwrap().command.and_then(|c| match c {
+            Command::Run(a) => Some(a.profile),
+            Command::Race(_) => None,
+        }),
+        Some(Workload::Gup)
+    );
+    assert_eq!(parse_line("memdesc --profile mixed --json").unwrap().run.profile, Workload::Mixed);
+    let e = error_of("memdesc run --profile nope");
+    assert!(e.contains("nope") && e.contains("mixed") && e.contains("gup"), "{e}");
 }
 
 #[test]
 fn run_takes_every_option() {
-    let cli = parse_line("memdesc run --mem 512M --cpus 4 --duration 500ms --seed 7 --json").unwrap();
+    let cli = parse_line("memdesc run --mem 512M --cpus 4 --duration 500ms --seed 7 --json --profile gup").unwrap();
     let Some(Command::Run(args)) = cli.command else { panic!("not run") };
+    assert_eq!(args.profile, Workload::Gup);
     assert_eq!(args.mem, 512 << 20);
     assert_eq!(args.cpus, Some(4));
     assert_eq!(args.duration, Duration::from_millis(500));
@@ -179,7 +205,7 @@ fn config_of(line: &str) -> SimConfig {
     let cli = parse_line(line).unwrap_or_else(|e| panic!("{line:?} refused: {e}"));
     let Some(Command::Run(args)) = cli.command else { panic!("{line:?} is not run") };
     let (cpus, seed) = (args.cpus.expect("the line names --cpus"), args.seed.expect("the line names --seed"));
-    SimConfig::new(args.mem, cpus, args.duration, seed)
+    SimConfig::new(args.mem, cpus, args.duration, seed).with_workload(args.profile)
 }
 
 #[test]
@@ -194,11 +220,12 @@ proptest! {
     #[test]
     fn every_repeat_line_parses_back_to_its_config(
         mem in prop_oneof![MIN_RAM_BYTES..=u64::MAX, (64u64..=1 << 20).prop_map(|m| m << 20)],
-        cpus in 1..memdesc::buddy::MAX_CPUS as u32,
+        cpus in 1..=MAX_WORKLOAD_CPUS,
         nanos in prop_oneof![1..=u64::MAX, (1u64..=1_000_000).prop_map(|s| s * 1_000_000_000)],
         seed: u64,
+        workload in prop::sample::select(Workload::ALL.to_vec()),
     ) {
-        let config = SimConfig::new(mem, cpus, Duration::from_nanos(nanos), seed);
+        let config = SimConfig::new(mem, cpus, Duration::from_nanos(nanos), seed).with_workload(workload);
         let line = config.repeat_command();
         prop_assert_eq!(config_of(&line), config, "{}", line);
     }

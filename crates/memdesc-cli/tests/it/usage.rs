@@ -10,6 +10,7 @@ fn help_states_memory_rules_and_exit_codes() {
         let help = &out.stdout;
         assert!(help.contains("the least accepted is 64 MiB"), "{help}");
         assert!(help.contains("rounded down to a multiple of 4 MiB"), "{help}");
+        assert!(help.contains("--profile <PROFILE>") && help.contains("[possible values: mixed, gup]"), "{help}");
         for code in ["\n  0    passed", "\n  1    failed", "\n  2    usage error", "\n  130  interrupted by Ctrl-C"] {
             assert!(help.contains(code), "{code:?} missing from {help}");
         }
@@ -18,12 +19,13 @@ fn help_states_memory_rules_and_exit_codes() {
 
 #[test]
 fn bad_values_exit_2_saying_what_is_wrong() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--duration=-1"], "negative durations are not allowed: -1"),
         (&["--duration", "0"], "the duration must be more than zero"),
         (&["--mem", "32M"], "\"32M\" is less than the minimum of 64 MiB"),
         (&["--cpus", "0"], "at least one CPU is needed"),
-        (&["run", "--cpus", "64"], "at most 63"),
+        (&["run", "--cpus", "51"], "at most 50"),
+        (&["run", "--profile", "bogus"], "[possible values: mixed, gup]"),
         (&["--seed", "-1"], "negative seeds are not allowed"),
     ];
     for (args, message) in cases {
@@ -53,4 +55,13 @@ fn repeat_line_of_a_sub_millisecond_run_is_accepted_and_reproduces_it() {
     assert_eq!(repeat_args(&again.stdout), args);
     let header = |report: &str| report.lines().next().map(str::to_owned);
     assert_eq!(header(&again.stdout), header(&first.stdout));
+}
+
+#[test]
+fn gup_profile_repeat_line_names_the_profile_and_reproduces_it() {
+    let first = run(&["run", "--profile", "gup", "--mem", "64M", "--cpus", "1", "--duration", "200ms", "--seed", "4"]);
+    assert_eq!(first.status.code(), Some(0), "{}{}", first.stdout, first.stderr);
+    let args = repeat_args(&first.stdout);
+    assert_eq!(args.join(" "), "run --profile gup --mem 64M --cpus 1 --duration 200ms --seed 4");
+    assert!(first.stdout.starts_with("memdesc simulation: gup workload"), "{}", first.stdout);
 }

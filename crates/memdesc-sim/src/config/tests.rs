@@ -27,3 +27,28 @@ fn repeat_command_names_every_option() {
     let config = SimConfig::new(96 << 20, 3, Duration::from_millis(250), 77);
     assert_eq!(config.repeat_command(), "memdesc run --mem 96M --cpus 3 --duration 250ms --seed 77");
 }
+
+#[test]
+fn repeat_command_names_a_profile_other_than_the_default() {
+    let config = SimConfig::new(96 << 20, 2, Duration::from_secs(1), 5).with_workload(Workload::Gup);
+    assert_eq!(config.repeat_command(), "memdesc run --profile gup --mem 96M --cpus 2 --duration 1s --seed 5");
+    assert_eq!(Workload::from_name("gup"), Some(Workload::Gup));
+    assert_eq!(Workload::from_name("mixed"), Some(Workload::Mixed));
+    assert_eq!(Workload::from_name("bogus"), None);
+}
+
+#[test]
+fn layouts_give_every_role_a_cpu_of_its_own_within_the_node() {
+    let mixed = SimConfig::new(96 << 20, 2, Duration::from_secs(1), 5).layout();
+    assert_eq!((mixed.allocators, mixed.scanner, mixed.processes, mixed.pinners, mixed.splitters), (2, 2, 2, 2, 1));
+    assert_eq!((mixed.first_process(), mixed.first_pinner(), mixed.first_splitter(), mixed.nr_cpus()), (3, 5, 7, 8));
+    let gup = SimConfig::new(96 << 20, 2, Duration::from_secs(1), 5).with_workload(Workload::Gup).layout();
+    assert_eq!((gup.allocators, gup.scanner, gup.first_process(), gup.nr_cpus()), (0, 0, 1, 6));
+    for workload in Workload::ALL {
+        let largest = SimConfig::new(96 << 20, MAX_WORKLOAD_CPUS, Duration::from_secs(1), 5).with_workload(workload);
+        assert!(largest.validate().is_ok());
+        assert!(largest.layout().nr_cpus() as usize <= memdesc::buddy::MAX_CPUS, "{:?}", largest.layout());
+    }
+    let too_many = SimConfig::new(96 << 20, MAX_WORKLOAD_CPUS + 1, Duration::from_secs(1), 5);
+    assert!(too_many.validate().is_err());
+}

@@ -1,15 +1,19 @@
 //! Building the report from the threads' results and the node's final state,
 //! and the final accounting checks.
 
-use super::{AuditSummary, Machine, MemmapSummary, PageTypeInfo, Range, RcuSummary, Report, Throughput, ZoneSummary};
+use super::{
+    AuditSummary, Machine, MemmapSummary, PageTables, PageTypeInfo, Range, RcuSummary, Report, Throughput, ZoneSummary,
+};
 use crate::arena::Arena;
-use crate::config::SimConfig;
+use crate::config::{Layout, SimConfig};
 use crate::scanner::ScannerStats;
 use crate::violations::Violations;
+use crate::workload::mm::MmStats;
 use crate::workload::WorkloadStats;
 use memdesc::buddy::report::{Audit, VmStat};
 use memdesc::buddy::{VmEvent, ZoneId};
 use memdesc::memmap::DESCRIPTOR_SIZE;
+use memdesc::pgtable::{MmEvent, Mmu, HUGE_FRAMES};
 use memdesc::{Migratetype, Node, RcuReport, PAGE_SIZE};
 use std::time::Duration;
 
@@ -24,6 +28,8 @@ pub(crate) struct RunOutcome {
     pub(crate) per_cpu: Vec<(u64, Duration)>,
     /// The scanner's counts.
     pub(crate) scanner: ScannerStats,
+    /// The processes', pinners' and splitters' counts, summed.
+    pub(crate) mm: MmStats,
     /// Everything the threads saw go wrong.
     pub(crate) violations: Violations,
     /// When the interrupt stopped the workload (the longest a CPU ran
@@ -32,8 +38,8 @@ pub(crate) struct RunOutcome {
 }
 
 impl Machine {
-    /// The machine `arena` simulates, with `cpus` workload CPUs.
-    pub(crate) fn of(arena: &Arena, cpus: u32) -> Machine {
+    /// The machine `arena` simulates, with its CPUs laid out as `layout`.
+    pub(crate) fn of(arena: &Arena, layout: &Layout) -> Machine {
         let (ram, reserved) = arena.ranges();
         let range = |r: &memdesc::PhysRange| Range { start: r.start.0, end: r.end.0 };
         let mut holes = Vec::new();
@@ -49,8 +55,11 @@ impl Machine {
             ram: ram.iter().map(range).collect(),
             holes,
             reserved: reserved.iter().map(range).collect(),
-            workload_cpus: cpus,
-            scanner_cpu: cpus,
+            workload_cpus: layout.allocators,
+            scanner_cpu: layout.scanner,
+            process_cpus: (layout.first_process()..layout.first_pinner()).collect(),
+            pinner_cpus: (layout.first_pinner()..layout.first_splitter()).collect(),
+            splitter_cpus: (layout.first_splitter()..layout.nr_cpus()).collect(),
         }
     }
 }
@@ -63,8 +72,9 @@ pub(crate) fn build(
     node: &Node<'_>,
     outcome: RunOutcome,
     rcu: RcuReport,
+    mmu: &Mmu<'_>,
 ) -> Report {
-    let RunOutcome { elapsed, stats, per_cpu, scanner, mut violations, interrupted_after } = outcome;
+    let RunOutcome { elapsed, stats, per_cpu, scanner, mm, mut violations, interrupted_after } = outcome;
     let audit = node.audit();
     let vm = node.vmstat();
     let (bad_pages, _, bad_log) = node.bad_pages();
@@ -74,8 +84,12 @@ pub(crate) fn build(
             format!("audit: {} violations, the first: {}", audit.violations, first.unwrap_or_default())
         });
     }
-    check_accounting(&stats, &audit, &vm, bad_pages, &mut violations);
-    check_rcu(&stats, &rcu, &mut violations);
+    check_accounting(&stats, mmu, &audit, &vm, bad_pages, &mut violations);
+    let table_frames_at_end = mmu.table_frames();
+    if table_frames_at_end != 0 {
+        violations.record(|| format!("page tables: {table_frames_at_end} table frames left after every address space"));
+    }
+    check_rcu(&stats, mmu, &rcu, &mut violations);
     let map = node.memmap();
     let memmap = MemmapSummary {
         frames: map.nr_pages(),
@@ -96,6 +110,11 @@ pub(crate) fn build(
         throughput: throughput(&per_cpu),
         workload: stats,
         scanner,
+        page_tables: PageTables {
+            events: mmu.events().into_iter().map(|(event, n)| (event.name(), n)).collect(),
+            table_frames_at_end,
+            activity: mm,
+        },
         rcu: RcuSummary {
             grace_periods: rcu.gp_completed,
             grace_periods_started: rcu.gp_started,
@@ -130,7 +149,22 @@ pub(crate) fn build(
 /// Checks that every managed frame is accounted for, and that the
 /// allocator's counters agree with what the CPUs did. Each mismatch is a
 /// violation.
-fn check_accounting(stats: &WorkloadStats, audit: &Audit, vm: &VmStat, bad_pages: u64, v: &mut Violations) {
+///
+/// The page-table layer allocates too (table frames, frozen; pages and
+/// 2 MiB folios at faults, always zeroed) and counts only some of it, so
+/// the allocator's counters are checked against the workload CPUs' counts
+/// plus what the page-table layer must have taken: every frame it
+/// allocated was zeroed (the same count in `pgalloc_*` and `pgzero`), its
+/// frozen allocations are exactly its table frames, and it allocated at
+/// least its tables and its THP faults' folios.
+fn check_accounting(
+    stats: &WorkloadStats,
+    mmu: &Mmu<'_>,
+    audit: &Audit,
+    vm: &VmStat,
+    bad_pages: u64,
+    v: &mut Violations,
+) {
     // Every managed frame is free, quarantined or (leaked, reported apart)
     // allocated; the counters and the walk agree on the free ones.
     let accounted = vm.nr_free_pages + vm.nr_quarantined + audit.allocated;
@@ -151,20 +185,43 @@ fn check_accounting(stats: &WorkloadStats, audit: &Audit, vm: &VmStat, bad_pages
         v.record(|| format!("accounting: {} frames still on per-CPU lists after draining", vm.nr_free_pcp));
     }
     let allocated = vm.event(VmEvent::PgallocNormal) + vm.event(VmEvent::PgallocMovable);
-    let expected = [
-        ("frames allocated (pgalloc_*)", stats.frames_allocated, allocated),
-        ("frames zeroed (pgzero)", stats.frames_zeroed, vm.event(VmEvent::Pgzero)),
-        (
-            "slab and page-table allocations (pgalloc_frozen)",
-            stats.always_frozen_allocs,
-            vm.event(VmEvent::PgallocFrozen),
-        ),
-        ("failed allocations (pgalloc_fail)", stats.alloc_failures, vm.event(VmEvent::PgallocFail)),
-    ];
-    for (what, ours, theirs) in expected {
-        if ours != theirs {
-            v.record(|| format!("accounting: {what}: the CPUs counted {ours}, vmstat {theirs}"));
-        }
+    let tables = mmu.event(MmEvent::PgtableAlloc);
+    let mm_frames = allocated.wrapping_sub(stats.frames_allocated);
+    let mm_zeroed = vm.event(VmEvent::Pgzero).wrapping_sub(stats.frames_zeroed);
+    let mm_least = tables + mmu.event(MmEvent::ThpFaultAlloc) * HUGE_FRAMES;
+    if allocated < stats.frames_allocated || mm_frames != mm_zeroed || mm_frames < mm_least {
+        v.record(|| {
+            format!(
+                "accounting: vmstat allocated {allocated} frames and zeroed {}; the CPUs counted {} and {}, so the \
+                 page tables took {mm_frames} and zeroed {mm_zeroed}, but their tables and THP faults alone need \
+                 {mm_least}",
+                vm.event(VmEvent::Pgzero),
+                stats.frames_allocated,
+                stats.frames_zeroed
+            )
+        });
+    }
+    let frozen = vm.event(VmEvent::PgallocFrozen);
+    if frozen != stats.always_frozen_allocs + tables {
+        v.record(|| {
+            format!(
+                "accounting: slab and page-table allocations (pgalloc_frozen): the CPUs counted {}, the page \
+                 tables {tables}, vmstat {frozen}",
+                stats.always_frozen_allocs
+            )
+        });
+    }
+    // Faults that found no memory fail allocations the CPUs do not count.
+    let failed = vm.event(VmEvent::PgallocFail);
+    if failed < stats.alloc_failures + mmu.event(MmEvent::ThpFaultFallback) {
+        v.record(|| {
+            format!(
+                "accounting: failed allocations (pgalloc_fail): the CPUs counted {}, THP fault fallbacks {}, \
+                 vmstat {failed}",
+                stats.alloc_failures,
+                mmu.event(MmEvent::ThpFaultFallback)
+            )
+        });
     }
     if bad_pages == 0 && audit.allocated == 0 && allocated != vm.event(VmEvent::Pgfree) {
         v.record(|| format!("accounting: {allocated} frames allocated but {} freed", vm.event(VmEvent::Pgfree)));
@@ -172,9 +229,10 @@ fn check_accounting(stats: &WorkloadStats, audit: &Audit, vm: &VmStat, bad_pages
 }
 
 /// Checks that RCU ran every callback queued (the machine's barrier ran
-/// before the report) and that the CPUs' deferred frees are those
-/// callbacks.
-fn check_rcu(stats: &WorkloadStats, rcu: &RcuReport, v: &mut Violations) {
+/// before the report) and that the CPUs' deferred frees and the page-table
+/// layer's table frees are those callbacks (or, with a full queue,
+/// synchronous ones).
+fn check_rcu(stats: &WorkloadStats, mmu: &Mmu<'_>, rcu: &RcuReport, v: &mut Violations) {
     if rcu.callbacks_invoked != rcu.callbacks_queued {
         v.record(|| {
             format!(
@@ -183,11 +241,13 @@ fn check_rcu(stats: &WorkloadStats, rcu: &RcuReport, v: &mut Violations) {
             )
         });
     }
-    if rcu.callbacks_queued != stats.table_frees_deferred {
+    let tables_freed = mmu.event(MmEvent::PgtableFree);
+    if rcu.callbacks_queued + rcu.callbacks_synchronous != stats.table_frees_deferred + tables_freed {
         v.record(|| {
             format!(
-                "rcu: {} callbacks queued, the CPUs deferred {} page-table frees",
-                rcu.callbacks_queued, stats.table_frees_deferred
+                "rcu: {} callbacks queued and {} run synchronously, the CPUs deferred {} page-table frees and the \
+                 page tables freed {tables_freed} table frames",
+                rcu.callbacks_queued, rcu.callbacks_synchronous, stats.table_frees_deferred
             )
         });
     }

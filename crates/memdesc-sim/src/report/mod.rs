@@ -15,6 +15,7 @@ pub use ordered::OrderedMap;
 
 use crate::config::SimConfig;
 use crate::scanner::ScannerStats;
+use crate::workload::mm::MmStats;
 use crate::workload::WorkloadStats;
 use memdesc::buddy::NR_ORDERS;
 use serde::Serialize;
@@ -46,6 +47,9 @@ pub struct Report {
     pub throughput: Throughput,
     /// What the scanner did.
     pub scanner: ScannerStats,
+    /// What the processes, pinners and splitters did, and the page-table
+    /// layer's counters.
+    pub page_tables: PageTables,
     /// What the machine's RCU did.
     pub rcu: RcuSummary,
     /// Promises the core broke, seen by the workload, the scanner, the audit
@@ -115,10 +119,30 @@ pub struct Machine {
     pub holes: Vec<Range>,
     /// RAM reserved for the "kernel image", never managed.
     pub reserved: Vec<Range>,
-    /// CPUs running the workload.
+    /// CPUs running the allocator workload (`0..workload_cpus`; none in
+    /// the `gup` profile).
     pub workload_cpus: u32,
     /// The CPU running the scanner.
     pub scanner_cpu: u32,
+    /// The CPUs running processes, one address space each.
+    pub process_cpus: Vec<u32>,
+    /// The CPUs running pinners.
+    pub pinner_cpus: Vec<u32>,
+    /// The CPUs running splitters.
+    pub splitter_cpus: Vec<u32>,
+}
+
+/// The page-table, GUP and THP layers in the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct PageTables {
+    /// Every [`memdesc::pgtable::MmEvent`] counter, by its vmstat name
+    /// (`thp_fault_alloc`, `gup_fast_fallback`, `nr_tlb_remote_flush`, …).
+    pub events: OrderedMap<u64>,
+    /// Page-table frames still allocated once every address space was
+    /// dropped. Must be 0.
+    pub table_frames_at_end: u64,
+    /// What the processes, pinners and splitters did.
+    pub activity: MmStats,
 }
 
 /// What the memory map costs.

@@ -13,6 +13,7 @@ impl Display for Report {
         self.fmt_machine(f)?;
         self.fmt_workload(f)?;
         self.fmt_scanner(f)?;
+        self.fmt_page_tables(f)?;
         self.fmt_rcu(f)?;
         self.fmt_problems(f)?;
         self.fmt_vmstat(f)?;
@@ -98,12 +99,84 @@ impl Report {
                 Count(z.high)
             )?;
         }
-        writeln!(f, "  CPUs            {} workload + 1 scanner (cpu{})\n", m.workload_cpus, m.scanner_cpu)
+        writeln!(
+            f,
+            "  CPUs            {} allocator + 1 scanner (cpu{}) + {} processes {} + {} pinners {} + {} splitters {}\n",
+            m.workload_cpus,
+            m.scanner_cpu,
+            m.process_cpus.len(),
+            Cpus(&m.process_cpus),
+            m.pinner_cpus.len(),
+            Cpus(&m.pinner_cpus),
+            m.splitter_cpus.len(),
+            Cpus(&m.splitter_cpus)
+        )
+    }
+
+    /// The processes, pinners and splitters, then every page-table event
+    /// counter as `/proc/vmstat` would print it.
+    fn fmt_page_tables(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let p = &self.page_tables;
+        let a = &p.activity;
+        writeln!(f, "Page tables, GUP and THP")?;
+        writeln!(
+            f,
+            "  processes       {} regions mapped ({} THP-able), {} unmapped; {} pages stamped, {} verified \
+             ({} read back as zero)",
+            Count(a.maps),
+            Count(a.thp_maps),
+            Count(a.munmaps),
+            Count(a.pages_written),
+            Bytes(a.bytes_verified),
+            Count(a.zero_pages_verified)
+        )?;
+        writeln!(
+            f,
+            "                  {} mprotects ({} writes refused), {} MADV_DONTNEED, {} audits, {} out of memory",
+            Count(a.mprotects),
+            Count(a.protection_faults),
+            Count(a.dontneeds),
+            Count(a.audits),
+            Count(a.out_of_memory)
+        )?;
+        writeln!(
+            f,
+            "  pinners         {} GUP-fast calls, {} pages pinned, {} stamps checked through pins, {} refused \
+             (unmapped or read-only under them)",
+            Count(a.gup_calls),
+            Count(a.pages_pinned),
+            Count(a.stamps_checked),
+            Count(a.gup_refused)
+        )?;
+        writeln!(
+            f,
+            "  splits          {} asked, {} done, {} deferred done, {} refused busy (a pin or reference), {} with \
+             nothing to split; {} words read back by the splitter's CPU",
+            Count(a.split_requests),
+            Count(a.splits),
+            Count(a.deferred_splits),
+            Count(a.splits_busy),
+            Count(a.splits_skipped),
+            Count(a.thread_reads)
+        )?;
+        writeln!(
+            f,
+            "  table frames    {} in use at most; {} left after every address space was dropped",
+            Count(a.peak_table_frames),
+            p.table_frames_at_end
+        )?;
+        for (name, n) in p.events.iter() {
+            writeln!(f, "  {name} {n}")?;
+        }
+        writeln!(f)
     }
 
     fn fmt_workload(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let w = &self.workload;
         writeln!(f, "Workload ({}, {} wall clock incl. teardown)", self.config.workload.name(), Secs(self.duration_s))?;
+        if self.machine.workload_cpus == 0 {
+            return writeln!(f, "  no allocator CPUs in this profile\n");
+        }
         writeln!(
             f,
             "  allocations     {}  (frozen {}, zeroed {}; {} failed: out of memory)",
@@ -183,7 +256,7 @@ impl Report {
             Count(r.callbacks_queued),
             Count(r.callbacks_invoked),
             Count(r.callbacks_synchronous),
-            Count(self.workload.table_frees_deferred)
+            Count(self.workload.table_frees_deferred + self.page_tables.events.get("pgtable_free").copied().unwrap_or(0))
         )?;
         match r.last_stalled_cpu {
             Some(cpu) => writeln!(f, "  stalls          {} (last on cpu{cpu})\n", Count(r.stalls)),
@@ -340,6 +413,19 @@ impl Display for Secs {
 }
 
 /// Physical ranges as `[start, end)` in hex.
+/// CPU numbers, as `(cpu3, cpu4)`; nothing for none.
+struct Cpus<'a>(&'a [u32]);
+
+impl Display for Cpus<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self.0.iter().map(|c| format!("cpu{c}")).collect();
+        write!(f, "({})", names.join(", "))
+    }
+}
+
 struct Ranges<'a>(&'a [Range]);
 
 impl Display for Ranges<'_> {

@@ -8,6 +8,7 @@
 
 mod live;
 pub(crate) mod mixed;
+pub(crate) mod mm;
 mod stamp;
 
 use memdesc::buddy::NR_ORDERS;

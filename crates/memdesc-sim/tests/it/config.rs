@@ -20,7 +20,10 @@ fn invalid_configs_are_refused() {
     let no_cpus = SimConfig { cpus: 0, ..ok.clone() };
     assert!(matches!(memdesc_sim::run(&no_cpus, |_| {}), Err(SimError::NoCpus)));
     let too_many = SimConfig { cpus: 64, ..ok.clone() };
-    assert!(matches!(too_many.validate(), Err(SimError::TooManyCpus { cpus: 64, max: 63 })));
+    let max = memdesc_sim::MAX_WORKLOAD_CPUS;
+    assert!(matches!(too_many.validate(), Err(SimError::TooManyCpus { cpus: 64, max: m }) if m == max));
+    assert!(SimConfig { cpus: max, ..ok.clone() }.validate().is_ok());
+    assert!(SimConfig { cpus: max + 1, ..ok.clone() }.validate().is_err());
     let tiny = SimConfig { ram_bytes: 1 << 20, ..ok };
     assert!(matches!(tiny.validate(), Err(SimError::TooLittleMemory { .. })));
 }

@@ -61,3 +61,17 @@ fn interrupt_before_the_first_batch_still_boots_and_audits() {
     assert!(report.interrupted && report.passed(), "{report}");
     assert!(report.audit.free_frames > 0);
 }
+
+#[test]
+fn interrupting_the_gup_profile_unmaps_everything_and_returns_every_table() {
+    let config = SimConfig::new(128 << 20, 2, LONG, 13).with_workload(memdesc_sim::Workload::Gup);
+    let report = run_interrupted(config, Duration::from_millis(500));
+    assert!(report.interrupted && report.interrupted_after_s.is_some(), "{report}");
+    assert_eq!(report.violations, 0, "violations: {:#?}", report.first_violations);
+    assert!(report.passed(), "{report}");
+    let p = &report.page_tables;
+    assert!(p.activity.maps > 0 && p.activity.gup_calls > 0, "{:#?}", p.activity);
+    assert_eq!(p.activity.maps, p.activity.munmaps, "every region unmapped at teardown: {:#?}", p.activity);
+    assert_eq!(p.table_frames_at_end, 0);
+    assert!(report.to_string().ends_with("in what ran\n"));
+}

@@ -1,6 +1,7 @@
 //! Integration tests of the simulator: short runs of the whole machine.
 
 mod config;
+mod gup;
 mod interrupt;
 mod mixed;
 
