@@ -23,6 +23,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   ci              everything CI checks: tidy, fmt, clippy, doc, test, example, loom, mutants, miri
+                  (and the core alone without its failpoints feature: clippy, doc tests)
   tidy            static checks: layering, atomics, unsafe allowlist, SAFETY and ordering comments
   loom            loom models of the core crate (release, RUSTFLAGS=\"--cfg memdesc_loom\")
   miri            the core crate's unit tests under Miri (needs `rustup component add
@@ -91,8 +92,14 @@ fn ci(runner: &mut Runner) -> Result<(), String> {
     tidy(runner)?;
     runner.run(&Step::cargo("fmt", &["fmt", "--all", "--", "--check"]))?;
     runner.run(&Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The workspace build has the core's `failpoints` feature (memdesc-sim
+    // enables it); check the core as an embedder builds it, without.
+    runner.run(&Step::cargo("clippy-core", &["clippy", "-p", "memdesc", "--all-targets", "--", "-D", "warnings"]))?;
     runner.run(&Step::cargo("doc", &["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     runner.run(&Step::cargo("test", &["test", "--workspace"]).env_default("PROPTEST_CASES", PROPTEST_CASES))?;
+    // Without the feature: the doc test in platform::failpoints that must
+    // not compile (no failpoint hook in a production core).
+    runner.run(&Step::cargo("doctest-core", &["test", "-p", "memdesc", "--doc"]))?;
     // The embedder's tour asserts as it goes: running it is its test.
     runner.run(&Step::cargo("example", &["run", "-p", "memdesc", "--example", "tour"]))?;
     loom(runner)?;

@@ -30,6 +30,49 @@ pub enum Command {
     /// Boot a simulated machine, run a workload (`--profile`), print the
     /// report.
     Run(RunArgs),
+    /// Replay one of seed 000's races step by step on the real code
+    /// (`memdesc race list` names them).
+    Race(RaceArgs),
+}
+
+/// Options of `memdesc race`.
+#[derive(Debug, Args)]
+pub struct RaceArgs {
+    /// `list` to name the races, or the race to replay.
+    #[arg(value_name = "NAME", value_parser = race_names())]
+    pub name: String,
+    /// Which code the getter runs: `historical` (before the fix: the replay
+    /// skips the rechecks it lacked) or `fixed`. Default: both, historical
+    /// first.
+    #[arg(long, value_enum)]
+    pub variant: Option<VariantArg>,
+    /// Print the reports (or the list) as JSON on stdout: an array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--variant` of `memdesc race`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VariantArg {
+    /// The code before the fix.
+    Historical,
+    /// The code as it is.
+    Fixed,
+}
+
+impl From<VariantArg> for memdesc_sim::race::Variant {
+    fn from(v: VariantArg) -> Self {
+        match v {
+            VariantArg::Historical => Self::Historical,
+            VariantArg::Fixed => Self::Fixed,
+        }
+    }
+}
+
+/// `list` and every race's name, so clap lists them in errors and help.
+fn race_names() -> clap::builder::PossibleValuesParser {
+    let names = std::iter::once("list").chain(memdesc_sim::race::scenarios().iter().map(|s| s.name));
+    clap::builder::PossibleValuesParser::new(names)
 }
 
 /// Options of `memdesc run`.
@@ -69,7 +112,31 @@ pub struct RunArgs {
 /// from the constants they state so they cannot drift.
 pub fn command() -> clap::Command {
     let notes = notes();
-    Cli::command().after_help(notes.clone()).mut_subcommand("run", |run| run.after_help(notes))
+    Cli::command()
+        .after_help(notes.clone())
+        .mut_subcommand("run", |run| run.after_help(notes))
+        .mut_subcommand("race", |race| race.after_help(race_notes()))
+}
+
+/// What `memdesc race --help` says after the options.
+fn race_notes() -> String {
+    format!(
+        "Races:\n{races}\n\
+         \n\
+         Exit status:\n  \
+         {passed:<4} every variant replayed behaved as expected: the fixed code's recheck refused\n       \
+         the reference; the historical code showed the bug and validation caught it\n  \
+         {failed:<4} a variant did not, or the threads did not follow the schedule\n  \
+         {usage:<4} usage error, or the simulated machine could not start",
+        races = memdesc_sim::race::scenarios()
+            .iter()
+            .map(|s| format!("  {}\n      {}", s.name, s.summary))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        passed = exit::PASSED,
+        failed = exit::FAILED,
+        usage = exit::USAGE,
+    )
 }
 
 /// Parses the process's arguments, exiting with the usage code (or 0 for

@@ -9,6 +9,10 @@
 //! frames, no bad pages), 1 when it did not, 2 when it could not run, 130
 //! when Ctrl-C stopped it early with nothing wrong in what ran (the report
 //! of what ran is printed, marked interrupted).
+//!
+//! `memdesc race list` names seed 000's races; `memdesc race NAME
+//! [--variant historical|fixed] [--json]` replays one step by step (module
+//! `race`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,6 +21,7 @@ mod exit;
 mod host;
 mod interrupt;
 mod progress;
+mod race;
 mod watchdog;
 
 use args::{Command, RunArgs};
@@ -31,6 +36,7 @@ fn main() -> ExitCode {
     let cli = args::parse();
     match cli.command {
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Race(args)) => race::run(&args),
         None => run(&cli.run),
     }
 }

@@ -7,10 +7,8 @@
 
 use memdesc::buddy::BootError;
 use memdesc::memmap::{MemoryLayout, PhysAddr, PhysRange};
-use memdesc::{BootFailed, Node, NodeConfig};
+use memdesc::{BootFailed, Node, NodeConfig, Platform};
 use std::io;
-
-use crate::platform::SimPlatform;
 
 /// Bytes below the first RAM range (like x86's low megabyte).
 pub const LOW_HOLE: u64 = 1 << 20;
@@ -59,7 +57,7 @@ impl Arena {
     ///
     /// # Errors
     /// As [`Node::boot`].
-    pub fn boot<'a>(&'a mut self, config: NodeConfig, platform: &'a SimPlatform) -> Result<&'a Node<'a>, BootError> {
+    pub fn boot<'a>(&'a mut self, config: NodeConfig, platform: &'a dyn Platform) -> Result<&'a Node<'a>, BootError> {
         let (ram, reserved) = (self.ram, self.reserved);
         let layout = MemoryLayout { ram: &ram, reserved: &reserved };
         Node::boot(&mut self.mapping[..], PhysAddr(0), &layout, config, platform).map_err(BootFailed::into_error)

@@ -27,6 +27,10 @@
 //! the stamps before freeing (see `workload::mixed`); processes, pinners
 //! and a splitter run the page-table, GUP and THP layers beside them (see
 //! `workload::mm`). [`Workload::Gup`]: those alone.
+//!
+//! # Race replay
+//! With the `race` feature (on by default), [`race`] replays seed 000's
+//! races step by step on the real code, through the core's failpoints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -35,6 +39,8 @@ mod config;
 mod error;
 mod machine;
 pub mod platform;
+#[cfg(feature = "race")]
+pub mod race;
 pub mod report;
 mod rng;
 mod scanner;

@@ -93,6 +93,8 @@ pub mod rcu;
 pub mod sync;
 pub mod thp;
 
+#[cfg(all(test, feature = "failpoints", not(memdesc_loom)))]
+mod failpoint_tests;
 #[cfg(all(test, not(memdesc_loom)))]
 mod mt_tests;
 #[cfg(test)]

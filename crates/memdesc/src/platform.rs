@@ -11,6 +11,9 @@
 //! Under the model checker the implementations must be deterministic: a
 //! thread's CPU id is fixed and waiting is a yield.
 
+pub mod failpoints;
+pub(crate) use failpoints::{failpoint, failpoint_check};
+
 /// Index of a CPU, `0..nr_cpus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CpuId(pub u32);
@@ -84,6 +87,16 @@ pub trait Platform: Sync {
     fn tlb_shootdown(&self, cpu: CpuId, flush: &dyn Fn()) {
         let _ = cpu;
         flush();
+    }
+
+    /// Called at a protocol step named by `at` (feature `failpoints` only;
+    /// see [`failpoints`]): a race replay blocks here until it is this
+    /// thread's turn, and may answer [`FailAction::Skip`](failpoints::FailAction)
+    /// at a check to run the historical code. The default continues.
+    #[cfg(feature = "failpoints")]
+    fn failpoint(&self, at: failpoints::Failpoint) -> failpoints::FailAction {
+        let _ = at;
+        failpoints::FailAction::Continue
     }
 }
 

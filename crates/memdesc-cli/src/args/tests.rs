@@ -169,7 +169,10 @@ fn no_arguments_means_run_with_defaults() {
 #[test]
 fn profiles_are_parsed_by_name_and_others_refused_with_the_list() {
     assert_eq!(
-        parse_line("memdesc run --profile gup").unwrap().command.map(|Command::Run(a)| a.profile),
+        parse_line("memdesc run --profile gup").unwrap().command.and_then(|c| match c {
+            Command::Run(a) => Some(a.profile),
+            Command::Race(_) => None,
+        }),
         Some(Workload::Gup)
     );
     assert_eq!(parse_line("memdesc --profile mixed --json").unwrap().run.profile, Workload::Mixed);
@@ -240,4 +243,41 @@ proptest! {
 fn default_cpus_stay_within_what_cpus_accepts() {
     let cpus = default_cpus();
     assert_eq!(parse_cpus(&cpus.to_string()), Ok(cpus));
+}
+
+#[test]
+fn race_takes_a_name_a_variant_and_json() {
+    let cli = parse_line("memdesc race gup-fast-vs-split --variant historical --json").unwrap();
+    let Some(Command::Race(args)) = cli.command else { panic!("not race") };
+    assert_eq!(args.name, "gup-fast-vs-split");
+    assert_eq!(args.variant, Some(VariantArg::Historical));
+    assert!(args.json);
+    let cli = parse_line("memdesc race list").unwrap();
+    let Some(Command::Race(args)) = cli.command else { panic!("not race") };
+    assert_eq!((args.name.as_str(), args.variant, args.json), ("list", None, false));
+}
+
+#[test]
+fn race_refuses_unknown_names_and_variants_naming_the_valid_ones() {
+    let error = error_of("memdesc race gup-fast-vs-nothing");
+    assert!(error.contains("gup-fast-vs-split") && error.contains("gup-fast-vs-free-realloc"), "{error}");
+    assert!(error.contains("list"), "{error}");
+    let error = error_of("memdesc race gup-fast-vs-split --variant mutant");
+    assert!(error.contains("historical") && error.contains("fixed"), "{error}");
+    assert!(parse_line("memdesc race").is_err(), "a name is required");
+}
+
+#[test]
+fn race_help_names_every_race_and_its_exit_codes() {
+    let help = command().find_subcommand_mut("race").expect("race exists").render_long_help().to_string();
+    for scenario in memdesc_sim::race::scenarios() {
+        assert!(help.contains(scenario.name) && help.contains(scenario.summary), "{help}");
+    }
+    for (code, meaning) in
+        [(0, "every variant replayed behaved as expected"), (1, "a variant did not"), (2, "usage error")]
+    {
+        assert!(help.contains(&format!("\n  {code:<4} {meaning}")), "exit {code} not explained: {help}");
+    }
+    let top = command().render_long_help().to_string();
+    assert!(top.contains("race") && top.contains("Replay one of seed 000's races"), "{top}");
 }

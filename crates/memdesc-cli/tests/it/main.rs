@@ -2,6 +2,7 @@
 //! process with arguments, its output and its exit status.
 
 mod interrupt;
+mod race;
 mod usage;
 
 use std::io::Read;

@@ -345,7 +345,9 @@ impl<'a> Node<'a> {
         if gfp.page_type.is_always_frozen() {
             return Err(AllocError::BadType(gfp.page_type));
         }
-        Ok(self.alloc_frozen(order, gfp)?.publish())
+        let folio = self.alloc_frozen(order, gfp)?;
+        crate::platform::failpoint!(self.platform, AllocPublish);
+        Ok(folio.publish())
     }
 
     /// Allocates a folio of `order` and returns it frozen (refcount 0):
@@ -473,6 +475,7 @@ impl<'a> Node<'a> {
     /// Takes back a folio whose refcount reached 0 (or whose frozen owner
     /// dropped it): checks it, resets it, and frees its block.
     fn free_folio(&self, head_pfn: Pfn) {
+        crate::platform::failpoint!(self.platform, FreeFolio);
         let map = &self.map;
         let head = map.page_of(head_pfn);
         if head.page_type() == PageType::Quarantined {

@@ -238,6 +238,16 @@ impl Page {
     }
 }
 
+/// Compound-info snapshots by pfn, for reports, audits and race replays.
+impl crate::memmap::MemMap<'_> {
+    /// The head of the folio `pfn` belongs to by its compound word, and its
+    /// order if `pfn` is a head; `None` for a pfn outside the map. A racy
+    /// snapshot, like [`Page::page_type`].
+    pub fn compound_head(&self, pfn: Pfn) -> Option<(Pfn, Option<Order>)> {
+        Some(decode_compound(pfn, self.page(pfn)?.compound_word()))
+    }
+}
+
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 

@@ -103,11 +103,13 @@ pub fn try_get_refs<'a, R: FolioRelease>(
     let map = owner.memmap();
     // P1.1: the descriptor; bounds-checked arithmetic, never a wild pointer.
     let page = map.page(pfn).ok_or(GetError::OutOfRange)?;
+    crate::platform::failpoint!(owner.platform(), P1ReadHead);
     // P1.2: the head, from a snapshot of the compound word (Relaxed inside
     // compound_word; rechecked at P1.4 after the Acquire of P1.3).
     let (head_pfn, _) = decode_compound(pfn, page.compound_word());
     let head = map.page(head_pfn).ok_or(GetError::Moved)?;
 
+    crate::platform::failpoint!(owner.platform(), P1Increment);
     // P1.3: add `refs` unless zero, never into the overflow band.
     let limit = REF_MAX.checked_sub(refs.get()).ok_or(GetError::Overflow)?;
     // Relaxed: the first read only seeds the CAS loop.
@@ -144,7 +146,7 @@ pub fn try_get_refs<'a, R: FolioRelease>(
     // P1.4: recheck the frame still belongs to the head we counted (seed
     // 000). Relaxed inside compound_word: ordered after the Acquire of P1.3.
     #[cfg(not(memdesc_mutant = "no_head_recheck"))]
-    {
+    if crate::platform::failpoint_check!(owner.platform(), P1HeadRecheck) {
         let (now, _) = decode_compound(pfn, page.compound_word());
         if now != head_pfn {
             drop(folio);
@@ -154,7 +156,7 @@ pub fn try_get_refs<'a, R: FolioRelease>(
 
     // P1.5: the caller's source recheck.
     #[cfg(not(memdesc_mutant = "no_source_recheck"))]
-    if !recheck_source(folio.folio()) {
+    if crate::platform::failpoint_check!(owner.platform(), P1SourceRecheck) && !recheck_source(folio.folio()) {
         drop(folio);
         return Err(GetError::SourceChanged);
     }

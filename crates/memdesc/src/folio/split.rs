@@ -221,10 +221,14 @@ impl<'a, R: FolioRelease> Iterator for SplitFolios<'a, R> {
 
     fn next(&mut self) -> Option<FrozenFolio<'a, R>> {
         if self.next >= self.nr_pages {
+            if self.first.is_some() {
+                crate::platform::failpoint!(self.owner.platform(), SplitUnfreezeHead);
+            }
             // P2.4, P2.6: the original comes back last, after every new
             // piece has been rewritten.
             return self.first.take();
         }
+        crate::platform::failpoint!(self.owner.platform(), SplitPiece);
         let order = self.piece_order(self.next);
         let pfn = self.head_pfn.add(self.next);
         self.next += order.nr_pages();
@@ -381,6 +385,7 @@ impl<'a, R: FolioRelease> FrozenFolio<'a, R> {
             flags,
             next: 0,
         };
+        crate::platform::failpoint!(self.owner().platform(), SplitFrozen);
         // P2.3: the original head takes its piece's order.
         let head_order = pieces.piece_order(0);
         self.head().set_compound(head_word(head_order));

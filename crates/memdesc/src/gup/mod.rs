@@ -308,6 +308,7 @@ fn fast_path<'m, 'a>(
     let section = mmu.rcu().read_lock();
     let mut va = start;
     while va < end {
+        crate::platform::failpoint!(node.platform(), GupWalk);
         let Some(leaf) = aspace.walk(&section, va) else { break };
         let Entry::Page { pfn, prot, huge } = leaf.entry else { break };
         if !prot.user || (flags.write && !prot.write) {
@@ -344,7 +345,8 @@ fn fast_path<'m, 'a>(
         let held = hold(got, flags)?;
         // P6.5 / P1.5: the entries still map what we counted; a change means
         // an unmap, split or free raced us, and the slow path decides.
-        if !still_mapped(aspace, &leaf, inside.get()) {
+        if crate::platform::failpoint_check!(node.platform(), GupRecheck) && !still_mapped(aspace, &leaf, inside.get())
+        {
             drop(held);
             break;
         }
@@ -424,6 +426,7 @@ fn slow_path<'m, 'a>(
     let mmu = aspace.mmu();
     mmu.count(MmEvent::GupSlow, 1);
     let node: &'a Node<'a> = mmu.node();
+    crate::platform::failpoint!(node.platform(), GupSlowPath);
     let mut va = start;
     while va < end {
         let taken = aspace
