@@ -79,6 +79,10 @@ fn pins_on_a_small_folio_are_a_bias_and_unpin_removes_it() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn a_pmd_mapped_folio_is_pinned_with_one_add_for_all_its_pages() {
     with_aspace(FRAMES, |node, aspace| {
         let va = aspace.mmap_anon(HUGE_SIZE, true, true).unwrap();

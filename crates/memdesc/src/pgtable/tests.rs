@@ -55,6 +55,10 @@ fn first_touch_maps_zeroed_pages_and_bytes_round_trip() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a 2 MiB folio per test: minutes under Miri; the same unsafe paths run under Miri in the other THP tests"
+)]
 fn a_thp_area_faults_one_pmd_and_a_partial_unmap_splits_it() {
     with_mmu(FRAMES, |node, mmu| {
         let aspace = AddressSpace::new(mmu).unwrap();
