@@ -197,6 +197,18 @@ fn mutant_table_free_without_gp_is_caught() {
     crate::testutil::assert_model_fails_with_branches(BRANCHES, p5_walker_vs_table_free);
 }
 
+/// Setup of the TLB models: a page written ("x") by CPU 1, so CPU 1's TLB
+/// holds its translation, beside a neighbour that keeps the tables in use
+/// (so an unmap of the page frees only the page). Returns its address.
+fn page_in_cpu1_tlb(world: &World) -> u64 {
+    let va = world.aspace.mmap_anon(2 * PAGE, true, false).unwrap();
+    world.aspace.write(va + PAGE, b"n").unwrap();
+    set_current_cpu(1);
+    world.aspace.write(va, b"x").unwrap();
+    set_current_cpu(0);
+    va
+}
+
 /// P5.2 before P5.3: CPU 1 holds a TLB entry for a page that CPU 0
 /// unmaps. CPU 1 then allocates a page, writes it, and reads the unmapped
 /// address. If the unmap freed the page before shooting CPU 1's TLB down,
@@ -204,36 +216,25 @@ fn mutant_table_free_without_gp_is_caught() {
 /// stale translation (a use after free through the TLB). With the flush
 /// first, the read either sees the old bytes (before the unmap) or faults.
 fn p5_tlb_vs_unmap() {
-    with_world(
-        |world| {
-            let va = world.aspace.mmap_anon(2 * PAGE, true, false).unwrap();
-            // The neighbour keeps the tables, so only the page is freed.
-            world.aspace.write(va + PAGE, b"n").unwrap();
-            set_current_cpu(1);
-            world.aspace.write(va, b"x").unwrap();
+    with_world(page_in_cpu1_tlb, |world, va| {
+        let aspace = world.aspace;
+        let unmapper = thread::spawn(move || {
             set_current_cpu(0);
-            va
-        },
-        |world, va| {
-            let aspace = world.aspace;
-            let unmapper = thread::spawn(move || {
-                set_current_cpu(0);
-                aspace.munmap(va, PAGE).unwrap();
-            });
-            set_current_cpu(1);
-            thread::yield_now();
-            let mine = world.node.alloc(crate::folio::Order::ZERO, crate::buddy::Gfp::USER).unwrap();
-            mine.writer().write(b"N");
-            let mut buf = [0u8; 1];
-            match aspace.read(va, &mut buf) {
-                Ok(()) => assert_eq!(&buf, b"x", "P5 violated: a stale translation reached a freed, reused page"),
-                Err(super::Fault::NotMapped(_)) => {}
-                Err(e) => panic!("unexpected fault {e}"),
-            }
-            drop(mine);
-            unmapper.join().unwrap();
-        },
-    );
+            aspace.munmap(va, PAGE).unwrap();
+        });
+        set_current_cpu(1);
+        thread::yield_now();
+        let mine = world.node.alloc(crate::folio::Order::ZERO, crate::buddy::Gfp::USER).unwrap();
+        mine.writer().write(b"N");
+        let mut buf = [0u8; 1];
+        match aspace.read(va, &mut buf) {
+            Ok(()) => assert_eq!(&buf, b"x", "P5 violated: a stale translation reached a freed, reused page"),
+            Err(super::Fault::NotMapped(_)) => {}
+            Err(e) => panic!("unexpected fault {e}"),
+        }
+        drop(mine);
+        unmapper.join().unwrap();
+    });
 }
 
 #[test]
@@ -254,32 +255,22 @@ fn mutant_unmap_put_before_flush_is_caught() {
 /// the access, so the access happens before the free; an access made after
 /// dropping the lock races the next owner's write.
 fn p5_access_vs_reuse() {
-    with_world(
-        |world| {
-            let va = world.aspace.mmap_anon(2 * PAGE, true, false).unwrap();
-            world.aspace.write(va + PAGE, b"n").unwrap();
-            set_current_cpu(1);
-            world.aspace.write(va, b"x").unwrap();
+    with_world(page_in_cpu1_tlb, |world, va| {
+        let (aspace, node, mmu) = (world.aspace, world.node, world.mmu);
+        let unmapper = thread::spawn(move || {
             set_current_cpu(0);
-            va
-        },
-        |world, va| {
-            let (aspace, node, mmu) = (world.aspace, world.node, world.mmu);
-            let unmapper = thread::spawn(move || {
-                set_current_cpu(0);
-                aspace.munmap(va, PAGE).unwrap();
-                // The frame's next owner writes it (every free frame is
-                // taken, so this is the unmapped page's).
-                let next = node.alloc(crate::folio::Order::ZERO, crate::buddy::Gfp::USER).unwrap();
-                mmu.store.retire(next.pfn());
-            });
-            set_current_cpu(1);
-            thread::yield_now();
-            let mut buf = [0u8; 1];
-            let _ = aspace.read(va, &mut buf);
-            unmapper.join().unwrap();
-        },
-    );
+            aspace.munmap(va, PAGE).unwrap();
+            // The frame's next owner writes it (every free frame is
+            // taken, so this is the unmapped page's).
+            let next = node.alloc(crate::folio::Order::ZERO, crate::buddy::Gfp::USER).unwrap();
+            mmu.store.retire(next.pfn());
+        });
+        set_current_cpu(1);
+        thread::yield_now();
+        let mut buf = [0u8; 1];
+        let _ = aspace.read(va, &mut buf);
+        unmapper.join().unwrap();
+    });
 }
 
 #[test]
