@@ -327,7 +327,7 @@ fn fast_path<'m, 'a>(
         };
         let refs = NonZeroU32::new(nr as u32).expect("at least the leaf's page");
         // P6.2 / P1.1–P1.4: one add for every page of the run.
-        let got = match try_get_refs(node, first, refs, |_| true) {
+        let mut got = match try_get_refs(node, first, refs, |_| true) {
             Ok(got) => got,
             Err(GetError::Overflow) => return Err(GupError::Overflow(first)),
             Err(_) => break,
@@ -338,7 +338,6 @@ fn fast_path<'m, 'a>(
         let folio = got.folio();
         let inside = (folio.pfn().0 + folio.nr_pages()).saturating_sub(first.0).clamp(1, nr);
         let inside = NonZeroU32::new(inside as u32).expect("clamped to at least one");
-        let mut got = got;
         if inside.get() < refs.get() {
             drop(got.split_off(NonZeroU32::new(refs.get() - inside.get()).expect("fewer inside")));
         }

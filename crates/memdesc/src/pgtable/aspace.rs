@@ -476,8 +476,7 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         let mut deferred = self.deferred.lock();
         self.for_each_leaf(start, end, |table, index, level, _, va| {
             let Entry::Page { pfn, huge, .. } = store.clear(table, index, level) else { return };
-            let head_page = map.page(pfn).expect("mapped frame");
-            let (head, _) = decode_compound(pfn, head_page.compound_word());
+            let (head, _) = decode_compound(pfn, map.page(pfn).expect("mapped frame").compound_word());
             let head_page = map.page(head).expect("mapped head");
             map_count(head_page, -1);
             if huge {
@@ -822,10 +821,11 @@ impl<'m, 'a> AddressSpace<'m, 'a> {
         }
     }
 
-    /// How many table frames the tree holds, root included (an audit
-    /// without the mapcount checks).
+    /// How many table frames the tree holds, root included, as a snapshot
+    /// (the audit checks the tree holds exactly this many).
     pub fn table_frames(&self) -> u64 {
-        self.audit().tables
+        // Relaxed: a snapshot of a count written under the lock.
+        self.tables.load(Ordering::Relaxed)
     }
 }
 

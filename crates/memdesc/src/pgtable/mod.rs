@@ -2,11 +2,11 @@
 //! [`PageType::PageTable`](crate::folio::PageType::PageTable), allocated
 //! frozen so no speculative getter can take a reference to one.
 //!
-//! So far this layer has the entry encodings ([`Entry`]: tables, 4 KiB and
-//! 2 MiB leaves, migration entries) and the level arithmetic ([`Level`]).
-//! The tables themselves, the walk with Acquire entry loads (P4), the
-//! simulated MMU and its TLBs, and unmapping with batched flushes and
-//! RCU-deferred table freeing (P5) build on these (issue 6).
+//! The layer: entry encodings ([`Entry`], [`Level`]), tables in frames with
+//! Acquire loads and Release publication (P4, `table`), the simulated MMU's
+//! per-CPU TLBs and shootdowns (`tlb`), the unmap gather with RCU-deferred
+//! table freeing (P5, `gather`), and [`AddressSpace`]: areas, faults,
+//! accesses, unmapping, protection changes and the PMD split.
 
 mod aspace;
 mod entry;

@@ -243,11 +243,11 @@ impl<'n, C: FrameCallback<'n>> FrameReturn<'n, C> {
 impl<'a, 'n: 'a, C: FrameCallback<'n>> RcuCallback<'a> for FrameInvoker<'n, C> {
     fn invoke(&self, head: &'a RcuHead<'a>) {
         let page = self.node.memmap().page_of(Pfn(head.tag()));
-        // SAFETY: duty 1 of from_owned: only `call_rcu_frame` queues a head
-        // with this invoker (the field is private), after giving up the
-        // handle of the frozen folio of `self.node` (checked there) headed
-        // at the pfn it wrote as the tag; the head is run once per queueing
-        // (the claim), so the handle is restored once.
+        // Only `call_rcu_frame` queues a head with this invoker (the field
+        // is private), after giving up the handle of the frozen folio of
+        // `self.node` (checked there) headed at the pfn it wrote as the tag;
+        // the head runs once per queueing (the claim).
+        // SAFETY: duty 1 of from_owned: so the handle is restored once.
         let folio = unsafe { crate::folio::FrozenFolio::from_owned(self.node, page) };
         self.callback.invoke(folio);
     }
@@ -278,14 +278,14 @@ impl<'a> Rcu<'a> {
         }
         let storage = folio.head().rcu_head_storage().cast::<RcuHead<'a>>();
         let pfn = folio.into_raw();
-        // SAFETY: duties of rcu_head_storage: (1) the folio is frozen and its
-        // handle given up above, restored only by the invoker after the
-        // head has run (or never, which leaks the frame but touches
-        // nothing), so this head is the only user of the storage; (2) the
-        // head fits (compile-time checks above) and is all atomics and
-        // cells; (3) it is written before the reference is made. The
-        // storage is aligned for it (checked above) and lives as long as the
-        // node's memory map, `'n: 'a`.
+        // Duties of rcu_head_storage: (1) the folio is frozen and its handle
+        // given up above, restored only by the invoker after the head has
+        // run (or never, which leaks the frame but touches nothing), so this
+        // head is the only user of the storage; (2) the head fits
+        // (compile-time checks above) and is all atomics and cells; (3) it
+        // is written before the reference is made. The storage is aligned
+        // for it (checked above) and lives as long as the memory map.
+        // SAFETY: (1)-(3) above; `'n: 'a`.
         let head: &'a RcuHead<'a> = unsafe {
             storage.write(RcuHead::new(pfn.0));
             &*storage

@@ -196,12 +196,13 @@ fn split_locked<'m, 'a>(
     // The mappings' references stay raw (in the migration entries).
     let ours: FolioRef<'a> = node.try_get(head).map_err(|_| ThpSplitError::NotMapped(va))?;
     let expected = NonZeroU32::new(mapped + 1).expect("ours");
-    // SAFETY: duty 1 of try_freeze_with: the other `mapped` references are
-    // the migration entries' (raw, restored only by the remap below, under
-    // the lock we hold), and we hold no other handle to this folio.
     // (The mutant split_check_without_freeze, in try_freeze_with, checks
     // the count without freezing it.)
-    let frozen = match unsafe { ours.try_freeze_with(expected) } {
+    // SAFETY: duty 1 of try_freeze_with: the other `mapped` references are
+    // the migration entries' (raw, restored only by the remap below, under
+    // the lock we hold); we hold no other handle to this folio.
+    let frozen = unsafe { ours.try_freeze_with(expected) };
+    let frozen = match frozen {
         Ok(frozen) => frozen,
         Err(err) => {
             let (ours, failed) = err.into_parts();
