@@ -90,6 +90,7 @@ pub mod memmap;
 pub mod pgtable;
 pub mod platform;
 pub mod rcu;
+pub mod slab;
 pub mod sync;
 pub mod thp;
 
