@@ -8,7 +8,7 @@
 //!   order is chosen per object size to keep waste under 1/16 of the slab
 //!   with at least 8 objects where possible (Linux's `calculate_order`).
 //! - **Slab state** lives in the head's four owner words, reached only
-//!   through [`raw::SlabView`], whose constructors take the frozen handle or
+//!   through `raw::SlabView`, whose constructors take the frozen handle or
 //!   the cache's list lock (and check the type tag under it): word 0 packs
 //!   objects / in use / quarantined / list / cache id, word 1 is the
 //!   freelist head (an object address), words 2–3 link the slab on one of
@@ -17,7 +17,7 @@
 //!   the address of the next free one (SLUB's free pointer): in its first
 //!   word, or past the object for caches whose free objects must keep their
 //!   contents (constructor, TYPESAFE_BY_RCU, debug). Debug caches add red
-//!   zones and a state word ([`layout`], [`debug`]).
+//!   zones and a state word (`layout.rs`, `debug.rs`).
 //! - **Lists and locking**: each cache has one node's partial, full and
 //!   empty lists behind one `SpinLock`; empty slabs beyond `MIN_PARTIAL` go
 //!   back to the buddy allocator. A slab is typed `Slab { cache: id }`
@@ -29,7 +29,7 @@
 //!   buddy allocator nor RCU is called under a list lock.
 //! - **Frees never trust the pointer**: address → pfn → compound head →
 //!   type tag `Slab { cache }` → the cache must match → the offset must be
-//!   an object boundary ([`SlabCore::lookup`]).
+//!   an object boundary (`SlabCore::lookup`).
 //! - **TYPESAFE_BY_RCU** caches reuse objects at once but hand their slab
 //!   frames to [`Rcu::call_rcu_frame`], whose head overlaps the owner words
 //!   that held the slab state (deliberately, as Linux's `struct slab`;
@@ -50,6 +50,8 @@ mod rcu_free;
 mod report;
 mod sheaf_stub;
 
+#[cfg(all(test, not(memdesc_loom)))]
+mod mt_tests;
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 

@@ -1,5 +1,5 @@
 //! Frees after a grace period: TYPESAFE_BY_RCU slab frames and kfree_rcu
-//! batches, both queued with [`Rcu::call_rcu_frame`] (the RCU head in the
+//! batches, both queued with [`Rcu::call_rcu_frame`](crate::rcu::Rcu::call_rcu_frame) (the RCU head in the
 //! frame's owner words, overlapping the slab state: P7) and taken back by
 //! [`SlabFreer`].
 //!
@@ -29,7 +29,7 @@ pub(crate) struct Batch<'a> {
 }
 
 /// Where TYPESAFE_BY_RCU slab frames and kfree_rcu batches go after their
-/// grace period: [`Rcu::call_rcu_frame`]'s return address for them.
+/// grace period: [`Rcu::call_rcu_frame`](crate::rcu::Rcu::call_rcu_frame)'s return address for them.
 pub type SlabReturn<'n> = FrameReturn<'n, SlabFreer<'n>>;
 
 /// Takes slab frames and kfree_rcu batches back after their grace period
