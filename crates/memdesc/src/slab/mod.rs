@@ -51,8 +51,6 @@ mod report;
 mod sheaf_stub;
 
 #[cfg(all(test, not(memdesc_loom)))]
-mod mt_tests;
-#[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 
 pub use error::{BadObject, BadObjectKind, SlabError};

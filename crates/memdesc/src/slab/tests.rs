@@ -11,6 +11,9 @@ use crate::testutil::{small_config, with_node};
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
+/// Multi-threaded tests.
+mod mt;
+
 const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
 
 /// Boots a node with a slab allocator, runs `f`, drops the allocator and

@@ -2,7 +2,7 @@
 //! other threads, and TYPESAFE_BY_RCU readers that revalidate what they
 //! find while a writer frees, reuses and shrinks.
 
-use super::*;
+use super::super::*;
 use crate::platform::SpinPlatform;
 use crate::rcu::{Rcu, RcuConfig};
 use crate::testutil::{small_config, with_node};
@@ -145,8 +145,7 @@ fn typesafe_by_rcu_readers_revalidate_against_free_reuse_and_shrink() {
                     }
                 });
             }
-            let mut next_key = 1u64;
-            for round in 0..ROUNDS {
+            for (next_key, round) in (1u64..).zip(0..ROUNDS) {
                 let slot = round % SLOTS;
                 let old = ptrs[slot].swap(0, StdOrdering::AcqRel);
                 if old != 0 {
@@ -161,7 +160,6 @@ fn typesafe_by_rcu_readers_revalidate_against_free_reuse_and_shrink() {
                 keys[slot].store(next_key, StdOrdering::Release);
                 // Release: publishes the key to readers (their Acquire load).
                 ptrs[slot].store(p.as_ptr() as usize, StdOrdering::Release);
-                next_key += 1;
                 if round % 16 == 0 {
                     // Burst: allocate and free a slab's worth, then shrink,
                     // so slab frames go through RCU under the readers.
