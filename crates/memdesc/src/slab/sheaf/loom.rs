@@ -18,7 +18,7 @@ use loom::thread;
 use std::vec::Vec;
 
 /// Objects in the source; addresses `1..=OBJECTS`.
-const OBJECTS: usize = 4;
+const OBJECTS: usize = 6;
 
 /// Who writes an object's cell: its source, or a model thread.
 const SOURCE: usize = 100;
@@ -149,9 +149,10 @@ fn objects_migrate_through_the_barn() {
 }
 
 /// An object allocated on CPU 0 is freed on CPU 1 (a remote free, SHEAF.3
-/// or .6 there) while CPU 0 allocates again and flushes (SHEAF.7) and a
-/// thread with no CPU allocates and frees through the source (SHEAF.8).
-fn remote_free_races_flush_and_fallback() {
+/// there) while CPU 0 allocates again and flushes (SHEAF.7: its own
+/// sheaves, the barn, a request to CPU 1, which CPU 1's slow path may
+/// honour: SHEAF.5).
+fn remote_free_races_flush() {
     let m = model();
     set_current_cpu(0);
     let (a, b) = (m.alloc(0), m.alloc(0));
@@ -170,19 +171,47 @@ fn remote_free_races_flush_and_fallback() {
         thread::spawn(move || {
             set_current_cpu(1);
             m.free(a, 1);
-            let d = m.alloc(1);
+            // The first from main (a itself), the second from the slow path,
+            // which honours CPU 0's flush request if it has seen it.
+            let (d, e) = (m.alloc(1), m.alloc(1));
             m.free(d, 1);
+            m.free(e, 1);
+        })
+    };
+    cpu0.join().unwrap();
+    cpu1.join().unwrap();
+    Model::finish(m);
+}
+
+/// A thread with no CPU allocates and frees through the source (SHEAF.8)
+/// and flushes the barn (SHEAF.7) while CPU 0 fills its sheaves and the
+/// barn and empties them again (SHEAF.5, SHEAF.6).
+fn fallback_races_the_barn() {
+    let m = model();
+    set_current_cpu(0);
+    let objs = [m.alloc(0), m.alloc(0), m.alloc(0)];
+    let cpu0 = {
+        let m = m.clone();
+        thread::spawn(move || {
+            set_current_cpu(0);
+            for obj in objs {
+                m.free(obj, 0);
+            }
+            let again = [m.alloc(0), m.alloc(0), m.alloc(0)];
+            for obj in again {
+                m.free(obj, 0);
+            }
         })
     };
     let host = {
         let m = m.clone();
         thread::spawn(move || {
-            let e = m.alloc(2);
-            m.free(e, 2);
+            let obj = m.alloc(2);
+            m.free(obj, 2);
+            m.sheaves.flush_local(&m.platform, &m.src);
         })
     };
     cpu0.join().unwrap();
-    cpu1.join().unwrap();
     host.join().unwrap();
     Model::finish(m);
 }
@@ -193,8 +222,13 @@ fn sheaf_objects_migrate_through_the_barn() {
 }
 
 #[test]
-fn sheaf_remote_free_races_flush_and_fallback() {
-    check_model(remote_free_races_flush_and_fallback);
+fn sheaf_remote_free_races_flush() {
+    check_model(remote_free_races_flush);
+}
+
+#[test]
+fn sheaf_fallback_races_the_barn() {
+    check_model(fallback_races_the_barn);
 }
 
 /// SHEAF.5's barn trade without the barn lock: CPU 0's put and CPU 1's

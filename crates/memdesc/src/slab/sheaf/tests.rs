@@ -306,6 +306,103 @@ fn flush_local_flushes_the_caller_and_the_barn_and_asks_the_others() {
 }
 
 #[test]
+fn an_allocation_that_finds_main_empty_honours_a_flush_request() {
+    let src = VecSource::new(64);
+    let mut sheaves = PerCpuSheaves::new(4);
+    // CPU 0 ends with an empty main and a full spare.
+    as_cpu(Some(0), || {
+        let objs: Vec<usize> = (0..8).map(|_| sheaves.alloc(&TWO_CPUS, &src).expect("objects")).collect();
+        for obj in objs {
+            sheaves.free(&TWO_CPUS, obj, &src);
+        }
+        for _ in 0..4 {
+            let obj = sheaves.alloc(&TWO_CPUS, &src).expect("cached");
+            src.give_back(&[obj]);
+        }
+    });
+    assert_eq!(src.read(|p| p.refills), 2);
+    as_cpu(Some(1), || sheaves.flush_local(&TWO_CPUS, &src));
+    as_cpu(Some(0), || {
+        // Not a swap with the spare: the spare goes back, main refills.
+        let obj = sheaves.alloc(&TWO_CPUS, &src).expect("objects");
+        assert_eq!(src.read(|p| p.refills), 3, "CPU 0 flushed its spare before going on");
+        assert_eq!(sheaves.cached(), 3);
+        sheaves.free(&TWO_CPUS, obj, &src);
+    });
+    sheaves.flush_all(&src);
+    src.assert_all_back();
+}
+
+/// A CPU-bound platform that checks every `local_enter` is matched by one
+/// `local_exit` of the same CPU, on every path.
+struct Balanced {
+    inner: ThreadCpus,
+    depth: crate::sync::AtomicU64,
+    enters: crate::sync::AtomicU64,
+}
+
+impl crate::platform::Platform for Balanced {
+    fn current_cpu(&self) -> crate::platform::CpuId {
+        self.inner.current_cpu()
+    }
+
+    fn nr_cpus(&self) -> u32 {
+        self.inner.nr_cpus()
+    }
+
+    fn wait(&self, key: crate::platform::WaitKey, still_blocked: &dyn Fn() -> bool) {
+        self.inner.wait(key, still_blocked);
+    }
+
+    fn wake_all(&self, key: crate::platform::WaitKey) {
+        self.inner.wake_all(key);
+    }
+
+    fn local_enter(&self) -> Option<crate::platform::CpuId> {
+        let cpu = self.inner.local_enter()?;
+        // Relaxed: one test thread; a counter.
+        self.depth.store(self.depth.load(crate::sync::Ordering::Relaxed) + 1, crate::sync::Ordering::Relaxed);
+        // Relaxed: as above.
+        self.enters.store(self.enters.load(crate::sync::Ordering::Relaxed) + 1, crate::sync::Ordering::Relaxed);
+        Some(cpu)
+    }
+
+    fn local_exit(&self, cpu: crate::platform::CpuId) {
+        assert_eq!(Some(cpu), self.inner.local_enter(), "local_exit of another CPU");
+        // Relaxed: as above.
+        let depth = self.depth.load(crate::sync::Ordering::Relaxed);
+        assert!(depth > 0, "local_exit without local_enter");
+        // Relaxed: as above.
+        self.depth.store(depth - 1, crate::sync::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn every_local_enter_is_matched_by_a_local_exit() {
+    let platform = Balanced {
+        inner: ThreadCpus { nr: 2 },
+        depth: crate::sync::AtomicU64::new(0),
+        enters: crate::sync::AtomicU64::new(0),
+    };
+    let src = VecSource::new(64);
+    let mut sheaves = PerCpuSheaves::new(2);
+    as_cpu(Some(1), || {
+        // Fast and slow paths of both operations, and a flush.
+        let objs: Vec<usize> = (0..20).map(|_| sheaves.alloc(&platform, &src).expect("objects")).collect();
+        for obj in objs {
+            sheaves.free(&platform, obj, &src);
+        }
+        sheaves.flush_local(&platform, &src);
+    });
+    // Relaxed: the test thread's own stores.
+    assert_eq!(platform.depth.load(crate::sync::Ordering::Relaxed), 0, "a local_enter was not exited");
+    // Relaxed: as above.
+    assert_eq!(platform.enters.load(crate::sync::Ordering::Relaxed), 41);
+    sheaves.flush_all(&src);
+    src.assert_all_back();
+}
+
+#[test]
 fn the_sheaves_fit_the_cache_struct() {
     // SLAB-CORE places the cache, sheaves included, in frozen frames.
     #[cfg(not(memdesc_loom))]
