@@ -11,7 +11,7 @@
 //! bound.
 
 use crate::harness::{measure, Sample, Settings, Workload};
-use crate::{host, mm, ours, peers};
+use crate::{host, mm, ours, peers, slabgoals};
 use memdesc::buddy::PcpConfig;
 use memdesc::{
     get_user_pages_fast, AddressSpace, Gfp, GupFlags, GupRun, MmEvent, Mmu, NodeConfig, Order, SplitMode, PAGE_SIZE,
@@ -258,7 +258,52 @@ pub const GOALS: &[Goal] = &[
                 buffer, the bandwidth bound of the zeroing.",
         run: f2,
     },
+    Goal {
+        id: "S1",
+        description: "slab 64 B alloc_raw + free_raw pair on one cache, hot, 1 thread bound to a CPU (sheaf fast path)",
+        peer_name: "mimalloc 64 B alloc + free pair (mimalloc crate, same process)",
+        bound: 1.5,
+        ratio_definition: "ours / mimalloc",
+        limit: S1_LIMIT,
+        run: slabgoals::s1,
+    },
+    Goal {
+        id: "S2",
+        description: "slab batch: 1000 allocs of 64 B kept, then 1000 frees, 1 thread bound to a CPU",
+        peer_name: "mimalloc, same batch",
+        bound: 1.5,
+        ratio_definition: "ours / mimalloc, ns per alloc+free",
+        limit: S2_LIMIT,
+        run: slabgoals::s2,
+    },
+    Goal {
+        id: "S2g",
+        description: "S2's batch (measured again, against glibc)",
+        peer_name: "glibc malloc/free (std System), same batch",
+        bound: 0.35,
+        ratio_definition: "ours / glibc, ns per alloc+free",
+        limit: S2G_LIMIT,
+        run: slabgoals::s2g,
+    },
+    Goal {
+        id: "S3",
+        description: "slab batch of 1000 on 2 threads / 2 CPUs sharing one cache, wall ns/op",
+        peer_name: "mimalloc, same batch on 2 threads",
+        bound: 1.5,
+        ratio_definition: "ours / mimalloc, wall ns per alloc+free",
+        limit: S3_LIMIT,
+        run: slabgoals::s3,
+    },
 ];
+
+/// What limits S1 when it is missed.
+const S1_LIMIT: &str = "TODO";
+/// What limits S2 when it is missed.
+const S2_LIMIT: &str = "TODO";
+/// What limits S2g when it is missed.
+const S2G_LIMIT: &str = "TODO";
+/// What limits S3 when it is missed.
+const S3_LIMIT: &str = "TODO";
 
 /// G2's bound: 0.5 ns per subpage in units of the reference machine's
 /// 6.1 ns `fetch_add` (performance.md §3): 0.5 / 6.1, rounded.
@@ -273,7 +318,7 @@ fn default_node() -> NodeConfig {
     NodeConfig::default()
 }
 
-fn probe(id: &'static str, description: &'static str, sample: Sample, note: String) -> Probe {
+pub(crate) fn probe(id: &'static str, description: &'static str, sample: Sample, note: String) -> Probe {
     Probe { id, description, sample, note }
 }
 

@@ -1,0 +1,226 @@
+//! memdesc's slab side of goals S1–S3: a slab allocator over a fresh node
+//! ([`with_slab`]) with one 64-byte cache, the timed loops run on it, and a
+//! replica of the sheaf fast path's own steps (the probe
+//! [`sheaf_floor_pair_loop`]).
+//!
+//! The calling thread is bound to simulated CPU 0, so
+//! `Platform::local_enter` returns a CPU and allocations and frees take the
+//! per-CPU sheaves; the threads of [`batch_threads`] bind to CPUs 0 and 1.
+//!
+//! Freeing a raw object is `unsafe` (the caller gives up what it owns), so
+//! this module holds `unsafe` blocks: each frees exactly the objects the
+//! same loop allocated, once.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use crate::harness::{run_threads, time_loop};
+use crate::ours;
+use memdesc::slab::{CacheConfig, CacheRef, SlabAllocator, SlabEvent};
+use memdesc::{CpuId, NodeConfig, Platform, Rcu, RcuConfig};
+use memdesc_sim::SimPlatform;
+use std::error::Error;
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The object size of S1–S3.
+pub const OBJECT_SIZE: usize = 64;
+/// kmalloc's alignment argument in the kmalloc probe (what `malloc` gives
+/// at least).
+const KMALLOC_ALIGN: usize = 8;
+
+/// Boots a fresh node ([`ours::with_node`]), builds a slab allocator over
+/// it with one `OBJECT_SIZE`-byte cache (no flags: the sheaves' path), runs
+/// `f`, then checks that nothing went wrong.
+///
+/// # Errors
+/// As [`ours::with_node`]; the RCU or the allocator could not be built, the
+/// cache could not be created; or, after `f`, the allocator logged bad
+/// objects or the cache cannot be destroyed (objects leaked: the figures
+/// would time a broken path).
+pub fn with_slab<R>(
+    f: impl for<'s, 'a> FnOnce(&'s SlabAllocator<'a>, &CacheRef<'s, 'a>, &'a SimPlatform) -> R,
+) -> Result<R, Box<dyn Error>> {
+    ours::with_node(NodeConfig::default(), |node, platform| {
+        // The frame return before the RCU, which may hold frames for it.
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(platform, RcuConfig::default())?;
+        let slab = SlabAllocator::new(node, &rcu, &ret)?;
+        let cache = slab.create_cache(CacheConfig::new("bench-64", OBJECT_SIZE))?;
+        let result = f(&slab, &cache, platform);
+        let bad = slab.bad_objects().count();
+        if bad != 0 {
+            return Err(format!("the slab logged {bad} bad objects during the benchmark").into());
+        }
+        slab.destroy(cache).map_err(|e| format!("destroying the bench cache: {e}"))?;
+        Ok(result)
+    })?
+}
+
+/// Objects that crossed between the sheaves and the slabs (both ways), per
+/// operation, between two event snapshots: the share of the refill and
+/// give-back paths.
+pub fn slab_traffic(before: &[(SlabEvent, u64)], after: &[(SlabEvent, u64)], ops: u64) -> f64 {
+    let count = |events: &[(SlabEvent, u64)], e: SlabEvent| events.iter().find(|(k, _)| *k == e).map_or(0, |&(_, n)| n);
+    let moved = |e| count(after, e) - count(before, e);
+    (moved(SlabEvent::SlabAlloc) + moved(SlabEvent::SlabFree)) as f64 / ops.max(1) as f64
+}
+
+/// `alloc_raw` + `free_raw` pairs on `cache`: S1.
+#[inline(never)]
+pub fn cache_pair_loop(cache: &CacheRef<'_, '_>, iters: u64) -> Duration {
+    time_loop(iters, || {
+        let obj = cache.alloc_raw().expect("the node has free memory");
+        // SAFETY: `obj` was just allocated from this cache and is given up
+        // here, once.
+        unsafe { cache.free_raw(black_box(obj)) }.expect("a fresh object of this cache");
+    })
+}
+
+/// `kmalloc(64)` + `kfree` pairs.
+#[inline(never)]
+pub fn kmalloc_pair_loop(slab: &SlabAllocator<'_>, iters: u64) -> Duration {
+    time_loop(iters, || {
+        let obj = slab.kmalloc(OBJECT_SIZE, KMALLOC_ALIGN).expect("the node has free memory");
+        // SAFETY: `obj` was just kmalloc'ed and is given up here, once.
+        unsafe { slab.kfree(black_box(obj)) }.expect("a fresh kmalloc object");
+    })
+}
+
+/// `ksize` of one live object: the descriptor lookup every free makes
+/// (address → pfn → compound head → type tag → cache → object boundary),
+/// alone.
+#[inline(never)]
+pub fn lookup_loop(slab: &SlabAllocator<'_>, obj: NonNull<u8>, iters: u64) -> Duration {
+    let obj = black_box(obj);
+    let mut sum = 0usize;
+    let elapsed = time_loop(iters, || {
+        sum = sum.wrapping_add(slab.ksize(obj).expect("a live object"));
+    });
+    black_box(sum);
+    elapsed
+}
+
+/// Batches: `batch.capacity()` objects allocated from `cache` and kept in
+/// `batch`, then all freed in allocation order: S2.
+#[inline(never)]
+pub fn cache_batch_loop(cache: &CacheRef<'_, '_>, batch: &mut Vec<NonNull<u8>>, iters: u64) -> Duration {
+    let size = batch.capacity();
+    time_loop(iters, || {
+        for _ in 0..size {
+            batch.push(cache.alloc_raw().expect("the node has free memory"));
+        }
+        for &obj in black_box(&*batch) {
+            // SAFETY: each object of the batch was allocated above from this
+            // cache and is freed once: the batch is cleared right after.
+            unsafe { cache.free_raw(obj) }.expect("an object of this cache");
+        }
+        batch.clear();
+    })
+}
+
+/// `threads` threads, thread `t` bound to simulated CPU `t`, each running
+/// `iters` batches of `size` on `cache`; returns the wall time: S3.
+pub fn batch_threads(
+    cache: &CacheRef<'_, '_>,
+    platform: &SimPlatform,
+    threads: usize,
+    size: usize,
+    iters: u64,
+) -> Duration {
+    run_threads(
+        threads,
+        |t| platform.bind_current_thread(CpuId(t as u32)),
+        |_| {
+            cache_batch_loop(cache, &mut Vec::with_capacity(size), iters);
+        },
+    )
+}
+
+/// Sheaf capacity of the replica: the sheaves' (`SHEAF_CAPACITY`).
+const FLOOR_CAPACITY: usize = 32;
+
+/// One CPU's slot in the replica of the sheaf fast path, as laid out by
+/// `slab/sheaf.rs`: the local lock word, the statistic of cached objects,
+/// and a main sheaf.
+#[repr(align(64))]
+struct FloorSlot {
+    local_lock: AtomicU32,
+    cached: AtomicU64,
+    len: usize,
+    objs: [usize; FLOOR_CAPACITY],
+}
+
+impl FloorSlot {
+    /// SHEAF.2–4 around `f`: the plain load and store of the local lock,
+    /// the signal fences, `f` on the sheaf, the cached-count store.
+    #[inline(always)]
+    fn locked<R>(&mut self, f: impl FnOnce(&mut usize, &mut [usize; FLOOR_CAPACITY]) -> R) -> Option<R> {
+        // Relaxed: the sheaf's own orderings (one CPU touches the word),
+        // so the replica compiles to the same instructions.
+        if self.local_lock.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        // Relaxed: as above.
+        self.local_lock.store(1, Ordering::Relaxed);
+        // Acquire: a signal fence, as the sheaf's try_lock_local; pairs with
+        // the Release one below.
+        compiler_fence(Ordering::Acquire);
+        let r = f(&mut self.len, &mut self.objs);
+        // Relaxed: a statistic, as the sheaf's `cached`.
+        self.cached.store(self.len as u64, Ordering::Relaxed);
+        // Release: pairs with the Acquire fence above.
+        compiler_fence(Ordering::Release);
+        // Relaxed: as above.
+        self.local_lock.store(0, Ordering::Relaxed);
+        Some(r)
+    }
+}
+
+/// The sheaf fast path's own steps for one alloc + free pair, without the
+/// slab around it (no descriptor lookup, no cache or error handling): per
+/// operation `local_enter` and `local_exit` through `dyn Platform` (a
+/// thread-local read on the simulator), the bounds-checked CPU slot, the
+/// local lock's load and stores, the pop or push, the cached-count store.
+/// The floor of S1's design.
+#[inline(never)]
+pub fn sheaf_floor_pair_loop(platform: &dyn Platform, iters: u64) -> Duration {
+    let mut slots: Vec<FloorSlot> = (0..2)
+        .map(|_| FloorSlot {
+            local_lock: AtomicU32::new(0),
+            cached: AtomicU64::new(0),
+            len: 0,
+            objs: [0; FLOOR_CAPACITY],
+        })
+        .collect();
+    // One object in the main sheaf, as in a hot S1 pair.
+    slots[0].objs[0] = 0x1000;
+    slots[0].len = 1;
+    let platform = black_box(platform);
+    let slots = black_box(&mut slots);
+    let mut sum = 0usize;
+    let elapsed = time_loop(iters, || {
+        let cpu = platform.local_enter().expect("the bench thread is bound to a CPU");
+        let obj = slots.get_mut(cpu.index()).and_then(|s| {
+            s.locked(|len, objs| {
+                *len = len.checked_sub(1)?;
+                Some(objs[*len])
+            })
+        });
+        platform.local_exit(cpu);
+        let obj = obj.flatten().expect("the replica's sheaf holds one object");
+        sum = sum.wrapping_add(obj);
+        let cpu = platform.local_enter().expect("the bench thread is bound to a CPU");
+        if let Some(slot) = slots.get_mut(cpu.index()) {
+            slot.locked(|len, objs| {
+                if *len < FLOOR_CAPACITY {
+                    objs[*len] = obj;
+                    *len += 1;
+                }
+            });
+        }
+        platform.local_exit(cpu);
+    });
+    black_box(sum);
+    elapsed
+}

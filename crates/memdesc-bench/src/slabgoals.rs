@@ -1,0 +1,217 @@
+//! The slab goals S1–S3 (performance.md §4): a 64-byte cache of our slab
+//! allocator against mimalloc and glibc malloc called in the same process,
+//! on the same pattern, with probes that split ours into its parts.
+
+use crate::goals::{probe, Measured};
+use crate::harness::{measure, Settings, Workload};
+use crate::mallocs::{self, Malloc};
+use crate::{peers, slab};
+use std::error::Error;
+
+/// Objects per batch in S2 and S3 (performance.md §2's pattern).
+pub const BATCH: usize = 1000;
+/// A batch that fits in one CPU's two sheaves (2 × 32 objects): S2's
+/// pattern with no refill and no give-back.
+const SHEAF_BATCH: usize = 64;
+/// Threads in S3.
+const THREADS: usize = 2;
+
+/// S1: a hot alloc + free pair on one cache against mimalloc's pair.
+pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
+    slab::with_slab(|alloc, cache, platform| {
+        let held = cache.alloc().expect("a fresh node has free memory");
+        let held_ptr = held.as_ptr();
+        let before = alloc.events();
+        let mut ours_ops = 0;
+        let samples = measure(
+            settings,
+            &mut [
+                Workload::new(1, |n| {
+                    ours_ops += n;
+                    slab::cache_pair_loop(cache, n)
+                }),
+                Workload::new(1, |n| mallocs::pair_loop(Malloc::Mimalloc, slab::OBJECT_SIZE, n)),
+                Workload::new(1, |n| slab::kmalloc_pair_loop(alloc, n)),
+                Workload::new(1, |n| mallocs::pair_loop(Malloc::Glibc, slab::OBJECT_SIZE, n)),
+                Workload::new(1, |n| slab::sheaf_floor_pair_loop(platform, n)),
+                Workload::new(1, |n| slab::lookup_loop(alloc, held_ptr, n)),
+                Workload::new(1, peers::fetch_add_loop),
+            ],
+        );
+        let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
+        drop(held);
+        let ours = samples[0].median_ns;
+        let mi = samples[1].median_ns;
+        let fetch_add = samples[6].median_ns;
+        Measured {
+            ours: samples[0],
+            peer: samples[1],
+            note: format!(
+                "{:.4} objects moved between sheaves and slabs per op (refills and give-backs; \
+                 0 = every op on the sheaf); ours = {:.1} fetch_adds",
+                traffic,
+                ours / fetch_add
+            ),
+            probes: vec![
+                probe(
+                    "kmalloc_pair",
+                    "kmalloc(64) + kfree pair (size class lookup, then S1's path)",
+                    samples[2],
+                    format!("{:.2}x mimalloc", samples[2].median_ns / mi),
+                ),
+                probe(
+                    "glibc_pair",
+                    "glibc malloc(64) + free pair (std System)",
+                    samples[3],
+                    format!(
+                        "{:.2}x mimalloc; ours = {:.2}x this",
+                        samples[3].median_ns / mi,
+                        ours / samples[3].median_ns
+                    ),
+                ),
+                probe(
+                    "sheaf_pair_floor",
+                    "the sheaf fast path's own steps for a pair, replicated: local_enter/local_exit via dyn Platform, \
+                     local lock load + stores, pop/push, cached-count store; no lookup",
+                    samples[4],
+                    format!(
+                        "{:.0}% of ours; {:.2}x mimalloc: the floor of the current design",
+                        100.0 * samples[4].median_ns / ours,
+                        samples[4].median_ns / mi
+                    ),
+                ),
+                probe(
+                    "free_lookup",
+                    "the free path's descriptor lookup alone (ksize of a live object: address, pfn, head, type tag, \
+                     cache, object boundary)",
+                    samples[5],
+                    format!("{:.0}% of ours", 100.0 * samples[5].median_ns / ours),
+                ),
+                probe("fetch_add", "uncontended fetch_add (lock xadd), probe (a)", samples[6], String::new()),
+            ],
+        }
+    })
+}
+
+/// S2's and S2g's shared measurement.
+fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measured, Box<dyn Error>> {
+    slab::with_slab(|alloc, cache, _| {
+        let mut ours_batch = Vec::with_capacity(BATCH);
+        let mut small = Vec::with_capacity(SHEAF_BATCH);
+        let (mut peer_batch, mut other_batch) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+        let before = alloc.events();
+        let mut ours_ops = 0;
+        let samples = measure(
+            settings,
+            &mut [
+                Workload::new(BATCH as u64, |n| {
+                    ours_ops += n * BATCH as u64;
+                    slab::cache_batch_loop(cache, &mut ours_batch, n)
+                }),
+                Workload::new(BATCH as u64, |n| mallocs::batch_loop(peer, slab::OBJECT_SIZE, &mut peer_batch, n)),
+                Workload::new(BATCH as u64, |n| mallocs::batch_loop(other, slab::OBJECT_SIZE, &mut other_batch, n)),
+                Workload::new(SHEAF_BATCH as u64, |n| slab::cache_batch_loop(cache, &mut small, n)),
+            ],
+        );
+        // The small batch never leaves the sheaves, so all the traffic is
+        // the big batch's.
+        let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
+        let ours = samples[0].median_ns;
+        let sheaf_only = samples[3].median_ns;
+        Measured {
+            ours: samples[0],
+            peer: samples[1],
+            note: format!(
+                "{traffic:.3} objects moved between sheaves and slabs per alloc or free (refills and give-backs); \
+                 ns per alloc+free"
+            ),
+            probes: vec![
+                probe(
+                    match other {
+                        Malloc::Mimalloc => "mimalloc_batch",
+                        Malloc::Glibc => "glibc_batch",
+                    },
+                    match other {
+                        Malloc::Mimalloc => "mimalloc batch 1000 of 64 B",
+                        Malloc::Glibc => "glibc batch 1000 of 64 B",
+                    },
+                    samples[2],
+                    format!("ours = {:.2}x this", ours / samples[2].median_ns),
+                ),
+                probe(
+                    "sheaf_batch_64",
+                    "ours, batch of 64 (fits in one CPU's main and spare sheaves: no barn, refill or give-back)",
+                    samples[3],
+                    format!(
+                        "the barn, refill and give-back paths are {:.0}% of the batch-1000 figure",
+                        100.0 * (ours - sheaf_only).max(0.0) / ours
+                    ),
+                ),
+            ],
+        }
+    })
+}
+
+/// S2: the batch against mimalloc.
+pub fn s2(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
+    batch_run(settings, Malloc::Mimalloc, Malloc::Glibc)
+}
+
+/// S2g: the batch against glibc.
+pub fn s2g(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
+    batch_run(settings, Malloc::Glibc, Malloc::Mimalloc)
+}
+
+/// S3: the batch on two threads sharing one cache against mimalloc on
+/// two threads.
+pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
+    slab::with_slab(|alloc, cache, platform| {
+        let per_iter = (THREADS * BATCH) as u64;
+        let mut one = Vec::with_capacity(BATCH);
+        let before = alloc.events();
+        let mut ours_ops = 0;
+        let samples = measure(
+            settings,
+            &mut [
+                Workload::new(per_iter, |n| {
+                    ours_ops += n * per_iter;
+                    slab::batch_threads(cache, platform, THREADS, BATCH, n)
+                }),
+                Workload::new(per_iter, |n| {
+                    mallocs::batch_threads(Malloc::Mimalloc, slab::OBJECT_SIZE, THREADS, BATCH, n)
+                }),
+                Workload::new(BATCH as u64, |n| slab::cache_batch_loop(cache, &mut one, n)),
+                Workload::new(2, |n| peers::private_fetch_add_threads(THREADS, n)),
+                Workload::new(1, peers::fetch_add_loop),
+            ],
+        );
+        let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
+        let ours = samples[0].median_ns;
+        Measured {
+            ours: samples[0],
+            peer: samples[1],
+            note: format!(
+                "wall ns per alloc+free over both threads' ops; each thread bound to its own simulated CPU, \
+                 one shared cache (one barn, one list lock); {traffic:.3} objects moved between sheaves and slabs \
+                 per alloc or free (both threads' and the 1-thread probe's)"
+            ),
+            probes: vec![
+                probe(
+                    "batch_1t",
+                    "ours, S2's batch on 1 thread (same run)",
+                    samples[2],
+                    format!("2 threads = {:.2}x this (ideal 0.5)", ours / samples[2].median_ns),
+                ),
+                probe(
+                    "fetch_add_2t_private",
+                    "2 threads, fetch_add on private lines, wall ns/op",
+                    samples[3],
+                    format!(
+                        "{:.2}x 1-thread fetch_add: this machine's 2-thread ceiling (ideal 0.5)",
+                        samples[3].median_ns / samples[4].median_ns
+                    ),
+                ),
+            ],
+        }
+    })
+}
