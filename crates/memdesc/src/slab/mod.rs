@@ -49,6 +49,10 @@ pub(crate) mod raw;
 mod rcu_free;
 mod report;
 mod sheaf_stub;
+mod typesafe;
+
+#[cfg(all(test, memdesc_loom))]
+mod loom;
 
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
@@ -58,6 +62,7 @@ pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
 pub use layout::{MAX_OBJECT_SIZE, MAX_SLAB_ORDER};
 pub use rcu_free::{SlabFreer, SlabReturn};
 pub use report::{SlabAudit, SlabEvent, SlabInfo, BAD_OBJECT_LOG, NR_SLAB_EVENTS};
+pub use typesafe::typesafe_get;
 
 use cache::Cache;
 use core::fmt;
@@ -71,8 +76,9 @@ use crate::memmap::{Pfn, PAGE_SIZE};
 use crate::rcu::Rcu;
 use crate::sync::{AtomicPtr, Ordering, SpinLock, StatWord};
 
-/// How many caches may exist at once (cache ids `0..MAX_CACHES`).
-pub const MAX_CACHES: usize = 64;
+/// How many caches may exist at once (cache ids `0..MAX_CACHES`; 16 under
+/// the model checker, whose atomics are costly).
+pub const MAX_CACHES: usize = if cfg!(memdesc_loom) { 16 } else { 64 };
 /// The type-tag cache id of a slab on no cache's lists (being created, or
 /// on its way back to the buddy allocator, possibly through RCU).
 pub const SLAB_UNLISTED: u16 = u16::MAX;

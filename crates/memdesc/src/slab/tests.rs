@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::vec::Vec;
 
 /// Multi-threaded tests.
-mod mt;
+mod mt_tests;
 
 const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
 
@@ -469,8 +469,7 @@ proptest::proptest! {
                     Op::Free(pick) if !live.is_empty() => {
                         let addr = *live.keys().nth(pick % live.len()).unwrap();
                         let (cache, size, value) = live.remove(&addr).unwrap();
-                        let p = NonNull::new(addr as *mut u8).unwrap();
-                        let p = slab.core().arena.ptr(p.as_ptr() as usize);
+                        let p = slab.core().arena.ptr(addr);
                         check_stamp(p, size, value);
                         free_live(slab, &caches, cache, p);
                     }
