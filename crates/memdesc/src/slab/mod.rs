@@ -397,6 +397,20 @@ impl<'a> SlabAllocator<'a> {
         c.release_empty(false)
     }
 
+    /// Shrinks every cache, the kmalloc caches included (Linux's
+    /// `drop_slab`); returns how many slabs went back.
+    pub fn shrink_all(&self) -> u64 {
+        let core = self.core();
+        let platform = self.node.platform();
+        (0..MAX_CACHES)
+            .filter_map(|id| core.cache(id))
+            .map(|c| {
+                c.sheaves.flush_local(platform, &c.slabs);
+                c.release_empty(false)
+            })
+            .sum()
+    }
+
     /// Destroys a cache: flushes every sheaf, gives every slab back and
     /// frees the cache struct.
     ///
