@@ -388,6 +388,7 @@ impl<'a> Slabs<'a> {
             }
             return;
         }
+        self.core().ret.callback().retire(folio.pfn());
         drop(folio);
     }
 

@@ -51,6 +51,10 @@ mod report;
 #[allow(dead_code)] // The cache still uses `sheaf_stub` until the two are wired.
 pub(crate) mod sheaf;
 mod sheaf_stub;
+mod typesafe;
+
+#[cfg(all(test, memdesc_loom))]
+mod loom;
 
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
@@ -60,6 +64,7 @@ pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
 pub use layout::{MAX_OBJECT_SIZE, MAX_SLAB_ORDER};
 pub use rcu_free::{SlabFreer, SlabReturn};
 pub use report::{SlabAudit, SlabEvent, SlabInfo, BAD_OBJECT_LOG, NR_SLAB_EVENTS};
+pub use typesafe::typesafe_get;
 
 use cache::Cache;
 use core::fmt;
@@ -73,8 +78,9 @@ use crate::memmap::{Pfn, PAGE_SIZE};
 use crate::rcu::Rcu;
 use crate::sync::{AtomicPtr, Ordering, SpinLock, StatWord};
 
-/// How many caches may exist at once (cache ids `0..MAX_CACHES`).
-pub const MAX_CACHES: usize = 64;
+/// How many caches may exist at once (cache ids `0..MAX_CACHES`; 16 under
+/// the model checker, whose atomics are costly).
+pub const MAX_CACHES: usize = if cfg!(memdesc_loom) { 16 } else { 64 };
 /// The type-tag cache id of a slab on no cache's lists (being created, or
 /// on its way back to the buddy allocator, possibly through RCU).
 pub const SLAB_UNLISTED: u16 = u16::MAX;
@@ -391,6 +397,20 @@ impl<'a> SlabAllocator<'a> {
         let c = cache.cache();
         c.sheaves.flush_local(self.node.platform(), &c.slabs);
         c.release_empty(false)
+    }
+
+    /// Shrinks every cache, the kmalloc caches included (Linux's
+    /// `drop_slab`); returns how many slabs went back.
+    pub fn shrink_all(&self) -> u64 {
+        let core = self.core();
+        let platform = self.node.platform();
+        (0..MAX_CACHES)
+            .filter_map(|id| core.cache(id))
+            .map(|c| {
+                c.sheaves.flush_local(platform, &c.slabs);
+                c.release_empty(false)
+            })
+            .sum()
     }
 
     /// Destroys a cache: flushes every sheaf, gives every slab back and

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::vec::Vec;
 
 /// Multi-threaded tests.
-mod mt;
+mod mt_tests;
 
 const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
 
@@ -173,6 +173,8 @@ fn kmalloc_picks_classes_honours_alignment_and_goes_large() {
         assert_eq!(slab.kmalloc(0, 8), Err(SlabError::BadSize(0)));
         assert_eq!(slab.kmalloc(8, 3), Err(SlabError::BadAlign(3)));
         assert_eq!(slab.audit().large_frames, 0);
+        assert!(slab.shrink_all() > 0);
+        assert!(slab.slabinfo().all(|i| i.slabs == 0), "shrink_all gave every empty slab back");
     });
 }
 
@@ -417,17 +419,24 @@ fn free_live(slab: &SlabAllocator<'_>, caches: &[CacheRef<'_, '_>], cache: Optio
 enum Op {
     Alloc(usize),
     Free(usize),
+    /// A free on another thread (a remote CPU's free).
+    RemoteFree(usize),
     Kmalloc(usize),
     Shrink(usize),
+    /// Destroy the cache: refused with the model's live count, or done
+    /// (and the cache created again) when none is live.
+    Destroy(usize),
 }
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
     prop_oneof![
         4 => (0..3usize).prop_map(Op::Alloc),
-        4 => any::<usize>().prop_map(Op::Free),
+        3 => any::<usize>().prop_map(Op::Free),
+        1 => any::<usize>().prop_map(Op::RemoteFree),
         2 => (1..6000usize).prop_map(Op::Kmalloc),
         1 => (0..3usize).prop_map(Op::Shrink),
+        1 => (0..3usize).prop_map(Op::Destroy),
     ]
 }
 
@@ -448,34 +457,54 @@ proptest::proptest! {
                 CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("prcu", 200) },
                 CacheConfig { flags: SlabFlags::DEBUG, ..CacheConfig::new("pdbg", 1500) },
             ];
-            let caches: Vec<_> = configs.iter().map(|c| slab.create_cache(*c).unwrap()).collect();
+            let mut caches: Vec<_> = configs.iter().map(|c| slab.create_cache(*c).unwrap()).collect();
             // Live objects: address -> (cache or None for kmalloc, size, stamp).
             let mut live: BTreeMap<usize, (Option<usize>, usize, u8)> = BTreeMap::new();
             let mut next = 1u8;
             for op in ops {
-                match op {
-                    Op::Alloc(c) => {
+                match &op {
+                    &Op::Alloc(c) => {
                         let p = caches[c].alloc_raw().unwrap();
                         let size = configs[c].size;
                         stamp(p, size, next);
                         assert!(live.insert(p.as_ptr() as usize, (Some(c), size, next)).is_none(), "handed out twice");
                     }
-                    Op::Kmalloc(size) => {
+                    &Op::Kmalloc(size) => {
                         let p = slab.kmalloc(size, 8).unwrap();
                         assert!(slab.ksize(p).unwrap() >= size);
                         stamp(p, size, next);
                         assert!(live.insert(p.as_ptr() as usize, (None, size, next)).is_none(), "handed out twice");
                     }
-                    Op::Free(pick) if !live.is_empty() => {
+                    &Op::Free(pick) | &Op::RemoteFree(pick) if !live.is_empty() => {
                         let addr = *live.keys().nth(pick % live.len()).unwrap();
                         let (cache, size, value) = live.remove(&addr).unwrap();
-                        let p = NonNull::new(addr as *mut u8).unwrap();
-                        let p = slab.core().arena.ptr(p.as_ptr() as usize);
+                        let p = slab.core().arena.ptr(addr);
                         check_stamp(p, size, value);
-                        free_live(slab, &caches, cache, p);
+                        if matches!(op, Op::RemoteFree(_)) {
+                            let caches = &caches;
+                            std::thread::scope(|s| {
+                                s.spawn(move || free_live(slab, caches, cache, slab.core().arena.ptr(addr)));
+                            });
+                        } else {
+                            free_live(slab, &caches, cache, p);
+                        }
                     }
-                    Op::Free(_) => {}
-                    Op::Shrink(c) => {
+                    Op::Free(_) | Op::RemoteFree(_) => {}
+                    &Op::Destroy(c) => {
+                        let model_live = live.values().filter(|(cache, ..)| *cache == Some(c)).count() as u64;
+                        let cache = caches.remove(c);
+                        match slab.destroy(cache) {
+                            Ok(()) => {
+                                assert_eq!(model_live, 0, "destroyed with live objects");
+                                caches.insert(c, slab.create_cache(configs[c]).unwrap());
+                            }
+                            Err(e) => {
+                                assert_eq!(e.live, model_live, "destroy's live count");
+                                caches.insert(c, e.cache);
+                            }
+                        }
+                    }
+                    &Op::Shrink(c) => {
                         slab.shrink(&caches[c]);
                     }
                 }
