@@ -5,7 +5,7 @@
 use super::debug::{Debug, STATE_ALLOCATED, STATE_FREE, STATE_QUARANTINED};
 use super::layout::Layout;
 use super::raw::{self, Arena, ListKind, ListLock, SlabCounts, SlabView, NIL};
-use super::sheaf_stub::{ObjectSource, PerCpuSheaves};
+use super::sheaf::{ObjectSource, PerCpuSheaves};
 use super::{BadObject, CacheConfig, SlabCore, SlabError, SlabEvent, SlabFlags, SLAB_UNLISTED};
 use crate::buddy::{FrozenFolio, Gfp};
 use crate::folio::PageType;

@@ -24,9 +24,9 @@
 //!   exactly while it is on cache `id`'s lists (both retypes happen under
 //!   the lock); while its creator or discarder holds it frozen it is typed
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
-//!   sheaves (`slab/sheaf.rs`, here a stand-in that forwards), which call
-//!   the cache through `ObjectSource` on their slow paths. Neither the
-//!   buddy allocator nor RCU is called under a list lock.
+//!   sheaves (`slab/sheaf.rs`), which call the cache through
+//!   `ObjectSource` on their slow paths. Neither the buddy allocator nor
+//!   RCU is called under a list lock.
 //! - **Frees never trust the pointer**: address → pfn → compound head →
 //!   type tag `Slab { cache }` → the cache must match → the offset must be
 //!   an object boundary (`SlabCore::lookup`).
@@ -48,9 +48,9 @@ mod layout;
 pub(crate) mod raw;
 mod rcu_free;
 mod report;
-#[allow(dead_code)] // The cache still uses `sheaf_stub` until the two are wired.
+// Only `PerCpuSheaves::capacity` is unused outside the sheaf's own tests.
+#[allow(dead_code)]
 pub(crate) mod sheaf;
-mod sheaf_stub;
 mod typesafe;
 
 #[cfg(all(test, memdesc_loom))]
