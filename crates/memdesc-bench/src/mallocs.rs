@@ -32,7 +32,6 @@ fn layout(size: usize) -> Layout {
 }
 
 /// Alloc + free pairs of `size`-byte blocks.
-#[inline(never)]
 pub fn pair_loop(peer: Malloc, size: usize, iters: u64) -> Duration {
     match peer {
         Malloc::Mimalloc => pair_on(&MiMalloc, layout(size), iters),
@@ -40,7 +39,9 @@ pub fn pair_loop(peer: Malloc, size: usize, iters: u64) -> Duration {
     }
 }
 
-#[inline(always)]
+/// One symbol per peer (`pair_on::<MiMalloc>`, `pair_on::<System>`), so
+/// callgrind counts each alone.
+#[inline(never)]
 fn pair_on(a: &impl GlobalAlloc, layout: Layout, iters: u64) -> Duration {
     // One block stays live around the loop, as in S1 (ours holds one
     // object too): the pair never empties its page, whose retirement is
@@ -64,7 +65,6 @@ fn pair_on(a: &impl GlobalAlloc, layout: Layout, iters: u64) -> Duration {
 
 /// Batches: `batch.capacity()` blocks of `size` bytes allocated and kept,
 /// then all freed in allocation order.
-#[inline(never)]
 pub fn batch_loop(peer: Malloc, size: usize, batch: &mut Vec<usize>, iters: u64) -> Duration {
     match peer {
         Malloc::Mimalloc => batch_on(&MiMalloc, layout(size), batch, iters),
@@ -72,7 +72,8 @@ pub fn batch_loop(peer: Malloc, size: usize, batch: &mut Vec<usize>, iters: u64)
     }
 }
 
-#[inline(always)]
+/// One symbol per peer, as [`pair_on`].
+#[inline(never)]
 fn batch_on(a: &impl GlobalAlloc, layout: Layout, batch: &mut Vec<usize>, iters: u64) -> Duration {
     let size = batch.capacity();
     time_loop(iters, || {
