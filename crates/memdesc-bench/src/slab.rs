@@ -137,6 +137,24 @@ pub fn batch_threads(
     )
 }
 
+/// `caches.len()` threads, thread `t` bound to simulated CPU `t` and
+/// running `iters` batches of `size` on its own `caches[t]`; returns the
+/// wall time. S3 with no shared cache (no shared barn or list lock).
+pub fn batch_threads_separate(
+    caches: &[&CacheRef<'_, '_>],
+    platform: &SimPlatform,
+    size: usize,
+    iters: u64,
+) -> Duration {
+    run_threads(
+        caches.len(),
+        |t| platform.bind_current_thread(CpuId(t as u32)),
+        |t| {
+            cache_batch_loop(caches[t], &mut Vec::with_capacity(size), iters);
+        },
+    )
+}
+
 /// Sheaf capacity of the replica: the sheaves' (`SHEAF_CAPACITY`).
 const FLOOR_CAPACITY: usize = 32;
 

@@ -6,6 +6,7 @@ use crate::goals::{probe, Measured};
 use crate::harness::{measure, Settings, Workload};
 use crate::mallocs::{self, Malloc};
 use crate::{peers, slab};
+use memdesc::slab::CacheConfig;
 use std::error::Error;
 
 /// Objects per batch in S2 and S3 (performance.md §2's pattern).
@@ -166,6 +167,10 @@ pub fn s2g(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
 /// two threads.
 pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
     slab::with_slab(|alloc, cache, platform| {
+        let other = match alloc.create_cache(CacheConfig::new("bench-64-b", slab::OBJECT_SIZE)) {
+            Ok(c) => c,
+            Err(e) => return Err(Box::<dyn Error>::from(format!("a second cache: {e}"))),
+        };
         let per_iter = (THREADS * BATCH) as u64;
         let mut one = Vec::with_capacity(BATCH);
         let before = alloc.events();
@@ -183,11 +188,13 @@ pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(BATCH as u64, |n| slab::cache_batch_loop(cache, &mut one, n)),
                 Workload::new(2, |n| peers::private_fetch_add_threads(THREADS, n)),
                 Workload::new(1, peers::fetch_add_loop),
+                Workload::new(per_iter, |n| slab::batch_threads_separate(&[cache, &other], platform, BATCH, n)),
             ],
         );
         let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
         let ours = samples[0].median_ns;
-        Measured {
+        alloc.destroy(other).map_err(|e| format!("destroying the second cache: {e}"))?;
+        Ok(Measured {
             ours: samples[0],
             peer: samples[1],
             note: format!(
@@ -211,7 +218,17 @@ pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                         samples[3].median_ns / samples[4].median_ns
                     ),
                 ),
+                probe(
+                    "batch_2t_separate_caches",
+                    "S3's pattern with each thread on its own cache (no shared barn or list lock), wall ns/op",
+                    samples[5],
+                    format!(
+                        "{:.2}x our 1-thread figure; S3 = {:.2}x this: the cost of sharing one cache",
+                        samples[5].median_ns / samples[2].median_ns,
+                        ours / samples[5].median_ns
+                    ),
+                ),
             ],
-        }
-    })
+        })
+    })?
 }
