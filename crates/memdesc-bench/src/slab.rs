@@ -57,13 +57,31 @@ pub fn with_slab<R>(
     })?
 }
 
-/// Objects that crossed between the sheaves and the slabs (both ways), per
-/// operation, between two event snapshots: the share of the refill and
-/// give-back paths.
-pub fn slab_traffic(before: &[(SlabEvent, u64)], after: &[(SlabEvent, u64)], ops: u64) -> f64 {
+/// What went below the sheaves between two event snapshots, over `allocs`
+/// allocations (each freed too): objects moved between the sheaves and the
+/// slabs per alloc or free (refills and give-backs; 0 when every operation
+/// stays on the sheaf), and slabs taken from and given back to the buddy
+/// allocator per 1000 allocations.
+fn traffic_note(before: &[(SlabEvent, u64)], after: &[(SlabEvent, u64)], allocs: u64) -> String {
     let count = |events: &[(SlabEvent, u64)], e: SlabEvent| events.iter().find(|(k, _)| *k == e).map_or(0, |&(_, n)| n);
-    let moved = |e| count(after, e) - count(before, e);
-    (moved(SlabEvent::SlabAlloc) + moved(SlabEvent::SlabFree)) as f64 / ops.max(1) as f64
+    let moved = |e| (count(after, e) - count(before, e)) as f64;
+    let allocs = allocs.max(1) as f64;
+    format!(
+        "{:.3} objects moved between sheaves and slabs per alloc or free, {:.2} slabs allocated and {:.2} freed \
+         per 1000 allocs",
+        (moved(SlabEvent::SlabAlloc) + moved(SlabEvent::SlabFree)) / (2.0 * allocs),
+        1000.0 * moved(SlabEvent::SlabsAllocated) / allocs,
+        1000.0 * moved(SlabEvent::SlabsFreed) / allocs,
+    )
+}
+
+/// Runs `workload` once more, outside any clock, and describes what went
+/// below the sheaves while it made its `allocs` allocations
+/// ([`traffic_note`]).
+pub fn traffic(alloc: &SlabAllocator<'_>, allocs: u64, workload: impl FnOnce() -> Duration) -> String {
+    let before = alloc.events();
+    workload();
+    traffic_note(&before, &alloc.events(), allocs)
 }
 
 /// `alloc_raw` + `free_raw` pairs on `cache`: S1.

@@ -22,15 +22,10 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
     slab::with_slab(|alloc, cache, platform| {
         let held = cache.alloc().expect("a fresh node has free memory");
         let held_ptr = held.as_ptr();
-        let before = alloc.events();
-        let mut ours_ops = 0;
         let samples = measure(
             settings,
             &mut [
-                Workload::new(1, |n| {
-                    ours_ops += n;
-                    slab::cache_pair_loop(cache, n)
-                }),
+                Workload::new(1, |n| slab::cache_pair_loop(cache, n)),
                 Workload::new(1, |n| mallocs::pair_loop(Malloc::Mimalloc, slab::OBJECT_SIZE, n)),
                 Workload::new(1, |n| slab::kmalloc_pair_loop(alloc, n)),
                 Workload::new(1, |n| mallocs::pair_loop(Malloc::Glibc, slab::OBJECT_SIZE, n)),
@@ -39,7 +34,8 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(1, peers::fetch_add_loop),
             ],
         );
-        let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
+        let n = samples[0].iters;
+        let traffic = slab::traffic(alloc, n, || slab::cache_pair_loop(cache, n));
         drop(held);
         let ours = samples[0].median_ns;
         let mi = samples[1].median_ns;
@@ -47,12 +43,7 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
         Measured {
             ours: samples[0],
             peer: samples[1],
-            note: format!(
-                "{:.4} objects moved between sheaves and slabs per op (refills and give-backs; \
-                 0 = every op on the sheaf); ours = {:.1} fetch_adds",
-                traffic,
-                ours / fetch_add
-            ),
+            note: format!("{traffic}; ours = {:.1} fetch_adds", ours / fetch_add),
             probes: vec![
                 probe(
                     "kmalloc_pair",
@@ -100,32 +91,23 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
         let mut ours_batch = Vec::with_capacity(BATCH);
         let mut small = Vec::with_capacity(SHEAF_BATCH);
         let (mut peer_batch, mut other_batch) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
-        let before = alloc.events();
-        let mut ours_ops = 0;
         let samples = measure(
             settings,
             &mut [
-                Workload::new(BATCH as u64, |n| {
-                    ours_ops += n * BATCH as u64;
-                    slab::cache_batch_loop(cache, &mut ours_batch, n)
-                }),
+                Workload::new(BATCH as u64, |n| slab::cache_batch_loop(cache, &mut ours_batch, n)),
                 Workload::new(BATCH as u64, |n| mallocs::batch_loop(peer, slab::OBJECT_SIZE, &mut peer_batch, n)),
                 Workload::new(BATCH as u64, |n| mallocs::batch_loop(other, slab::OBJECT_SIZE, &mut other_batch, n)),
                 Workload::new(SHEAF_BATCH as u64, |n| slab::cache_batch_loop(cache, &mut small, n)),
             ],
         );
-        // The small batch never leaves the sheaves, so all the traffic is
-        // the big batch's.
-        let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
+        let n = samples[0].iters;
+        let traffic = slab::traffic(alloc, n * BATCH as u64, || slab::cache_batch_loop(cache, &mut ours_batch, n));
         let ours = samples[0].median_ns;
         let sheaf_only = samples[3].median_ns;
         Measured {
             ours: samples[0],
             peer: samples[1],
-            note: format!(
-                "{traffic:.3} objects moved between sheaves and slabs per alloc or free (refills and give-backs); \
-                 ns per alloc+free"
-            ),
+            note: format!("ns per alloc+free; {traffic}"),
             probes: vec![
                 probe(
                     match other {
@@ -173,15 +155,10 @@ pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
         };
         let per_iter = (THREADS * BATCH) as u64;
         let mut one = Vec::with_capacity(BATCH);
-        let before = alloc.events();
-        let mut ours_ops = 0;
         let samples = measure(
             settings,
             &mut [
-                Workload::new(per_iter, |n| {
-                    ours_ops += n * per_iter;
-                    slab::batch_threads(cache, platform, THREADS, BATCH, n)
-                }),
+                Workload::new(per_iter, |n| slab::batch_threads(cache, platform, THREADS, BATCH, n)),
                 Workload::new(per_iter, |n| {
                     mallocs::batch_threads(Malloc::Mimalloc, slab::OBJECT_SIZE, THREADS, BATCH, n)
                 }),
@@ -191,7 +168,8 @@ pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(per_iter, |n| slab::batch_threads_separate(&[cache, &other], platform, BATCH, n)),
             ],
         );
-        let traffic = slab::slab_traffic(&before, &alloc.events(), 2 * ours_ops);
+        let n = samples[0].iters;
+        let traffic = slab::traffic(alloc, n * per_iter, || slab::batch_threads(cache, platform, THREADS, BATCH, n));
         let ours = samples[0].median_ns;
         alloc.destroy(other).map_err(|e| format!("destroying the second cache: {e}"))?;
         Ok(Measured {
@@ -199,8 +177,7 @@ pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
             peer: samples[1],
             note: format!(
                 "wall ns per alloc+free over both threads' ops; each thread bound to its own simulated CPU, \
-                 one shared cache (one barn, one list lock); {traffic:.3} objects moved between sheaves and slabs \
-                 per alloc or free (both threads' and the 1-thread probe's)"
+                 one shared cache (one barn, one list lock); {traffic}"
             ),
             probes: vec![
                 probe(
