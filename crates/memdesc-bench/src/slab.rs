@@ -12,7 +12,7 @@
 //! same loop allocated, once.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::harness::{run_threads, time_loop};
+use crate::harness::{run_threads, time_loop, Settings};
 use crate::ours;
 use memdesc::slab::{CacheConfig, CacheRef, SlabAllocator, SlabEvent};
 use memdesc::{CpuId, NodeConfig, Platform, Rcu, RcuConfig};
@@ -77,8 +77,17 @@ fn traffic_note(before: &[(SlabEvent, u64)], after: &[(SlabEvent, u64)], allocs:
 
 /// Runs `workload` once more, outside any clock, and describes what went
 /// below the sheaves while it made its `allocs` allocations
-/// ([`traffic_note`]).
-pub fn traffic(alloc: &SlabAllocator<'_>, allocs: u64, workload: impl FnOnce() -> Duration) -> String {
+/// ([`traffic_note`]). Not under `--iters`, so a loop's instruction count
+/// stays N × (reps + 1) iterations.
+pub fn traffic(
+    alloc: &SlabAllocator<'_>,
+    settings: &Settings,
+    allocs: u64,
+    workload: impl FnOnce() -> Duration,
+) -> String {
+    if settings.fixed_iters.is_some() {
+        return "no traffic count under --iters".to_owned();
+    }
     let before = alloc.events();
     workload();
     traffic_note(&before, &alloc.events(), allocs)

@@ -35,7 +35,7 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
             ],
         );
         let n = samples[0].iters;
-        let traffic = slab::traffic(alloc, n, || slab::cache_pair_loop(cache, n));
+        let traffic = slab::traffic(alloc, settings, n, || slab::cache_pair_loop(cache, n));
         drop(held);
         let ours = samples[0].median_ns;
         let mi = samples[1].median_ns;
@@ -101,7 +101,8 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
             ],
         );
         let n = samples[0].iters;
-        let traffic = slab::traffic(alloc, n * BATCH as u64, || slab::cache_batch_loop(cache, &mut ours_batch, n));
+        let traffic =
+            slab::traffic(alloc, settings, n * BATCH as u64, || slab::cache_batch_loop(cache, &mut ours_batch, n));
         let ours = samples[0].median_ns;
         let sheaf_only = samples[3].median_ns;
         Measured {
@@ -169,7 +170,8 @@ pub fn s3(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
             ],
         );
         let n = samples[0].iters;
-        let traffic = slab::traffic(alloc, n * per_iter, || slab::batch_threads(cache, platform, THREADS, BATCH, n));
+        let traffic =
+            slab::traffic(alloc, settings, n * per_iter, || slab::batch_threads(cache, platform, THREADS, BATCH, n));
         let ours = samples[0].median_ns;
         alloc.destroy(other).map_err(|e| format!("destroying the second cache: {e}"))?;
         Ok(Measured {
