@@ -303,11 +303,11 @@ const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, t
     of its own; the `free_lookup` probe times it): the address is bounds-checked into a pfn and the head's \
     frame pointer is bounds-checked again (two frame_span walks with checked arithmetic and the metadata \
     overlap test), then the compound word, the head's type tag, the cache registry's load, and `index_of`'s \
-    64-bit division and remainder by the stride, whose latency is most of the probe. (2) The sheaf steps \
+    division and remainder by the stride (a hardware `div`, tens of cycles of latency). (2) The sheaf steps \
     (about 81 instructions; the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` \
     local_enter and local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local \
-    lock's load and two stores, the cached-count store. That floor alone is about 1.5x mimalloc's whole pair. \
-    (3) About 100 instructions of wrapping: CacheRef to Cache derefs, the debug-cache test on both sides, \
+    lock's load and two stores, the cached-count store; the `local_enter_exit` probe times the four \
+    virtual calls alone. (3) About 100 instructions of wrapping: CacheRef to Cache derefs, the debug-cache test on both sides, \
     Result and error plumbing, the arena's pointer rebuild, the WrongCache check. Meeting 1.5x needs all \
     three cut: a division-free object check (a reciprocal multiply as SLUB's obj_to_index, or a shift for \
     power-of-two strides), one bounds check per lookup (the head's frame pointer from the address already \

@@ -269,3 +269,21 @@ pub fn sheaf_floor_pair_loop(platform: &dyn Platform, iters: u64) -> Duration {
     black_box(sum);
     elapsed
 }
+
+/// `local_enter` + `local_exit` through `dyn Platform`, twice per
+/// iteration: what a pair's two trips into the per-CPU layer cost before
+/// touching a sheaf.
+#[inline(never)]
+pub fn local_enter_exit_loop(platform: &dyn Platform, iters: u64) -> Duration {
+    let platform = black_box(platform);
+    let mut sum = 0usize;
+    let elapsed = time_loop(iters, || {
+        for _ in 0..2 {
+            let cpu = platform.local_enter().expect("the bench thread is bound to a CPU");
+            sum = sum.wrapping_add(cpu.index());
+            platform.local_exit(cpu);
+        }
+    });
+    black_box(sum);
+    elapsed
+}

@@ -32,6 +32,7 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(1, |n| slab::sheaf_floor_pair_loop(platform, n)),
                 Workload::new(1, |n| slab::lookup_loop(alloc, held_ptr, n)),
                 Workload::new(1, peers::fetch_add_loop),
+                Workload::new(1, |n| slab::local_enter_exit_loop(platform, n)),
             ],
         );
         let n = samples[0].iters;
@@ -78,6 +79,12 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                      cache, object boundary)",
                     samples[5],
                     format!("{:.0}% of ours", 100.0 * samples[5].median_ns / ours),
+                ),
+                probe(
+                    "local_enter_exit",
+                    "Platform::local_enter + local_exit through dyn Platform, twice (a pair's two entries)",
+                    samples[7],
+                    format!("{:.0}% of sheaf_pair_floor", 100.0 * samples[7].median_ns / samples[4].median_ns),
                 ),
                 probe("fetch_add", "uncontended fetch_add (lock xadd), probe (a)", samples[6], String::new()),
             ],
