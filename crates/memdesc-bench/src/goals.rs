@@ -299,48 +299,48 @@ pub const GOALS: &[Goal] = &[
 /// What limits S1 when it is missed.
 const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, toggle-collect on \
     slab::cache_pair_loop) ours is about 294 instructions per pair against mimalloc's 72 (4.1x; the Ir goal is \
-    1.5x), in three parts. (1) The free's descriptor lookup (SlabCore::lookup, about 115 instructions, a call \
-    of its own; the `free_lookup` probe times it): the address is bounds-checked into a pfn and the head's \
-    frame pointer is bounds-checked again (two frame_span walks with checked arithmetic and the metadata \
-    overlap test), then the compound word, the head's type tag, the cache registry's load, and `index_of`'s \
-    division and remainder by the stride (a hardware `div`, tens of cycles of latency). (2) The sheaf steps \
-    (about 81 instructions; the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` \
-    local_enter and local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local \
-    lock's load and two stores, the cached-count store; the `local_enter_exit` probe times the four \
-    virtual calls alone. (3) About 100 instructions of wrapping: CacheRef to Cache derefs, the debug-cache test on both sides, \
-    Result and error plumbing, the arena's pointer rebuild, the WrongCache check. Meeting 1.5x needs all \
-    three cut: a division-free object check (a reciprocal multiply as SLUB's obj_to_index, or a shift for \
-    power-of-two strides), one bounds check per lookup (the head's frame pointer from the address already \
-    checked), and free_raw on a known cache checking the tag against its own id instead of reading the \
-    registry; the CPU found once per operation without a virtual call (Linux reads it from a per-CPU \
-    register); the debug test folded into which path a cache takes at creation.";
+    1.5x), in three parts. (1) The free's descriptor lookup (SlabCore::lookup, about 115 instructions, a call of \
+    its own; the `free_lookup` probe times it): the address is bounds-checked into a pfn and the head's frame \
+    pointer is bounds-checked again (two frame_span walks with checked arithmetic and the metadata overlap test), \
+    then the compound word, the head's type tag, the cache registry's load, and `index_of`'s division and \
+    remainder by the stride (a hardware `div`, tens of cycles of latency). (2) The sheaf steps (about 81 \
+    instructions; the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` local_enter and \
+    local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local lock's load and two \
+    stores, the cached-count store; the `local_enter_exit` probe times the four virtual calls alone. (3) About 100 \
+    instructions of wrapping: CacheRef to Cache derefs, the debug-cache test on both sides, Result and error \
+    plumbing, the arena's pointer rebuild, the WrongCache check. Meeting 1.5x needs all three cut: a division-free \
+    object check (a reciprocal multiply as SLUB's obj_to_index, or a shift for power-of-two strides), one bounds \
+    check per lookup (the head's frame pointer from the address already checked), and free_raw on a known cache \
+    checking the tag against its own id instead of reading the registry; the CPU found once per operation without \
+    a virtual call (Linux reads it from a per-CPU register); the debug test folded into which path a cache takes \
+    at creation.";
 /// What limits S2 when it is missed.
-const S2_LIMIT: &str = "A batch of 1000 overflows the per-CPU layer: a CPU caches two sheaves of 32 and the \
-    barn 8 more, so about 70% of allocations refill from the slabs (32 objects per list-lock hold) and as many \
-    frees give back 32 at a time (the row's note counts the objects moved per operation). The give-back \
-    frees object by object under the list lock (put_object: the slab's head found from the address again, \
-    the SlabView's freelist and count rewritten, the slab relisted), and each batch leaves about 7 slabs \
-    empty beyond MIN_PARTIAL = 2, which go back to the buddy allocator and are taken again by the next \
-    batch's refills (the note's slabs allocated and freed per 1000). Under callgrind (`--quick --filter S2 \
-    --iters 200`) ours is about 400 instructions per alloc+free against mimalloc's 63: the give-back \
-    (free_slow) is about a fifth of it and the refill a tenth; the `sheaf_batch_64` probe (a batch that \
-    stays in the sheaves) separates the slow paths from S1's per-operation cost, which by itself is already above 1.5x. Meeting 1.5x needs S1's fixes, a \
-    give-back that groups objects by slab (one SlabView update and one relist per slab, SLUB's detached \
-    freelists), and keeping empty slabs while the cache is busy (a higher or adaptive min_partial).";
+const S2_LIMIT: &str = "A batch of 1000 overflows the per-CPU layer: a CPU caches two sheaves of 32 and the barn 8 \
+    more, so about 70% of allocations refill from the slabs (32 objects per list-lock hold) and as many frees give \
+    back 32 at a time (the row's note counts the objects moved per operation). The give-back frees object by \
+    object under the list lock (put_object: the slab's head found from the address again, the SlabView's freelist \
+    and count rewritten, the slab relisted), and each batch leaves about 7 slabs empty beyond MIN_PARTIAL = 2, \
+    which go back to the buddy allocator and are taken again by the next batch's refills (the note's slabs \
+    allocated and freed per 1000). Under callgrind (`--quick --filter S2 --iters 200`) ours is about 400 \
+    instructions per alloc+free against mimalloc's 63: the give-back (free_slow) is about a fifth of it and the \
+    refill a tenth; the `sheaf_batch_64` probe (a batch that stays in the sheaves) separates the slow paths from \
+    S1's per-operation cost, which by itself is already above 1.5x. Meeting 1.5x needs S1's fixes, a give-back \
+    that groups objects by slab (one SlabView update and one relist per slab, SLUB's detached freelists), and \
+    keeping empty slabs while the cache is busy (a higher or adaptive min_partial).";
 /// What limits S2g when it is missed.
-const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glibc batch of 31.9 ns; glibc \
-    measured here in the same process (its tcache and fastbins, no locking while the process has one \
-    thread) is several times faster (the `glibc_batch` probe of S2), so 0.35x of it is at or below \
-    mimalloc's own batch: S2g then asks more than S2's 1.5x mimalloc. What limits ours is S2's analysis.";
+const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glibc batch of 31.9 ns; glibc measured \
+    here in the same process (its tcache and fastbins, no locking while the process has one thread) is several \
+    times faster (the `glibc_batch` probe of S2), so 0.35x of it is at or below mimalloc's own batch: S2g then \
+    asks more than S2's 1.5x mimalloc. What limits ours is S2's analysis.";
 /// What limits S3 when it is missed.
-const S3_LIMIT: &str = "Both threads share one cache, so the slow paths of S2 (70% of operations refill or \
-    give back) meet on one barn lock and one list lock, and the cache lines of the lists, the slab heads \
-    and the barn move between the vCPUs (about 230 ns per handoff on this machine, performance.md §3). The \
+const S3_LIMIT: &str = "Both threads share one cache, so the slow paths of S2 (70% of operations refill or give \
+    back) meet on one barn lock and one list lock, and the cache lines of the lists, the slab heads and the barn \
+    move between the vCPUs (about 230 ns per handoff on this machine, performance.md §3). The \
     `batch_2t_separate_caches` probe runs the same threads on a cache each: its ratio to S3 is the cost of \
-    sharing, and its ratio to `batch_1t` the scaling with nothing shared; `fetch_add_2t_private` is the \
-    machine's ceiling (near 1.0 means the other vCPU was busy and the run says nothing about scaling). \
-    mimalloc's threads never share: each has its own heap and pages. Meeting 1.5x needs S2's fixes first \
-    (fewer trips below the sheaves), then per-node barns sized to the batch.";
+    sharing, and its ratio to `batch_1t` the scaling with nothing shared; `fetch_add_2t_private` is the machine's \
+    ceiling (near 1.0 means the other vCPU was busy and the run says nothing about scaling). mimalloc's threads \
+    never share: each has its own heap and pages. Meeting 1.5x needs S2's fixes first (fewer trips below the \
+    sheaves), then per-node barns sized to the batch.";
 
 /// G2's bound: 0.5 ns per subpage in units of the reference machine's
 /// 6.1 ns `fetch_add` (performance.md §3): 0.5 / 6.1, rounded.
