@@ -245,7 +245,7 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
          nothing in that run. The address-space goals (G1, G2, T1, F1, F2) run on a simulated MMU \
          over a fresh node; setup that is not the operation (faulting what is pinned or split, \
          unmapping) stays outside the clock, and F1, F2 and T1 time the host kernel's own fault \
-         and PMD split in the same run as their peers. The slab goals (S1, S2, S2g, S3) run one \
+         and PMD split in the same run as their peers. The slab goals (S1, S1k, S2, S2g, S3) run one \
          64-byte cache of a slab allocator over a fresh node, each thread bound to a simulated CPU so \
          the per-CPU sheaves serve it; mimalloc (the `mimalloc` crate) and glibc malloc (std's \
          `System`) are called directly in the same process, neither being the global allocator \
@@ -315,7 +315,8 @@ Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loo
 `memdesc::thp::split_folio` (T1: the split alone, without the THP fault and munmap around it), \
 `mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \
 `memdesc::pgtable::aspace::AddressSpace::write` for the faults alone), `slab::cache_pair_loop` (S1), \
-`slab::kmalloc_pair_loop`, `slab::lookup_loop` and `slab::sheaf_floor_pair_loop` (S1's probes), \
+`slab::kmalloc_pair_loop` (S1k), `slab::lookup_loop`, `slab::sheaf_floor_pair_loop` and \
+`slab::local_enter_exit_loop` (S1's probes), \
 `slab::cache_batch_loop` (S2, S2g, S3's 1-thread probe; 1000 ops per iteration, or 64 for the \
 `sheaf_batch_64` probe, which the same toggle also counts), `peers::*_loop` for the peers, and \
 `mallocs::pair_on` and `mallocs::batch_on` for mimalloc and glibc (one symbol name for both: \

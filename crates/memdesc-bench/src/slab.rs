@@ -114,6 +114,17 @@ pub fn kmalloc_pair_loop(slab: &SlabAllocator<'_>, iters: u64) -> Duration {
     })
 }
 
+/// Frees `obj`, a kmalloc allocation the caller made and gives up.
+///
+/// # Panics
+/// If `obj` is not a live kmalloc allocation of `slab` (the caller's
+/// promise; kfree checks the descriptor first, so this fails loudly).
+pub fn kfree_once(slab: &SlabAllocator<'_>, obj: NonNull<u8>) {
+    // SAFETY: the caller kmalloc'ed `obj` and gives it up here, once (the
+    // descriptor check rejects anything else before freeing).
+    unsafe { slab.kfree(obj) }.expect("a live kmalloc allocation");
+}
+
 /// `ksize` of one live object: the descriptor lookup every free makes
 /// (address → pfn → compound head → type tag → cache → object boundary),
 /// alone.

@@ -27,7 +27,6 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
             &mut [
                 Workload::new(1, |n| slab::cache_pair_loop(cache, n)),
                 Workload::new(1, |n| mallocs::pair_loop(Malloc::Mimalloc, slab::OBJECT_SIZE, n)),
-                Workload::new(1, |n| slab::kmalloc_pair_loop(alloc, n)),
                 Workload::new(1, |n| mallocs::pair_loop(Malloc::Glibc, slab::OBJECT_SIZE, n)),
                 Workload::new(1, |n| slab::sheaf_floor_pair_loop(platform, n)),
                 Workload::new(1, |n| slab::lookup_loop(alloc, held_ptr, n)),
@@ -40,54 +39,76 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
         drop(held);
         let ours = samples[0].median_ns;
         let mi = samples[1].median_ns;
-        let fetch_add = samples[6].median_ns;
+        let fetch_add = samples[5].median_ns;
         Measured {
             ours: samples[0],
             peer: samples[1],
             note: format!("{traffic}; ours = {:.1} fetch_adds", ours / fetch_add),
             probes: vec![
                 probe(
-                    "kmalloc_pair",
-                    "kmalloc(64) + kfree pair (size class lookup, then S1's path)",
-                    samples[2],
-                    format!("{:.2}x mimalloc", samples[2].median_ns / mi),
-                ),
-                probe(
                     "glibc_pair",
                     "glibc malloc(64) + free pair (std System)",
-                    samples[3],
+                    samples[2],
                     format!(
                         "{:.2}x mimalloc; ours = {:.2}x this",
-                        samples[3].median_ns / mi,
-                        ours / samples[3].median_ns
+                        samples[2].median_ns / mi,
+                        ours / samples[2].median_ns
                     ),
                 ),
                 probe(
                     "sheaf_pair_floor",
                     "the sheaf fast path's own steps for a pair, replicated: local_enter/local_exit via dyn Platform, \
                      local lock load + stores, pop/push, cached-count store; no lookup",
-                    samples[4],
+                    samples[3],
                     format!(
                         "{:.0}% of ours; {:.2}x mimalloc: the floor of the current design",
-                        100.0 * samples[4].median_ns / ours,
-                        samples[4].median_ns / mi
+                        100.0 * samples[3].median_ns / ours,
+                        samples[3].median_ns / mi
                     ),
                 ),
                 probe(
                     "free_lookup",
                     "the free path's descriptor lookup alone (ksize of a live object: address, pfn, head, type tag, \
                      cache, object boundary)",
-                    samples[5],
-                    format!("{:.0}% of ours", 100.0 * samples[5].median_ns / ours),
+                    samples[4],
+                    format!("{:.0}% of ours", 100.0 * samples[4].median_ns / ours),
                 ),
                 probe(
                     "local_enter_exit",
                     "Platform::local_enter + local_exit through dyn Platform, twice (a pair's two entries)",
-                    samples[7],
-                    format!("{:.0}% of sheaf_pair_floor", 100.0 * samples[7].median_ns / samples[4].median_ns),
+                    samples[6],
+                    format!("{:.0}% of sheaf_pair_floor", 100.0 * samples[6].median_ns / samples[3].median_ns),
                 ),
-                probe("fetch_add", "uncontended fetch_add (lock xadd), probe (a)", samples[6], String::new()),
+                probe("fetch_add", "uncontended fetch_add (lock xadd), probe (a)", samples[5], String::new()),
             ],
+        }
+    })
+}
+
+/// S1k: S1 through kmalloc(64) and kfree.
+pub fn s1k(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
+    slab::with_slab(|alloc, cache, _| {
+        // A live object in the kmalloc-64 cache, as S1 keeps one in its own.
+        let held = alloc.kmalloc(slab::OBJECT_SIZE, 8).expect("a fresh node has free memory");
+        let samples = measure(
+            settings,
+            &mut [
+                Workload::new(1, |n| slab::kmalloc_pair_loop(alloc, n)),
+                Workload::new(1, |n| mallocs::pair_loop(Malloc::Mimalloc, slab::OBJECT_SIZE, n)),
+                Workload::new(1, |n| slab::cache_pair_loop(cache, n)),
+            ],
+        );
+        slab::kfree_once(alloc, held);
+        Measured {
+            ours: samples[0],
+            peer: samples[1],
+            note: String::new(),
+            probes: vec![probe(
+                "cache_pair",
+                "S1's pair on a cache of its own (alloc_raw + free_raw)",
+                samples[2],
+                format!("kmalloc = {:.2}x this", samples[0].median_ns / samples[2].median_ns),
+            )],
         }
     })
 }
