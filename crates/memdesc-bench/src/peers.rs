@@ -8,9 +8,9 @@
 //! instruction makes that instruction wait for the store buffer to drain,
 //! which here turns a 6 ns `fetch_add` into a 10 ns one.
 //!
-//! The `Heap` needs raw addresses, so this module holds one of the crate's
-//! two `unsafe` blocks, in [`HeapPeer::new`] (the other is the host's
-//! `MADV_DONTNEED` in `host`).
+//! The `Heap` needs raw addresses, so this module holds an `unsafe` block,
+//! in [`HeapPeer::new`] (the crate's others: the host's `MADV_DONTNEED` in
+//! `host`, the malloc peers in `mallocs`, the slab frees in `slab`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use crate::harness::{run_threads, time_loop};
