@@ -43,9 +43,9 @@ impl ListHead {
 /// Everything behind a cache's list lock.
 pub(crate) struct Lists {
     lock: ListLock,
+    /// Slabs with a free object, empty ones included (as SLUB keeps them).
     partial: ListHead,
     full: ListHead,
-    empty: ListHead,
     /// Slabs on the lists.
     pub(crate) slabs: u64,
     /// Objects handed out of slabs (to users or sheaves), quarantined
@@ -53,6 +53,10 @@ pub(crate) struct Lists {
     pub(crate) inuse: u64,
     /// Objects quarantined by debug checks.
     pub(crate) quarantined: u64,
+    /// Objects taken from slabs / given back, so far (statistics kept
+    /// under the lock: no atomic on these paths).
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
 }
 
 /// A slab cache: its slabs and the per-CPU sheaves above them (separate
@@ -118,10 +122,11 @@ impl<'a> Slabs<'a> {
             lock: ListLock::new(id),
             partial: ListHead::new(),
             full: ListHead::new(),
-            empty: ListHead::new(),
             slabs: 0,
             inuse: 0,
             quarantined: 0,
+            allocs: 0,
+            frees: 0,
         };
         Self {
             id,
@@ -205,20 +210,19 @@ impl<'a> Slabs<'a> {
         Ok(folio)
     }
 
-    /// Puts a new slab on the empty list (under the lock): retypes it to
+    /// Puts a new slab on the partial list (under the lock): retypes it to
     /// this cache, then gives its handle up to the lists.
     fn add_slab(&self, lists: &mut Lists, mut folio: FrozenFolio<'a>) {
         folio.set_type(PageType::Slab { cache: self.id });
         let pfn = folio.into_raw().0;
         lists.slabs += 1;
-        self.link(lists, ListKind::Empty, pfn);
+        self.link(lists, ListKind::Partial, pfn);
     }
 
     fn head_of(lists: &mut Lists, kind: ListKind) -> &mut ListHead {
         match kind {
-            ListKind::Partial => &mut lists.partial,
             ListKind::Full => &mut lists.full,
-            ListKind::Empty | ListKind::None => &mut lists.empty,
+            ListKind::Partial | ListKind::None => &mut lists.partial,
         }
     }
 
@@ -268,13 +272,7 @@ impl<'a> Slabs<'a> {
 
     /// Moves slab `pfn` to the list its counts call for.
     fn relist(&self, lists: &mut Lists, pfn: u64, counts: SlabCounts) {
-        let want = if counts.inuse == 0 {
-            ListKind::Empty
-        } else if counts.inuse == counts.objects {
-            ListKind::Full
-        } else {
-            ListKind::Partial
-        };
+        let want = if counts.inuse == counts.objects { ListKind::Full } else { ListKind::Partial };
         if want != counts.list {
             self.unlink(lists, pfn);
             self.link(lists, want, pfn);
@@ -286,7 +284,7 @@ impl<'a> Slabs<'a> {
     fn take_objects(&self, lists: &mut Lists, out: &mut [usize]) -> usize {
         let mut n = 0;
         while n < out.len() {
-            let pfn = if lists.partial.first != NIL { lists.partial.first } else { lists.empty.first };
+            let pfn = lists.partial.first;
             if pfn == NIL {
                 break;
             }
@@ -319,9 +317,7 @@ impl<'a> Slabs<'a> {
             view.set_counts(counts);
             self.relist(lists, pfn, counts);
         }
-        if n > 0 {
-            self.core().count(SlabEvent::SlabAlloc, n as u64);
-        }
+        lists.allocs += n as u64;
         n
     }
 
@@ -353,7 +349,7 @@ impl<'a> Slabs<'a> {
         view.set_counts(counts);
         lists.inuse -= 1;
         self.relist(lists, head.0, counts);
-        if counts.inuse == 0 && lists.empty.len > MIN_PARTIAL {
+        if counts.inuse == 0 && lists.partial.len > MIN_PARTIAL {
             return self.unlist_empty(lists, head.0);
         }
         None
@@ -427,7 +423,7 @@ impl<'a> Slabs<'a> {
             }
             debug.poison_object(obj);
             debug.set_state(obj, STATE_FREE);
-            self.core().count(SlabEvent::SlabFree, 1);
+            lists.frees += 1;
             Ok(self.put_object(lists, obj))
         })?;
         if let Some(folio) = discard {
@@ -445,23 +441,21 @@ impl<'a> Slabs<'a> {
             let mut batch: [Option<FrozenFolio<'a>>; DISCARD_BATCH] = [const { None }; DISCARD_BATCH];
             let mut n = 0;
             self.lists.lock().with(|lists| {
-                while n < DISCARD_BATCH {
-                    let mut pfn = lists.empty.first;
-                    if pfn == NIL && all {
-                        pfn = self.first_quarantine_only(lists);
-                    }
-                    if pfn == NIL {
-                        break;
-                    }
-                    if all {
-                        if let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) {
-                            let q = u64::from(view.counts().quarantined);
+                for kind in [ListKind::Partial, ListKind::Full] {
+                    let mut pfn = Self::head_of(lists, kind).first;
+                    while pfn != NIL && n < DISCARD_BATCH {
+                        let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) else { break };
+                        let (counts, (next, _)) = (view.counts(), view.links());
+                        let releasable = if all { counts.inuse == counts.quarantined } else { counts.inuse == 0 };
+                        if releasable {
+                            let q = u64::from(counts.quarantined);
                             lists.quarantined -= q;
                             lists.inuse -= q;
+                            batch[n] = self.unlist_empty(lists, pfn);
+                            n += 1;
                         }
+                        pfn = next;
                     }
-                    batch[n] = self.unlist_empty(lists, pfn);
-                    n += 1;
                 }
             });
             for folio in batch.into_iter().flatten() {
@@ -474,29 +468,13 @@ impl<'a> Slabs<'a> {
         }
     }
 
-    /// A slab whose objects in use are all quarantined, or [`NIL`].
-    fn first_quarantine_only(&self, lists: &mut Lists) -> u64 {
-        for first in [lists.partial.first, lists.full.first] {
-            let mut pfn = first;
-            while pfn != NIL {
-                let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) else { return NIL };
-                let counts = view.counts();
-                if counts.inuse == counts.quarantined {
-                    return pfn;
-                }
-                pfn = view.links().0;
-            }
-        }
-        NIL
-    }
-
     /// Walks every slab (under the lock) and checks its counts against its
     /// freelist and type tag; returns (slabs, frames, violations).
     pub(crate) fn audit(&self) -> (u64, u64, u64) {
         let order_pages = self.layout.order.nr_pages();
         self.lists.lock().with(|lists| {
             let (mut slabs, mut violations, mut inuse) = (0u64, 0u64, 0u64);
-            for kind in [ListKind::Partial, ListKind::Full, ListKind::Empty] {
+            for kind in [ListKind::Partial, ListKind::Full] {
                 let (mut pfn, mut len) = (Self::head_of(lists, kind).first, 0);
                 while pfn != NIL {
                     let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) else {
@@ -551,25 +529,23 @@ impl ObjectSource for Slabs<'_> {
     }
 
     fn give_back(&self, objs: &[usize]) {
-        let mut batch: [Option<FrozenFolio<'_>>; DISCARD_BATCH] = [const { None }; DISCARD_BATCH];
-        let mut n = 0;
-        self.lists.lock().with(|lists| {
-            for &obj in objs {
-                if let Some(folio) = self.put_object(lists, obj) {
-                    if n < DISCARD_BATCH {
-                        batch[n] = Some(folio);
-                        n += 1;
-                    } else {
-                        // No room to discard it now: back on the empty list
-                        // for the next shrink.
-                        self.add_slab(lists, folio);
+        let mut rest = objs;
+        while !rest.is_empty() {
+            // One lock hold until a slab must go back (rare: the partial
+            // list is past MIN_PARTIAL), which is done after unlocking.
+            let discard = self.lists.lock().with(|lists| {
+                while let Some((&obj, tail)) = rest.split_first() {
+                    rest = tail;
+                    lists.frees += 1;
+                    if let Some(folio) = self.put_object(lists, obj) {
+                        return Some(folio);
                     }
                 }
+                None
+            });
+            if let Some(folio) = discard {
+                self.discard(folio);
             }
-        });
-        self.core().count(SlabEvent::SlabFree, objs.len() as u64);
-        for folio in batch.into_iter().flatten() {
-            self.discard(folio);
         }
     }
 }

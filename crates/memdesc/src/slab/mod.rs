@@ -215,8 +215,9 @@ impl<'a> SlabCore<'a> {
         let (head, order) = map.compound_head(pfn).ok_or(not_slab)?;
         let page = map.page(head).ok_or(not_slab)?;
         let PageType::Slab { cache } = page.page_type() else { return Err(not_slab) };
-        let base = map.frame_ptr(head).ok_or(not_slab)?.as_ptr() as usize;
-        let offset = addr.wrapping_sub(base);
+        // Frames are page-aligned in the memory (checked at boot), so the
+        // slab starts `pfn - head` frames before `addr`'s frame.
+        let offset = (addr & (PAGE_SIZE - 1)) + (pfn.0.wrapping_sub(head.0) as usize).wrapping_mul(PAGE_SIZE);
         if cache == SLAB_LARGE {
             return match order {
                 Some(order) if offset == 0 => Ok(Found::Large(head, order)),
@@ -437,7 +438,12 @@ impl<'a> SlabAllocator<'a> {
     fn unregister(&self, ptr: NonNull<Cache<'a>>) {
         let core = self.core();
         // SAFETY: a placed cache, alive until the unplace below.
-        let (id, home) = unsafe { (usize::from(ptr.as_ref().id), ptr.as_ref().home) };
+        let cache = unsafe { ptr.as_ref() };
+        let (id, home) = (usize::from(cache.id), cache.home);
+        // The cache's counts join the allocator's before it goes.
+        let (allocs, frees) = cache.lists.lock().with(|l| (l.allocs, l.frees));
+        core.count(SlabEvent::SlabAlloc, allocs);
+        core.count(SlabEvent::SlabFree, frees);
         core.registry_lock.lock().with(|()| {
             // Relaxed: a lookup that still finds the entry would be a free
             // of a non-live object; nothing is published by clearing it.
@@ -452,8 +458,13 @@ impl<'a> SlabAllocator<'a> {
     pub fn events(&self) -> [(SlabEvent, u64); NR_SLAB_EVENTS] {
         let core = self.core();
         SlabEvent::ALL.map(|e| {
+            let per_cache = |f: fn(&cache::Lists) -> u64| {
+                (0..MAX_CACHES).filter_map(|id| core.cache(id)).map(|c| c.lists.lock().with(|l| f(l))).sum::<u64>()
+            };
             let n = match e {
                 SlabEvent::SlabsRcuFreed => core.ret.callback().rcu_freed(),
+                SlabEvent::SlabAlloc => core.events(e) + per_cache(|l| l.allocs),
+                SlabEvent::SlabFree => core.events(e) + per_cache(|l| l.frees),
                 _ => core.events(e),
             };
             (e, n)

@@ -39,12 +39,11 @@ pub(crate) const NIL: u64 = u64::MAX;
 pub(crate) enum ListKind {
     /// On no list (being created or discarded).
     None = 0,
-    /// Some objects in use, some free.
+    /// Some objects free (empty slabs too, up to the cache's
+    /// `MIN_PARTIAL` slabs on the list).
     Partial = 1,
     /// Every object in use (or quarantined).
     Full = 2,
-    /// No object in use: kept up to the cache's `min_partial`.
-    Empty = 3,
 }
 
 /// Owner word 0 decoded: `objects | inuse << 16 | quarantined << 32 |
@@ -81,7 +80,6 @@ impl SlabCounts {
         let list = match (word >> 46) & 3 {
             1 => ListKind::Partial,
             2 => ListKind::Full,
-            3 => ListKind::Empty,
             _ => ListKind::None,
         };
         Self {

@@ -64,6 +64,24 @@ fn order_keeps_waste_low_and_objects_many() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "pure arithmetic over 600k offsets: native only")]
+fn object_indices_by_reciprocal_match_division() {
+    for size in [8, 24, 40, 96, 200, 1000, 1500, 3000, 7000, 20000] {
+        for flags in [SlabFlags::NONE, SlabFlags::DEBUG] {
+            let layout = layout::Layout::new(size, 8, flags, false).unwrap();
+            let slab = PAGE_SIZE << layout.order.get();
+            for offset in 0..slab {
+                let by_division = offset
+                    .checked_sub(layout.obj_off)
+                    .filter(|slot| slot % layout.stride == 0 && slot / layout.stride < usize::from(layout.objects))
+                    .map(|slot| slot / layout.stride);
+                assert_eq!(layout.index_of(offset), by_division, "size {size} offset {offset}");
+            }
+        }
+    }
+}
+
+#[test]
 fn objects_round_trip_and_slabs_are_frozen_and_typed() {
     with_slab(|node, slab| {
         let cache = slab.create_cache(CacheConfig::new("test", 40)).unwrap();
