@@ -292,6 +292,7 @@ impl<'a> Slabs<'a> {
             let Some(mut view) = SlabView::locked(&mut lists.lock, page) else { break };
             let mut counts = view.counts();
             let mut free = view.freelist();
+            let base = self.frame_addr(pfn);
             while n < out.len() && free != 0 {
                 let obj = free;
                 // SAFETY: duty 1 of read_word: a free object of a listed
@@ -299,6 +300,21 @@ impl<'a> Slabs<'a> {
                 free = unsafe { self.arena.read_word(self.layout.free_ptr(obj)) };
                 counts.inuse += 1;
                 if let Some(debug) = self.debug() {
+                    let next_ok =
+                        free == 0 || free.checked_sub(base).and_then(|offset| self.layout.index_of(offset)).is_some();
+                    if !next_ok {
+                        // A corrupted free pointer: never followed. The
+                        // objects on the rest of the chain are lost, counted
+                        // as quarantined with this one's report.
+                        let lost = counts.objects - counts.inuse;
+                        counts.inuse = counts.objects;
+                        counts.quarantined += lost;
+                        lists.inuse += u64::from(lost);
+                        lists.quarantined += u64::from(lost);
+                        let at = self.layout.free_ptr(obj);
+                        self.report_bad(pfn, obj, at, super::BadObjectKind::FreePointerCorrupted);
+                        free = 0;
+                    }
                     if let Err((kind, at)) = debug.check_free_object(obj) {
                         debug.set_state(obj, STATE_QUARANTINED);
                         counts.quarantined += 1;
@@ -400,18 +416,15 @@ impl<'a> Slabs<'a> {
             if SlabView::locked(&mut lists.lock, self.page(head.0)).is_none() {
                 return Err(SlabError::NotSlabObject(obj));
             }
-            match debug.state(obj) {
-                STATE_ALLOCATED => {}
+            let problem = match debug.state(obj) {
+                STATE_ALLOCATED => debug.check_red_zones(obj).err(),
                 STATE_FREE | STATE_QUARANTINED => {
                     self.core().count(SlabEvent::DebugReports, 1);
                     return Err(SlabError::DoubleFree { cache: self.id, offset: obj - base });
                 }
-                _ => {
-                    let report = self.report_bad(head.0, obj, obj, super::BadObjectKind::StateCorrupted);
-                    return Err(SlabError::BadObject(report));
-                }
-            }
-            if let Err((kind, at)) = debug.check_red_zones(obj) {
+                _ => Some((super::BadObjectKind::StateCorrupted, obj - self.layout.obj_off + self.layout.fp_off + 8)),
+            };
+            if let Some((kind, at)) = problem {
                 // Quarantined: it stays counted in use and is never reused.
                 debug.set_state(obj, STATE_QUARANTINED);
                 if let Some(mut view) = SlabView::locked(&mut lists.lock, self.page(head.0)) {
@@ -484,7 +497,13 @@ impl<'a> Slabs<'a> {
                     let counts = view.counts();
                     let mut free = 0usize;
                     let mut obj = view.freelist();
+                    let base = self.frame_addr(pfn);
                     while obj != 0 && free <= usize::from(counts.objects) {
+                        if obj.checked_sub(base).and_then(|offset| self.layout.index_of(offset)).is_none() {
+                            // Never followed: a corrupted free pointer.
+                            violations += 1;
+                            break;
+                        }
                         free += 1;
                         // SAFETY: duty 1 of read_word: a free object of a
                         // listed slab, under the list lock.

@@ -403,6 +403,34 @@ fn debug_detects_use_after_free_on_the_next_allocation() {
 }
 
 #[test]
+fn debug_never_follows_a_corrupted_free_pointer() {
+    with_slab(|_, slab| {
+        let cache = debug_cache(slab);
+        let layout = layout::Layout::new(40, 8, SlabFlags::DEBUG, false).unwrap();
+        let p = cache.alloc_raw().unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free_raw(p) }.unwrap();
+        // SAFETY: the bug under test: a write into the free object's slot,
+        // past its red zone, over its free pointer (the slab's memory).
+        unsafe { p.as_ptr().add(layout.fp_off - layout.obj_off).cast::<u64>().write_unaligned(0xdead_beef) };
+        let q = cache.alloc_raw().unwrap();
+        assert_eq!(q, p, "the object itself is intact and handed out");
+        let report = slab.bad_objects().last().unwrap();
+        assert_eq!(report.kind, BadObjectKind::FreePointerCorrupted);
+        let info = slab.slabinfo().find(|i| i.name == "dbg").unwrap();
+        assert_eq!(info.quarantined_objs, u64::from(cache.slab_shape().0) - 1, "the rest of the chain is abandoned");
+        let r = cache.alloc_raw().unwrap();
+        assert_eq!(slab.audit().violations, 0);
+        // SAFETY: allocated above, freed once.
+        unsafe {
+            cache.free_raw(q).unwrap();
+            cache.free_raw(r).unwrap();
+        }
+        slab.destroy(cache).unwrap();
+    });
+}
+
+#[test]
 fn debug_detects_a_double_free() {
     with_slab(|_, slab| {
         let cache = debug_cache(slab);
