@@ -10,7 +10,7 @@ use super::{BadObject, CacheConfig, SlabCore, SlabError, SlabEvent, SlabFlags, S
 use crate::buddy::{FrozenFolio, Gfp};
 use crate::folio::PageType;
 use crate::memmap::{Page, Pfn};
-use crate::sync::SpinLock;
+use crate::sync::{fence, Ordering, SpinLock};
 
 /// Objects per sheaf of a cache (the per-CPU layer's capacity).
 #[cfg(not(memdesc_loom))]
@@ -213,6 +213,10 @@ impl<'a> Slabs<'a> {
     /// Puts a new slab on the partial list (under the lock): retypes it to
     /// this cache, then gives its handle up to the lists.
     fn add_slab(&self, lists: &mut Lists, mut folio: FrozenFolio<'a>) {
+        // Release: pairs with the Acquire fence of typesafe_words, which
+        // reads the tag written next without the lock: the constructor's
+        // plain writes happen before a lockless reader's atomic reads.
+        fence(Ordering::Release);
         folio.set_type(PageType::Slab { cache: self.id });
         let pfn = folio.into_raw().0;
         lists.slabs += 1;

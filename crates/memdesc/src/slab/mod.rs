@@ -58,7 +58,7 @@ mod loom;
 mod tests;
 
 pub use error::{BadObject, BadObjectKind, SlabError};
-pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
+pub use kmalloc::{KmallocObject, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
 pub use layout::{MAX_OBJECT_SIZE, MAX_SLAB_ORDER};
 pub use rcu_free::{SlabFreer, SlabReturn};
 pub use report::{SlabAudit, SlabEvent, SlabInfo, BAD_OBJECT_LOG, NR_SLAB_EVENTS};
@@ -653,26 +653,61 @@ impl fmt::Debug for SlabObject<'_, '_> {
     }
 }
 
-impl SlabObject<'_, '_> {
+impl<'c, 'a> SlabObject<'c, 'a> {
     /// The object's address.
     pub fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 
-    /// The object's bytes (its cache's object size). For a
-    /// TYPESAFE_BY_RCU cache, whose freed objects lockless readers may
-    /// still read, share through atomics instead.
+    /// Whether plain byte access is allowed: not for a TYPESAFE_BY_RCU
+    /// cache, whose objects lockless readers may read while the owner
+    /// writes (use [`SlabObject::words`] there).
+    fn plain(&self) -> bool {
+        !self.cache.config.flags.contains(SlabFlags::TYPESAFE_BY_RCU)
+    }
+
+    /// The object's bytes (its cache's object size); empty for a
+    /// TYPESAFE_BY_RCU cache (see [`SlabObject::words`]).
     pub fn bytes(&self) -> &[u8] {
+        if !self.plain() {
+            return &[];
+        }
         // SAFETY: duty 1 of bytes: the handle owns the object (allocated,
-        // not freed) and `&self` excludes the writable view.
+        // not freed; not TYPESAFE_BY_RCU, so no lockless reader) and `&self`
+        // excludes the writable view.
         unsafe { self.cache.core().arena.bytes(self.ptr.as_ptr() as usize, self.cache.layout.size) }
     }
 
-    /// The object's bytes, writable.
+    /// The object's bytes, writable; empty for a TYPESAFE_BY_RCU cache.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: duty 1 of bytes_mut: owned, and `&mut self` makes this
-        // the only view.
+        if !self.plain() {
+            return &mut [];
+        }
+        // SAFETY: duty 1 of bytes_mut: owned, no lockless reader (as in
+        // `bytes`), and `&mut self` makes this the only view.
         unsafe { self.cache.core().arena.bytes_mut(self.ptr.as_ptr() as usize, self.cache.layout.size) }
+    }
+
+    /// The object's whole 8-byte words, as atomics: how a TYPESAFE_BY_RCU
+    /// object's owner writes what lockless readers
+    /// ([`SlabAllocator::typesafe_words`]) read. Any cache's object may be
+    /// used this way.
+    pub fn words(&self) -> &[crate::sync::FrameWord] {
+        // Only atomic accesses reach these words while the handle lives:
+        // the owner's (here) and TYPESAFE_BY_RCU readers'; the plain views
+        // above borrow the handle and are refused for such caches.
+        self.cache.core().arena.words(self.ptr.as_ptr() as usize, self.cache.layout.size / 8)
+    }
+
+    /// Frees the object after an RCU grace period
+    /// ([`SlabAllocator::kfree_rcu`]).
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree_rcu`] (cannot fail for a live object).
+    pub fn kfree_rcu(self) -> Result<(), SlabError> {
+        let cache = self.cache;
+        // The handle owned the object and gives it up here.
+        cache.core().kfree_rcu(self.into_raw().as_ptr() as usize)
     }
 
     /// Gives the object up as a raw pointer (free it with

@@ -19,6 +19,7 @@ use super::SLAB_UNLISTED;
 use crate::buddy::FrozenFolio;
 use crate::folio::PageType;
 use crate::memmap::{MemMap, Page};
+use crate::sync::FrameWord;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
@@ -242,6 +243,22 @@ impl Arena {
     pub(crate) unsafe fn bytes<'b>(&self, addr: usize, len: usize) -> &'b [u8] {
         // SAFETY: duty 1.
         unsafe { core::slice::from_raw_parts(self.ptr(addr).as_ptr(), len) }
+    }
+
+    /// The `n` words at `addr`, as atomics: a view that stays defined while
+    /// other holders read and write them atomically (TYPESAFE_BY_RCU
+    /// objects). Computing it is safe: atomic accesses cannot race each
+    /// other; the caller keeps plain accesses away (see the callers).
+    pub(crate) fn words<'b>(&self, addr: usize, n: usize) -> &'b [FrameWord] {
+        debug_assert_eq!(addr % 8, 0);
+        // SAFETY: `addr` is an 8-aligned object address of a slab frame of
+        // the node's memory (the callers looked it up), which lives as long
+        // as the node; FrameWord is a u64-sized atomic valid for any bits.
+        // The callers' duty, stated at each: no plain access to these
+        // words happens concurrently (TYPESAFE_BY_RCU objects are written
+        // only atomically once published, and their slabs stay slabs for
+        // the reader's section).
+        unsafe { core::slice::from_raw_parts(self.ptr(addr).as_ptr().cast::<FrameWord>(), n) }
     }
 
     /// The `len` bytes at `addr`, writable.

@@ -346,6 +346,51 @@ fn kfree_rcu_frees_in_batches_after_a_grace_period() {
     });
 }
 
+#[test]
+fn safe_handles_cover_kmalloc_words_and_typesafe_readers() {
+    with_node(FRAMES, &[], small_config(false), &SpinPlatform, |node| {
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+        let other_rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+        let slab = SlabAllocator::new(node, &rcu, &ret).unwrap();
+        let mut k = slab.kmalloc_object(100, 8).unwrap();
+        k.bytes_mut().fill(3);
+        assert_eq!((k.len(), k.bytes().iter().map(|&b| u32::from(b)).sum::<u32>()), (100, 300));
+        let big = slab.kmalloc_object(9000, 8).unwrap();
+        assert_eq!(big.bytes().len(), 9000);
+        drop((k, big));
+        slab.kmalloc_object(64, 8).unwrap().kfree_rcu().unwrap();
+
+        let config = CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("ids", 24) };
+        let ids = slab.create_cache(config).unwrap();
+        let plain = slab.create_cache(CacheConfig::new("plain", 24)).unwrap();
+        let mut obj = ids.alloc().unwrap();
+        assert!(obj.bytes_mut().is_empty(), "no plain bytes for TYPESAFE_BY_RCU objects");
+        assert_eq!(obj.words().len(), 3);
+        obj.words()[0].store(77, core::sync::atomic::Ordering::Release);
+        let addr = obj.as_ptr().as_ptr() as usize;
+        let p = plain.alloc().unwrap();
+        {
+            let section = rcu.read_lock();
+            let words = slab.typesafe_words(&section, addr).unwrap();
+            assert_eq!(words[0].load(core::sync::atomic::Ordering::Acquire), 77);
+            assert!(slab.typesafe_words(&section, p.as_ptr().as_ptr() as usize).is_none(), "not TYPESAFE_BY_RCU");
+            assert!(slab.typesafe_words(&section, addr + 8).is_none(), "not an object start");
+            let foreign = other_rcu.read_lock();
+            assert!(slab.typesafe_words(&foreign, addr).is_none(), "a section of another RCU");
+        }
+        obj.kfree_rcu().unwrap();
+        drop(p);
+        slab.rcu_barrier();
+        assert_eq!(slab.slabinfo().find(|i| i.name == "ids").unwrap().active_objs, 0);
+        slab.destroy(ids).unwrap();
+        slab.destroy(plain).unwrap();
+        drop(slab);
+        rcu.barrier();
+        assert_eq!(node.audit().allocated, 0);
+    });
+}
+
 fn debug_cache<'s, 'a>(slab: &'s SlabAllocator<'a>) -> CacheRef<'s, 'a> {
     slab.create_cache(CacheConfig { flags: SlabFlags::DEBUG, ..CacheConfig::new("dbg", 40) }).unwrap()
 }
