@@ -14,7 +14,7 @@ use std::vec::Vec;
 /// Multi-threaded tests.
 mod mt_tests;
 
-const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
+const FRAMES: u64 = if cfg!(miri) { 512 } else { 1024 };
 
 /// Boots a node with a slab allocator, runs `f`, drops the allocator and
 /// checks every frame came back.

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as StdOrde
 use std::sync::Mutex;
 use std::vec::Vec;
 
-const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
+const FRAMES: u64 = if cfg!(miri) { 512 } else { 1024 };
 const ROUNDS: usize = if cfg!(miri) { 8 } else { 400 };
 
 fn stamp_of(thread: usize, i: usize) -> u64 {
