@@ -332,8 +332,7 @@ impl<'a> SlabAllocator<'a> {
         };
         let order = order_for_bytes(size_of::<SlabCore<'a>>()).ok_or(SlabError::BadSize(0))?;
         let folio = node.alloc_frozen(order, Gfp::KERNEL)?;
-        let arena = Arena::new(node.memmap());
-        let Ok((ptr, home)) = raw::place(&arena, folio, core) else {
+        let Ok((ptr, home)) = raw::place(folio, core) else {
             return Err(SlabError::BadSize(size_of::<SlabCore<'a>>()));
         };
         let this = Self { core: ptr, home: Pfn(home), node, _core: PhantomData };
@@ -380,7 +379,7 @@ impl<'a> SlabAllocator<'a> {
         let order = order_for_bytes(size_of::<Cache<'a>>()).ok_or(SlabError::BadSize(0))?;
         let folio = self.node.alloc_frozen(order, Gfp::KERNEL)?;
         let cache = Cache::new(id as u16, config, layout, core, folio.pfn().0);
-        let Ok((ptr, _)) = raw::place(&core.arena, folio, cache) else {
+        let Ok((ptr, _)) = raw::place(folio, cache) else {
             return Err(SlabError::BadSize(size_of::<Cache<'a>>()));
         };
         // Release: pairs with the Acquire load in SlabCore::cache, so a

@@ -128,7 +128,6 @@ impl<'v> SlabView<'v> {
     /// cache `lock` belongs to; `None` unless `page` is a slab head of that
     /// cache now (read under the lock, which orders it after both retypes).
     pub(crate) fn locked(lock: &'v mut ListLock, page: &'v Page) -> Option<Self> {
-        let _ = &*lock;
         (page.page_type() == PageType::Slab { cache: lock.cache } && lock.cache != SLAB_UNLISTED)
             .then_some(Self { page, _exclusive: PhantomData })
     }
@@ -278,7 +277,7 @@ impl Arena {
 /// (its pfn is returned) and must be taken back with [`unplace`].
 ///
 /// Returns the value back if the folio is too small.
-pub(crate) fn place<T>(arena: &Arena, folio: FrozenFolio<'_>, value: T) -> Result<(NonNull<T>, u64), T> {
+pub(crate) fn place<T>(folio: FrozenFolio<'_>, value: T) -> Result<(NonNull<T>, u64), T> {
     let len = folio.nr_pages() as usize * crate::memmap::PAGE_SIZE;
     if size_of::<T>() > len || align_of::<T>() > crate::memmap::PAGE_SIZE {
         return Err(value);
@@ -286,7 +285,7 @@ pub(crate) fn place<T>(arena: &Arena, folio: FrozenFolio<'_>, value: T) -> Resul
     let Some(frame) = folio.owner().memmap().frame_ptr(folio.pfn()) else {
         return Err(value);
     };
-    let ptr = arena.ptr(frame.as_ptr() as usize).cast::<T>();
+    let ptr = frame.cast::<T>();
     let pfn = folio.into_raw();
     // SAFETY: the frames are ours alone (frozen, handle given up just
     // above, restored only by `unplace`), large enough and page-aligned
