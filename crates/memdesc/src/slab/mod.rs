@@ -26,7 +26,11 @@
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
 //!   sheaves (`slab/sheaf.rs`, here a stand-in that forwards), which call
 //!   the cache through `ObjectSource` on their slow paths. Neither the
-//!   buddy allocator nor RCU is called under a list lock.
+//!   buddy allocator nor RCU is called under a list lock; but `refill` may
+//!   allocate a slab and `give_back` may hand one to `call_rcu_frame`,
+//!   which waits for a grace period and runs callbacks (kfree_rcu batches:
+//!   frees into any cache) inline when its queue is full, so callers keep
+//!   no lock of their own across them.
 //! - **Frees never trust the pointer**: address → pfn → compound head →
 //!   type tag `Slab { cache }` → the cache must match → the offset must be
 //!   an object boundary (`SlabCore::lookup`).
