@@ -264,3 +264,33 @@ fn typesafe_rcu_slab_frames_wait_for_readers() {
 fn mutant_slab_free_without_gp_is_caught() {
     crate::testutil::assert_model_fails_with_branches(BRANCHES, slab_free_model);
 }
+
+/// P7.2: two CPUs free objects of one slab while one of them allocates:
+/// the slab's owner words (loom cells under the model) are touched only
+/// under the cache's list lock, so loom reports no race, and the audit
+/// finds the in-use count matching the freelist.
+#[test]
+fn slab_owner_words_under_the_list_lock() {
+    check_model_with_branches(BRANCHES, || {
+        with_world(|world| {
+            let a = world.cache.alloc_raw().unwrap().as_ptr() as usize;
+            let b = world.cache.alloc_raw().unwrap().as_ptr() as usize;
+            let keep = world.cache.alloc_raw().unwrap();
+            let t = thread::spawn(move || {
+                // SAFETY: allocated above, freed once (here).
+                unsafe { world.cache.free_raw(world.ptr(a)) }.unwrap();
+            });
+            // SAFETY: allocated above, freed once (here).
+            unsafe { world.cache.free_raw(world.ptr(b)) }.unwrap();
+            let c = world.cache.alloc_raw().unwrap();
+            t.join().unwrap();
+            let audit = world.slab.audit();
+            assert_eq!(audit.violations, 0, "P7 violated: slab state disagrees with its freelist: {audit:?}");
+            // SAFETY: allocated above, freed once.
+            unsafe {
+                world.cache.free_raw(c).unwrap();
+                world.cache.free_raw(keep).unwrap();
+            }
+        });
+    });
+}

@@ -26,7 +26,11 @@
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
 //!   sheaves (`slab/sheaf.rs`), which call the cache through
 //!   `ObjectSource` on their slow paths. Neither the buddy allocator nor
-//!   RCU is called under a list lock.
+//!   RCU is called under a list lock; but `refill` may allocate a slab and
+//!   `give_back` may hand one to `call_rcu_frame`, which waits for a grace
+//!   period and runs callbacks (kfree_rcu batches: frees into any cache)
+//!   inline when its queue is full, so callers keep no lock of their own
+//!   across them.
 //! - **Frees never trust the pointer**: address → pfn → compound head →
 //!   type tag `Slab { cache }` → the cache must match → the offset must be
 //!   an object boundary (`SlabCore::lookup`).
@@ -60,7 +64,7 @@ mod loom;
 mod tests;
 
 pub use error::{BadObject, BadObjectKind, SlabError};
-pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
+pub use kmalloc::{KmallocObject, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
 pub use layout::{MAX_OBJECT_SIZE, MAX_SLAB_ORDER};
 pub use rcu_free::{SlabFreer, SlabReturn};
 pub use report::{SlabAudit, SlabEvent, SlabInfo, BAD_OBJECT_LOG, NR_SLAB_EVENTS};
@@ -217,8 +221,9 @@ impl<'a> SlabCore<'a> {
         let (head, order) = map.compound_head(pfn).ok_or(not_slab)?;
         let page = map.page(head).ok_or(not_slab)?;
         let PageType::Slab { cache } = page.page_type() else { return Err(not_slab) };
-        let base = map.frame_ptr(head).ok_or(not_slab)?.as_ptr() as usize;
-        let offset = addr.wrapping_sub(base);
+        // Frames are page-aligned in the memory (checked at boot), so the
+        // slab starts `pfn - head` frames before `addr`'s frame.
+        let offset = (addr & (PAGE_SIZE - 1)) + (pfn.0.wrapping_sub(head.0) as usize).wrapping_mul(PAGE_SIZE);
         if cache == SLAB_LARGE {
             return match order {
                 Some(order) if offset == 0 => Ok(Found::Large(head, order)),
@@ -333,8 +338,7 @@ impl<'a> SlabAllocator<'a> {
         };
         let order = order_for_bytes(size_of::<SlabCore<'a>>()).ok_or(SlabError::BadSize(0))?;
         let folio = node.alloc_frozen(order, Gfp::KERNEL)?;
-        let arena = Arena::new(node.memmap());
-        let Ok((ptr, home)) = raw::place(&arena, folio, core) else {
+        let Ok((ptr, home)) = raw::place(folio, core) else {
             return Err(SlabError::BadSize(size_of::<SlabCore<'a>>()));
         };
         let this = Self { core: ptr, home: Pfn(home), node, _core: PhantomData };
@@ -381,7 +385,7 @@ impl<'a> SlabAllocator<'a> {
         let order = order_for_bytes(size_of::<Cache<'a>>()).ok_or(SlabError::BadSize(0))?;
         let folio = self.node.alloc_frozen(order, Gfp::KERNEL)?;
         let cache = Cache::new(id as u16, config, layout, core, folio.pfn().0);
-        let Ok((ptr, _)) = raw::place(&core.arena, folio, cache) else {
+        let Ok((ptr, _)) = raw::place(folio, cache) else {
             return Err(SlabError::BadSize(size_of::<Cache<'a>>()));
         };
         // Release: pairs with the Acquire load in SlabCore::cache, so a
@@ -414,7 +418,8 @@ impl<'a> SlabAllocator<'a> {
     }
 
     /// Destroys a cache: flushes every sheaf, gives every slab back and
-    /// frees the cache struct.
+    /// frees the cache struct (for a TYPESAFE_BY_RCU cache, after a grace
+    /// period: so not inside a read section).
     ///
     /// # Errors
     /// [`DestroyError`] with the cache back (still usable) if objects are
@@ -439,12 +444,26 @@ impl<'a> SlabAllocator<'a> {
     fn unregister(&self, ptr: NonNull<Cache<'a>>) {
         let core = self.core();
         // SAFETY: a placed cache, alive until the unplace below.
-        let (id, home) = unsafe { (usize::from(ptr.as_ref().id), ptr.as_ref().home) };
+        let cache = unsafe { ptr.as_ref() };
+        let (id, home) = (usize::from(cache.id), cache.home);
+        // The cache's counts join the allocator's before it goes.
+        let (allocs, frees) = cache.lists.lock().with(|l| (l.allocs, l.frees));
+        core.count(SlabEvent::SlabAlloc, allocs);
+        core.count(SlabEvent::SlabFree, frees);
+        let typesafe = cache.config.flags.contains(SlabFlags::TYPESAFE_BY_RCU);
         core.registry_lock.lock().with(|()| {
-            // Relaxed: a lookup that still finds the entry would be a free
-            // of a non-live object; nothing is published by clearing it.
+            // Relaxed: a lookup that still finds the entry is either a free
+            // of a non-live object or a TYPESAFE_BY_RCU reader, which the
+            // grace period below waits for; nothing is published by clearing.
             core.registry[id].store(core::ptr::null_mut(), Ordering::Relaxed);
         });
+        if typesafe {
+            // Lockless readers (`typesafe_words`, inside a section) may hold
+            // the cache they looked up from the registry: its struct goes
+            // only after they have left (Linux's rcu_barrier in
+            // kmem_cache_destroy).
+            core.rcu.synchronize();
+        }
         // SAFETY: duty 1 of unplace: placed by create_cache at `home`, and
         // this is its one unplace (the entry is cleared; no handle remains).
         drop(unsafe { raw::unplace(self.node, ptr, home) });
@@ -454,8 +473,13 @@ impl<'a> SlabAllocator<'a> {
     pub fn events(&self) -> [(SlabEvent, u64); NR_SLAB_EVENTS] {
         let core = self.core();
         SlabEvent::ALL.map(|e| {
+            let per_cache = |f: fn(&cache::Lists) -> u64| {
+                (0..MAX_CACHES).filter_map(|id| core.cache(id)).map(|c| c.lists.lock().with(|l| f(l))).sum::<u64>()
+            };
             let n = match e {
                 SlabEvent::SlabsRcuFreed => core.ret.callback().rcu_freed(),
+                SlabEvent::SlabAlloc => core.events(e) + per_cache(|l| l.allocs),
+                SlabEvent::SlabFree => core.events(e) + per_cache(|l| l.frees),
                 _ => core.events(e),
             };
             (e, n)
@@ -644,26 +668,61 @@ impl fmt::Debug for SlabObject<'_, '_> {
     }
 }
 
-impl SlabObject<'_, '_> {
+impl<'c, 'a> SlabObject<'c, 'a> {
     /// The object's address.
     pub fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 
-    /// The object's bytes (its cache's object size). For a
-    /// TYPESAFE_BY_RCU cache, whose freed objects lockless readers may
-    /// still read, share through atomics instead.
+    /// Whether plain byte access is allowed: not for a TYPESAFE_BY_RCU
+    /// cache, whose objects lockless readers may read while the owner
+    /// writes (use [`SlabObject::words`] there).
+    fn plain(&self) -> bool {
+        !self.cache.config.flags.contains(SlabFlags::TYPESAFE_BY_RCU)
+    }
+
+    /// The object's bytes (its cache's object size); empty for a
+    /// TYPESAFE_BY_RCU cache (see [`SlabObject::words`]).
     pub fn bytes(&self) -> &[u8] {
+        if !self.plain() {
+            return &[];
+        }
         // SAFETY: duty 1 of bytes: the handle owns the object (allocated,
-        // not freed) and `&self` excludes the writable view.
+        // not freed; not TYPESAFE_BY_RCU, so no lockless reader) and `&self`
+        // excludes the writable view.
         unsafe { self.cache.core().arena.bytes(self.ptr.as_ptr() as usize, self.cache.layout.size) }
     }
 
-    /// The object's bytes, writable.
+    /// The object's bytes, writable; empty for a TYPESAFE_BY_RCU cache.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: duty 1 of bytes_mut: owned, and `&mut self` makes this
-        // the only view.
+        if !self.plain() {
+            return &mut [];
+        }
+        // SAFETY: duty 1 of bytes_mut: owned, no lockless reader (as in
+        // `bytes`), and `&mut self` makes this the only view.
         unsafe { self.cache.core().arena.bytes_mut(self.ptr.as_ptr() as usize, self.cache.layout.size) }
+    }
+
+    /// The object's whole 8-byte words, as atomics: how a TYPESAFE_BY_RCU
+    /// object's owner writes what lockless readers
+    /// ([`SlabAllocator::typesafe_words`]) read. Any cache's object may be
+    /// used this way.
+    pub fn words(&self) -> &[crate::sync::FrameWord] {
+        // Only atomic accesses reach these words while the handle lives:
+        // the owner's (here) and TYPESAFE_BY_RCU readers'; the plain views
+        // above borrow the handle and are refused for such caches.
+        self.cache.core().arena.words(self.ptr.as_ptr() as usize, self.cache.layout.size / 8)
+    }
+
+    /// Frees the object after an RCU grace period
+    /// ([`SlabAllocator::kfree_rcu`]).
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree_rcu`] (cannot fail for a live object).
+    pub fn kfree_rcu(self) -> Result<(), SlabError> {
+        let cache = self.cache;
+        // The handle owned the object and gives it up here.
+        cache.core().kfree_rcu(self.into_raw().as_ptr() as usize)
     }
 
     /// Gives the object up as a raw pointer (free it with

@@ -163,23 +163,12 @@ impl<'n> FrameCallback<'n> for SlabFreer<'n> {
     }
 }
 
-impl<'a> SlabAllocator<'a> {
-    /// Frees `ptr` (as [`SlabAllocator::kfree`]) after a grace period:
-    /// readers inside an RCU read section now may still read it. Pointers
-    /// are batched in a frame; if no frame can be had, waits for a grace
-    /// period here (so must not be called inside a read section then).
-    ///
-    /// # Errors
-    /// As [`SlabAllocator::kfree`]'s lookup, checked now; nothing is queued.
-    ///
-    /// # Safety
-    /// As [`SlabAllocator::kfree`]: the caller gives `ptr` up.
-    pub unsafe fn kfree_rcu(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
-        let addr = ptr.as_ptr() as usize;
-        let core = self.core();
-        core.lookup(addr)?;
-        core.count(SlabEvent::KfreeRcu, 1);
-        let full = core.batch.lock().with(|slot| {
+impl<'a> SlabCore<'a> {
+    /// `kfree_rcu` of `addr` (see [`SlabAllocator::kfree_rcu`]).
+    pub(crate) fn kfree_rcu(&self, addr: usize) -> Result<(), SlabError> {
+        self.lookup(addr)?;
+        self.count(SlabEvent::KfreeRcu, 1);
+        let full = self.batch.lock().with(|slot| {
             if slot.is_none() {
                 let folio = self.node.alloc_frozen(Order::ZERO, Gfp::KERNEL).ok()?;
                 *slot = Some(Batch { folio, len: 0 });
@@ -192,8 +181,8 @@ impl<'a> SlabAllocator<'a> {
         });
         match full {
             None => {
-                core.rcu.synchronize();
-                core.kfree_addr(addr)
+                self.rcu.synchronize();
+                self.kfree_addr(addr)
             }
             Some(Some(batch)) => {
                 self.submit(batch);
@@ -204,18 +193,35 @@ impl<'a> SlabAllocator<'a> {
     }
 
     fn submit(&self, batch: Batch<'a>) {
-        let core = self.core();
         let Batch { mut folio, len } = batch;
         folio.bytes_mut()[..8].copy_from_slice(&(len as u64).to_ne_bytes());
-        core.count(SlabEvent::KfreeRcuBatches, 1);
-        // A batch frame is this node's: the only error cannot happen.
-        let _ = core.rcu.call_rcu_frame(folio, core.ret);
+        self.count(SlabEvent::KfreeRcuBatches, 1);
+        // A batch frame is this node's (checked in `SlabAllocator::new`):
+        // the only error cannot happen.
+        let _ = self.rcu.call_rcu_frame(folio, self.ret);
+    }
+}
+
+impl<'a> SlabAllocator<'a> {
+    /// Frees `ptr` (as [`SlabAllocator::kfree`]) after a grace period:
+    /// readers inside an RCU read section now may still read it. Pointers
+    /// are batched in a frame; if no frame can be had, waits for a grace
+    /// period here (so must not be called inside a read section then).
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree`]'s lookup, checked now; nothing is queued.
+    ///
+    /// # Safety
+    /// As [`SlabAllocator::kfree`]: the caller gives `ptr` up.
+    pub unsafe fn kfree_rcu(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        self.core().kfree_rcu(ptr.as_ptr() as usize)
     }
 
     /// Queues the batch being filled (its grace period starts now).
     pub fn kfree_rcu_flush(&self) {
-        if let Some(batch) = self.core().batch.lock().with(|slot| slot.take()) {
-            self.submit(batch);
+        let core = self.core();
+        if let Some(batch) = core.batch.lock().with(|slot| slot.take()) {
+            core.submit(batch);
         }
     }
 
