@@ -307,40 +307,41 @@ pub const GOALS: &[Goal] = &[
 
 /// What limits S1 when it is missed.
 const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, toggle-collect on \
-    slab::cache_pair_loop) ours is about 294 instructions per pair against mimalloc's 72 (4.1x; the Ir goal is \
-    1.5x), in three parts. (1) The free's descriptor lookup (SlabCore::lookup, about 115 instructions, a call of \
-    its own; the `free_lookup` probe times it): the address is bounds-checked into a pfn and the head's frame \
-    pointer is bounds-checked again (two frame_span walks with checked arithmetic and the metadata overlap test), \
-    then the compound word, the head's type tag, the cache registry's load, and `index_of`'s division and \
-    remainder by the stride (a hardware `div`, tens of cycles of latency). (2) The sheaf steps (about 81 \
-    instructions; the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` local_enter and \
-    local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local lock's load and two \
-    stores, the cached-count store; the `local_enter_exit` probe times the four virtual calls alone. (3) About 100 \
-    instructions of wrapping: CacheRef to Cache derefs, the debug-cache test on both sides, Result and error \
-    plumbing, the arena's pointer rebuild, the WrongCache check. Meeting 1.5x needs all three cut: a division-free \
-    object check (a reciprocal multiply as SLUB's obj_to_index, or a shift for power-of-two strides), one bounds \
-    check per lookup (the head's frame pointer from the address already checked), and free_raw on a known cache \
-    checking the tag against its own id instead of reading the registry; the CPU found once per operation without \
-    a virtual call (Linux reads it from a per-CPU register); the debug test folded into which path a cache takes \
-    at creation.";
+    slab::cache_pair_loop, divided by 400 000) ours is about 275 instructions per pair against mimalloc's 72 \
+    (3.8x; the Ir goal is 1.5x), in three parts. (1) The free's descriptor lookup, about 95 instructions (the \
+    `free_lookup` probe times it through ksize): the address bounds-checked into a pfn (pfn_of_addr's frame_span, \
+    with checked arithmetic and the metadata-overlap test), the compound word, the head's descriptor and type tag, \
+    the cache registry's Acquire load, and the object-boundary check (a reciprocal multiply). (2) The sheaf steps, \
+    about 81 instructions (the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` \
+    local_enter and local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local \
+    lock's load and two stores, the cached-count store; the `local_enter_exit` probe times the four virtual calls \
+    alone, most of that floor. (3) About 100 instructions around them: the CacheRef and Cache derefs, the \
+    debug-cache test on both sides, Result and error plumbing, the arena's pointer rebuild, free_raw's \
+    cache-identity check. Meeting 1.5x needs all three cut: the CPU found once per operation without virtual calls \
+    (Linux reads a per-CPU base register; here `local_enter` could hand back the slot, and `local_exit` could be \
+    skipped when the platform has nothing to do), the lookup's arithmetic unchecked once the address is inside the \
+    memory, free_raw on a known cache comparing the tag with its own id instead of reading the registry, and the \
+    debug test folded into which path a cache takes at creation.";
 /// What limits S1k when it is missed.
-const S1K_LIMIT: &str = "S1's analysis, plus kmalloc's own steps: the alignment and size checks, the size \
-    class (class_for) and the class's cache read from the registry on allocation; kfree's lookup then finds \
-    the cache from the slab's type tag (about 306 instructions per pair under callgrind against S1's 294). The \
-    `cache_pair` probe is S1's pair in the same run.";
+const S1K_LIMIT: &str = "S1's analysis. kmalloc adds its own steps (the alignment and size checks, the size class, \
+    the class's cache read from the registry) and kfree finds the cache from the slab's tag, with no \
+    cache-identity check and no handle: about 249 instructions per pair under callgrind (toggle-collect on \
+    slab::kmalloc_pair_loop, `--quick --filter S1k --iters 100000`) against S1's 275. The `cache_pair` probe is \
+    S1's pair in the same run.";
 /// What limits S2 when it is missed.
 const S2_LIMIT: &str = "A batch of 1000 overflows the per-CPU layer: a CPU caches two sheaves of 32 and the barn 8 \
     more, so about 70% of allocations refill from the slabs (32 objects per list-lock hold) and as many frees give \
     back 32 at a time (the row's note counts the objects moved per operation). The give-back frees object by \
     object under the list lock (put_object: the slab's head found from the address again, the SlabView's freelist \
-    and count rewritten, the slab relisted), and each batch leaves about 7 slabs empty beyond MIN_PARTIAL = 2, \
-    which go back to the buddy allocator and are taken again by the next batch's refills (the note's slabs \
-    allocated and freed per 1000). Under callgrind (`--quick --filter S2 --iters 200`) ours is about 400 \
-    instructions per alloc+free against mimalloc's 63: the give-back (free_slow) is about a fifth of it and the \
-    refill a tenth; the `sheaf_batch_64` probe (a batch that stays in the sheaves) separates the slow paths from \
-    S1's per-operation cost, which by itself is already above 1.5x. Meeting 1.5x needs S1's fixes, a give-back \
-    that groups objects by slab (one SlabView update and one relist per slab, SLUB's detached freelists), and \
-    keeping empty slabs while the cache is busy (a higher or adaptive min_partial).";
+    and count rewritten, the slab relisted); slabs that empty while the partial list already holds MIN_PARTIAL = 2 \
+    go back to the buddy allocator, and the next batch's refills take new ones (the note's slabs allocated and \
+    freed per 1000 allocs). Under callgrind (`--quick --filter S2 --iters 200`, toggle-collect on \
+    slab::cache_batch_loop) ours is about 395 instructions per alloc+free against mimalloc's 63: give_back about \
+    86 of them and refill about 43 (new slabs included); the `sheaf_batch_64` probe (a batch that stays in the \
+    sheaves) separates these slow paths from S1's per-operation cost, which by itself is above 1.5x. Meeting 1.5x \
+    needs S1's fixes, a give-back that groups objects by slab (one SlabView update and one relist per slab, as \
+    SLUB's detached freelists), and empty slabs kept while the cache is busy (a min_partial that grows with the \
+    cache's recent refills).";
 /// What limits S2g when it is missed.
 const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glibc batch of 31.9 ns; glibc measured \
     here in the same process (its tcache and fastbins, no locking while the process has one thread) is several \
