@@ -226,7 +226,6 @@ impl Barn {
         }
         self.full[self.nr_full].copy_from(from);
         self.nr_full += 1;
-        from.len = 0;
         true
     }
 
@@ -436,10 +435,15 @@ impl PerCpuSheaves {
     }
 
     /// Gives back the barn's full sheaves one at a time, never calling
-    /// `src` under the barn lock (the source takes the slabs' locks).
+    /// `src` under the barn lock (the source takes the slabs' locks). At
+    /// most as many as the barn holds: CPUs putting sheaves meanwhile cannot
+    /// keep the flush going.
     fn flush_barn(&self, src: &dyn ObjectSource) {
         let mut sheaf = Sheaf::EMPTY;
-        while self.barn.lock().with(|barn| barn.take_full(&mut sheaf)) {
+        for _ in 0..BARN_SHEAVES {
+            if !self.barn.lock().with(|barn| barn.take_full(&mut sheaf)) {
+                break;
+            }
             sheaf.give_back(src);
         }
     }
