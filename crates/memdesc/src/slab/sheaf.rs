@@ -226,6 +226,7 @@ impl Barn {
         }
         self.full[self.nr_full].copy_from(from);
         self.nr_full += 1;
+        from.len = 0;
         true
     }
 
