@@ -56,6 +56,17 @@ pub const UNSAFE_ALLOWLIST: &[&str] = &[
     "pgtable/aspace.rs",
     // The THP split freezes at the count its migration entries account for.
     "thp/mod.rs",
+    // Slab: owner words through SlabView and object memory by address
+    // (raw); handles over caches placed in frames (mod); free pointers,
+    // red zones and poison read under the list lock (cache, debug); the
+    // unsafe free entry points and the folios they restore (kmalloc,
+    // rcu_free).
+    "slab/raw.rs",
+    "slab/mod.rs",
+    "slab/cache.rs",
+    "slab/debug.rs",
+    "slab/kmalloc.rs",
+    "slab/rcu_free.rs",
     // A CPU's sheaves, reached under its local lock (SHEAF.2).
     "slab/sheaf.rs",
 ];

@@ -484,6 +484,38 @@ impl<'a> MemMap<'a> {
         unsafe { self.memory.as_ptr().add(offset).write_bytes(0, len) };
     }
 
+    /// The host address of frame `pfn`'s first byte, with the provenance of
+    /// the whole memory (so an owner may reach any byte of its frames from
+    /// it). Returns `None` as [`MemMap::frame_words`] does. Computing the
+    /// pointer is safe; whoever reads or writes through it must own the
+    /// bytes (a frozen folio, or an object a slab handed out).
+    pub(crate) fn frame_ptr(&self, pfn: Pfn) -> Option<NonNull<u8>> {
+        let (offset, _) = self.frame_span(pfn, 1)?;
+        // `offset` is inside `memory` (frame_span), so the sum is in bounds
+        // and not null.
+        NonNull::new(self.memory.as_ptr().wrapping_add(offset))
+    }
+
+    /// The host address of the memory's first byte, with the provenance of
+    /// the whole memory: the base from which the slab layer rebuilds object
+    /// pointers from addresses. Using it carries the duties of
+    /// [`MemMap::frame_ptr`].
+    pub(crate) fn memory_ptr(&self) -> NonNull<u8> {
+        self.memory
+    }
+
+    /// The frame a host address of this map's memory lies in, or `None` for
+    /// an address outside the memory or inside the metadata (a pointer
+    /// nobody here handed out).
+    pub(crate) fn pfn_of_addr(&self, addr: usize) -> Option<Pfn> {
+        let offset = addr.checked_sub(self.memory.as_ptr() as usize)?;
+        if offset >= self.memory_len {
+            return None;
+        }
+        let pfn = Pfn((self.phys_base.0 + offset as u64) >> crate::memmap::PAGE_SHIFT);
+        self.frame_span(pfn, 1).map(|_| pfn)
+    }
+
     fn frame_span(&self, pfn: Pfn, nr: u64) -> Option<(usize, usize)> {
         let start = pfn.phys().0.checked_sub(self.phys_base.0)?;
         let len = nr.checked_mul(PAGE_SIZE as u64)?;
