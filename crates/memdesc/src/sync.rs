@@ -206,4 +206,9 @@ impl<T> Drop for SpinGuard<'_, T> {
 /// owns them (load then store, no read-modify-write on the hot path) and
 /// summed racily by readers. Keeping them out of the model keeps loom's state
 /// space to the protocols.
+#[cfg(not(all(memdesc_count_rmw, not(memdesc_loom))))]
 pub(crate) type StatWord = core::sync::atomic::AtomicU64;
+/// A statistics counter, counted like the other atomics (so a statistic
+/// bumped on a fast path shows in `rmw_count`).
+#[cfg(all(memdesc_count_rmw, not(memdesc_loom)))]
+pub(crate) type StatWord = counting::AtomicU64;

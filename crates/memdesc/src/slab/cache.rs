@@ -14,7 +14,7 @@ use crate::sync::{fence, Ordering, SpinLock};
 
 /// Objects per sheaf of a cache (the per-CPU layer's capacity).
 #[cfg(not(memdesc_loom))]
-const SHEAF_OBJECTS: usize = 32;
+const SHEAF_OBJECTS: usize = super::sheaf::SHEAF_CAPACITY;
 #[cfg(memdesc_loom)]
 const SHEAF_OBJECTS: usize = 1;
 /// Empty slabs a cache keeps before giving them back (Linux's

@@ -24,13 +24,13 @@
 //!   exactly while it is on cache `id`'s lists (both retypes happen under
 //!   the lock); while its creator or discarder holds it frozen it is typed
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
-//!   sheaves (`slab/sheaf.rs`), which call the cache through
-//!   `ObjectSource` on their slow paths. Neither the buddy allocator nor
-//!   RCU is called under a list lock; but `refill` may allocate a slab and
-//!   `give_back` may hand one to `call_rcu_frame`, which waits for a grace
-//!   period and runs callbacks (kfree_rcu batches: frees into any cache)
-//!   inline when its queue is full, so callers keep no lock of their own
-//!   across them.
+//!   sheaves (`sheaf`, protocol SHEAF), which call the cache through
+//!   `ObjectSource` on their slow paths. Neither the
+//!   buddy allocator nor RCU is called under a list lock; but `refill` may
+//!   allocate a slab and `give_back` may hand one to `call_rcu_frame`,
+//!   which waits for a grace period and runs callbacks (kfree_rcu batches:
+//!   frees into any cache) inline when its queue is full, so callers keep
+//!   no lock of their own across them.
 //! - **Frees never trust the pointer**: address → pfn → compound head →
 //!   type tag `Slab { cache }` → the cache must match → the offset must be
 //!   an object boundary (`SlabCore::lookup`).
@@ -52,9 +52,7 @@ mod layout;
 pub(crate) mod raw;
 mod rcu_free;
 mod report;
-// Only `PerCpuSheaves::capacity` is unused outside the sheaf's own tests.
-#[allow(dead_code)]
-pub(crate) mod sheaf;
+mod sheaf;
 mod typesafe;
 
 #[cfg(all(test, memdesc_loom))]

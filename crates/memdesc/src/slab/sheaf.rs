@@ -43,7 +43,11 @@ mod loom;
 mod tests;
 
 /// Most objects one sheaf holds; a cache picks its capacity up to this.
-pub(crate) const SHEAF_CAPACITY: usize = 32;
+/// 26: the most that keeps a CPU's slot (two sheaves of 26 addresses and a
+/// length each, the lock, flag and statistics words) at 7 cache lines, so
+/// the sheaves of [`MAX_CPUS`] = 64 CPUs and the barn take about 30 KiB and
+/// a cache struct fits an order-3 folio.
+pub(crate) const SHEAF_CAPACITY: usize = 26;
 
 /// Sheaves in a barn, full and empty together. One under the model, so two
 /// CPUs fill it at once and a free reaches the give-back path.
@@ -237,7 +241,7 @@ impl Barn {
 
 /// One cache's per-CPU sheaves (a main and a spare per CPU) and its barn.
 ///
-/// A plain `Sized` struct with no heap, about 40 KiB at [`MAX_CPUS`] = 64,
+/// A plain `Sized` struct with no heap, about 30 KiB at [`MAX_CPUS`] = 64,
 /// so the cache that holds it can live in frozen frames. Objects still
 /// cached when it is dropped are not given back: call
 /// [`PerCpuSheaves::flush_all`] first.
@@ -260,6 +264,7 @@ impl PerCpuSheaves {
     }
 
     /// Objects per sheaf.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -436,10 +441,15 @@ impl PerCpuSheaves {
     }
 
     /// Gives back the barn's full sheaves one at a time, never calling
-    /// `src` under the barn lock (the source takes the slabs' locks).
+    /// `src` under the barn lock (the source takes the slabs' locks). At
+    /// most as many as the barn holds: CPUs putting sheaves meanwhile cannot
+    /// keep the flush going.
     fn flush_barn(&self, src: &dyn ObjectSource) {
         let mut sheaf = Sheaf::EMPTY;
-        while self.barn.lock().with(|barn| barn.take_full(&mut sheaf)) {
+        for _ in 0..BARN_SHEAVES {
+            if !self.barn.lock().with(|barn| barn.take_full(&mut sheaf)) {
+                break;
+            }
             sheaf.give_back(src);
         }
     }
