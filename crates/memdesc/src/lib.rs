@@ -87,6 +87,7 @@ pub mod buddy;
 pub mod folio;
 pub mod gup;
 pub mod memmap;
+pub mod migrate;
 pub mod pgtable;
 pub mod platform;
 pub mod rcu;
