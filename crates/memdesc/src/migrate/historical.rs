@@ -208,6 +208,7 @@ impl<'n> CountedSlab<'n> {
     /// [`AllocError`] from the allocator.
     pub fn alloc(node: &'n Node<'n>, cache: u16, state: u64) -> Result<Self, AllocError> {
         let folio = node.alloc(Order::ZERO, Gfp::KERNEL)?;
+        crate::platform::failpoint!(node.platform(), HistoricalSetSlab);
         // The historical design's defining step: the type (`PG_slab`) set
         // on a counted frame, which P3 forbids.
         folio.head().set_type(PageType::Slab { cache });

@@ -92,6 +92,9 @@ pub enum Failpoint {
     IsoTrylock,
     /// ISO.5: the isolate step is about to call the movable ops' isolate.
     IsoOps,
+    /// H.0 (historical design only): a frame just allocated counted is
+    /// about to be flagged slab (`__folio_set_slab`) and given slab state.
+    HistoricalSetSlab,
     /// H.1 (historical design only): a counted slab frame is about to get
     /// its RCU head, whose callback word overlaps `mapping`.
     HistoricalRcuHead,
@@ -103,7 +106,7 @@ pub enum Failpoint {
 #[cfg(feature = "failpoints")]
 impl Failpoint {
     /// Every failpoint, in protocol order.
-    pub const ALL: [Failpoint; 20] = [
+    pub const ALL: [Failpoint; 21] = [
         Self::P1ReadHead,
         Self::P1Increment,
         Self::P1HeadRecheck,
@@ -122,6 +125,7 @@ impl Failpoint {
         Self::IsoSlabRecheck,
         Self::IsoTrylock,
         Self::IsoOps,
+        Self::HistoricalSetSlab,
         Self::HistoricalRcuHead,
         Self::HistoricalSlabFree,
     ];
@@ -158,6 +162,7 @@ impl Failpoint {
             Self::IsoSlabTest | Self::IsoMovableTest | Self::IsoSlabRecheck => "ISO.2h",
             Self::IsoTrylock => "ISO.3",
             Self::IsoOps => "ISO.5",
+            Self::HistoricalSetSlab => "H.0",
             Self::HistoricalRcuHead => "H.1",
             Self::HistoricalSlabFree => "H.2",
         }
