@@ -217,3 +217,39 @@ fn scanner_vs_movable_freed_as_slab() {
 fn iso_scanner_vs_movable_freed_as_slab() {
     check_model(scanner_vs_movable_freed_as_slab);
 }
+
+/// ISO.3-ISO.6: two scanners race to isolate one movable page. At most
+/// one may hold it isolated at a time (a second isolation would hand one
+/// page to two migrations), and each putback must leave the page
+/// isolatable again and freeable (the isolated flag is checked at free).
+fn two_scanners_isolate_once() {
+    with_world(|world| {
+        let page = world.node.alloc(Order::ZERO, Gfp::KERNEL.typed(PageType::Movable { ops: OPS_ID })).unwrap();
+        let pfn = page.pfn();
+        let holders: &'static crate::sync::AtomicU32 = Box::leak(Box::new(crate::sync::AtomicU32::new(0)));
+        let addr = world as *const World as usize;
+        let isolate_once = move || {
+            // SAFETY: `world` outlives the joins below.
+            let world = unsafe { &*(addr as *const World) };
+            if let Ok(isolated) = isolate_movable_page(world.node, world.registry, pfn) {
+                // Relaxed: the model's own counter; the folio lock orders
+                // the isolations it counts.
+                let before = holders.fetch_add(1, crate::sync::Ordering::Relaxed);
+                assert_eq!(before, 0, "ISO violated: two scanners hold pfn {pfn} isolated at once");
+                // Relaxed: as above.
+                holders.fetch_sub(1, crate::sync::Ordering::Relaxed);
+                drop(isolated);
+            }
+        };
+        let other = thread::spawn(isolate_once);
+        isolate_once();
+        other.join().unwrap();
+        assert!(!page.head().flags().contains(PageFlags::ISOLATED), "ISO.6 violated: the page is left isolated");
+        drop(page);
+    });
+}
+
+#[test]
+fn iso_two_scanners_isolate_once() {
+    check_model(two_scanners_isolate_once);
+}
