@@ -8,7 +8,12 @@
 //! check for them.
 
 /// Mutants that run the historical design of seed 004.
-const HISTORICAL: &[&str] = &["slab_counted_movable_word", "first_barrier_patch", "corrected_barrier_order"];
+const HISTORICAL: &[&str] = &[
+    "slab_counted_movable_word",
+    "first_barrier_patch",
+    "first_patch_rmb_before_pagemovable",
+    "corrected_barrier_order",
+];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=MEMDESC_MUTANT");

@@ -20,6 +20,10 @@
 //!   - `first_barrier_patch`: slab test, Acquire fence (smp_rmb), movable
 //!     test, Acquire fence, slab test (Babka's first patch; Hyeonggon
 //!     Yoo's interleaving defeats it);
+//!   - `first_patch_rmb_before_pagemovable`: the first patch plus Babka's
+//!     question, another fence and movable test after the second slab test
+//!     (loom finds no failure: its last three tests are the corrected
+//!     order);
 //!   - `corrected_barrier_order`: movable test, fence, slab test, fence,
 //!     movable test (Babka's correction; loom finds no failure);
 //!   - the replay (feature `failpoints`): the first patch's order, each
@@ -42,6 +46,7 @@ use crate::folio::{Order, PageType};
 use crate::memmap::Pfn;
 #[cfg(any(
     memdesc_mutant = "first_barrier_patch",
+    memdesc_mutant = "first_patch_rmb_before_pagemovable",
     memdesc_mutant = "corrected_barrier_order",
     feature = "failpoints"
 ))]
@@ -126,6 +131,34 @@ pub(super) fn movable_ops<'r>(
         }
         word
     };
+    // Babka's question on Yoo's interleaving: the first patch plus "another
+    // smp_rmb() before the PageMovable test" that Linux makes after the
+    // folio lock. Made here before the lock: the folio lock is a word the
+    // slab's writers never touch, so it orders nothing between them.
+    #[cfg(memdesc_mutant = "first_patch_rmb_before_pagemovable")]
+    let word = {
+        if is_slab(folio) {
+            return Err(not_movable());
+        }
+        // Acquire: smp_rmb, pairing with the writers' Release fences.
+        fence(Ordering::Acquire);
+        if !is_movable_word(mapping(folio)) {
+            return Err(not_movable());
+        }
+        // Acquire: smp_rmb, as above.
+        fence(Ordering::Acquire);
+        if is_slab(folio) {
+            return Err(not_movable());
+        }
+        // Acquire: the smp_rmb Babka asked about, pairing with the Release
+        // fence before the flag is cleared (H.2).
+        fence(Ordering::Acquire);
+        let word = mapping(folio);
+        if !is_movable_word(word) {
+            return Err(not_movable());
+        }
+        word
+    };
     // Babka's correction: movable, rmb, slab, rmb, movable.
     #[cfg(memdesc_mutant = "corrected_barrier_order")]
     let word = {
@@ -185,6 +218,7 @@ fn smp_wmb() {
     // Release: pairs with the reader's Acquire fences (ISO.2h).
     #[cfg(any(
         memdesc_mutant = "first_barrier_patch",
+        memdesc_mutant = "first_patch_rmb_before_pagemovable",
         memdesc_mutant = "corrected_barrier_order",
         feature = "failpoints"
     ))]

@@ -173,6 +173,14 @@ fn mutant_first_barrier_patch_is_caught() {
     crate::testutil::assert_model_fails(scanner_vs_slab_rcu_free);
 }
 
+/// The first patch with "another smp_rmb() before the PageMovable test"
+/// (Babka's question on Yoo's interleaving): expected to HOLD.
+#[cfg(memdesc_mutant = "first_patch_rmb_before_pagemovable")]
+#[test]
+fn mutant_first_patch_rmb_before_pagemovable_holds() {
+    check_model(scanner_vs_slab_rcu_free);
+}
+
 /// Babka's corrected order (movable, rmb, slab, rmb, movable) in the same
 /// historical design: expected to HOLD (`cargo xtask mutants` reports it
 /// as "holds"): loom agrees with the thread's final reasoning.
