@@ -307,12 +307,12 @@ pub const GOALS: &[Goal] = &[
 
 /// What limits S1 when it is missed.
 const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, toggle-collect on \
-    slab::cache_pair_loop, divided by 400 000) ours is about 275 instructions per pair against mimalloc's 72 \
+    slab::cache_pair_loop, divided by 400 000) ours is about 271 instructions per pair against mimalloc's 72 \
     (3.8x; the Ir goal is 1.5x), in three parts. (1) The free's descriptor lookup, about 95 instructions (the \
     `free_lookup` probe times it through ksize): the address bounds-checked into a pfn (pfn_of_addr's frame_span, \
     with checked arithmetic and the metadata-overlap test), the compound word, the head's descriptor and type tag, \
     the cache registry's Acquire load, and the object-boundary check (a reciprocal multiply). (2) The sheaf steps, \
-    about 81 instructions (the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` \
+    about 79 instructions (the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` \
     local_enter and local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local \
     lock's load and two stores, the cached-count store; the `local_enter_exit` probe times the four virtual calls \
     alone, most of that floor. (3) About 100 instructions around them: the CacheRef and Cache derefs, the \
@@ -325,19 +325,19 @@ const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, t
 /// What limits S1k when it is missed.
 const S1K_LIMIT: &str = "S1's analysis. kmalloc adds its own steps (the alignment and size checks, the size class, \
     the class's cache read from the registry) and kfree finds the cache from the slab's tag, with no \
-    cache-identity check and no handle: about 249 instructions per pair under callgrind (toggle-collect on \
-    slab::kmalloc_pair_loop, `--quick --filter S1k --iters 100000`) against S1's 275. The `cache_pair` probe is \
+    cache-identity check and no handle: about 251 instructions per pair under callgrind (toggle-collect on \
+    slab::kmalloc_pair_loop, `--quick --filter S1k --iters 100000`) against S1's 271. The `cache_pair` probe is \
     S1's pair in the same run.";
 /// What limits S2 when it is missed.
-const S2_LIMIT: &str = "A batch of 1000 overflows the per-CPU layer: a CPU caches two sheaves of 32 and the barn 8 \
-    more, so about 70% of allocations refill from the slabs (32 objects per list-lock hold) and as many frees give \
-    back 32 at a time (the row's note counts the objects moved per operation). The give-back frees object by \
+const S2_LIMIT: &str = "A batch of 1000 overflows the per-CPU layer: a CPU caches two sheaves of 26 and the barn 8 \
+    more, so about 75% of allocations refill from the slabs (26 objects per list-lock hold) and as many frees give \
+    back 26 at a time (the row's note counts the objects moved per operation). The give-back frees object by \
     object under the list lock (put_object: the slab's head found from the address again, the SlabView's freelist \
     and count rewritten, the slab relisted); slabs that empty while the partial list already holds MIN_PARTIAL = 2 \
     go back to the buddy allocator, and the next batch's refills take new ones (the note's slabs allocated and \
     freed per 1000 allocs). Under callgrind (`--quick --filter S2 --iters 200`, toggle-collect on \
-    slab::cache_batch_loop) ours is about 395 instructions per alloc+free against mimalloc's 63: give_back about \
-    86 of them and refill about 43 (new slabs included); the `sheaf_batch_64` probe (a batch that stays in the \
+    slab::cache_batch_loop) ours is about 400 instructions per alloc+free against mimalloc's 63: give_back about \
+    98 of them and refill about 45 (new slabs included); the `sheaf_only_batch` probe (a batch that stays in the \
     sheaves) separates these slow paths from S1's per-operation cost, which by itself is above 1.5x. Meeting 1.5x \
     needs S1's fixes, a give-back that groups objects by slab (one SlabView update and one relist per slab, as \
     SLUB's detached freelists), and empty slabs kept while the cache is busy (a min_partial that grows with the \
@@ -348,7 +348,7 @@ const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glib
     times faster (the `glibc_batch` probe of S2), so 0.35x of it is at or below mimalloc's own batch: S2g then \
     asks more than S2's 1.5x mimalloc. What limits ours is S2's analysis.";
 /// What limits S3 when it is missed.
-const S3_LIMIT: &str = "Both threads share one cache, so the slow paths of S2 (70% of operations refill or give \
+const S3_LIMIT: &str = "Both threads share one cache, so the slow paths of S2 (75% of operations refill or give \
     back) meet on one barn lock and one list lock, and the cache lines of the lists, the slab heads and the barn \
     move between the vCPUs (about 230 ns per handoff on this machine, performance.md §3). The \
     `batch_2t_separate_caches` probe runs the same threads on a cache each: its ratio to S3 is the cost of \

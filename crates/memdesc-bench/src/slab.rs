@@ -25,6 +25,10 @@ use std::time::Duration;
 
 /// The object size of S1–S3.
 pub const OBJECT_SIZE: usize = 64;
+/// Objects per sheaf: `slab/sheaf.rs`'s `SHEAF_CAPACITY`, which the core
+/// keeps crate-private (the `sheaf_only_batch` probe and the replica
+/// assume it; a change there only makes the probe touch the barn).
+pub const SHEAF_CAPACITY: usize = 26;
 /// kmalloc's alignment argument in the kmalloc probe (what `malloc` gives
 /// at least).
 const KMALLOC_ALIGN: usize = 8;
@@ -193,8 +197,8 @@ pub fn batch_threads_separate(
     )
 }
 
-/// Sheaf capacity of the replica: the sheaves' (`SHEAF_CAPACITY`).
-const FLOOR_CAPACITY: usize = 32;
+/// Sheaf capacity of the replica: the sheaves'.
+const FLOOR_CAPACITY: usize = SHEAF_CAPACITY;
 
 /// One CPU's slot in the replica of the sheaf fast path, as laid out by
 /// `slab/sheaf.rs`: the local lock word, the statistic of cached objects,

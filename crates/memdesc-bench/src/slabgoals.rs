@@ -11,9 +11,9 @@ use std::error::Error;
 
 /// Objects per batch in S2 and S3 (performance.md §2's pattern).
 pub const BATCH: usize = 1000;
-/// A batch that fits in one CPU's two sheaves (2 × 32 objects): S2's
+/// A batch that fits in one CPU's two sheaves: S2's
 /// pattern with no refill and no give-back.
-const SHEAF_BATCH: usize = 64;
+const SHEAF_BATCH: usize = 2 * slab::SHEAF_CAPACITY;
 /// Threads in S3.
 const THREADS: usize = 2;
 
@@ -151,8 +151,8 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
                     format!("ours = {:.2}x this", ours / samples[2].median_ns),
                 ),
                 probe(
-                    "sheaf_batch_64",
-                    "ours, batch of 64 (fits in one CPU's main and spare sheaves: no barn, refill or give-back)",
+                    "sheaf_only_batch",
+                    "ours, batch of 52 (one CPU's main and spare sheaves of 26: no barn, refill or give-back)",
                     samples[3],
                     format!(
                         "the barn, refill and give-back paths are {:.0}% of the batch-1000 figure",
