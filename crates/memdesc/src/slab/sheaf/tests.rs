@@ -188,11 +188,28 @@ struct Reentrant<'a> {
     sheaves: &'a PerCpuSheaves,
     nested_alloc: Cell<Option<usize>>,
     nested_free: Cell<bool>,
+    /// An object to free from inside the next refill (instead of the
+    /// nested allocation).
+    free_in_refill: Cell<Option<usize>>,
+}
+
+impl<'a> Reentrant<'a> {
+    fn new(sheaves: &'a PerCpuSheaves, objects: usize) -> Self {
+        Self {
+            inner: VecSource::new(objects),
+            sheaves,
+            nested_alloc: Cell::new(None),
+            nested_free: Cell::new(false),
+            free_in_refill: Cell::new(None),
+        }
+    }
 }
 
 impl ObjectSource for Reentrant<'_> {
     fn refill(&self, out: &mut [usize]) -> usize {
-        if out.len() > 1 && self.nested_alloc.get().is_none() {
+        if let Some(obj) = self.free_in_refill.take() {
+            self.sheaves.free(&ONE_CPU, obj, &self.inner);
+        } else if out.len() > 1 && self.nested_alloc.get().is_none() {
             self.nested_alloc.set(self.sheaves.alloc(&ONE_CPU, &self.inner));
         }
         self.inner.refill(out)
@@ -211,12 +228,7 @@ impl ObjectSource for Reentrant<'_> {
 fn a_reentry_on_the_same_cpu_takes_the_fallback_path() {
     as_cpu(Some(0), || {
         let mut sheaves = PerCpuSheaves::new(2);
-        let src = Reentrant {
-            inner: VecSource::new(16),
-            sheaves: &sheaves,
-            nested_alloc: Cell::new(None),
-            nested_free: Cell::new(false),
-        };
+        let src = Reentrant::new(&sheaves, 16);
         let obj = sheaves.alloc(&ONE_CPU, &src).expect("objects");
         // The nested allocation found the local lock held: one object from
         // the source, not the sheaf being refilled.
@@ -236,12 +248,7 @@ fn a_reentry_on_the_same_cpu_takes_the_fallback_path() {
 fn a_reentered_free_takes_the_fallback_path() {
     as_cpu(Some(0), || {
         let mut sheaves = PerCpuSheaves::new(2);
-        let src = Reentrant {
-            inner: VecSource::new(64),
-            sheaves: &sheaves,
-            nested_alloc: Cell::new(None),
-            nested_free: Cell::new(false),
-        };
+        let src = Reentrant::new(&sheaves, 64);
         // The first refill re-enters (nested_alloc), then frees fill main,
         // spare and the barn until a give-back re-enters with a free.
         let objs: Vec<usize> =
@@ -254,6 +261,26 @@ fn a_reentered_free_takes_the_fallback_path() {
         // The nested free went straight to the source: one give-back of its
         // own beside the batch's.
         assert_eq!(src.inner.read(|p| p.give_backs), before + 2);
+        let inner = src.inner;
+        sheaves.flush_all(&inner);
+        inner.assert_all_back();
+    });
+}
+
+#[test]
+fn a_free_reentering_a_refill_takes_the_fallback_path() {
+    as_cpu(Some(0), || {
+        let mut sheaves = PerCpuSheaves::new(4);
+        let src = Reentrant::new(&sheaves, 16);
+        let mut one = [0];
+        assert_eq!(src.inner.refill(&mut one), 1);
+        src.free_in_refill.set(Some(one[0]));
+        // The refill frees while main is empty and being refilled: the
+        // free must go to the source, not into the sheaf being written.
+        let obj = sheaves.alloc(&ONE_CPU, &src).expect("objects");
+        assert_eq!(src.inner.read(|p| p.give_backs), 1, "the nested free went to the source");
+        assert_eq!(sheaves.cached(), 3);
+        sheaves.free(&ONE_CPU, obj, &src);
         let inner = src.inner;
         sheaves.flush_all(&inner);
         inner.assert_all_back();
