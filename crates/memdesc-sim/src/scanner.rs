@@ -11,9 +11,18 @@
 //! the order is at most [`MAX_ORDER`], the refcount is counted, the type is
 //! an allocated owner type and never slab or page table (allocated frozen:
 //! P3 says no getter can count them), and a non-head frame is a tail.
+//!
+//! Every get is also the isolate step compaction will run (speculative get,
+//! then the type): a refused get is classified by the folio's type tag,
+//! read without a reference (the tag is atomic), so the scanner counts the
+//! slab frames it met; a reference to one is a violation. With slab CPUs
+//! running, some runs start at an object they published (read inside the
+//! run's read section): that frame must be met as a slab.
 
 use crate::rng::Rng;
 use crate::violations::Violations;
+use crate::workload::slab::reader::{folio_type, pfn_of};
+use crate::workload::slab::Slots;
 use memdesc::folio::{PageFlags, MAX_ORDER, REF_MAX};
 use memdesc::{CpuId, FolioRef, GetError, Node, PageType, Pfn, Rcu};
 use serde::Serialize;
@@ -27,6 +36,8 @@ const OUT_OF_RANGE_PER_MILLE: u64 = 5;
 // Chances per successful get, per mille.
 const LOCK_PER_MILLE: u64 = 20;
 const CLONE_PER_MILLE: u64 = 20;
+/// Chance per run, per mille, that it starts at a published slab object.
+const SLAB_START_PER_MILLE: u64 = 100;
 
 /// Why speculative gets failed, by [`GetError`] variant.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -60,11 +71,23 @@ pub struct ScannerStats {
     pub locks: u64,
     /// References cloned from ones it got.
     pub clones: u64,
+    /// Refused gets whose frame's type tag said slab (a slab or a large
+    /// kmalloc): the isolate check met a slab frame and left it alone.
+    pub slab_frames_met: u64,
+    /// Refused gets whose frame's type tag said page table.
+    pub table_frames_met: u64,
+    /// References obtained to a slab frame. Must be 0 (P3, P7).
+    pub slab_references: u64,
+    /// Runs started at an object the slab CPUs published.
+    pub slab_starts: u64,
 }
 
 /// The scanner CPU's state.
 pub(crate) struct Scanner<'n> {
     node: &'n Node<'n>,
+    /// The slab CPUs' published objects and the host address of physical
+    /// address 0, when slab CPUs run.
+    slab: Option<(&'n Slots, usize)>,
     rcu: &'n Rcu<'n>,
     cpu: CpuId,
     rng: Rng,
@@ -75,9 +98,16 @@ pub(crate) struct Scanner<'n> {
 impl<'n> Scanner<'n> {
     /// A scanner running as `cpu` (the calling thread must be bound to it),
     /// drawing pfns from the stream of `seed` numbered by its CPU.
-    pub(crate) fn new(node: &'n Node<'n>, rcu: &'n Rcu<'n>, cpu: CpuId, seed: u64) -> Self {
+    /// With `slab`, some runs start at objects the slab CPUs published.
+    pub(crate) fn new(
+        node: &'n Node<'n>,
+        rcu: &'n Rcu<'n>,
+        cpu: CpuId,
+        seed: u64,
+        slab: Option<(&'n Slots, usize)>,
+    ) -> Self {
         let rng = Rng::stream(seed, u64::from(cpu.0));
-        Self { node, rcu, cpu, rng, stats: ScannerStats::default(), violations: Violations::default() }
+        Self { node, slab, rcu, cpu, rng, stats: ScannerStats::default(), violations: Violations::default() }
     }
 
     /// Scans until the deadline has passed (or `interrupt` is set) and no
@@ -114,18 +144,55 @@ impl<'n> Scanner<'n> {
             base + self.rng.below(end - base)
         };
         let len = 1 + self.rng.below(MAX_RUN);
+        if let Some(pfn) = self.published_slab() {
+            self.stats.slab_starts += 1;
+            let met = self.stats.slab_frames_met;
+            self.isolate(pfn);
+            if self.stats.slab_frames_met == met {
+                self.violations
+                    .record(|| format!("scanner: pfn {pfn} of a published slab object was not met as a slab frame"));
+            }
+        }
         for pfn in (start..start + len).map(Pfn) {
-            self.stats.attempts += 1;
-            match self.node.try_get(pfn) {
-                Ok(folio) => {
-                    self.stats.successes += 1;
-                    self.validate(pfn, &folio);
-                    self.exercise(&folio);
-                    // Dropping may be the last put: the folio is freed on
-                    // this CPU.
-                    drop(folio);
+            self.isolate(pfn);
+        }
+    }
+
+    /// The pfn of an object a slab CPU published, sometimes (read inside
+    /// the caller's read section: its slab stays a slab until it ends).
+    fn published_slab(&mut self) -> Option<Pfn> {
+        let (slots, base) = self.slab?;
+        if !self.rng.per_mille(SLAB_START_PER_MILLE) {
+            return None;
+        }
+        let seen = slots.read(self.rng.below(slots.len() as u64) as usize)?;
+        Some(pfn_of(base, seen.addr))
+    }
+
+    /// The isolate step on `pfn`: a speculative get, then the type.
+    fn isolate(&mut self, pfn: Pfn) {
+        self.stats.attempts += 1;
+        match self.node.try_get(pfn) {
+            Ok(folio) => {
+                self.stats.successes += 1;
+                if matches!(folio.page_type(), PageType::Slab { .. }) {
+                    self.stats.slab_references += 1;
                 }
-                Err(e) => self.count_failure(e),
+                self.validate(pfn, &folio);
+                self.exercise(&folio);
+                // Dropping may be the last put: the folio is freed on
+                // this CPU.
+                drop(folio);
+            }
+            Err(e) => {
+                if e == GetError::Frozen {
+                    match folio_type(self.node, pfn) {
+                        Some(PageType::Slab { .. }) => self.stats.slab_frames_met += 1,
+                        Some(PageType::PageTable) => self.stats.table_frames_met += 1,
+                        _ => {}
+                    }
+                }
+                self.count_failure(e);
             }
         }
     }

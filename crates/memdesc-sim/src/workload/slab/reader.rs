@@ -1,0 +1,121 @@
+//! Lockless readers of the TYPESAFE_BY_RCU identity cache, as its users in
+//! a kernel: inside an RCU read section, pick a published slot, look the
+//! object up, check it, then revalidate that the slot still names it (the
+//! object may have been freed and reused meanwhile: a miss, expected).
+//!
+//! What is checked is the cache's promise: an object found through a slot
+//! inside a read section stays an object of a slab of its cache (or of a
+//! slab on its way back through RCU) until the section ends — its frame is
+//! never back in the buddy allocator or in another cache. The descriptor
+//! says so: `ksize` finds the identity cache's object size, or the frame
+//! is still typed `Slab { SLAB_UNLISTED }`.
+//!
+//! The readers cannot take a lock or reference *inside* the object, nor
+//! read its identity word: the slab API hands object memory to its owner
+//! only (`SlabObject::bytes`), and the simulator has no `unsafe`; the
+//! slot's sequence number and identity stand for them (see the report).
+
+use super::slots::Slots;
+use super::SlabStats;
+use crate::rng::Rng;
+use crate::violations::Violations;
+use memdesc::slab::{SlabAllocator, SlabError, SLAB_UNLISTED};
+use memdesc::{CpuId, Node, PageType, Pfn, Rcu, PAGE_SIZE};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Lookups per read section.
+const PER_SECTION: usize = 8;
+/// Read sections between progress updates and quiescent states.
+const SECTIONS: usize = 16;
+/// Frames a lookup walks back from a tail to its head (slabs are at most
+/// order 3).
+const MAX_TAIL_WALK: u64 = 1u64 << memdesc::slab::MAX_SLAB_ORDER;
+
+/// What a reader is given.
+pub(crate) struct ReaderContext<'c, 'a> {
+    pub(crate) slab: &'c SlabAllocator<'a>,
+    /// The identity cache's object size.
+    pub(crate) object_size: usize,
+    pub(crate) slots: &'c Slots,
+    pub(crate) rcu: &'c Rcu<'a>,
+    /// The host address of physical address 0.
+    pub(crate) base_addr: usize,
+    pub(crate) cpu: u32,
+    pub(crate) seed: u64,
+    pub(crate) deadline: Instant,
+    pub(crate) interrupt: &'c AtomicBool,
+    pub(crate) ops: &'c AtomicU64,
+}
+
+/// The type of the folio `pfn` is in, read from the descriptors without a
+/// reference (the tag is atomic): the pfn's own type, or for a tail that of
+/// its head within [`MAX_TAIL_WALK`] frames.
+pub(crate) fn folio_type(node: &Node<'_>, pfn: Pfn) -> Option<PageType> {
+    let map = node.memmap();
+    (0..MAX_TAIL_WALK).filter_map(|back| pfn.0.checked_sub(back)).find_map(|p| {
+        let ty = map.page(Pfn(p))?.page_type();
+        (ty != PageType::Tail).then_some(ty)
+    })
+}
+
+/// The pfn of host address `addr` in a machine whose physical address 0
+/// is at `base_addr`.
+pub(crate) fn pfn_of(base_addr: usize, addr: usize) -> Pfn {
+    Pfn((addr.wrapping_sub(base_addr) / PAGE_SIZE) as u64)
+}
+
+/// Reads until the deadline or the interrupt; returns its counts.
+pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
+    let mut rng = Rng::stream(ctx.seed ^ 0x2EAD, u64::from(ctx.cpu));
+    let (mut stats, mut v) = (SlabStats::default(), Violations::default());
+    loop {
+        for _ in 0..SECTIONS {
+            let section = ctx.rcu.read_lock();
+            for _ in 0..PER_SECTION {
+                lookup(ctx, rng.below(ctx.slots.len() as u64) as usize, &mut stats, &mut v);
+            }
+            drop(section);
+        }
+        // Relaxed: a progress statistic.
+        ctx.ops.store(stats.reader_lookups, Ordering::Relaxed);
+        ctx.rcu.quiescent(CpuId(ctx.cpu));
+        // Relaxed: a stop flag.
+        if Instant::now() >= ctx.deadline || ctx.interrupt.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    ctx.rcu.idle_enter(CpuId(ctx.cpu));
+    (stats, v)
+}
+
+/// One lookup of slot `i`, inside the caller's read section.
+fn lookup(ctx: &ReaderContext<'_, '_>, i: usize, stats: &mut SlabStats, v: &mut Violations) {
+    let Some(seen) = ctx.slots.read(i) else { return };
+    stats.reader_lookups += 1;
+    let Some(ptr) = NonNull::new(seen.addr as *mut u8) else { return };
+    match ctx.slab.ksize(ptr) {
+        Ok(size) if size == ctx.object_size => {}
+        Ok(size) => v.record(|| {
+            format!("slab reader: the identity object at {ptr:p} is now an object of {size} bytes inside a read section")
+        }),
+        Err(SlabError::NotSlabObject(_)) => match folio_type(ctx.slab.node(), pfn_of(ctx.base_addr, seen.addr)) {
+            Some(PageType::Slab { cache: SLAB_UNLISTED }) => stats.reader_unlisted += 1,
+            other => v.record(|| {
+                format!("slab reader: the slab of the identity object at {ptr:p} was freed inside a read section ({other:?})")
+            }),
+        },
+        Err(e) => v.record(|| format!("slab reader: lookup of the identity object at {ptr:p}: {e}")),
+    }
+    if ctx.slots.still(i, &seen) {
+        // Revalidated: the identity read with the address is the one
+        // published with it (a stamp, never 0: a torn read would show).
+        if seen.identity & 1 == 0 {
+            v.record(|| format!("slab reader: object at {ptr:p} revalidated with identity {:#x}", seen.identity));
+        }
+        stats.reader_hits += 1;
+    } else {
+        stats.reader_misses += 1;
+    }
+}
