@@ -15,7 +15,10 @@
 //!    and it is the cheaper one here: the three-CPU allocation test takes
 //!    about half as long as under Tree Borrows (16 s against 30 s or more).
 //!    Strict provenance costs nothing extra and rejects integer-to-pointer
-//!    casts, which the core must never need. 3.5 to 4.5 minutes.
+//!    casts, which the core must never need. The test binary is built
+//!    once and its tests split by name between two Miri processes run side
+//!    by side (Miri interprets a binary on one thread); each listed test
+//!    must pass in exactly one of them.
 //! 2. **The multi-threaded tests under Tree Borrows**, with several
 //!    scheduling seeds. Tree Borrows accepts some patterns Stacked Borrows
 //!    rejects and rejects a few it accepts, so code that passes both is
@@ -61,6 +64,11 @@ const PROPTEST_CASES: &str = "4";
 /// reference to it is live).
 const TREE_BORROWS_FILTERS: [&str; 2] = ["mt_tests::", "rcu::tests::frame"];
 
+/// How many Miri processes share the Stacked Borrows run (one per core of
+/// the CI machine): Miri interprets a test binary on one thread, so the
+/// tests are split between processes by name. `MIRI_SHARDS` overrides it.
+const SHARDS: usize = 2;
+
 /// Scheduling seeds for the Tree Borrows run (`-Zmiri-many-seeds`).
 const TREE_BORROWS_SEEDS: &str = "0..2";
 
@@ -69,10 +77,7 @@ pub fn run(runner: &mut Runner) -> Result<(), String> {
     check_installed(runner)?;
     let cases = std::env::var("MIRI_PROPTEST_CASES").unwrap_or_else(|_| PROPTEST_CASES.to_owned());
 
-    let stacked = Step::cargo_on(TOOLCHAIN, "miri", &["miri", "test", "-p", "memdesc", "--lib"])
-        .env("MIRIFLAGS", &format!("{COMMON_FLAGS} -Zmiri-strict-provenance"))
-        .env("PROPTEST_CASES", &cases);
-    expect_passed(runner, &stacked)?;
+    stacked_sharded(runner, &cases)?;
 
     let tree = Step::cargo_on(
         TOOLCHAIN,
@@ -82,6 +87,94 @@ pub fn run(runner: &mut Runner) -> Result<(), String> {
     .env("MIRIFLAGS", &format!("{COMMON_FLAGS} -Zmiri-tree-borrows -Zmiri-many-seeds={TREE_BORROWS_SEEDS}"))
     .env("PROPTEST_CASES", &cases);
     expect_passed(runner, &tree)
+}
+
+/// The Stacked Borrows run of every unit test, in [`SHARDS`] processes
+/// side by side: the test binary is built once, its tests listed, and each
+/// shard runs its share by exact name. Every listed test must pass in
+/// exactly one shard, so the split can neither drop nor repeat a test.
+fn stacked_sharded(runner: &mut Runner, cases: &str) -> Result<(), String> {
+    let flags = format!("{COMMON_FLAGS} -Zmiri-strict-provenance");
+    let miri_test = |name: &str, extra: &[&str]| {
+        let mut args = vec!["miri", "test", "-p", "memdesc", "--lib"];
+        args.extend_from_slice(extra);
+        Step::cargo_on(TOOLCHAIN, name, &args).env("MIRIFLAGS", &flags).env("PROPTEST_CASES", cases)
+    };
+    runner.run(&miri_test("miri build", &["--no-run"]))?;
+    let listed = runner.run_captured(&miri_test("miri list", &["--", "--list"]))?;
+    runner.record("miri list", listed.elapsed, if listed.success { "ok" } else { "FAILED" });
+    if !listed.success {
+        eprint!("{}", listed.stderr);
+        return Err("listing the tests under Miri failed".to_owned());
+    }
+    let tests = listed_tests(&listed.stdout);
+    if tests.is_empty() {
+        return Err("Miri listed no test".to_owned());
+    }
+    let shards = std::env::var("MIRI_SHARDS").ok().and_then(|n| n.parse().ok()).unwrap_or(SHARDS).max(1);
+    let parts = split(&tests, shards);
+    let steps: Vec<Step> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let mut extra = vec!["--", "--exact"];
+            extra.extend(part.iter().map(String::as_str));
+            miri_test(&format!("miri stacked {}/{}", i + 1, parts.len()), &extra)
+        })
+        .collect();
+    let outcomes = runner.run_parallel_captured(&steps)?;
+    let mut failed = Vec::new();
+    for (i, (out, part)) in outcomes.iter().zip(&parts).enumerate() {
+        let name = format!("miri stacked {}/{}", i + 1, parts.len());
+        let passed = passed_tests(&out.stdout);
+        let ignored = ignored_tests(&out.stdout);
+        let ok = out.success && passed > 0 && passed + ignored == part.len();
+        println!(
+            "--- {name}: {passed} passed, {ignored} ignored of {} in {:.1} s",
+            part.len(),
+            out.elapsed.as_secs_f64()
+        );
+        if !ok {
+            print!("{}", out.stdout);
+            eprint!("{}", out.stderr);
+            failed.push(format!("{name} ({passed} of {} passed)", part.len()));
+        }
+        runner.record(&name, out.elapsed, if ok { "ok" } else { "FAILED" });
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(format!("under Miri: {}", failed.join(", "))),
+    }
+}
+
+/// How many tests a libtest output says it ignored (those marked
+/// `cfg_attr(miri, ignore)`).
+fn ignored_tests(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("test result: "))
+        .filter_map(|rest| rest.split("; ").find_map(|field| field.strip_suffix(" ignored")))
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+        .sum()
+}
+
+/// The test names of a libtest `--list` output (`name: test` lines).
+fn listed_tests(stdout: &str) -> Vec<String> {
+    stdout.lines().filter_map(|line| line.strip_suffix(": test")).map(str::to_owned).collect()
+}
+
+/// Splits `tests` into `n` shards of similar cost: round robin over the
+/// sorted names, so each module's tests (and its expensive ones) are spread
+/// over every shard.
+fn split(tests: &[String], n: usize) -> Vec<Vec<String>> {
+    let mut sorted = tests.to_vec();
+    sorted.sort();
+    let mut parts = vec![Vec::new(); n.min(sorted.len())];
+    let len = parts.len();
+    for (i, test) in sorted.into_iter().enumerate() {
+        parts[i % len].push(test);
+    }
+    parts
 }
 
 /// Fails, saying how to install Miri, unless `cargo +nightly miri` runs.
@@ -108,5 +201,29 @@ fn expect_passed(runner: &mut Runner, step: &Step) -> Result<(), String> {
     match passed_tests(&stdout) {
         0 => Err(format!("`{}` ran no test", step.display())),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ignored_tests, listed_tests, split};
+
+    #[test]
+    fn ignored_tests_are_counted() {
+        let out = "test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured; 9 filtered out; finished in 1.0s\n";
+        assert_eq!(ignored_tests(out), 2);
+    }
+
+    #[test]
+    fn shards_cover_every_test_once() {
+        let out = "buddy::a: test\nbuddy::b: test\nfolio::c: test\n\n3 tests, 0 benchmarks\n";
+        let tests = listed_tests(out);
+        assert_eq!(tests, ["buddy::a", "buddy::b", "folio::c"]);
+        let parts = split(&tests, 2);
+        assert_eq!(parts, [vec!["buddy::a".to_owned(), "folio::c".to_owned()], vec!["buddy::b".to_owned()]]);
+        let mut all: Vec<String> = parts.concat();
+        all.sort();
+        assert_eq!(all, tests);
+        assert_eq!(split(&tests, 8).len(), 3, "no empty shard");
     }
 }

@@ -185,6 +185,40 @@ impl Runner {
         }
     }
 
+    /// Runs `steps` at the same time, each with its output captured, and
+    /// returns their outcomes in order once all have ended. The caller
+    /// judges and records them (as after [`Runner::run_captured`]).
+    pub fn run_parallel_captured(&mut self, steps: &[Step]) -> Result<Vec<Captured>, String> {
+        for step in steps {
+            println!("==> (in parallel) {}", step.display());
+        }
+        let this = &*self;
+        std::thread::scope(|scope| {
+            let running: Vec<_> = steps
+                .iter()
+                .map(|step| {
+                    scope.spawn(move || {
+                        let start = Instant::now();
+                        let output = this
+                            .command(step)
+                            .output()
+                            .map_err(|e| format!("could not start `{}`: {e}", step.display()))?;
+                        Ok(Captured {
+                            success: output.status.success(),
+                            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                            elapsed: start.elapsed(),
+                        })
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|handle| handle.join().map_err(|_| "a step's thread panicked".to_owned())?)
+                .collect()
+        })
+    }
+
     /// Runs an in-process step named `name` and records its timing.
     pub fn run_in_process(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
         println!("==> {name}");

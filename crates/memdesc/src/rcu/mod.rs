@@ -439,6 +439,14 @@ impl<'a> Rcu<'a> {
     }
 }
 
+impl<'r, 'a> RcuReadGuard<'r, 'a> {
+    /// The RCU this section belongs to (for APIs whose safety rests on a
+    /// section of a particular RCU, such as a TYPESAFE_BY_RCU slab's).
+    pub fn rcu(&self) -> &'r Rcu<'a> {
+        self.rcu
+    }
+}
+
 impl Drop for RcuReadGuard<'_, '_> {
     fn drop(&mut self) {
         if crate::sync::model_unwinding() {

@@ -10,7 +10,7 @@ use super::{BadObject, CacheConfig, SlabCore, SlabError, SlabEvent, SlabFlags, S
 use crate::buddy::{FrozenFolio, Gfp};
 use crate::folio::PageType;
 use crate::memmap::{Page, Pfn};
-use crate::sync::SpinLock;
+use crate::sync::{fence, Ordering, SpinLock};
 
 /// Objects per sheaf of a cache (the per-CPU layer's capacity).
 #[cfg(not(memdesc_loom))]
@@ -43,9 +43,9 @@ impl ListHead {
 /// Everything behind a cache's list lock.
 pub(crate) struct Lists {
     lock: ListLock,
+    /// Slabs with a free object, empty ones included (as SLUB keeps them).
     partial: ListHead,
     full: ListHead,
-    empty: ListHead,
     /// Slabs on the lists.
     pub(crate) slabs: u64,
     /// Objects handed out of slabs (to users or sheaves), quarantined
@@ -53,6 +53,10 @@ pub(crate) struct Lists {
     pub(crate) inuse: u64,
     /// Objects quarantined by debug checks.
     pub(crate) quarantined: u64,
+    /// Objects taken from slabs / given back, so far (statistics kept
+    /// under the lock: no atomic on these paths).
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
 }
 
 /// A slab cache: its slabs and the per-CPU sheaves above them (separate
@@ -118,10 +122,11 @@ impl<'a> Slabs<'a> {
             lock: ListLock::new(id),
             partial: ListHead::new(),
             full: ListHead::new(),
-            empty: ListHead::new(),
             slabs: 0,
             inuse: 0,
             quarantined: 0,
+            allocs: 0,
+            frees: 0,
         };
         Self {
             id,
@@ -205,20 +210,23 @@ impl<'a> Slabs<'a> {
         Ok(folio)
     }
 
-    /// Puts a new slab on the empty list (under the lock): retypes it to
+    /// Puts a new slab on the partial list (under the lock): retypes it to
     /// this cache, then gives its handle up to the lists.
     fn add_slab(&self, lists: &mut Lists, mut folio: FrozenFolio<'a>) {
+        // Release: pairs with the Acquire fence of typesafe_words, which
+        // reads the tag written next without the lock: the constructor's
+        // plain writes happen before a lockless reader's atomic reads.
+        fence(Ordering::Release);
         folio.set_type(PageType::Slab { cache: self.id });
         let pfn = folio.into_raw().0;
         lists.slabs += 1;
-        self.link(lists, ListKind::Empty, pfn);
+        self.link(lists, ListKind::Partial, pfn);
     }
 
     fn head_of(lists: &mut Lists, kind: ListKind) -> &mut ListHead {
         match kind {
-            ListKind::Partial => &mut lists.partial,
             ListKind::Full => &mut lists.full,
-            ListKind::Empty | ListKind::None => &mut lists.empty,
+            ListKind::Partial | ListKind::None => &mut lists.partial,
         }
     }
 
@@ -268,13 +276,7 @@ impl<'a> Slabs<'a> {
 
     /// Moves slab `pfn` to the list its counts call for.
     fn relist(&self, lists: &mut Lists, pfn: u64, counts: SlabCounts) {
-        let want = if counts.inuse == 0 {
-            ListKind::Empty
-        } else if counts.inuse == counts.objects {
-            ListKind::Full
-        } else {
-            ListKind::Partial
-        };
+        let want = if counts.inuse == counts.objects { ListKind::Full } else { ListKind::Partial };
         if want != counts.list {
             self.unlink(lists, pfn);
             self.link(lists, want, pfn);
@@ -286,7 +288,7 @@ impl<'a> Slabs<'a> {
     fn take_objects(&self, lists: &mut Lists, out: &mut [usize]) -> usize {
         let mut n = 0;
         while n < out.len() {
-            let pfn = if lists.partial.first != NIL { lists.partial.first } else { lists.empty.first };
+            let pfn = lists.partial.first;
             if pfn == NIL {
                 break;
             }
@@ -294,6 +296,7 @@ impl<'a> Slabs<'a> {
             let Some(mut view) = SlabView::locked(&mut lists.lock, page) else { break };
             let mut counts = view.counts();
             let mut free = view.freelist();
+            let base = self.frame_addr(pfn);
             while n < out.len() && free != 0 {
                 let obj = free;
                 // SAFETY: duty 1 of read_word: a free object of a listed
@@ -301,6 +304,21 @@ impl<'a> Slabs<'a> {
                 free = unsafe { self.arena.read_word(self.layout.free_ptr(obj)) };
                 counts.inuse += 1;
                 if let Some(debug) = self.debug() {
+                    let next_ok =
+                        free == 0 || free.checked_sub(base).and_then(|offset| self.layout.index_of(offset)).is_some();
+                    if !next_ok {
+                        // A corrupted free pointer: never followed. The
+                        // objects on the rest of the chain are lost, counted
+                        // as quarantined with this one's report.
+                        let lost = counts.objects - counts.inuse;
+                        counts.inuse = counts.objects;
+                        counts.quarantined += lost;
+                        lists.inuse += u64::from(lost);
+                        lists.quarantined += u64::from(lost);
+                        let at = self.layout.free_ptr(obj);
+                        self.report_bad(pfn, obj, at, super::BadObjectKind::FreePointerCorrupted);
+                        free = 0;
+                    }
                     if let Err((kind, at)) = debug.check_free_object(obj) {
                         debug.set_state(obj, STATE_QUARANTINED);
                         counts.quarantined += 1;
@@ -319,9 +337,7 @@ impl<'a> Slabs<'a> {
             view.set_counts(counts);
             self.relist(lists, pfn, counts);
         }
-        if n > 0 {
-            self.core().count(SlabEvent::SlabAlloc, n as u64);
-        }
+        lists.allocs += n as u64;
         n
     }
 
@@ -353,7 +369,7 @@ impl<'a> Slabs<'a> {
         view.set_counts(counts);
         lists.inuse -= 1;
         self.relist(lists, head.0, counts);
-        if counts.inuse == 0 && lists.empty.len > MIN_PARTIAL {
+        if counts.inuse == 0 && lists.partial.len > MIN_PARTIAL {
             return self.unlist_empty(lists, head.0);
         }
         None
@@ -388,6 +404,7 @@ impl<'a> Slabs<'a> {
             }
             return;
         }
+        self.core().ret.callback().retire(folio.pfn());
         drop(folio);
     }
 
@@ -403,18 +420,15 @@ impl<'a> Slabs<'a> {
             if SlabView::locked(&mut lists.lock, self.page(head.0)).is_none() {
                 return Err(SlabError::NotSlabObject(obj));
             }
-            match debug.state(obj) {
-                STATE_ALLOCATED => {}
+            let problem = match debug.state(obj) {
+                STATE_ALLOCATED => debug.check_red_zones(obj).err(),
                 STATE_FREE | STATE_QUARANTINED => {
                     self.core().count(SlabEvent::DebugReports, 1);
                     return Err(SlabError::DoubleFree { cache: self.id, offset: obj - base });
                 }
-                _ => {
-                    let report = self.report_bad(head.0, obj, obj, super::BadObjectKind::StateCorrupted);
-                    return Err(SlabError::BadObject(report));
-                }
-            }
-            if let Err((kind, at)) = debug.check_red_zones(obj) {
+                _ => Some((super::BadObjectKind::StateCorrupted, obj - self.layout.obj_off + self.layout.fp_off + 8)),
+            };
+            if let Some((kind, at)) = problem {
                 // Quarantined: it stays counted in use and is never reused.
                 debug.set_state(obj, STATE_QUARANTINED);
                 if let Some(mut view) = SlabView::locked(&mut lists.lock, self.page(head.0)) {
@@ -426,7 +440,7 @@ impl<'a> Slabs<'a> {
             }
             debug.poison_object(obj);
             debug.set_state(obj, STATE_FREE);
-            self.core().count(SlabEvent::SlabFree, 1);
+            lists.frees += 1;
             Ok(self.put_object(lists, obj))
         })?;
         if let Some(folio) = discard {
@@ -444,23 +458,21 @@ impl<'a> Slabs<'a> {
             let mut batch: [Option<FrozenFolio<'a>>; DISCARD_BATCH] = [const { None }; DISCARD_BATCH];
             let mut n = 0;
             self.lists.lock().with(|lists| {
-                while n < DISCARD_BATCH {
-                    let mut pfn = lists.empty.first;
-                    if pfn == NIL && all {
-                        pfn = self.first_quarantine_only(lists);
-                    }
-                    if pfn == NIL {
-                        break;
-                    }
-                    if all {
-                        if let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) {
-                            let q = u64::from(view.counts().quarantined);
+                for kind in [ListKind::Partial, ListKind::Full] {
+                    let mut pfn = Self::head_of(lists, kind).first;
+                    while pfn != NIL && n < DISCARD_BATCH {
+                        let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) else { break };
+                        let (counts, (next, _)) = (view.counts(), view.links());
+                        let releasable = if all { counts.inuse == counts.quarantined } else { counts.inuse == 0 };
+                        if releasable {
+                            let q = u64::from(counts.quarantined);
                             lists.quarantined -= q;
                             lists.inuse -= q;
+                            batch[n] = self.unlist_empty(lists, pfn);
+                            n += 1;
                         }
+                        pfn = next;
                     }
-                    batch[n] = self.unlist_empty(lists, pfn);
-                    n += 1;
                 }
             });
             for folio in batch.into_iter().flatten() {
@@ -473,29 +485,13 @@ impl<'a> Slabs<'a> {
         }
     }
 
-    /// A slab whose objects in use are all quarantined, or [`NIL`].
-    fn first_quarantine_only(&self, lists: &mut Lists) -> u64 {
-        for first in [lists.partial.first, lists.full.first] {
-            let mut pfn = first;
-            while pfn != NIL {
-                let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) else { return NIL };
-                let counts = view.counts();
-                if counts.inuse == counts.quarantined {
-                    return pfn;
-                }
-                pfn = view.links().0;
-            }
-        }
-        NIL
-    }
-
     /// Walks every slab (under the lock) and checks its counts against its
     /// freelist and type tag; returns (slabs, frames, violations).
     pub(crate) fn audit(&self) -> (u64, u64, u64) {
         let order_pages = self.layout.order.nr_pages();
         self.lists.lock().with(|lists| {
             let (mut slabs, mut violations, mut inuse) = (0u64, 0u64, 0u64);
-            for kind in [ListKind::Partial, ListKind::Full, ListKind::Empty] {
+            for kind in [ListKind::Partial, ListKind::Full] {
                 let (mut pfn, mut len) = (Self::head_of(lists, kind).first, 0);
                 while pfn != NIL {
                     let Some(view) = SlabView::locked(&mut lists.lock, self.page(pfn)) else {
@@ -505,7 +501,13 @@ impl<'a> Slabs<'a> {
                     let counts = view.counts();
                     let mut free = 0usize;
                     let mut obj = view.freelist();
+                    let base = self.frame_addr(pfn);
                     while obj != 0 && free <= usize::from(counts.objects) {
+                        if obj.checked_sub(base).and_then(|offset| self.layout.index_of(offset)).is_none() {
+                            // Never followed: a corrupted free pointer.
+                            violations += 1;
+                            break;
+                        }
                         free += 1;
                         // SAFETY: duty 1 of read_word: a free object of a
                         // listed slab, under the list lock.
@@ -550,25 +552,23 @@ impl ObjectSource for Slabs<'_> {
     }
 
     fn give_back(&self, objs: &[usize]) {
-        let mut batch: [Option<FrozenFolio<'_>>; DISCARD_BATCH] = [const { None }; DISCARD_BATCH];
-        let mut n = 0;
-        self.lists.lock().with(|lists| {
-            for &obj in objs {
-                if let Some(folio) = self.put_object(lists, obj) {
-                    if n < DISCARD_BATCH {
-                        batch[n] = Some(folio);
-                        n += 1;
-                    } else {
-                        // No room to discard it now: back on the empty list
-                        // for the next shrink.
-                        self.add_slab(lists, folio);
+        let mut rest = objs;
+        while !rest.is_empty() {
+            // One lock hold until a slab must go back (rare: the partial
+            // list is past MIN_PARTIAL), which is done after unlocking.
+            let discard = self.lists.lock().with(|lists| {
+                while let Some((&obj, tail)) = rest.split_first() {
+                    rest = tail;
+                    lists.frees += 1;
+                    if let Some(folio) = self.put_object(lists, obj) {
+                        return Some(folio);
                     }
                 }
+                None
+            });
+            if let Some(folio) = discard {
+                self.discard(folio);
             }
-        });
-        self.core().count(SlabEvent::SlabFree, objs.len() as u64);
-        for folio in batch.into_iter().flatten() {
-            self.discard(folio);
         }
     }
 }

@@ -14,6 +14,9 @@ pub enum BadObjectKind {
     PoisonOverwritten,
     /// The per-object state word holds no known state (overwritten).
     StateCorrupted,
+    /// A free object's free pointer does not name an object of its slab:
+    /// the rest of the slab's freelist is abandoned (quarantined).
+    FreePointerCorrupted,
 }
 
 impl BadObjectKind {
@@ -24,6 +27,7 @@ impl BadObjectKind {
             Self::RightRedZone => "right red zone overwritten",
             Self::PoisonOverwritten => "poison overwritten (use after free)",
             Self::StateCorrupted => "object state overwritten",
+            Self::FreePointerCorrupted => "free pointer overwritten",
         }
     }
 }

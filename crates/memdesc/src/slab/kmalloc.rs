@@ -142,3 +142,89 @@ impl SlabAllocator<'_> {
         }
     }
 }
+
+/// A kmalloc allocation by handle, for safe users: dropping it kfree's it.
+#[must_use]
+pub struct KmallocObject<'s, 'a> {
+    ptr: NonNull<u8>,
+    len: usize,
+    slab: &'s SlabAllocator<'a>,
+}
+
+// SAFETY: the handle owns its bytes; the allocator is Sync.
+unsafe impl Send for KmallocObject<'_, '_> {}
+// SAFETY: shared access gives `&[u8]` only.
+unsafe impl Sync for KmallocObject<'_, '_> {}
+
+impl core::fmt::Debug for KmallocObject<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KmallocObject").field("ptr", &self.ptr).field("len", &self.len).finish()
+    }
+}
+
+impl<'a> SlabAllocator<'a> {
+    /// [`SlabAllocator::kmalloc`] as a handle whose drop frees.
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kmalloc`].
+    pub fn kmalloc_object(&self, size: usize, align: usize) -> Result<KmallocObject<'_, 'a>, SlabError> {
+        Ok(KmallocObject { ptr: self.kmalloc(size, align)?, len: size, slab: self })
+    }
+}
+
+impl KmallocObject<'_, '_> {
+    /// The allocation's address.
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The size asked for (the usable size may be larger:
+    /// [`SlabAllocator::ksize`]).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the size asked for is 0 (never: kmalloc refuses it).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes asked for.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: duty 1 of bytes: the handle owns the allocation (a
+        // kmalloc class or large folio: no lockless reader) and `&self`
+        // excludes the writable view.
+        unsafe { self.slab.core().arena.bytes(self.ptr.as_ptr() as usize, self.len) }
+    }
+
+    /// The bytes asked for, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: duty 1 of bytes_mut: owned, and `&mut self` makes this
+        // the only view.
+        unsafe { self.slab.core().arena.bytes_mut(self.ptr.as_ptr() as usize, self.len) }
+    }
+
+    /// Gives the allocation up as a raw pointer (free it with
+    /// [`SlabAllocator::kfree`]).
+    pub fn into_raw(self) -> NonNull<u8> {
+        let ptr = self.ptr;
+        core::mem::forget(self);
+        ptr
+    }
+
+    /// Frees the allocation after an RCU grace period.
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree_rcu`] (cannot fail for a live handle).
+    pub fn kfree_rcu(self) -> Result<(), SlabError> {
+        let slab = self.slab;
+        slab.core().kfree_rcu(self.into_raw().as_ptr() as usize)
+    }
+}
+
+impl Drop for KmallocObject<'_, '_> {
+    fn drop(&mut self) {
+        // A live handle's allocation frees without error.
+        let _ = self.slab.core().kfree_addr(self.ptr.as_ptr() as usize);
+    }
+}

@@ -45,6 +45,10 @@ pub(crate) struct Layout {
     pub(crate) order: Order,
     /// Objects per slab.
     pub(crate) objects: u16,
+    /// `ceil(2^32 / stride)`: slot indices by multiplication (offsets in a
+    /// slab are below 2^15 and strides at most 2^15, so the quotient is
+    /// exact; Linux's `reciprocal_divide` does the same).
+    recip: u64,
 }
 
 const fn align_up(value: usize, align: usize) -> usize {
@@ -82,7 +86,8 @@ impl Layout {
             return Err(SlabError::BadSize(size));
         }
         let (order, objects) = order_for(stride);
-        Ok(Self { size, align, stride, obj_off, fp_off, state_off, order, objects })
+        let recip = (1u64 << 32).div_ceil(stride as u64);
+        Ok(Self { size, align, stride, obj_off, fp_off, state_off, order, objects, recip })
     }
 
     /// The object at index `index` of the slab starting at `base`.
@@ -96,8 +101,11 @@ impl Layout {
     #[inline(always)]
     pub(crate) fn index_of(&self, offset: usize) -> Option<usize> {
         let slot = offset.checked_sub(self.obj_off)?;
-        let index = slot / self.stride;
-        (slot % self.stride == 0 && index < usize::from(self.objects)).then_some(index)
+        if slot >= MAX_OBJECT_SIZE {
+            return None;
+        }
+        let index = ((slot as u64 * self.recip) >> 32) as usize;
+        (index * self.stride == slot && index < usize::from(self.objects)).then_some(index)
     }
 
     /// Where the free pointer of the object at `obj` lives.

@@ -49,15 +49,20 @@ pub(crate) mod raw;
 mod rcu_free;
 mod report;
 mod sheaf_stub;
+mod typesafe;
+
+#[cfg(all(test, memdesc_loom))]
+mod loom;
 
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 
 pub use error::{BadObject, BadObjectKind, SlabError};
-pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
+pub use kmalloc::{KmallocObject, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES};
 pub use layout::{MAX_OBJECT_SIZE, MAX_SLAB_ORDER};
 pub use rcu_free::{SlabFreer, SlabReturn};
 pub use report::{SlabAudit, SlabEvent, SlabInfo, BAD_OBJECT_LOG, NR_SLAB_EVENTS};
+pub use typesafe::typesafe_get;
 
 use cache::Cache;
 use core::fmt;
@@ -71,8 +76,9 @@ use crate::memmap::{Pfn, PAGE_SIZE};
 use crate::rcu::Rcu;
 use crate::sync::{AtomicPtr, Ordering, SpinLock, StatWord};
 
-/// How many caches may exist at once (cache ids `0..MAX_CACHES`).
-pub const MAX_CACHES: usize = 64;
+/// How many caches may exist at once (cache ids `0..MAX_CACHES`; 16 under
+/// the model checker, whose atomics are costly).
+pub const MAX_CACHES: usize = if cfg!(memdesc_loom) { 16 } else { 64 };
 /// The type-tag cache id of a slab on no cache's lists (being created, or
 /// on its way back to the buddy allocator, possibly through RCU).
 pub const SLAB_UNLISTED: u16 = u16::MAX;
@@ -209,8 +215,9 @@ impl<'a> SlabCore<'a> {
         let (head, order) = map.compound_head(pfn).ok_or(not_slab)?;
         let page = map.page(head).ok_or(not_slab)?;
         let PageType::Slab { cache } = page.page_type() else { return Err(not_slab) };
-        let base = map.frame_ptr(head).ok_or(not_slab)?.as_ptr() as usize;
-        let offset = addr.wrapping_sub(base);
+        // Frames are page-aligned in the memory (checked at boot), so the
+        // slab starts `pfn - head` frames before `addr`'s frame.
+        let offset = (addr & (PAGE_SIZE - 1)) + (pfn.0.wrapping_sub(head.0) as usize).wrapping_mul(PAGE_SIZE);
         if cache == SLAB_LARGE {
             return match order {
                 Some(order) if offset == 0 => Ok(Found::Large(head, order)),
@@ -325,8 +332,7 @@ impl<'a> SlabAllocator<'a> {
         };
         let order = order_for_bytes(size_of::<SlabCore<'a>>()).ok_or(SlabError::BadSize(0))?;
         let folio = node.alloc_frozen(order, Gfp::KERNEL)?;
-        let arena = Arena::new(node.memmap());
-        let Ok((ptr, home)) = raw::place(&arena, folio, core) else {
+        let Ok((ptr, home)) = raw::place(folio, core) else {
             return Err(SlabError::BadSize(size_of::<SlabCore<'a>>()));
         };
         let this = Self { core: ptr, home: Pfn(home), node, _core: PhantomData };
@@ -373,7 +379,7 @@ impl<'a> SlabAllocator<'a> {
         let order = order_for_bytes(size_of::<Cache<'a>>()).ok_or(SlabError::BadSize(0))?;
         let folio = self.node.alloc_frozen(order, Gfp::KERNEL)?;
         let cache = Cache::new(id as u16, config, layout, core, folio.pfn().0);
-        let Ok((ptr, _)) = raw::place(&core.arena, folio, cache) else {
+        let Ok((ptr, _)) = raw::place(folio, cache) else {
             return Err(SlabError::BadSize(size_of::<Cache<'a>>()));
         };
         // Release: pairs with the Acquire load in SlabCore::cache, so a
@@ -389,6 +395,20 @@ impl<'a> SlabAllocator<'a> {
         let c = cache.cache();
         c.sheaves.flush_local(self.node.platform(), &c.slabs);
         c.release_empty(false)
+    }
+
+    /// Shrinks every cache, the kmalloc caches included (Linux's
+    /// `drop_slab`); returns how many slabs went back.
+    pub fn shrink_all(&self) -> u64 {
+        let core = self.core();
+        let platform = self.node.platform();
+        (0..MAX_CACHES)
+            .filter_map(|id| core.cache(id))
+            .map(|c| {
+                c.sheaves.flush_local(platform, &c.slabs);
+                c.release_empty(false)
+            })
+            .sum()
     }
 
     /// Destroys a cache: flushes every sheaf, gives every slab back and
@@ -417,7 +437,12 @@ impl<'a> SlabAllocator<'a> {
     fn unregister(&self, ptr: NonNull<Cache<'a>>) {
         let core = self.core();
         // SAFETY: a placed cache, alive until the unplace below.
-        let (id, home) = unsafe { (usize::from(ptr.as_ref().id), ptr.as_ref().home) };
+        let cache = unsafe { ptr.as_ref() };
+        let (id, home) = (usize::from(cache.id), cache.home);
+        // The cache's counts join the allocator's before it goes.
+        let (allocs, frees) = cache.lists.lock().with(|l| (l.allocs, l.frees));
+        core.count(SlabEvent::SlabAlloc, allocs);
+        core.count(SlabEvent::SlabFree, frees);
         core.registry_lock.lock().with(|()| {
             // Relaxed: a lookup that still finds the entry would be a free
             // of a non-live object; nothing is published by clearing it.
@@ -432,8 +457,13 @@ impl<'a> SlabAllocator<'a> {
     pub fn events(&self) -> [(SlabEvent, u64); NR_SLAB_EVENTS] {
         let core = self.core();
         SlabEvent::ALL.map(|e| {
+            let per_cache = |f: fn(&cache::Lists) -> u64| {
+                (0..MAX_CACHES).filter_map(|id| core.cache(id)).map(|c| c.lists.lock().with(|l| f(l))).sum::<u64>()
+            };
             let n = match e {
                 SlabEvent::SlabsRcuFreed => core.ret.callback().rcu_freed(),
+                SlabEvent::SlabAlloc => core.events(e) + per_cache(|l| l.allocs),
+                SlabEvent::SlabFree => core.events(e) + per_cache(|l| l.frees),
                 _ => core.events(e),
             };
             (e, n)
@@ -622,26 +652,61 @@ impl fmt::Debug for SlabObject<'_, '_> {
     }
 }
 
-impl SlabObject<'_, '_> {
+impl<'c, 'a> SlabObject<'c, 'a> {
     /// The object's address.
     pub fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 
-    /// The object's bytes (its cache's object size). For a
-    /// TYPESAFE_BY_RCU cache, whose freed objects lockless readers may
-    /// still read, share through atomics instead.
+    /// Whether plain byte access is allowed: not for a TYPESAFE_BY_RCU
+    /// cache, whose objects lockless readers may read while the owner
+    /// writes (use [`SlabObject::words`] there).
+    fn plain(&self) -> bool {
+        !self.cache.config.flags.contains(SlabFlags::TYPESAFE_BY_RCU)
+    }
+
+    /// The object's bytes (its cache's object size); empty for a
+    /// TYPESAFE_BY_RCU cache (see [`SlabObject::words`]).
     pub fn bytes(&self) -> &[u8] {
+        if !self.plain() {
+            return &[];
+        }
         // SAFETY: duty 1 of bytes: the handle owns the object (allocated,
-        // not freed) and `&self` excludes the writable view.
+        // not freed; not TYPESAFE_BY_RCU, so no lockless reader) and `&self`
+        // excludes the writable view.
         unsafe { self.cache.core().arena.bytes(self.ptr.as_ptr() as usize, self.cache.layout.size) }
     }
 
-    /// The object's bytes, writable.
+    /// The object's bytes, writable; empty for a TYPESAFE_BY_RCU cache.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: duty 1 of bytes_mut: owned, and `&mut self` makes this
-        // the only view.
+        if !self.plain() {
+            return &mut [];
+        }
+        // SAFETY: duty 1 of bytes_mut: owned, no lockless reader (as in
+        // `bytes`), and `&mut self` makes this the only view.
         unsafe { self.cache.core().arena.bytes_mut(self.ptr.as_ptr() as usize, self.cache.layout.size) }
+    }
+
+    /// The object's whole 8-byte words, as atomics: how a TYPESAFE_BY_RCU
+    /// object's owner writes what lockless readers
+    /// ([`SlabAllocator::typesafe_words`]) read. Any cache's object may be
+    /// used this way.
+    pub fn words(&self) -> &[crate::sync::FrameWord] {
+        // Only atomic accesses reach these words while the handle lives:
+        // the owner's (here) and TYPESAFE_BY_RCU readers'; the plain views
+        // above borrow the handle and are refused for such caches.
+        self.cache.core().arena.words(self.ptr.as_ptr() as usize, self.cache.layout.size / 8)
+    }
+
+    /// Frees the object after an RCU grace period
+    /// ([`SlabAllocator::kfree_rcu`]).
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree_rcu`] (cannot fail for a live object).
+    pub fn kfree_rcu(self) -> Result<(), SlabError> {
+        let cache = self.cache;
+        // The handle owned the object and gives it up here.
+        cache.core().kfree_rcu(self.into_raw().as_ptr() as usize)
     }
 
     /// Gives the object up as a raw pointer (free it with

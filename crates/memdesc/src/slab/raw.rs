@@ -19,6 +19,7 @@ use super::SLAB_UNLISTED;
 use crate::buddy::FrozenFolio;
 use crate::folio::PageType;
 use crate::memmap::{MemMap, Page};
+use crate::sync::FrameWord;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
@@ -39,12 +40,11 @@ pub(crate) const NIL: u64 = u64::MAX;
 pub(crate) enum ListKind {
     /// On no list (being created or discarded).
     None = 0,
-    /// Some objects in use, some free.
+    /// Some objects free (empty slabs too, up to the cache's
+    /// `MIN_PARTIAL` slabs on the list).
     Partial = 1,
     /// Every object in use (or quarantined).
     Full = 2,
-    /// No object in use: kept up to the cache's `min_partial`.
-    Empty = 3,
 }
 
 /// Owner word 0 decoded: `objects | inuse << 16 | quarantined << 32 |
@@ -81,7 +81,6 @@ impl SlabCounts {
         let list = match (word >> 46) & 3 {
             1 => ListKind::Partial,
             2 => ListKind::Full,
-            3 => ListKind::Empty,
             _ => ListKind::None,
         };
         Self {
@@ -129,7 +128,6 @@ impl<'v> SlabView<'v> {
     /// cache `lock` belongs to; `None` unless `page` is a slab head of that
     /// cache now (read under the lock, which orders it after both retypes).
     pub(crate) fn locked(lock: &'v mut ListLock, page: &'v Page) -> Option<Self> {
-        let _ = &*lock;
         (page.page_type() == PageType::Slab { cache: lock.cache } && lock.cache != SLAB_UNLISTED)
             .then_some(Self { page, _exclusive: PhantomData })
     }
@@ -246,6 +244,22 @@ impl Arena {
         unsafe { core::slice::from_raw_parts(self.ptr(addr).as_ptr(), len) }
     }
 
+    /// The `n` words at `addr`, as atomics: a view that stays defined while
+    /// other holders read and write them atomically (TYPESAFE_BY_RCU
+    /// objects). Computing it is safe: atomic accesses cannot race each
+    /// other; the caller keeps plain accesses away (see the callers).
+    pub(crate) fn words<'b>(&self, addr: usize, n: usize) -> &'b [FrameWord] {
+        debug_assert_eq!(addr % 8, 0);
+        // SAFETY: `addr` is an 8-aligned object address of a slab frame of
+        // the node's memory (the callers looked it up), which lives as long
+        // as the node; FrameWord is a u64-sized atomic valid for any bits.
+        // The callers' duty, stated at each: no plain access to these
+        // words happens concurrently (TYPESAFE_BY_RCU objects are written
+        // only atomically once published, and their slabs stay slabs for
+        // the reader's section).
+        unsafe { core::slice::from_raw_parts(self.ptr(addr).as_ptr().cast::<FrameWord>(), n) }
+    }
+
     /// The `len` bytes at `addr`, writable.
     ///
     /// # Safety
@@ -263,7 +277,7 @@ impl Arena {
 /// (its pfn is returned) and must be taken back with [`unplace`].
 ///
 /// Returns the value back if the folio is too small.
-pub(crate) fn place<T>(arena: &Arena, folio: FrozenFolio<'_>, value: T) -> Result<(NonNull<T>, u64), T> {
+pub(crate) fn place<T>(folio: FrozenFolio<'_>, value: T) -> Result<(NonNull<T>, u64), T> {
     let len = folio.nr_pages() as usize * crate::memmap::PAGE_SIZE;
     if size_of::<T>() > len || align_of::<T>() > crate::memmap::PAGE_SIZE {
         return Err(value);
@@ -271,7 +285,7 @@ pub(crate) fn place<T>(arena: &Arena, folio: FrozenFolio<'_>, value: T) -> Resul
     let Some(frame) = folio.owner().memmap().frame_ptr(folio.pfn()) else {
         return Err(value);
     };
-    let ptr = arena.ptr(frame.as_ptr() as usize).cast::<T>();
+    let ptr = frame.cast::<T>();
     let pfn = folio.into_raw();
     // SAFETY: the frames are ours alone (frozen, handle given up just
     // above, restored only by `unplace`), large enough and page-aligned

@@ -43,7 +43,20 @@ pub struct SlabFreer<'n> {
     /// `SlabAllocator::new`, detached by its drop after its last batch ran.
     core: AtomicPtr<u8>,
     node: &'n Node<'n>,
+    /// Under the model, one cell per frame standing in for the frame's
+    /// contents: TYPESAFE_BY_RCU readers read a slab's cell inside their
+    /// section, and the frame's next life writes it when the slab is given
+    /// back, so a slab freed under a reader is a data race loom reports.
+    #[cfg(memdesc_loom)]
+    frames: std::boxed::Box<[crate::sync::UnsafeCell<u64>]>,
 }
+
+// SAFETY: under the model, the cells are the model's stand-in for frame
+// contents: each access is the model's claim that its thread may make it,
+// which loom checks. Outside the model the freer holds only atomics and a
+// shared reference.
+#[cfg(memdesc_loom)]
+unsafe impl Sync for SlabFreer<'_> {}
 
 impl core::fmt::Debug for SlabFreer<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -59,7 +72,30 @@ impl<'n> SlabFreer<'n> {
             batches_run: StatWord::new(0),
             core: AtomicPtr::new(core::ptr::null_mut()),
             node,
+            #[cfg(memdesc_loom)]
+            frames: (0..node.memmap().nr_pages()).map(|_| crate::sync::UnsafeCell::new(0)).collect(),
         }
+    }
+
+    /// Marks the start of frame `pfn`'s next life (it goes back to the
+    /// buddy allocator): under the model, writes its contents cell.
+    #[inline]
+    pub(crate) fn retire(&self, pfn: crate::memmap::Pfn) {
+        #[cfg(memdesc_loom)]
+        // SAFETY: the model's claim that no reader still reads the frame;
+        // loom checks it and reports a race if not.
+        self.frames[(pfn.0 - self.node.memmap().base_pfn().0) as usize].with_mut(|cell| unsafe { *cell = pfn.0 });
+        let _ = pfn;
+    }
+
+    /// A read of slab frame `pfn`'s contents, under the model (a
+    /// TYPESAFE_BY_RCU reader's access to an object).
+    #[cfg(all(test, memdesc_loom))]
+    pub(crate) fn touch(&self, pfn: crate::memmap::Pfn) {
+        // SAFETY: the model's claim that the frame is not reused under this
+        // read; loom checks it.
+        self.frames[(pfn.0 - self.node.memmap().base_pfn().0) as usize]
+            .with(|cell| unsafe { core::ptr::read_volatile(cell) });
     }
 
     /// The node.
@@ -97,6 +133,7 @@ impl<'n> FrameCallback<'n> for SlabFreer<'n> {
         if let PageType::Slab { .. } = folio.page_type() {
             // Relaxed: a statistic.
             self.rcu_freed.fetch_add(1, Ordering::Relaxed);
+            self.retire(folio.pfn());
             drop(folio);
             return;
         }
@@ -126,23 +163,12 @@ impl<'n> FrameCallback<'n> for SlabFreer<'n> {
     }
 }
 
-impl<'a> SlabAllocator<'a> {
-    /// Frees `ptr` (as [`SlabAllocator::kfree`]) after a grace period:
-    /// readers inside an RCU read section now may still read it. Pointers
-    /// are batched in a frame; if no frame can be had, waits for a grace
-    /// period here (so must not be called inside a read section then).
-    ///
-    /// # Errors
-    /// As [`SlabAllocator::kfree`]'s lookup, checked now; nothing is queued.
-    ///
-    /// # Safety
-    /// As [`SlabAllocator::kfree`]: the caller gives `ptr` up.
-    pub unsafe fn kfree_rcu(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
-        let addr = ptr.as_ptr() as usize;
-        let core = self.core();
-        core.lookup(addr)?;
-        core.count(SlabEvent::KfreeRcu, 1);
-        let full = core.batch.lock().with(|slot| {
+impl<'a> SlabCore<'a> {
+    /// `kfree_rcu` of `addr` (see [`SlabAllocator::kfree_rcu`]).
+    pub(crate) fn kfree_rcu(&self, addr: usize) -> Result<(), SlabError> {
+        self.lookup(addr)?;
+        self.count(SlabEvent::KfreeRcu, 1);
+        let full = self.batch.lock().with(|slot| {
             if slot.is_none() {
                 let folio = self.node.alloc_frozen(Order::ZERO, Gfp::KERNEL).ok()?;
                 *slot = Some(Batch { folio, len: 0 });
@@ -155,8 +181,8 @@ impl<'a> SlabAllocator<'a> {
         });
         match full {
             None => {
-                core.rcu.synchronize();
-                core.kfree_addr(addr)
+                self.rcu.synchronize();
+                self.kfree_addr(addr)
             }
             Some(Some(batch)) => {
                 self.submit(batch);
@@ -167,18 +193,35 @@ impl<'a> SlabAllocator<'a> {
     }
 
     fn submit(&self, batch: Batch<'a>) {
-        let core = self.core();
         let Batch { mut folio, len } = batch;
         folio.bytes_mut()[..8].copy_from_slice(&(len as u64).to_ne_bytes());
-        core.count(SlabEvent::KfreeRcuBatches, 1);
-        // A batch frame is this node's: the only error cannot happen.
-        let _ = core.rcu.call_rcu_frame(folio, core.ret);
+        self.count(SlabEvent::KfreeRcuBatches, 1);
+        // A batch frame is this node's (checked in `SlabAllocator::new`):
+        // the only error cannot happen.
+        let _ = self.rcu.call_rcu_frame(folio, self.ret);
+    }
+}
+
+impl<'a> SlabAllocator<'a> {
+    /// Frees `ptr` (as [`SlabAllocator::kfree`]) after a grace period:
+    /// readers inside an RCU read section now may still read it. Pointers
+    /// are batched in a frame; if no frame can be had, waits for a grace
+    /// period here (so must not be called inside a read section then).
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree`]'s lookup, checked now; nothing is queued.
+    ///
+    /// # Safety
+    /// As [`SlabAllocator::kfree`]: the caller gives `ptr` up.
+    pub unsafe fn kfree_rcu(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        self.core().kfree_rcu(ptr.as_ptr() as usize)
     }
 
     /// Queues the batch being filled (its grace period starts now).
     pub fn kfree_rcu_flush(&self) {
-        if let Some(batch) = self.core().batch.lock().with(|slot| slot.take()) {
-            self.submit(batch);
+        let core = self.core();
+        if let Some(batch) = core.batch.lock().with(|slot| slot.take()) {
+            core.submit(batch);
         }
     }
 

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::vec::Vec;
 
 /// Multi-threaded tests.
-mod mt;
+mod mt_tests;
 
-const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
+const FRAMES: u64 = if cfg!(miri) { 512 } else { 1024 };
 
 /// Boots a node with a slab allocator, runs `f`, drops the allocator and
 /// checks every frame came back.
@@ -61,6 +61,24 @@ fn order_keeps_waste_low_and_objects_many() {
     assert_eq!(layout::Layout::new(0, 8, SlabFlags::NONE, false), Err(SlabError::BadSize(0)));
     assert_eq!(layout::Layout::new(8, 3, SlabFlags::NONE, false), Err(SlabError::BadAlign(3)));
     assert!(layout::Layout::new(MAX_OBJECT_SIZE + 1, 8, SlabFlags::NONE, false).is_err());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "pure arithmetic over 600k offsets: native only")]
+fn object_indices_by_reciprocal_match_division() {
+    for size in [8, 24, 40, 96, 200, 1000, 1500, 3000, 7000, 20000] {
+        for flags in [SlabFlags::NONE, SlabFlags::DEBUG] {
+            let layout = layout::Layout::new(size, 8, flags, false).unwrap();
+            let slab = PAGE_SIZE << layout.order.get();
+            for offset in 0..slab {
+                let by_division = offset
+                    .checked_sub(layout.obj_off)
+                    .filter(|slot| slot % layout.stride == 0 && slot / layout.stride < usize::from(layout.objects))
+                    .map(|slot| slot / layout.stride);
+                assert_eq!(layout.index_of(offset), by_division, "size {size} offset {offset}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -173,6 +191,8 @@ fn kmalloc_picks_classes_honours_alignment_and_goes_large() {
         assert_eq!(slab.kmalloc(0, 8), Err(SlabError::BadSize(0)));
         assert_eq!(slab.kmalloc(8, 3), Err(SlabError::BadAlign(3)));
         assert_eq!(slab.audit().large_frames, 0);
+        assert!(slab.shrink_all() > 0);
+        assert!(slab.slabinfo().all(|i| i.slabs == 0), "shrink_all gave every empty slab back");
     });
 }
 
@@ -326,6 +346,51 @@ fn kfree_rcu_frees_in_batches_after_a_grace_period() {
     });
 }
 
+#[test]
+fn safe_handles_cover_kmalloc_words_and_typesafe_readers() {
+    with_node(FRAMES, &[], small_config(false), &SpinPlatform, |node| {
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+        let other_rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+        let slab = SlabAllocator::new(node, &rcu, &ret).unwrap();
+        let mut k = slab.kmalloc_object(100, 8).unwrap();
+        k.bytes_mut().fill(3);
+        assert_eq!((k.len(), k.bytes().iter().map(|&b| u32::from(b)).sum::<u32>()), (100, 300));
+        let big = slab.kmalloc_object(9000, 8).unwrap();
+        assert_eq!(big.bytes().len(), 9000);
+        drop((k, big));
+        slab.kmalloc_object(64, 8).unwrap().kfree_rcu().unwrap();
+
+        let config = CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("ids", 24) };
+        let ids = slab.create_cache(config).unwrap();
+        let plain = slab.create_cache(CacheConfig::new("plain", 24)).unwrap();
+        let mut obj = ids.alloc().unwrap();
+        assert!(obj.bytes_mut().is_empty(), "no plain bytes for TYPESAFE_BY_RCU objects");
+        assert_eq!(obj.words().len(), 3);
+        obj.words()[0].store(77, core::sync::atomic::Ordering::Release);
+        let addr = obj.as_ptr().as_ptr() as usize;
+        let p = plain.alloc().unwrap();
+        {
+            let section = rcu.read_lock();
+            let words = slab.typesafe_words(&section, addr).unwrap();
+            assert_eq!(words[0].load(core::sync::atomic::Ordering::Acquire), 77);
+            assert!(slab.typesafe_words(&section, p.as_ptr().as_ptr() as usize).is_none(), "not TYPESAFE_BY_RCU");
+            assert!(slab.typesafe_words(&section, addr + 8).is_none(), "not an object start");
+            let foreign = other_rcu.read_lock();
+            assert!(slab.typesafe_words(&foreign, addr).is_none(), "a section of another RCU");
+        }
+        obj.kfree_rcu().unwrap();
+        drop(p);
+        slab.rcu_barrier();
+        assert_eq!(slab.slabinfo().find(|i| i.name == "ids").unwrap().active_objs, 0);
+        slab.destroy(ids).unwrap();
+        slab.destroy(plain).unwrap();
+        drop(slab);
+        rcu.barrier();
+        assert_eq!(node.audit().allocated, 0);
+    });
+}
+
 fn debug_cache<'s, 'a>(slab: &'s SlabAllocator<'a>) -> CacheRef<'s, 'a> {
     slab.create_cache(CacheConfig { flags: SlabFlags::DEBUG, ..CacheConfig::new("dbg", 40) }).unwrap()
 }
@@ -383,6 +448,34 @@ fn debug_detects_use_after_free_on_the_next_allocation() {
 }
 
 #[test]
+fn debug_never_follows_a_corrupted_free_pointer() {
+    with_slab(|_, slab| {
+        let cache = debug_cache(slab);
+        let layout = layout::Layout::new(40, 8, SlabFlags::DEBUG, false).unwrap();
+        let p = cache.alloc_raw().unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free_raw(p) }.unwrap();
+        // SAFETY: the bug under test: a write into the free object's slot,
+        // past its red zone, over its free pointer (the slab's memory).
+        unsafe { p.as_ptr().add(layout.fp_off - layout.obj_off).cast::<u64>().write_unaligned(0xdead_beef) };
+        let q = cache.alloc_raw().unwrap();
+        assert_eq!(q, p, "the object itself is intact and handed out");
+        let report = slab.bad_objects().last().unwrap();
+        assert_eq!(report.kind, BadObjectKind::FreePointerCorrupted);
+        let info = slab.slabinfo().find(|i| i.name == "dbg").unwrap();
+        assert_eq!(info.quarantined_objs, u64::from(cache.slab_shape().0) - 1, "the rest of the chain is abandoned");
+        let r = cache.alloc_raw().unwrap();
+        assert_eq!(slab.audit().violations, 0);
+        // SAFETY: allocated above, freed once.
+        unsafe {
+            cache.free_raw(q).unwrap();
+            cache.free_raw(r).unwrap();
+        }
+        slab.destroy(cache).unwrap();
+    });
+}
+
+#[test]
 fn debug_detects_a_double_free() {
     with_slab(|_, slab| {
         let cache = debug_cache(slab);
@@ -417,17 +510,24 @@ fn free_live(slab: &SlabAllocator<'_>, caches: &[CacheRef<'_, '_>], cache: Optio
 enum Op {
     Alloc(usize),
     Free(usize),
+    /// A free on another thread (a remote CPU's free).
+    RemoteFree(usize),
     Kmalloc(usize),
     Shrink(usize),
+    /// Destroy the cache: refused with the model's live count, or done
+    /// (and the cache created again) when none is live.
+    Destroy(usize),
 }
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
     prop_oneof![
         4 => (0..3usize).prop_map(Op::Alloc),
-        4 => any::<usize>().prop_map(Op::Free),
+        3 => any::<usize>().prop_map(Op::Free),
+        1 => any::<usize>().prop_map(Op::RemoteFree),
         2 => (1..6000usize).prop_map(Op::Kmalloc),
         1 => (0..3usize).prop_map(Op::Shrink),
+        1 => (0..3usize).prop_map(Op::Destroy),
     ]
 }
 
@@ -448,34 +548,54 @@ proptest::proptest! {
                 CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("prcu", 200) },
                 CacheConfig { flags: SlabFlags::DEBUG, ..CacheConfig::new("pdbg", 1500) },
             ];
-            let caches: Vec<_> = configs.iter().map(|c| slab.create_cache(*c).unwrap()).collect();
+            let mut caches: Vec<_> = configs.iter().map(|c| slab.create_cache(*c).unwrap()).collect();
             // Live objects: address -> (cache or None for kmalloc, size, stamp).
             let mut live: BTreeMap<usize, (Option<usize>, usize, u8)> = BTreeMap::new();
             let mut next = 1u8;
             for op in ops {
-                match op {
-                    Op::Alloc(c) => {
+                match &op {
+                    &Op::Alloc(c) => {
                         let p = caches[c].alloc_raw().unwrap();
                         let size = configs[c].size;
                         stamp(p, size, next);
                         assert!(live.insert(p.as_ptr() as usize, (Some(c), size, next)).is_none(), "handed out twice");
                     }
-                    Op::Kmalloc(size) => {
+                    &Op::Kmalloc(size) => {
                         let p = slab.kmalloc(size, 8).unwrap();
                         assert!(slab.ksize(p).unwrap() >= size);
                         stamp(p, size, next);
                         assert!(live.insert(p.as_ptr() as usize, (None, size, next)).is_none(), "handed out twice");
                     }
-                    Op::Free(pick) if !live.is_empty() => {
+                    &Op::Free(pick) | &Op::RemoteFree(pick) if !live.is_empty() => {
                         let addr = *live.keys().nth(pick % live.len()).unwrap();
                         let (cache, size, value) = live.remove(&addr).unwrap();
-                        let p = NonNull::new(addr as *mut u8).unwrap();
-                        let p = slab.core().arena.ptr(p.as_ptr() as usize);
+                        let p = slab.core().arena.ptr(addr);
                         check_stamp(p, size, value);
-                        free_live(slab, &caches, cache, p);
+                        if matches!(op, Op::RemoteFree(_)) {
+                            let caches = &caches;
+                            std::thread::scope(|s| {
+                                s.spawn(move || free_live(slab, caches, cache, slab.core().arena.ptr(addr)));
+                            });
+                        } else {
+                            free_live(slab, &caches, cache, p);
+                        }
                     }
-                    Op::Free(_) => {}
-                    Op::Shrink(c) => {
+                    Op::Free(_) | Op::RemoteFree(_) => {}
+                    &Op::Destroy(c) => {
+                        let model_live = live.values().filter(|(cache, ..)| *cache == Some(c)).count() as u64;
+                        let cache = caches.remove(c);
+                        match slab.destroy(cache) {
+                            Ok(()) => {
+                                assert_eq!(model_live, 0, "destroyed with live objects");
+                                caches.insert(c, slab.create_cache(configs[c]).unwrap());
+                            }
+                            Err(e) => {
+                                assert_eq!(e.live, model_live, "destroy's live count");
+                                caches.insert(c, e.cache);
+                            }
+                        }
+                    }
+                    &Op::Shrink(c) => {
                         slab.shrink(&caches[c]);
                     }
                 }

@@ -6,11 +6,11 @@ use super::super::*;
 use crate::platform::SpinPlatform;
 use crate::rcu::{Rcu, RcuConfig};
 use crate::testutil::{small_config, with_node};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as StdOrdering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as StdOrdering};
 use std::sync::Mutex;
 use std::vec::Vec;
 
-const FRAMES: u64 = if cfg!(miri) { 256 } else { 1024 };
+const FRAMES: u64 = if cfg!(miri) { 512 } else { 1024 };
 const ROUNDS: usize = if cfg!(miri) { 8 } else { 400 };
 
 fn stamp_of(thread: usize, i: usize) -> u64 {
@@ -88,17 +88,20 @@ fn threads_free_each_others_stamped_objects() {
     });
 }
 
-/// An object of the TYPESAFE_BY_RCU cache: its identity key (0 while
-/// free), then payload.
+/// An object of the TYPESAFE_BY_RCU cache: word 0 its identity key (0
+/// while free), word 1 its own reference count, word 2 a payload derived
+/// from the key.
 const OBJ_SIZE: usize = 256;
 const SLOTS: usize = 4;
 
-fn key_of<'p>(p: NonNull<u8>) -> &'p AtomicU64 {
-    // SAFETY: objects of the cache are 8-aligned slab memory that stays a
-    // slab frame while any reader may hold the pointer (TYPESAFE_BY_RCU),
-    // and the allocator never writes the first word of such an object (its
-    // free pointer lives past the object).
-    unsafe { &*p.as_ptr().cast::<AtomicU64>() }
+/// Drops a reference to the object at `addr`; the last one frees it.
+fn put(slab: &SlabAllocator<'_>, cache: &CacheRef<'_, '_>, addr: usize) {
+    let words = slab.core().arena.words(addr, 3);
+    if words[1].fetch_sub(1, StdOrdering::AcqRel) == 1 {
+        words[0].store(0, StdOrdering::Relaxed);
+        // SAFETY: the last reference: the object is ours, freed once.
+        unsafe { cache.free_raw(slab.core().arena.ptr(addr)) }.unwrap();
+    }
 }
 
 #[test]
@@ -109,65 +112,61 @@ fn typesafe_by_rcu_readers_revalidate_against_free_reuse_and_shrink() {
         let slab = SlabAllocator::new(node, &rcu, &ret).unwrap();
         let config = CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("rcu-mt", OBJ_SIZE) };
         let cache = slab.create_cache(config).unwrap();
-        // Published objects: the slot's expected key, then its pointer.
+        // Published objects: the slot's expected key, then its address.
         let keys: [AtomicU64; SLOTS] = Default::default();
         let ptrs: [AtomicUsize; SLOTS] = Default::default();
         let done = AtomicBool::new(false);
-        let found = AtomicU64::new(0);
+        let hits = AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..2 {
-                let (slab, keys, ptrs, done, found, rcu) = (&slab, &keys, &ptrs, &done, &found, &rcu);
+                let (slab, cache, keys, ptrs, done, hits, rcu) = (&slab, &cache, &keys, &ptrs, &done, &hits, &rcu);
                 s.spawn(move || {
                     let mut i = 0;
                     while !done.load(StdOrdering::Acquire) || i < 4 {
                         i += 1;
-                        let _guard = rcu.read_lock();
+                        let section = rcu.read_lock();
                         let slot = i % SLOTS;
-                        // Acquire: pairs with the writer's Release publish.
+                        let key = keys[slot].load(StdOrdering::Acquire);
                         let addr = ptrs[slot].load(StdOrdering::Acquire);
-                        if addr == 0 {
-                            continue;
-                        }
-                        let p = slab.core().arena.ptr(addr);
-                        // The frame stays a slab for the whole section.
-                        let map = slab.node().memmap();
-                        let (head, _) = map.compound_head(map.pfn_of_addr(addr).unwrap()).unwrap();
-                        assert!(
-                            matches!(map.page(head).unwrap().page_type(), PageType::Slab { .. }),
-                            "slab frame freed under an RCU reader"
-                        );
-                        // Revalidate: the object may have been freed and
-                        // reused; only a matching key makes it ours.
-                        let key = key_of(p).load(StdOrdering::Acquire);
-                        if key != 0 && key == keys[slot].load(StdOrdering::Acquire) {
-                            found.fetch_add(1, StdOrdering::Relaxed);
+                        let Some(words) = slab.typesafe_words(&section, addr) else { continue };
+                        let get = || {
+                            let mut n = words[1].load(StdOrdering::Relaxed);
+                            while n != 0 {
+                                match words[1].compare_exchange(n, n + 1, StdOrdering::Acquire, StdOrdering::Relaxed) {
+                                    Ok(_) => return true,
+                                    Err(now) => n = now,
+                                }
+                            }
+                            false
+                        };
+                        let revalidate = || words[0].load(StdOrdering::Acquire) == key;
+                        if typesafe_get(&section, get, revalidate, || put(slab, cache, addr)) {
+                            assert_eq!(words[2].load(StdOrdering::Relaxed), key * 3, "a revalidated object's payload");
+                            hits.fetch_add(1, StdOrdering::Relaxed);
+                            put(slab, cache, addr);
                         }
                     }
                 });
             }
-            for (next_key, round) in (1u64..).zip(0..ROUNDS) {
+            for (key, round) in (1u64..).zip(0..ROUNDS) {
                 let slot = round % SLOTS;
                 let old = ptrs[slot].swap(0, StdOrdering::AcqRel);
                 if old != 0 {
-                    let p = slab.core().arena.ptr(old);
-                    key_of(p).store(0, StdOrdering::Release);
-                    // SAFETY: unpublished above; allocated by this thread,
-                    // freed once (readers only revalidate).
-                    unsafe { cache.free_raw(p) }.unwrap();
+                    put(&slab, &cache, old);
                 }
-                let p = cache.alloc_raw().unwrap();
-                key_of(p).store(next_key, StdOrdering::Release);
-                keys[slot].store(next_key, StdOrdering::Release);
-                // Release: publishes the key to readers (their Acquire load).
-                ptrs[slot].store(p.as_ptr() as usize, StdOrdering::Release);
+                let obj = cache.alloc().unwrap();
+                let words = obj.words();
+                words[2].store(key * 3, StdOrdering::Relaxed);
+                words[0].store(key, StdOrdering::Relaxed);
+                words[1].store(1, StdOrdering::Release);
+                let addr = obj.into_raw().as_ptr() as usize;
+                keys[slot].store(key, StdOrdering::Release);
+                ptrs[slot].store(addr, StdOrdering::Release);
                 if round % 16 == 0 {
                     // Burst: allocate and free a slab's worth, then shrink,
                     // so slab frames go through RCU under the readers.
-                    let burst: Vec<_> = (0..24).map(|_| cache.alloc_raw().unwrap()).collect();
-                    for q in burst {
-                        // SAFETY: allocated just above, never published.
-                        unsafe { cache.free_raw(q) }.unwrap();
-                    }
+                    let burst: Vec<_> = (0..24).map(|_| cache.alloc().unwrap()).collect();
+                    drop(burst);
                     slab.shrink(&cache);
                     rcu.poll();
                 }
@@ -177,8 +176,7 @@ fn typesafe_by_rcu_readers_revalidate_against_free_reuse_and_shrink() {
         for ptr in &ptrs {
             let addr = ptr.swap(0, StdOrdering::AcqRel);
             if addr != 0 {
-                // SAFETY: unpublished; allocated by the writer, freed once.
-                unsafe { cache.free_raw(slab.core().arena.ptr(addr)) }.unwrap();
+                put(&slab, &cache, addr);
             }
         }
         slab.destroy(cache).unwrap();
