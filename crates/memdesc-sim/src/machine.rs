@@ -14,7 +14,7 @@ use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
 use crate::workload::mm::{self, MmContext, MmResult, Registry};
-use crate::workload::slab::caches::{Caches, IDENTITY};
+use crate::workload::slab::caches::Caches;
 use crate::workload::slab::{self, reader, SlabContext, SlabResult, SlabStats, Slots};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
 use memdesc::pgtable::AddressSpace;
@@ -140,8 +140,18 @@ pub fn run_interruptible(
         outcome.slab = Some(teardown_slab(slab, caches, stats, slabinfo, &mut outcome.violations));
     }
     // Waits for the TYPESAFE_BY_RCU slabs' grace periods and frees the
-    // allocator's own frames.
+    // allocator's own frames; the slab return, which outlives it, counts
+    // what went back through RCU.
     drop(slab);
+    if let Some(run) = &mut outcome.slab {
+        let freer = slab_return.callback();
+        run.rcu_callbacks = freer.rcu_freed() + freer.batches_run();
+        for (name, n) in &mut run.events {
+            if *name == SlabEvent::SlabsRcuFreed.name() {
+                *n = freer.rcu_freed();
+            }
+        }
+    }
     progress(&Progress {
         phase: Phase::Audit,
         elapsed: outcome.elapsed,
@@ -178,8 +188,9 @@ struct SlabShared<'c, 'a> {
     base_addr: usize,
 }
 
-/// Destroys the caches (each must be empty), audits the slab layer and
-/// collects its report; the caller drops the allocator after.
+/// Frees what `kfree_rcu` queued, destroys the caches (each must be
+/// empty), audits the slab layer and collects its report; the caller drops
+/// the allocator after.
 fn teardown_slab(
     slab: &SlabAllocator<'_>,
     caches: Caches<'_, '_>,
@@ -187,6 +198,8 @@ fn teardown_slab(
     slabinfo: Vec<memdesc::slab::SlabInfo>,
     v: &mut crate::violations::Violations,
 ) -> report::SlabRun {
+    // The kfree_rcu batches still queued hold objects of the caches.
+    slab.rcu_barrier();
     caches.destroy(v);
     let audit = slab.audit();
     if audit.violations > 0 {
@@ -202,12 +215,12 @@ fn teardown_slab(
     if !bad.is_empty() {
         v.record(|| format!("slab: {} bad-object reports, the last: {}", bad.len(), bad[bad.len() - 1]));
     }
-    slab.rcu_barrier();
     report::SlabRun {
         activity,
         slabinfo,
         events: slab.events().into_iter().map(|(e, n)| (e.name(), n)).collect(),
-        rcu_callbacks: slab.event(SlabEvent::SlabsRcuFreed) + slab.event(SlabEvent::KfreeRcuBatches),
+        // Set once the allocator is dropped (its drop frees more).
+        rcu_callbacks: 0,
         frozen_allocs: slab.event(SlabEvent::SlabsAllocated) + slab.event(SlabEvent::LargeAlloc),
     }
 }
@@ -352,7 +365,6 @@ fn spawn_slab<'s, 'e, 'm: 's, 'c: 's, 'r: 's>(
         let cpu = layout.first_slab_reader() + index;
         let ctx = reader::ReaderContext {
             slab: slab.caches.slab,
-            object_size: slab.caches.caches[IDENTITY].config().size,
             slots: slab.slots,
             rcu: shared.rcu,
             base_addr: slab.base_addr,

@@ -40,13 +40,19 @@ pub(crate) fn check_slab_section(report: &Report) {
     assert_eq!(a.allocs, a.local_frees + a.remote_frees, "every object freed once: {a:#?}");
     assert_eq!(a.stamps_checked, a.allocs, "every free checked its stamp: {a:#?}");
     assert!(a.ctor_checked > 0 && a.shrinks > 0 && a.published > 0, "{a:#?}");
+    assert!(a.kmallocs > 0 && a.kfree_rcu > 0, "{a:#?}");
     assert!(a.reader_lookups > 0 && a.reader_hits > 0, "{a:#?}");
-    assert_eq!(a.reader_lookups, a.reader_hits + a.reader_misses, "{a:#?}");
+    assert_eq!(a.reader_lookups, a.reader_hits + a.reader_misses + a.reader_unlisted, "{a:#?}");
     let event = |name: &str| *slab.events.get(name).unwrap_or_else(|| panic!("no {name} in the slab events"));
     assert!(event("slabs_rcu_freed") > 0, "no TYPESAFE_BY_RCU slab went back through RCU: {:#?}", slab.events);
-    assert_eq!(event("slabs_allocated"), event("slabs_freed"), "every slab given back: {:#?}", slab.events);
+    // Taken before the allocator's drop gives back the kmalloc caches' kept
+    // empty slabs (the leaked-frames check covers those).
+    assert!(event("slabs_freed") <= event("slabs_allocated"), "{:#?}", slab.events);
     assert_eq!(event("slab_alloc"), event("slab_free"), "{:#?}", slab.events);
     assert_eq!(event("slab_debug_reports"), 0, "{:#?}", slab.events);
+    assert!(event("kfree_rcu_batches") > 0 && event("kfree_rcu") == a.kfree_rcu, "{:#?}", slab.events);
+    assert!(event("kmalloc_large_alloc") > 0, "the page-granular kmalloc path never ran: {:#?}", slab.events);
+    assert_eq!(event("kmalloc_large_alloc"), event("kmalloc_large_free"), "{:#?}", slab.events);
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! The simulator's slab caches and what an object of each holds: a stamp
 //! (CPU, sequence) in its first and last word, checked before every free;
 //! the constructor cache's objects also hold the constructed pattern
-//! everywhere else, and go back to it before they are freed.
+//! everywhere else, and go back to it before they are freed; the identity
+//! cache's objects are zeroed by their constructor and go back to zero.
 
 use crate::violations::Violations;
-use memdesc::slab::{CacheConfig, CacheRef, DestroyError, SlabAllocator, SlabError, SlabFlags, SlabObject};
+use memdesc::slab::{
+    CacheConfig, CacheRef, DestroyError, KmallocObject, SlabAllocator, SlabError, SlabFlags, SlabObject,
+};
+use std::sync::atomic::Ordering;
 
 /// The byte the constructor cache's constructor writes everywhere.
 const CTOR_BYTE: u8 = 0xC7;
@@ -14,7 +18,8 @@ const WORD: usize = 8;
 /// What a cache is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// TYPESAFE_BY_RCU objects with an identity, published to the readers.
+    /// TYPESAFE_BY_RCU objects with an identity and a reference count,
+    /// published to the readers (see `identity`).
     Identity,
     /// slub_debug checks (red zones, poison, state words).
     Debug,
@@ -44,12 +49,29 @@ pub(crate) const CACHES: [(&str, usize, Kind); 11] = [
 /// The index of the identity cache in [`CACHES`].
 pub(crate) const IDENTITY: usize = 0;
 
-/// How often a CPU allocates from each cache (weights, in [`CACHES`]
-/// order): small objects most, 4–8 KiB objects rarely.
-pub(crate) const WEIGHTS: [u32; 11] = [20, 6, 8, 12, 12, 10, 8, 8, 6, 3, 2];
+/// The allocation source after the caches: kmalloc.
+pub(crate) const KMALLOC: usize = CACHES.len();
+
+/// How often a CPU allocates from each cache, then from kmalloc (weights,
+/// in [`CACHES`] order, then [`KMALLOC`]): small objects most, 4–8 KiB
+/// objects rarely.
+pub(crate) const WEIGHTS: [u32; 12] = [16, 6, 8, 10, 10, 8, 6, 6, 4, 2, 2, 22];
+
+/// kmalloc sizes asked for: every class, sizes between classes, and
+/// above 2 KiB the page-granular path (whole frames from the buddy
+/// allocator).
+pub(crate) const KMALLOC_SIZES: [usize; 16] =
+    [8, 13, 16, 24, 40, 64, 96, 100, 128, 192, 256, 300, 1000, 2048, 3000, 8192];
 
 fn construct(bytes: &mut [u8]) {
     bytes.fill(CTOR_BYTE);
+}
+
+/// The identity cache's constructor: identity 0 and reference count 0
+/// (free), once per object when its slab is made, as Linux's
+/// SLAB_TYPESAFE_BY_RCU users initialise their locks.
+fn construct_identity(bytes: &mut [u8]) {
+    bytes.fill(0);
 }
 
 /// The caches of a run, over one allocator.
@@ -74,7 +96,11 @@ impl<'s, 'a> Caches<'s, 'a> {
                 Kind::Debug => SlabFlags::DEBUG,
                 Kind::Ctor | Kind::Sized => SlabFlags::NONE,
             };
-            let ctor = (kind == Kind::Ctor).then_some(construct as fn(&mut [u8]));
+            let ctor = match kind {
+                Kind::Ctor => Some(construct as fn(&mut [u8])),
+                Kind::Identity => Some(construct_identity as fn(&mut [u8])),
+                Kind::Debug | Kind::Sized => None,
+            };
             let config = CacheConfig { ctor, flags, ..CacheConfig::new(name, size) };
             match slab.create_cache(config) {
                 Ok(cache) => caches.push(cache),
@@ -104,43 +130,112 @@ impl<'s, 'a> Caches<'s, 'a> {
 }
 
 /// The stamp of allocation `seq` of slab CPU `cpu`, for an object of
-/// cache `cache`: never zero.
-pub(crate) fn stamp_of(seed: u64, cpu: u32, seq: u64, cache: usize) -> u64 {
-    crate::workload::stamp::key(seed, cpu, seq) ^ (cache as u64) | 1
+/// source `source` (a cache index, or [`KMALLOC`]): odd, so never zero.
+pub(crate) fn stamp_of(seed: u64, cpu: u32, seq: u64, source: usize) -> u64 {
+    crate::workload::stamp::key(seed, cpu, seq) ^ (source as u64) | 1
 }
 
-/// Stamps `obj`: its first word, and its last one if it has two.
-pub(crate) fn write_stamp(obj: &mut SlabObject<'_, '_>, stamp: u64) {
-    let bytes = obj.bytes_mut();
-    let len = bytes.len();
-    bytes[..WORD].copy_from_slice(&stamp.to_ne_bytes());
-    if len >= 2 * WORD {
-        bytes[len - WORD..].copy_from_slice(&(!stamp).to_ne_bytes());
-    }
+/// An object a slab CPU holds: from one of [`CACHES`], or from kmalloc.
+pub(crate) enum Object<'c, 'a> {
+    /// An object of a cache.
+    Cache(SlabObject<'c, 'a>),
+    /// A kmalloc allocation (a size class, or whole frames above 2 KiB).
+    Kmalloc(KmallocObject<'c, 'a>),
 }
 
-/// What the stamp words of `obj` hold if not the stamp `stamp`.
-pub(crate) fn stamp_mismatch(obj: &SlabObject<'_, '_>, stamp: u64) -> Option<(u64, u64)> {
-    let bytes = obj.bytes();
-    let len = bytes.len();
-    let word = |at: usize| u64::from_ne_bytes(bytes[at..at + WORD].try_into().unwrap_or([0; WORD]));
-    if word(0) != stamp {
-        return Some((stamp, word(0)));
+impl Object<'_, '_> {
+    /// The object's address.
+    pub(crate) fn addr(&self) -> usize {
+        match self {
+            Self::Cache(o) => o.as_ptr().as_ptr() as usize,
+            Self::Kmalloc(o) => o.as_ptr().as_ptr() as usize,
+        }
     }
-    if len >= 2 * WORD && word(len - WORD) != !stamp {
-        return Some((!stamp, word(len - WORD)));
+
+    /// Stamps the first word, and the last if there are two.
+    ///
+    /// Cache objects are written through their atomic words (the only view
+    /// a TYPESAFE_BY_RCU object has; Relaxed: the object is this CPU's,
+    /// and a hand-over to another CPU goes through a channel, which orders
+    /// it); kmalloc allocations through their bytes.
+    pub(crate) fn write_stamp(&mut self, stamp: u64) {
+        match self {
+            Self::Cache(o) => {
+                let words = o.words();
+                // Relaxed (both): see above.
+                words[0].store(stamp, Ordering::Relaxed);
+                if words.len() >= 2 {
+                    words[words.len() - 1].store(!stamp, Ordering::Relaxed);
+                }
+            }
+            Self::Kmalloc(o) => {
+                let bytes = o.bytes_mut();
+                let len = bytes.len();
+                bytes[..WORD].copy_from_slice(&stamp.to_ne_bytes());
+                if len >= 2 * WORD {
+                    bytes[len - WORD..].copy_from_slice(&(!stamp).to_ne_bytes());
+                }
+            }
+        }
     }
-    None
+
+    /// (expected, found) of the first stamp word that does not hold
+    /// `stamp`'s.
+    pub(crate) fn stamp_mismatch(&self, stamp: u64) -> Option<(u64, u64)> {
+        let (first, last) = match self {
+            Self::Cache(o) => {
+                let words = o.words();
+                // Relaxed (both): the object is this CPU's (see write_stamp).
+                let first = words[0].load(Ordering::Relaxed);
+                (first, (words.len() >= 2).then(|| words[words.len() - 1].load(Ordering::Relaxed)))
+            }
+            Self::Kmalloc(o) => {
+                let bytes = o.bytes();
+                let len = bytes.len();
+                let word = |at: usize| u64::from_ne_bytes(bytes[at..at + WORD].try_into().unwrap_or([0; WORD]));
+                (word(0), (len >= 2 * WORD).then(|| word(len - WORD)))
+            }
+        };
+        if first != stamp {
+            return Some((stamp, first));
+        }
+        match last {
+            Some(last) if last != !stamp => Some((!stamp, last)),
+            _ => None,
+        }
+    }
+
+    /// Frees the object: at once, or after a grace period (`kfree_rcu`).
+    pub(crate) fn free(self, rcu: bool) {
+        // A live handle frees without error: the lookup through the
+        // descriptor finds it.
+        match (self, rcu) {
+            (Self::Cache(o), true) => drop(o.kfree_rcu()),
+            (Self::Kmalloc(o), true) => drop(o.kfree_rcu()),
+            (o, false) => drop(o),
+        }
+    }
 }
 
 /// The first byte of a constructor-cache object that is not the
-/// constructed pattern (from `from`), if any.
-pub(crate) fn unconstructed(obj: &SlabObject<'_, '_>, from: usize) -> Option<usize> {
-    obj.bytes().iter().skip(from).position(|&b| b != CTOR_BYTE).map(|i| i + from)
+/// constructed pattern, if any.
+pub(crate) fn unconstructed(obj: &SlabObject<'_, '_>) -> Option<usize> {
+    obj.bytes().iter().position(|&b| b != CTOR_BYTE)
 }
 
-/// Puts the stamp words of a constructor-cache object back to the
-/// constructed pattern (objects are freed constructed).
-pub(crate) fn reconstruct(obj: &mut SlabObject<'_, '_>) {
-    construct(obj.bytes_mut());
+/// Puts a cache object back to its constructed state before it is freed:
+/// the constructor cache's pattern, the identity cache's zeroes (reference
+/// count 0: no reader can take a reference to a free object).
+pub(crate) fn reconstruct(obj: &SlabObject<'_, '_>, kind: Kind) {
+    let value = match kind {
+        Kind::Ctor => u64::from_ne_bytes([CTOR_BYTE; WORD]),
+        Kind::Identity => 0,
+        Kind::Debug | Kind::Sized => return,
+    };
+    for word in obj.words() {
+        // Relaxed: the object is this CPU's; its free orders these stores
+        // before any reuse (and the identity cache's readers take the
+        // reference count with Acquire after the next owner's Release).
+        word.store(value, Ordering::Relaxed);
+    }
 }

@@ -1,9 +1,11 @@
-//! Slab churn: slab CPUs allocate objects of several caches, stamp every
-//! object (CPU, sequence) and check the stamp before every free, free some
-//! locally and hand some to another slab CPU to free (remote frees,
-//! through a channel), shrink caches now and then, and publish objects of
-//! the TYPESAFE_BY_RCU identity cache into a table of [`Slots`] that
-//! lockless readers ([`reader`]) look up inside RCU read sections.
+//! Slab churn: slab CPUs allocate objects of several caches and kmalloc
+//! allocations of 8 B to 8 KiB, stamp every object (CPU, sequence) and
+//! check the stamp before every free, free some locally, some after a
+//! grace period (`kfree_rcu`) and hand some to another slab CPU to free
+//! (remote frees, through a channel), shrink caches now and then, and
+//! publish objects of the TYPESAFE_BY_RCU identity cache ([`identity`])
+//! into a table of [`Slots`] that lockless readers ([`reader`]) look up
+//! inside RCU read sections.
 //!
 //! Every CPU reports an RCU quiescent state between batches (as the
 //! allocator CPUs do) and goes idle when it stops. At the deadline each
@@ -11,6 +13,7 @@
 //! every sender is gone.
 
 pub(crate) mod caches;
+mod identity;
 pub(crate) mod reader;
 mod slots;
 
@@ -18,8 +21,8 @@ pub(crate) use slots::Slots;
 
 use crate::rng::Rng;
 use crate::violations::Violations;
-use caches::{Caches, Kind, CACHES, IDENTITY, WEIGHTS};
-use memdesc::slab::{SlabInfo, SlabObject};
+use caches::{Caches, Kind, Object, CACHES, IDENTITY, KMALLOC, KMALLOC_SIZES, WEIGHTS};
+use memdesc::slab::SlabInfo;
 use memdesc::{CpuId, Rcu};
 use serde::Serialize;
 use std::ops::AddAssign;
@@ -33,6 +36,7 @@ const BATCH: usize = 64;
 const LIVE_TARGET: usize = 2048;
 // Chances per free, per mille.
 const REMOTE_PER_MILLE: u64 = 300;
+const KFREE_RCU_PER_MILLE: u64 = 50;
 // Chances per batch, per mille.
 const SHRINK_PER_MILLE: u64 = 30;
 const REPUBLISH_PER_MILLE: u64 = 400;
@@ -40,13 +44,18 @@ const REPUBLISH_PER_MILLE: u64 = 400;
 /// What the slab CPUs and readers did, summed over them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SlabStats {
-    /// Objects allocated.
+    /// Objects allocated (kmalloc included).
     pub allocs: u64,
+    /// Of them, kmalloc allocations.
+    pub kmallocs: u64,
     /// Allocations refused for lack of memory (expected beside the
     /// allocator CPUs' pressure phases, not a violation).
     pub alloc_failures: u64,
     /// Objects freed by the CPU that allocated them.
     pub local_frees: u64,
+    /// Objects freed after a grace period (`kfree_rcu`), counted in the
+    /// local or remote frees too.
+    pub kfree_rcu: u64,
     /// Objects handed to another slab CPU to free.
     pub remote_frees_sent: u64,
     /// Objects freed for another slab CPU (each checked first).
@@ -62,11 +71,16 @@ pub struct SlabStats {
     pub slabs_shrunk: u64,
     /// Identity objects published to the readers.
     pub published: u64,
+    /// Times a retiring owner found readers holding references to its
+    /// object and waited.
+    pub retire_waits: u64,
     /// Reader lookups of a published slot (inside a read section).
     pub reader_lookups: u64,
-    /// Lookups that revalidated: the slot still named the object they found.
+    /// Lookups that took the object's reference and revalidated its
+    /// identity (then checked its payload).
     pub reader_hits: u64,
-    /// Lookups whose object was retired or replaced meanwhile (expected).
+    /// Lookups whose object was retired, or freed and reused, meanwhile:
+    /// no reference, or the wrong identity (expected).
     pub reader_misses: u64,
     /// Lookups that found the object's slab already off its cache's lists,
     /// on its way back through RCU (still a slab frame, as it must be).
@@ -85,6 +99,9 @@ impl SlabStats {
 impl AddAssign<&SlabStats> for SlabStats {
     fn add_assign(&mut self, o: &SlabStats) {
         self.allocs += o.allocs;
+        self.kmallocs += o.kmallocs;
+        self.kfree_rcu += o.kfree_rcu;
+        self.retire_waits += o.retire_waits;
         self.alloc_failures += o.alloc_failures;
         self.local_frees += o.local_frees;
         self.remote_frees_sent += o.remote_frees_sent;
@@ -103,11 +120,7 @@ impl AddAssign<&SlabStats> for SlabStats {
 }
 
 /// An object in flight to the CPU that frees it.
-pub(crate) struct Remote<'c, 'a> {
-    obj: SlabObject<'c, 'a>,
-    cache: usize,
-    stamp: u64,
-}
+pub(crate) struct Remote<'c, 'a>(Live<'c, 'a>);
 
 /// What a slab CPU is given.
 pub(crate) struct SlabContext<'c, 'a> {
@@ -147,11 +160,18 @@ pub(crate) struct SlabResult {
     pub(crate) slabinfo: Option<Vec<SlabInfo>>,
 }
 
-/// A live object of this CPU.
+/// A live object: its handle, where it came from (a cache index or
+/// [`KMALLOC`]) and its stamp.
 struct Live<'c, 'a> {
-    obj: SlabObject<'c, 'a>,
-    cache: usize,
+    obj: Object<'c, 'a>,
+    source: usize,
     stamp: u64,
+}
+
+impl Live<'_, '_> {
+    fn name(&self) -> &'static str {
+        CACHES.get(self.source).map_or("kmalloc", |c| c.0)
+    }
 }
 
 struct SlabCpu<'c, 'a> {
@@ -225,23 +245,30 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
     }
 
     fn alloc_one(&mut self) {
-        let cache = self.rng.weighted(&WEIGHTS);
-        let Ok(mut obj) = self.ctx.caches.caches[cache].alloc() else {
+        let source = self.rng.weighted(&WEIGHTS);
+        let obj = if source == KMALLOC {
+            let size = KMALLOC_SIZES[self.rng.below(KMALLOC_SIZES.len() as u64) as usize];
+            self.ctx.caches.slab.kmalloc_object(size, 8).map(Object::Kmalloc)
+        } else {
+            self.ctx.caches.caches[source].alloc().map(Object::Cache)
+        };
+        let Ok(mut obj) = obj else {
             self.stats.alloc_failures += 1;
             return;
         };
         self.stats.allocs += 1;
-        if CACHES[cache].2 == Kind::Ctor {
+        self.stats.kmallocs += u64::from(source == KMALLOC);
+        if let (Object::Cache(o), Some((_, _, Kind::Ctor))) = (&obj, CACHES.get(source)) {
             self.stats.ctor_checked += 1;
-            if let Some(at) = caches::unconstructed(&obj, 0) {
-                let name = CACHES[cache].0;
+            if let Some(at) = caches::unconstructed(o) {
+                let name = CACHES[source].0;
                 self.violations.record(|| format!("slab: a new {name} object is not constructed at byte {at}"));
             }
         }
         self.seq += 1;
-        let stamp = caches::stamp_of(self.ctx.seed, self.ctx.cpu, self.seq, cache);
-        caches::write_stamp(&mut obj, stamp);
-        self.live.push(Live { obj, cache, stamp });
+        let stamp = caches::stamp_of(self.ctx.seed, self.ctx.cpu, self.seq, source);
+        obj.write_stamp(stamp);
+        self.live.push(Live { obj, source, stamp });
         self.stats.peak_live = self.stats.peak_live.max(self.live.len() as u64);
     }
 
@@ -250,13 +277,11 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
         let live = self.live.swap_remove(at);
         if !self.ctx.peers.is_empty() && self.rng.per_mille(REMOTE_PER_MILLE) {
             let peer = self.rng.below(self.ctx.peers.len() as u64) as usize;
-            let remote = Remote { obj: live.obj, cache: live.cache, stamp: live.stamp };
-            match self.ctx.peers[peer].send(remote) {
+            match self.ctx.peers[peer].send(Remote(live)) {
                 Ok(()) => self.stats.remote_frees_sent += 1,
                 // The peer stopped: free it here.
                 Err(e) => {
-                    let Remote { obj, cache, stamp } = e.0;
-                    self.check_and_free(Live { obj, cache, stamp }, "local");
+                    self.check_and_free(e.0 .0, "local");
                     self.stats.local_frees += 1;
                 }
             }
@@ -266,30 +291,31 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
         self.stats.local_frees += 1;
     }
 
-    /// Checks an object's stamp (and restores a constructed object), then
-    /// frees it by dropping its handle.
+    /// Checks an object's stamp, puts a constructed object back to its
+    /// constructed state, then frees it: at once, or sometimes after a
+    /// grace period.
     fn check_and_free(&mut self, live: Live<'c, 'a>, how: &str) {
-        let Live { mut obj, cache, stamp } = live;
         self.stats.stamps_checked += 1;
-        if let Some((expected, found)) = caches::stamp_mismatch(&obj, stamp) {
-            let (name, cpu) = (CACHES[cache].0, self.ctx.cpu);
+        if let Some((expected, found)) = live.obj.stamp_mismatch(live.stamp) {
+            let (name, cpu, addr) = (live.name(), self.ctx.cpu, live.obj.addr());
             self.violations.record(|| {
                 format!(
-                    "slab: cpu{cpu} {how} free of a {name} object at {:p}: stamp {expected:#x}, found {found:#x}",
-                    obj.as_ptr()
+                    "slab: cpu{cpu} {how} free of a {name} object at {addr:#x}: stamp {expected:#x}, found {found:#x}"
                 )
             });
         }
-        if CACHES[cache].2 == Kind::Ctor {
-            caches::reconstruct(&mut obj);
+        if let (Object::Cache(o), Some(&(_, _, kind))) = (&live.obj, CACHES.get(live.source)) {
+            caches::reconstruct(o, kind);
         }
-        drop(obj);
+        let rcu = self.rng.per_mille(KFREE_RCU_PER_MILLE);
+        self.stats.kfree_rcu += u64::from(rcu);
+        live.obj.free(rcu);
     }
 
     /// Frees what other CPUs sent, checking each stamp.
     fn receive(&mut self) {
-        while let Ok(Remote { obj, cache, stamp }) = self.ctx.inbox.try_recv() {
-            self.check_and_free(Live { obj, cache, stamp }, "remote");
+        while let Ok(Remote(live)) = self.ctx.inbox.try_recv() {
+            self.check_and_free(live, "remote");
             self.stats.remote_frees += 1;
         }
     }
@@ -304,23 +330,29 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
             return;
         }
         self.retire(slot);
-        let Ok(mut obj) = self.ctx.caches.caches[IDENTITY].alloc() else {
+        let Ok(obj) = self.ctx.caches.caches[IDENTITY].alloc() else {
             self.stats.alloc_failures += 1;
             return;
         };
         self.stats.allocs += 1;
         self.seq += 1;
         let stamp = caches::stamp_of(self.ctx.seed, self.ctx.cpu, self.seq, IDENTITY);
-        caches::write_stamp(&mut obj, stamp);
+        // The stamp is the identity: word 0 holds it and the last word its
+        // complement, as every stamped object.
+        identity::init(obj.words(), stamp);
         self.ctx.slots.publish(slot, obj.as_ptr().as_ptr() as usize, stamp);
         self.stats.published += 1;
-        self.published[slot] = Some(Live { obj, cache: IDENTITY, stamp });
+        self.published[slot] = Some(Live { obj: Object::Cache(obj), source: IDENTITY, stamp });
     }
 
-    /// Unpublishes slot `slot` and frees its object, if it has one.
+    /// Unpublishes slot `slot` and frees its object, if it has one, once
+    /// no reader holds a reference to it.
     fn retire(&mut self, slot: usize) {
         if let Some(live) = self.published[slot].take() {
             self.ctx.slots.unpublish(slot);
+            if let Object::Cache(o) = &live.obj {
+                self.stats.retire_waits += identity::kill(o.words());
+            }
             self.check_and_free(live, "retired");
             self.stats.local_frees += 1;
         }
@@ -341,8 +373,8 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
         self.ctx.peers.clear();
         loop {
             match self.ctx.inbox.recv_timeout(Duration::from_millis(5)) {
-                Ok(Remote { obj, cache, stamp }) => {
-                    self.check_and_free(Live { obj, cache, stamp }, "remote");
+                Ok(Remote(live)) => {
+                    self.check_and_free(live, "remote");
                     self.stats.remote_frees += 1;
                 }
                 Err(RecvTimeoutError::Timeout) => {}

@@ -1,27 +1,25 @@
 //! Lockless readers of the TYPESAFE_BY_RCU identity cache, as its users in
-//! a kernel: inside an RCU read section, pick a published slot, look the
-//! object up, check it, then revalidate that the slot still names it (the
-//! object may have been freed and reused meanwhile: a miss, expected).
+//! a kernel: inside an RCU read section, pick a published slot, get the
+//! object's words from the allocator (`typesafe_words`), take the object's
+//! own reference and revalidate its identity against the slot's
+//! (`typesafe_get`; see [`super::identity`]): the object may have been
+//! freed and reused meanwhile, a miss, expected. A revalidated object whose
+//! payload is not its identity's is a violation.
 //!
-//! What is checked is the cache's promise: an object found through a slot
-//! inside a read section stays an object of a slab of its cache (or of a
-//! slab on its way back through RCU) until the section ends — its frame is
-//! never back in the buddy allocator or in another cache. The descriptor
-//! says so: `ksize` finds the identity cache's object size, or the frame
-//! is still typed `Slab { SLAB_UNLISTED }`.
-//!
-//! The readers cannot take a lock or reference *inside* the object, nor
-//! read its identity word: the slab API hands object memory to its owner
-//! only (`SlabObject::bytes`), and the simulator has no `unsafe`; the
-//! slot's sequence number and identity stand for them (see the report).
+//! The allocator promises that an object found through a slot inside a
+//! read section stays an object of its cache until the section ends (its
+//! slab goes back to the buddy allocator only after a grace period); when
+//! it cannot hand out the words, the slab must be on its way back through
+//! RCU, still typed `Slab { SLAB_UNLISTED }`. Anything else is a violation.
 
+use super::identity;
 use super::slots::Slots;
 use super::SlabStats;
 use crate::rng::Rng;
 use crate::violations::Violations;
-use memdesc::slab::{SlabAllocator, SlabError, SLAB_UNLISTED};
+use memdesc::rcu::RcuReadGuard;
+use memdesc::slab::{typesafe_get, SlabAllocator, SLAB_UNLISTED};
 use memdesc::{CpuId, Node, PageType, Pfn, Rcu, PAGE_SIZE};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -36,8 +34,6 @@ const MAX_TAIL_WALK: u64 = 1u64 << memdesc::slab::MAX_SLAB_ORDER;
 /// What a reader is given.
 pub(crate) struct ReaderContext<'c, 'a> {
     pub(crate) slab: &'c SlabAllocator<'a>,
-    /// The identity cache's object size.
-    pub(crate) object_size: usize,
     pub(crate) slots: &'c Slots,
     pub(crate) rcu: &'c Rcu<'a>,
     /// The host address of physical address 0.
@@ -74,7 +70,7 @@ pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
         for _ in 0..SECTIONS {
             let section = ctx.rcu.read_lock();
             for _ in 0..PER_SECTION {
-                lookup(ctx, rng.below(ctx.slots.len() as u64) as usize, &mut stats, &mut v);
+                lookup(ctx, &section, rng.below(ctx.slots.len() as u64) as usize, &mut stats, &mut v);
             }
             drop(section);
         }
@@ -90,32 +86,43 @@ pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
     (stats, v)
 }
 
-/// One lookup of slot `i`, inside the caller's read section.
-fn lookup(ctx: &ReaderContext<'_, '_>, i: usize, stats: &mut SlabStats, v: &mut Violations) {
+/// One lookup of slot `i`, inside `section`.
+fn lookup(
+    ctx: &ReaderContext<'_, '_>,
+    section: &RcuReadGuard<'_, '_>,
+    i: usize,
+    stats: &mut SlabStats,
+    v: &mut Violations,
+) {
     let Some(seen) = ctx.slots.read(i) else { return };
     stats.reader_lookups += 1;
-    let Some(ptr) = NonNull::new(seen.addr as *mut u8) else { return };
-    match ctx.slab.ksize(ptr) {
-        Ok(size) if size == ctx.object_size => {}
-        Ok(size) => v.record(|| {
-            format!("slab reader: the identity object at {ptr:p} is now an object of {size} bytes inside a read section")
-        }),
-        Err(SlabError::NotSlabObject(_)) => match folio_type(ctx.slab.node(), pfn_of(ctx.base_addr, seen.addr)) {
+    let Some(words) = ctx.slab.typesafe_words(section, seen.addr) else {
+        match folio_type(ctx.slab.node(), pfn_of(ctx.base_addr, seen.addr)) {
             Some(PageType::Slab { cache: SLAB_UNLISTED }) => stats.reader_unlisted += 1,
             other => v.record(|| {
-                format!("slab reader: the slab of the identity object at {ptr:p} was freed inside a read section ({other:?})")
+                format!(
+                    "slab reader: the identity object at {:#x} is no TYPESAFE_BY_RCU object inside a read section \
+                     (its frame: {other:?})",
+                    seen.addr
+                )
             }),
-        },
-        Err(e) => v.record(|| format!("slab reader: lookup of the identity object at {ptr:p}: {e}")),
-    }
-    if ctx.slots.still(i, &seen) {
-        // Revalidated: the identity read with the address is the one
-        // published with it (a stamp, never 0: a torn read would show).
-        if seen.identity & 1 == 0 {
-            v.record(|| format!("slab reader: object at {ptr:p} revalidated with identity {:#x}", seen.identity));
         }
-        stats.reader_hits += 1;
-    } else {
+        return;
+    };
+    let got =
+        typesafe_get(section, || identity::get(words), || identity::is(words, seen.identity), || identity::put(words));
+    if !got {
         stats.reader_misses += 1;
+        return;
     }
+    stats.reader_hits += 1;
+    if let Some((word, expected, found)) = identity::first_wrong(words, seen.identity) {
+        v.record(|| {
+            format!(
+                "slab reader: revalidated object {:#x} at {:#x}: word {word} holds {found:#x}, not {expected:#x}",
+                seen.identity, seen.addr
+            )
+        });
+    }
+    identity::put(words);
 }
