@@ -21,12 +21,16 @@ use memdesc::rcu::RcuReadGuard;
 use memdesc::slab::{typesafe_get, SlabAllocator, SLAB_UNLISTED};
 use memdesc::{CpuId, Node, PageType, Pfn, Rcu, PAGE_SIZE};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Lookups per read section.
 const PER_SECTION: usize = 8;
 /// Read sections between progress updates and quiescent states.
 const SECTIONS: usize = 16;
+/// The pause after those: readers look up often, but leave the host's
+/// cores to the CPUs that change things (a reader spinning flat out would
+/// take one of this machine's few cores from the allocator CPUs).
+const PAUSE: Duration = Duration::from_micros(50);
 /// Frames a lookup walks back from a tail to its head (slabs are at most
 /// order 3).
 const MAX_TAIL_WALK: u64 = 1u64 << memdesc::slab::MAX_SLAB_ORDER;
@@ -77,6 +81,7 @@ pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
         // Relaxed: a progress statistic.
         ctx.ops.store(stats.reader_lookups, Ordering::Relaxed);
         ctx.rcu.quiescent(CpuId(ctx.cpu));
+        std::thread::sleep(PAUSE);
         // Relaxed: a stop flag.
         if Instant::now() >= ctx.deadline || ctx.interrupt.load(Ordering::Relaxed) {
             break;
