@@ -31,6 +31,10 @@ const SECTIONS: usize = 16;
 /// cores to the CPUs that change things (a reader spinning flat out would
 /// take one of this machine's few cores from the allocator CPUs).
 const PAUSE: Duration = Duration::from_micros(50);
+/// Chance per lookup, per mille, that the reader is "preempted" between
+/// finding the object and taking its reference (it yields its core), which
+/// widens the window in which the object is freed and reused under it.
+const PREEMPT_PER_MILLE: u64 = 20;
 /// Frames a lookup walks back from a tail to its head (slabs are at most
 /// order 3).
 const MAX_TAIL_WALK: u64 = 1u64 << memdesc::slab::MAX_SLAB_ORDER;
@@ -74,7 +78,7 @@ pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
         for _ in 0..SECTIONS {
             let section = ctx.rcu.read_lock();
             for _ in 0..PER_SECTION {
-                lookup(ctx, &section, rng.below(ctx.slots.len() as u64) as usize, &mut stats, &mut v);
+                lookup(ctx, &section, &mut rng, &mut stats, &mut v);
             }
             drop(section);
         }
@@ -95,11 +99,11 @@ pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
 fn lookup(
     ctx: &ReaderContext<'_, '_>,
     section: &RcuReadGuard<'_, '_>,
-    i: usize,
+    rng: &mut Rng,
     stats: &mut SlabStats,
     v: &mut Violations,
 ) {
-    let Some(seen) = ctx.slots.read(i) else { return };
+    let Some(seen) = ctx.slots.read(rng.below(ctx.slots.len() as u64) as usize) else { return };
     stats.reader_lookups += 1;
     let Some(words) = ctx.slab.typesafe_words(section, seen.addr) else {
         match folio_type(ctx.slab.node(), pfn_of(ctx.base_addr, seen.addr)) {
@@ -114,6 +118,9 @@ fn lookup(
         }
         return;
     };
+    if rng.per_mille(PREEMPT_PER_MILLE) {
+        std::thread::yield_now();
+    }
     let got =
         typesafe_get(section, || identity::get(words), || identity::is(words, seen.identity), || identity::put(words));
     if !got {
