@@ -33,7 +33,7 @@ pub(crate) enum Kind {
 /// The caches every run creates: (name, size, kind). Identity first (the
 /// readers' cache).
 pub(crate) const CACHES: [(&str, usize, Kind); 11] = [
-    ("sim_identity", 64, Kind::Identity),
+    ("sim_identity", 512, Kind::Identity),
     ("sim_debug", 200, Kind::Debug),
     ("sim_ctor", 120, Kind::Ctor),
     ("sim_8", 8, Kind::Sized),
@@ -54,8 +54,10 @@ pub(crate) const KMALLOC: usize = CACHES.len();
 
 /// How often a CPU allocates from each cache, then from kmalloc (weights,
 /// in [`CACHES`] order, then [`KMALLOC`]): small objects most, 4–8 KiB
-/// objects rarely.
-pub(crate) const WEIGHTS: [u32; 12] = [16, 6, 8, 10, 10, 8, 6, 6, 4, 2, 2, 22];
+/// objects rarely. The identity cache holds only published objects, so
+/// its slabs go empty as objects are retired, and go back through RCU
+/// under the readers.
+pub(crate) const WEIGHTS: [u32; 12] = [0, 6, 8, 10, 10, 8, 6, 6, 4, 2, 2, 22];
 
 /// kmalloc sizes asked for: every class, sizes between classes, and
 /// above 2 KiB the page-granular path (whole frames from the buddy

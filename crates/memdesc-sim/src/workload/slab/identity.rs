@@ -1,7 +1,8 @@
 //! Objects with identity, as SLAB_TYPESAFE_BY_RCU users build them: the
-//! identity cache's 64-byte objects hold their identity (the stamp) in
-//! word 0, their own reference count in word 1, a payload derived from the
-//! identity in words 2–6 and the identity's complement in word 7.
+//! identity cache's 512-byte objects (8 to a slab, so retiring a few
+//! empties a slab) hold their identity (the stamp) in word 0, their own
+//! reference count in word 1, a payload derived from the identity in the
+//! next words and the identity's complement in the last.
 //!
 //! The owner writes identity and payload, then sets the reference count to
 //! 1 (Release) and publishes the object in a slot. A reader inside a read

@@ -39,7 +39,10 @@ const REMOTE_PER_MILLE: u64 = 300;
 const KFREE_RCU_PER_MILLE: u64 = 50;
 // Chances per batch, per mille.
 const SHRINK_PER_MILLE: u64 = 30;
-const REPUBLISH_PER_MILLE: u64 = 400;
+const SHRINK_IDENTITY_PER_MILLE: u64 = 100;
+const RETIRE_ALL_PER_MILLE: u64 = 30;
+/// Identity objects retired and published again per batch.
+const REPUBLISH: usize = 2;
 
 /// What the slab CPUs and readers did, summed over them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -214,13 +217,23 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
                 self.step();
             }
             self.receive();
-            if self.rng.per_mille(REPUBLISH_PER_MILLE) {
+            for _ in 0..REPUBLISH {
                 self.republish();
             }
             if self.rng.per_mille(SHRINK_PER_MILLE) {
-                let cache = &self.ctx.caches.caches[self.rng.below(CACHES.len() as u64) as usize];
-                self.stats.shrinks += 1;
-                self.stats.slabs_shrunk += self.ctx.caches.slab.shrink(cache);
+                let cache = self.rng.below(CACHES.len() as u64) as usize;
+                self.shrink(cache);
+            }
+            // Now and then every object this CPU published is retired at
+            // once, which empties identity slabs; their shrink sends them
+            // back through RCU while readers may hold pointers into them.
+            if self.rng.per_mille(RETIRE_ALL_PER_MILLE) {
+                for slot in 0..self.published.len() {
+                    self.retire(slot);
+                }
+                self.shrink(IDENTITY);
+            } else if self.rng.per_mille(SHRINK_IDENTITY_PER_MILLE) {
+                self.shrink(IDENTITY);
             }
             // Relaxed: a progress statistic, read racily by the machine.
             self.ctx.ops.store(self.stats.ops(), Ordering::Relaxed);
@@ -231,6 +244,11 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
                 break;
             }
         }
+    }
+
+    fn shrink(&mut self, cache: usize) {
+        self.stats.shrinks += 1;
+        self.stats.slabs_shrunk += self.ctx.caches.slab.shrink(&self.ctx.caches.caches[cache]);
     }
 
     fn step(&mut self) {
@@ -307,7 +325,9 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
         if let (Object::Cache(o), Some(&(_, _, kind))) = (&live.obj, CACHES.get(live.source)) {
             caches::reconstruct(o, kind);
         }
-        let rcu = self.rng.per_mille(KFREE_RCU_PER_MILLE);
+        // Identity objects go straight back (as a TYPESAFE_BY_RCU user's
+        // do), so their slabs go empty and through RCU under the readers.
+        let rcu = live.source != IDENTITY && self.rng.per_mille(KFREE_RCU_PER_MILLE);
         self.stats.kfree_rcu += u64::from(rcu);
         live.obj.free(rcu);
     }

@@ -32,8 +32,9 @@ const SECTIONS: usize = 16;
 /// take one of this machine's few cores from the allocator CPUs).
 const PAUSE: Duration = Duration::from_micros(50);
 /// Chance per lookup, per mille, that the reader is "preempted" between
-/// finding the object and taking its reference (it yields its core), which
-/// widens the window in which the object is freed and reused under it.
+/// reading the slot and taking the object's reference (it yields its
+/// core), which widens the window in which the object is freed and reused,
+/// or its slab emptied and discarded, under it.
 const PREEMPT_PER_MILLE: u64 = 20;
 /// Frames a lookup walks back from a tail to its head (slabs are at most
 /// order 3).
@@ -105,6 +106,9 @@ fn lookup(
 ) {
     let Some(seen) = ctx.slots.read(rng.below(ctx.slots.len() as u64) as usize) else { return };
     stats.reader_lookups += 1;
+    if rng.per_mille(PREEMPT_PER_MILLE) {
+        std::thread::yield_now();
+    }
     let Some(words) = ctx.slab.typesafe_words(section, seen.addr) else {
         match folio_type(ctx.slab.node(), pfn_of(ctx.base_addr, seen.addr)) {
             Some(PageType::Slab { cache: SLAB_UNLISTED }) => stats.reader_unlisted += 1,
@@ -118,9 +122,6 @@ fn lookup(
         }
         return;
     };
-    if rng.per_mille(PREEMPT_PER_MILLE) {
-        std::thread::yield_now();
-    }
     let got =
         typesafe_get(section, || identity::get(words), || identity::is(words, seen.identity), || identity::put(words));
     if !got {
