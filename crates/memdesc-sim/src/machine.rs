@@ -156,7 +156,7 @@ pub fn run_interruptible(
         phase: Phase::Audit,
         elapsed: outcome.elapsed,
         duration: config.duration,
-        ops: outcome.stats.ops() + outcome.mm.ops(),
+        ops: outcome.stats.ops() + outcome.mm.ops() + outcome.slab_stats.ops(),
         ops_per_s: 0.0,
         violations: outcome.violations.count(),
     });
@@ -372,7 +372,6 @@ fn spawn_slab<'s, 'e, 'm: 's, 'c: 's, 'r: 's>(
             seed,
             deadline,
             interrupt,
-            ops: &shared.counters[cpu as usize].0,
         };
         readers.push(spawned.spawn(s, format!("reader{index}"), shared.platform, cpu, move || reader::run(&ctx))?);
     }

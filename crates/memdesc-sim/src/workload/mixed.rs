@@ -261,13 +261,16 @@ impl<'n> Worker<'_, 'n> {
         s.peak_live_frames = s.peak_live_frames.max(self.live_frames);
     }
 
-    /// A frozen request: a slab (order ≤ 3), a page table (order 0) or plain
-    /// kernel memory. May lower `order`.
+    /// A frozen request: a slab frame (order ≤ 3), a page table (order 0)
+    /// or plain kernel memory. May lower `order`. The slab frames are typed
+    /// as on no cache's lists (`SLAB_UNLISTED`): the machine's slab
+    /// allocator owns the cache ids, and a frame claiming one of its caches
+    /// would be misread by its descriptor lookups and audit.
     fn frozen_request(&mut self, order: &mut u32) -> (Gfp, PageType) {
         match self.rng.below(4) {
             0 | 1 => {
                 *order = (*order).min(3);
-                let ty = PageType::Slab { cache: self.rng.below(16) as u16 };
+                let ty = PageType::Slab { cache: memdesc::slab::SLAB_UNLISTED };
                 let gfp = if self.rng.per_mille(300) { Gfp::RECLAIMABLE } else { Gfp::KERNEL };
                 (gfp.typed(ty), ty)
             }

@@ -202,15 +202,38 @@ pub(crate) fn run<'c, 'a>(ctx: SlabContext<'c, 'a>) -> SlabResult {
         stats: SlabStats::default(),
         violations: Violations::default(),
     };
-    cpu.run_until_deadline();
-    let slabinfo = (cpu.ctx.index == 0).then(|| cpu.ctx.caches.slab.slabinfo().collect());
-    cpu.teardown();
+    let mut panicked = cpu.guarded(SlabCpu::run_until_deadline);
+    let slabinfo = (cpu.ctx.index == 0 && !panicked).then(|| cpu.ctx.caches.slab.slabinfo().collect());
+    if !panicked {
+        panicked = cpu.guarded(SlabCpu::teardown);
+    }
+    if panicked {
+        // The allocator may be corrupt: hand nothing more back to it. The
+        // caches' destroy reports these objects live; their frames leak.
+        std::mem::forget(std::mem::take(&mut cpu.live));
+        std::mem::forget(std::mem::take(&mut cpu.published));
+        cpu.ctx.peers.clear();
+        while let Ok(remote) = cpu.ctx.inbox.try_recv() {
+            std::mem::forget(remote);
+        }
+    }
     let SlabCpu { ctx, stats, violations, .. } = cpu;
     ctx.rcu.idle_enter(CpuId(ctx.cpu));
     SlabResult { stats, violations, slabinfo }
 }
 
 impl<'c, 'a> SlabCpu<'c, 'a> {
+    /// Runs `f`, catching a panic (a core bug) as a violation, so that
+    /// unwinding does not free the live objects into a possibly corrupt
+    /// allocator. Returns whether `f` panicked.
+    fn guarded(&mut self, f: impl FnOnce(&mut Self)) -> bool {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        let Err(panic) = result else { return false };
+        let cpu = self.ctx.cpu;
+        self.violations.record(|| format!("slab cpu{cpu} panicked: {}", crate::machine::panic_message(&*panic)));
+        true
+    }
+
     fn run_until_deadline(&mut self) {
         loop {
             for _ in 0..BATCH {

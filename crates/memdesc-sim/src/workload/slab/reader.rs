@@ -20,7 +20,7 @@ use crate::violations::Violations;
 use memdesc::rcu::RcuReadGuard;
 use memdesc::slab::{typesafe_get, SlabAllocator, SLAB_UNLISTED};
 use memdesc::{CpuId, Node, PageType, Pfn, Rcu, PAGE_SIZE};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Lookups per read section.
@@ -51,7 +51,6 @@ pub(crate) struct ReaderContext<'c, 'a> {
     pub(crate) seed: u64,
     pub(crate) deadline: Instant,
     pub(crate) interrupt: &'c AtomicBool,
-    pub(crate) ops: &'c AtomicU64,
 }
 
 /// The type of the folio `pfn` is in, read from the descriptors without a
@@ -83,8 +82,6 @@ pub(crate) fn run(ctx: &ReaderContext<'_, '_>) -> (SlabStats, Violations) {
             }
             drop(section);
         }
-        // Relaxed: a progress statistic.
-        ctx.ops.store(stats.reader_lookups, Ordering::Relaxed);
         ctx.rcu.quiescent(CpuId(ctx.cpu));
         std::thread::sleep(PAUSE);
         // Relaxed: a stop flag.
