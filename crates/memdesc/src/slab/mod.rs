@@ -26,7 +26,11 @@
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
 //!   sheaves (`slab/sheaf.rs`, here a stand-in that forwards), which call
 //!   the cache through `ObjectSource` on their slow paths. Neither the
-//!   buddy allocator nor RCU is called under a list lock.
+//!   buddy allocator nor RCU is called under a list lock; but `refill` may
+//!   allocate a slab and `give_back` may hand one to `call_rcu_frame`,
+//!   which waits for a grace period and runs callbacks (kfree_rcu batches:
+//!   frees into any cache) inline when its queue is full, so callers keep
+//!   no lock of their own across them.
 //! - **Frees never trust the pointer**: address → pfn → compound head →
 //!   type tag `Slab { cache }` → the cache must match → the offset must be
 //!   an object boundary (`SlabCore::lookup`).
@@ -412,7 +416,8 @@ impl<'a> SlabAllocator<'a> {
     }
 
     /// Destroys a cache: flushes every sheaf, gives every slab back and
-    /// frees the cache struct.
+    /// frees the cache struct (for a TYPESAFE_BY_RCU cache, after a grace
+    /// period: so not inside a read section).
     ///
     /// # Errors
     /// [`DestroyError`] with the cache back (still usable) if objects are
@@ -443,11 +448,20 @@ impl<'a> SlabAllocator<'a> {
         let (allocs, frees) = cache.lists.lock().with(|l| (l.allocs, l.frees));
         core.count(SlabEvent::SlabAlloc, allocs);
         core.count(SlabEvent::SlabFree, frees);
+        let typesafe = cache.config.flags.contains(SlabFlags::TYPESAFE_BY_RCU);
         core.registry_lock.lock().with(|()| {
-            // Relaxed: a lookup that still finds the entry would be a free
-            // of a non-live object; nothing is published by clearing it.
+            // Relaxed: a lookup that still finds the entry is either a free
+            // of a non-live object or a TYPESAFE_BY_RCU reader, which the
+            // grace period below waits for; nothing is published by clearing.
             core.registry[id].store(core::ptr::null_mut(), Ordering::Relaxed);
         });
+        if typesafe {
+            // Lockless readers (`typesafe_words`, inside a section) may hold
+            // the cache they looked up from the registry: its struct goes
+            // only after they have left (Linux's rcu_barrier in
+            // kmem_cache_destroy).
+            core.rcu.synchronize();
+        }
         // SAFETY: duty 1 of unplace: placed by create_cache at `home`, and
         // this is its one unplace (the entry is cleared; no handle remains).
         drop(unsafe { raw::unplace(self.node, ptr, home) });

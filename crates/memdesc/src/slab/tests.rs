@@ -46,6 +46,18 @@ fn check_stamp(ptr: NonNull<u8>, len: usize, value: u8) {
 }
 
 #[test]
+fn new_refuses_another_nodes_slab_return() {
+    with_node(64, &[], small_config(false), &SpinPlatform, |a| {
+        with_node(64, &[], small_config(false), &SpinPlatform, |b| {
+            let ret = SlabAllocator::slab_return(b);
+            let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).unwrap();
+            assert_eq!(SlabAllocator::new(a, &rcu, &ret).err(), Some(SlabError::ForeignReturn));
+            assert_eq!(a.audit().allocated, 0);
+        });
+    });
+}
+
+#[test]
 fn order_keeps_waste_low_and_objects_many() {
     for size in [8, 24, 96, 192, 700, 1024, 2048, 3000, 5000] {
         let layout = layout::Layout::new(size, 8, SlabFlags::NONE, false).unwrap();
