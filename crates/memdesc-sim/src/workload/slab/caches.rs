@@ -59,11 +59,15 @@ pub(crate) const KMALLOC: usize = CACHES.len();
 /// under the readers.
 pub(crate) const WEIGHTS: [u32; 12] = [0, 6, 8, 10, 10, 8, 6, 6, 4, 2, 2, 22];
 
-/// kmalloc sizes asked for: every class, sizes between classes, and
-/// above 2 KiB the page-granular path (whole frames from the buddy
-/// allocator).
-pub(crate) const KMALLOC_SIZES: [usize; 16] =
-    [8, 13, 16, 24, 40, 64, 96, 100, 128, 192, 256, 300, 1000, 2048, 3000, 8192];
+/// kmalloc sizes asked for from the size classes: every class and sizes
+/// between classes.
+pub(crate) const KMALLOC_SIZES: [usize; 14] = [8, 13, 16, 24, 40, 64, 96, 100, 128, 192, 256, 300, 1000, 2048];
+/// kmalloc sizes on the page-granular path (whole frames from the buddy
+/// allocator), asked for rarely: each is a buddy allocation, and the
+/// allocator CPUs of the mixed workload share the zones' locks.
+pub(crate) const KMALLOC_LARGE_SIZES: [usize; 2] = [3000, 8192];
+/// Chance per kmalloc, per mille, of a page-granular size.
+pub(crate) const KMALLOC_LARGE_PER_MILLE: u64 = 10;
 
 fn construct(bytes: &mut [u8]) {
     bytes.fill(CTOR_BYTE);

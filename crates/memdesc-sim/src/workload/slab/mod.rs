@@ -21,7 +21,10 @@ pub(crate) use slots::Slots;
 
 use crate::rng::Rng;
 use crate::violations::Violations;
-use caches::{Caches, Kind, Object, CACHES, IDENTITY, KMALLOC, KMALLOC_SIZES, WEIGHTS};
+use caches::{
+    Caches, Kind, Object, CACHES, IDENTITY, KMALLOC, KMALLOC_LARGE_PER_MILLE, KMALLOC_LARGE_SIZES, KMALLOC_SIZES,
+    WEIGHTS,
+};
 use memdesc::slab::SlabInfo;
 use memdesc::{CpuId, Rcu};
 use serde::Serialize;
@@ -38,9 +41,9 @@ const LIVE_TARGET: usize = 2048;
 const REMOTE_PER_MILLE: u64 = 300;
 const KFREE_RCU_PER_MILLE: u64 = 50;
 // Chances per batch, per mille.
-const SHRINK_PER_MILLE: u64 = 30;
-const SHRINK_IDENTITY_PER_MILLE: u64 = 100;
-const RETIRE_ALL_PER_MILLE: u64 = 30;
+const SHRINK_PER_MILLE: u64 = 10;
+const SHRINK_IDENTITY_PER_MILLE: u64 = 30;
+const RETIRE_ALL_PER_MILLE: u64 = 10;
 /// Identity objects retired and published again per batch.
 const REPUBLISH: usize = 2;
 
@@ -288,7 +291,9 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
     fn alloc_one(&mut self) {
         let source = self.rng.weighted(&WEIGHTS);
         let obj = if source == KMALLOC {
-            let size = KMALLOC_SIZES[self.rng.below(KMALLOC_SIZES.len() as u64) as usize];
+            let sizes: &[usize] =
+                if self.rng.per_mille(KMALLOC_LARGE_PER_MILLE) { &KMALLOC_LARGE_SIZES } else { &KMALLOC_SIZES };
+            let size = sizes[self.rng.below(sizes.len() as u64) as usize];
             self.ctx.caches.slab.kmalloc_object(size, 8).map(Object::Kmalloc)
         } else {
             self.ctx.caches.caches[source].alloc().map(Object::Cache)
