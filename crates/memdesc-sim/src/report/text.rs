@@ -133,12 +133,18 @@ impl Report {
         writeln!(f, "Slab")?;
         writeln!(
             f,
-            "  objects         {} allocated ({} refused), {} freed locally, {} remote ({} sent), {} stamps checked, {} constructed checked",
+            "  objects         {} allocated ({} by kmalloc; {} refused), {} freed locally, {} remote ({} sent), {} after a grace period (kfree_rcu)",
             Count(a.allocs),
+            Count(a.kmallocs),
             Count(a.alloc_failures),
             Count(a.local_frees),
             Count(a.remote_frees),
             Count(a.remote_frees_sent),
+            Count(a.kfree_rcu)
+        )?;
+        writeln!(
+            f,
+            "  checks          {} stamps checked before a free, {} new objects checked constructed",
             Count(a.stamps_checked),
             Count(a.ctor_checked)
         )?;
@@ -151,8 +157,9 @@ impl Report {
         )?;
         writeln!(
             f,
-            "  readers         {} published, {} lookups: {} revalidated, {} missed (retired or reused), {} in a slab on its way through RCU",
+            "  readers         {} published ({} retirements waited for readers), {} lookups: {} revalidated, {} missed (retired or reused), {} in a slab on its way through RCU",
             Count(a.published),
+            Count(a.retire_waits),
             Count(a.reader_lookups),
             Count(a.reader_hits),
             Count(a.reader_misses),
