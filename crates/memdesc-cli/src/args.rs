@@ -30,7 +30,7 @@ pub enum Command {
     /// Boot a simulated machine, run a workload (`--profile`), print the
     /// report.
     Run(RunArgs),
-    /// Replay one of seed 000's races step by step on the real code
+    /// Replay one of the seeds' races step by step on the real code
     /// (`memdesc race list` names them).
     Race(RaceArgs),
 }

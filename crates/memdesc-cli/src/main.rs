@@ -10,7 +10,7 @@
 //! when Ctrl-C stopped it early with nothing wrong in what ran (the report
 //! of what ran is printed, marked interrupted).
 //!
-//! `memdesc race list` names seed 000's races; `memdesc race NAME
+//! `memdesc race list` names the seeds' races (000 and 004); `memdesc race NAME
 //! [--variant historical|fixed] [--json]` replays one step by step (module
 //! `race`).
 #![forbid(unsafe_code)]

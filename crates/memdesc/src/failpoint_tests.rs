@@ -1,5 +1,6 @@
 //! The failpoints fire where docs/PROTOCOLS.md says, in order, and `Skip`
-//! runs the historical path at checks only (feature `failpoints`).
+//! runs the historical path at checks only (feature `failpoints`): seed
+//! 000's rechecks, and seed 004's type check (`migrate::historical`).
 
 use crate::buddy::Gfp;
 use crate::folio::{try_get, GetError, Order};
@@ -108,5 +109,52 @@ fn gup_fast_fires_walk_get_and_recheck_then_the_slow_path_when_it_gives_up() {
         assert_eq!(seen[..2], [GupWalk, GupSlowPath], "{seen:?}");
         drop((out, aspace));
         mmu.barrier();
+    });
+}
+
+#[test]
+fn isolate_fires_its_steps_and_skip_at_the_type_check_runs_seed_004s_design() {
+    use crate::migrate::historical::{CountedSlab, RCU_FREE_SLAB_OPS, RCU_FREE_SLAB_WORD};
+    use crate::migrate::{isolate_movable_page, CountingOps, IsolateError, MovableOpsRegistry};
+    use crate::PageType;
+    use Failpoint::*;
+    const GET: [Failpoint; 4] = [P1ReadHead, P1Increment, P1HeadRecheck, P1SourceRecheck];
+    let ops = CountingOps::new(RCU_FREE_SLAB_OPS);
+    let mut registry = MovableOpsRegistry::new();
+    registry.register(RCU_FREE_SLAB_OPS, &ops).unwrap();
+
+    // The fixed design: ISO.1 to ISO.5 on a movable page.
+    let recorder = Recorder::default();
+    with_node(64, &[], small_config(false), &recorder, |node| {
+        let gfp = Gfp::KERNEL.typed(PageType::Movable { ops: RCU_FREE_SLAB_OPS });
+        let page = node.alloc(Order::ZERO, gfp).unwrap();
+        recorder.take();
+        drop(isolate_movable_page(node, &registry, page.pfn()).unwrap());
+        assert_eq!(recorder.take(), [GET.as_slice(), &[IsoTypeCheck, IsoTrylock, IsoOps]].concat());
+        assert_eq!(ops.misuses(), 0);
+    });
+
+    // Skip at the type check and both slab tests: Hugh Dickins' kernel,
+    // "movable" from `mapping`, calls the ops on a counted slab frame.
+    let skip = std::vec![IsoTypeCheck, IsoSlabTest, IsoSlabRecheck];
+    let recorder = Recorder { skip, ..Recorder::default() };
+    with_node(64, &[], small_config(false), &recorder, |node| {
+        let slab = CountedSlab::alloc(node, 1, 0x40).unwrap();
+        // The slab's own state does not look movable.
+        let refused = isolate_movable_page(node, &registry, slab.pfn()).map(|_| ());
+        assert_eq!(refused, Err(IsolateError::NotMovable(PageType::Slab { cache: 1 })));
+        slab.rcu_head();
+        const _: () = assert!(crate::migrate::historical::is_movable_word(RCU_FREE_SLAB_WORD));
+        recorder.take();
+        let isolated = isolate_movable_page(node, &registry, slab.pfn()).expect("the historical design isolates it");
+        assert_eq!(
+            recorder.take(),
+            [GET.as_slice(), &[IsoTypeCheck, IsoSlabTest, IsoMovableTest, IsoSlabRecheck, IsoTrylock, IsoOps]].concat()
+        );
+        assert_eq!((ops.misuses(), ops.slab_misuses()), (1, 1), "the ops' check reports the slab frame");
+        drop(isolated);
+        slab.free();
+        assert_eq!(recorder.take(), [HistoricalSlabFree, FreeFolio]);
+        assert_eq!(node.audit().allocated, 0);
     });
 }

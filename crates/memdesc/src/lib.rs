@@ -70,8 +70,9 @@
 //! The layers, lowest first, are the modules: [`sync`] (atomics: `core` or
 //! loom), [`platform`] (host hooks), [`memmap`] (descriptors), [`folio`]
 //! (types, refcounts, handles, protocols P1–P3), [`buddy`] (the allocator),
-//! [`rcu`] (read sections, grace periods, deferred callbacks). A
-//! module uses only those before it. docs/PROTOCOLS.md lists every protocol
+//! [`rcu`] (read sections, grace periods, deferred callbacks), then
+//! [`pgtable`], [`gup`], [`thp`] and [`migrate`] (the isolate step a pfn
+//! scanner runs). A module uses only those before it. docs/PROTOCOLS.md lists every protocol
 //! step and the code that implements it.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -87,6 +88,7 @@ pub mod buddy;
 pub mod folio;
 pub mod gup;
 pub mod memmap;
+pub mod migrate;
 pub mod pgtable;
 pub mod platform;
 pub mod rcu;
@@ -120,6 +122,10 @@ pub use gup::{get_user_pages, get_user_pages_fast, GupError, GupFlags, GupRun};
 pub use memmap::{
     BootFailed, FrameReader, FrameWriter, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange, PAGEBLOCK_ORDER,
     PAGE_SIZE,
+};
+pub use migrate::{
+    isolate_movable_page, scan_isolate, CountingOps, IsolateError, IsolatedPage, MovableOps, MovableOpsRegistry,
+    ScanStats,
 };
 pub use pgtable::{
     AddressSpace, AsAudit, Fault, MmError, MmEvent, Mmu, TableFreer, TableReturn, Vma, HUGE_SIZE, USER_END, USER_START,

@@ -4,16 +4,26 @@
 use crate::run;
 
 #[test]
-fn list_names_both_seed_000_races() {
+fn list_names_the_seed_000_and_seed_004_races() {
     let out = run(&["race", "list"]);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout.contains("gup-fast-vs-split") && out.stdout.contains("gup-fast-vs-free-realloc"),
-        "{}",
-        out.stdout
-    );
+    for name in ["gup-fast-vs-split", "gup-fast-vs-free-realloc", "isolate-vs-slab-rcu-free", "first-barrier-patch"] {
+        assert!(out.stdout.contains(name), "{name}: {}", out.stdout);
+    }
     let json: serde_json::Value = serde_json::from_str(&run(&["race", "list", "--json"]).stdout).expect("JSON");
-    assert_eq!(json.as_array().map(Vec::len), Some(2));
+    assert_eq!(json.as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn each_seed_004_race_shows_the_historical_bug_caught_and_the_fix_holding() {
+    for name in ["isolate-vs-slab-rcu-free", "first-barrier-patch"] {
+        let out = run(&["race", name]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}{}", out.stdout, out.stderr);
+        let text = &out.stdout;
+        assert!(text.contains("verdict:  PASS: the historical code shows the bug, caught and reported"), "{text}");
+        assert!(text.contains("verdict:  PASS: the fixed code held: the ISO.1 speculative get"), "{text}");
+        assert!(text.contains("| CPU 0: pfn scanner (isolate step)"), "{text}");
+    }
 }
 
 #[test]

@@ -113,6 +113,9 @@ pub struct RaceReport {
     pub variant: Variant,
     /// The scenario's one-line summary.
     pub summary: &'static str,
+    /// Who the getter is, for the outcome lines (`GUP-fast`, `the
+    /// scanner's isolate step`).
+    pub actor: &'static str,
     /// One column per CPU: what each thread plays.
     pub cpus: Vec<CpuRole>,
     /// The steps in the order they ran (time runs down).

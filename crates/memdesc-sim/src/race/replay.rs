@@ -35,6 +35,18 @@ pub enum Act {
     Zap,
     /// An allocation takes and prepares a block (P3.1-P3.2).
     Alloc,
+    /// A slab takes a frame: frozen and typed slab at once (P3), its state
+    /// written by the frozen owner.
+    SlabAlloc,
+    /// The historical slab takes a frame counted (`alloc_pages`, seed 004's
+    /// design: H.0, `migrate::historical`).
+    CountedSlabAlloc,
+    /// A TYPESAFE_BY_RCU slab is freed: `Rcu::call_rcu_frame` writes the RCU
+    /// head over the frozen frame's owner words (RCU.11).
+    SlabRcuFree,
+    /// The slab's CPU waits for the grace period and runs the callbacks
+    /// (`Rcu::barrier`): the slab frame goes back to the buddy allocator.
+    GracePeriod,
 }
 
 impl Act {
@@ -44,6 +56,10 @@ impl Act {
             Self::ThpSplit => "P2.1",
             Self::Zap => "P5",
             Self::Alloc => "P3.1",
+            Self::SlabAlloc => "P3.2",
+            Self::CountedSlabAlloc => "H.0",
+            Self::SlabRcuFree => "RCU.11",
+            Self::GracePeriod => "RCU.5",
         }
     }
 }

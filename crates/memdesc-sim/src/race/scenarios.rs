@@ -1,4 +1,4 @@
-//! The scenarios: seed 000's two races, each a setup, a schedule, one
+//! The scenarios: seed 000's two races and seed 004's two, each a setup, a schedule, one
 //! script per CPU, and a validation of what the getter ended up holding.
 //!
 //! Shared machinery first (boot, threads as CPUs, the driver loop, the
@@ -28,6 +28,18 @@ pub(super) static ALL: &[Scenario] = &[
         summary: "John Hubbard's case: the folio is unmapped, freed and reallocated at another order \
                   while GUP-fast is between reading the entry and its increment",
         run: free_realloc::run,
+    },
+    Scenario {
+        name: "isolate-vs-slab-rcu-free",
+        summary: "Hugh Dickins' crash (seed 004): a pfn scanner's isolate step meets a slab frame whose RCU \
+                  free waits, its callback's address in the word read for \"movable\"",
+        run: isolate::run_rcu_free,
+    },
+    Scenario {
+        name: "first-barrier-patch",
+        summary: "Hyeonggon Yoo's interleaving (seed 004): slab test, rmb, movable test, rmb, slab test, with \
+                  the slab allocated and freed between the tests",
+        run: isolate::run_first_patch,
     },
 ];
 
@@ -248,6 +260,8 @@ fn exhaust<'n>(node: &'n Node<'n>) -> Vec<FolioRef<'n>> {
 mod split;
 
 mod free_realloc;
+
+mod isolate;
 
 /// The skip set of a variant: the checks the historical code lacked.
 fn skips(variant: Variant, historical: &[Failpoint]) -> Vec<Failpoint> {

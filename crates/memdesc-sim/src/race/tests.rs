@@ -72,7 +72,10 @@ fn free_realloc_historical_holds_an_unmapped_page_and_is_caught() {
 #[test]
 fn every_scenario_has_a_unique_name_and_both_variants_render() {
     let names: Vec<_> = scenarios().iter().map(|s| s.name).collect();
-    assert_eq!(names, ["gup-fast-vs-split", "gup-fast-vs-free-realloc"]);
+    assert_eq!(
+        names,
+        ["gup-fast-vs-split", "gup-fast-vs-free-realloc", "isolate-vs-slab-rcu-free", "first-barrier-patch"]
+    );
     let report = replay("gup-fast-vs-split", Variant::Fixed);
     let text = report.to_string();
     assert!(text.contains("CPU 0: GUP-fast") && text.contains("CPU 1: THP split"), "{text}");
@@ -82,6 +85,62 @@ fn every_scenario_has_a_unique_name_and_both_variants_render() {
     assert_eq!(json["rows"].as_array().map(Vec::len), Some(9));
     assert_eq!(json["outcome"]["fast_path"]["refused_by"], "P1.4 head recheck");
     assert_eq!(json["outcome"]["getter"]["kind"], "held");
+}
+
+#[test]
+fn rcu_free_historical_calls_movable_ops_on_the_slab_frame_and_is_caught() {
+    let report = replay("isolate-vs-slab-rcu-free", Variant::Historical);
+    let o = &report.outcome;
+    // The scanner isolated the slab frame: it holds a reference to it.
+    let target = o.target_pfn;
+    assert_eq!(o.getter, GetterResult::Held { page: target, folio: target, order: 0 }, "{report}");
+    assert_eq!(o.fast_path, FastPath { fell_back: false, refused_by: None }, "{report}");
+    assert!(o.bug.as_deref().is_some_and(|b| b.starts_with("movable ops called on a slab frame")), "{report}");
+    assert!(report.rows.iter().any(|r| r.skipped && r.at == "IsoTypeCheck"), "{report}");
+    assert!(report.rows.iter().any(|r| r.at == "P1Increment" && r.text.contains("refcount now 2")), "{report}");
+    assert!(report.rows.iter().any(|r| r.at == "IsoOps" && r.text.contains("1 on a slab frame")), "{report}");
+    assert!(report.as_expected(), "{report}");
+}
+
+#[test]
+fn rcu_free_fixed_the_speculative_get_refuses_the_frozen_slab() {
+    let report = replay("isolate-vs-slab-rcu-free", Variant::Fixed);
+    let o = &report.outcome;
+    let refused = Some("ISO.1 speculative get (the frame is frozen)");
+    assert_eq!(o.fast_path, FastPath { fell_back: true, refused_by: refused }, "{report}");
+    assert!(matches!(&o.getter, GetterResult::Failed { reason } if reason.contains("frozen")), "{report}");
+    assert_eq!(o.bug, None);
+    assert!(report.rows.iter().any(|r| r.at == "P1Increment" && r.text.contains("type slab")), "{report}");
+    assert!(report.as_expected(), "{report}");
+}
+
+#[test]
+fn first_patch_historical_passes_both_slab_tests_and_is_caught() {
+    let report = replay("first-barrier-patch", Variant::Historical);
+    let o = &report.outcome;
+    let target = o.target_pfn;
+    assert_eq!(o.getter, GetterResult::Held { page: target, folio: target, order: 0 }, "{report}");
+    assert!(o.bug.as_deref().is_some_and(|b| b.contains("both slab tests passed")), "{report}");
+    // Yoo's table: the two slab tests run (not skipped) and both say no;
+    // the slab is set up and freed between them.
+    let order: Vec<_> = report.rows.iter().map(|r| (r.cpu, r.at.as_str())).collect();
+    let at = |name: &str| order.iter().position(|&(_, a)| a == name).expect(name);
+    assert!(at("IsoSlabTest") < at("HistoricalSetSlab"), "{report}");
+    assert!(at("HistoricalRcuHead") < at("IsoMovableTest"), "{report}");
+    assert!(at("IsoMovableTest") < at("HistoricalSlabFree"), "{report}");
+    assert!(at("HistoricalSlabFree") < at("IsoSlabRecheck"), "{report}");
+    assert!(report.rows.iter().all(|r| !r.skipped || r.at == "IsoTypeCheck"), "{report}");
+    assert!(report.rows.iter().any(|r| r.at == "IsoSlabRecheck" && r.text.contains("passes as movable")), "{report}");
+    assert!(report.as_expected(), "{report}");
+}
+
+#[test]
+fn first_patch_fixed_never_counts_the_slab() {
+    let report = replay("first-barrier-patch", Variant::Fixed);
+    let o = &report.outcome;
+    assert_eq!(o.fast_path.refused_by, Some("ISO.1 speculative get (the frame is frozen)"), "{report}");
+    assert_eq!(o.bug, None);
+    assert!(report.as_expected(), "{report}");
 }
 
 #[test]

@@ -36,20 +36,21 @@ impl fmt::Display for RaceReport {
         }
         writeln!(f, "{}", rule(self.cpus.len()))?;
         let o = &self.outcome;
+        let actor = self.actor;
         match &o.fast_path.refused_by {
-            Some(by) => writeln!(f, "fast:     GUP-fast refused the reference at the {by} and fell back")?,
-            None if o.fast_path.fell_back => writeln!(f, "fast:     GUP-fast fell back to the slow path")?,
-            None => writeln!(f, "fast:     GUP-fast took the page itself, no check refused it")?,
+            Some(by) => writeln!(f, "fast:     {actor} refused the reference at the {by} and gave up on the page")?,
+            None if o.fast_path.fell_back => writeln!(f, "fast:     {actor} gave up on the page")?,
+            None => writeln!(f, "fast:     {actor} took the page itself, no check refused it")?,
         }
         match &o.getter {
             GetterResult::Held { page, folio, order } => writeln!(
                 f,
-                "getter:   GUP returned pfn {} (it went for pfn {}), held by a reference on folio {} (order {order})",
+                "getter:   {actor} returned pfn {} (it went for pfn {}), held by a reference on folio {} (order {order})",
                 Pfn(*page),
                 Pfn(o.target_pfn),
                 Pfn(*folio)
             )?,
-            GetterResult::Failed { reason } => writeln!(f, "getter:   GUP holds nothing: {reason}")?,
+            GetterResult::Failed { reason } => writeln!(f, "getter:   {actor} holds nothing: {reason}")?,
         }
         if let Some(bug) = &o.bug {
             writeln!(f, "caught:   {bug}")?;

@@ -56,7 +56,14 @@ impl<'a, R: FolioRelease> FolioRef<'a, R> {
             // this bit in coherence order if it runs after us.
             self.head().flags.fetch_or(PageFlags::WAITERS.0, Ordering::Relaxed);
             let head = self.head();
-            self.owner().platform().wait(WaitKey(self.pfn().0), &|| head.flags().contains(PageFlags::LOCKED));
+            // L.2: sleep only while the lock is held *and* our waiters bit is
+            // still set. An unlock clears both bits; if the holder then locks
+            // again before we queue, LOCKED alone would put us to sleep with
+            // no waiters bit, and the next unlock would wake nobody (a lost
+            // wake-up). Seeing WAITERS clear, we return, set it again and
+            // requeue.
+            let asleep = PageFlags(PageFlags::LOCKED.0 | PageFlags::WAITERS.0);
+            self.owner().platform().wait(WaitKey(self.pfn().0), &|| head.flags().contains(asleep));
         }
     }
 }

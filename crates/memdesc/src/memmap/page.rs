@@ -44,6 +44,14 @@ pub struct Page {
     /// instead (see [`Page::rcu_head_storage`]).
     #[cfg(memdesc_loom)]
     rcu_head: core::cell::UnsafeCell<core::mem::MaybeUninit<[u64; RCU_HEAD_WORDS]>>,
+    /// Under the model, seed 004's historical `mapping` word (Linux's
+    /// `page->mapping`, which the slab's RCU head overlapped) as Linux
+    /// accessed it, with READ_ONCE/WRITE_ONCE: a relaxed atomic, so the
+    /// historical design's races are ordering bugs loom explores rather
+    /// than plain-cell races it reports at once. See
+    /// [`Page::historical_mapping`].
+    #[cfg(all(memdesc_loom, any(memdesc_historical, feature = "failpoints")))]
+    mapping: AtomicU64,
 }
 
 /// Words of the side storage an RCU head uses under the model.
@@ -93,6 +101,8 @@ impl Page {
             owner: [UnsafeCell::new(0), UnsafeCell::new(0), UnsafeCell::new(0), UnsafeCell::new(0)],
             #[cfg(memdesc_loom)]
             rcu_head: core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+            #[cfg(all(memdesc_loom, any(memdesc_historical, feature = "failpoints")))]
+            mapping: AtomicU64::new(0),
         }
     }
 
@@ -153,6 +163,61 @@ impl Page {
         debug_assert!(index < OWNER_WORDS);
         // SAFETY: duty 1 (exclusive ownership) is the caller's.
         self.owner[index].with_mut(|word| unsafe { *word = value })
+    }
+}
+
+/// The owner word that plays Linux's `page->mapping` in seed 004's
+/// historical design (`migrate::historical`): the word a slab reuses.
+#[cfg(any(memdesc_historical, feature = "failpoints"))]
+pub(crate) const HISTORICAL_MAPPING_WORD: usize = 0;
+
+/// Seed 004's historical design only (`migrate::historical`): "movable"
+/// read from a word other owners reuse. Never used by the real protocol.
+#[cfg(any(memdesc_historical, feature = "failpoints"))]
+impl Page {
+    /// Reads the historical `mapping` word as Linux did (READ_ONCE): an
+    /// atomic view of owner word [`HISTORICAL_MAPPING_WORD`], or its
+    /// stand-in under the model.
+    ///
+    /// # Safety
+    /// 1. Nobody accesses the owner word concurrently except through these
+    ///    two historical accessors (both atomic). A counted frame's owner
+    ///    words are written only while frozen or free, which a reference
+    ///    excludes, so a reader holding a reference meets only the
+    ///    historical writers.
+    #[inline(always)]
+    pub(crate) unsafe fn historical_mapping(&self) -> u64 {
+        #[cfg(memdesc_loom)]
+        let word = self.mapping.load(crate::sync::Ordering::Relaxed); // Relaxed: READ_ONCE (below).
+        #[cfg(not(memdesc_loom))]
+        let word = self.owner[HISTORICAL_MAPPING_WORD].with_mut(|p| {
+            // SAFETY: the cell is 8-aligned (`repr(C)`, offset 32 of a
+            // 64-aligned descriptor) and lives as long as `self`; duty 1
+            // makes every concurrent access atomic.
+            let word = unsafe { crate::sync::AtomicU64::from_ptr(p) };
+            // Relaxed: READ_ONCE, as Linux read it; the historical barriers
+            // (fences in migrate::historical) are what order it, or fail to.
+            word.load(crate::sync::Ordering::Relaxed)
+        });
+        word
+    }
+
+    /// Writes the historical `mapping` word (WRITE_ONCE).
+    ///
+    /// # Safety
+    /// 1. As for [`Page::historical_mapping`]: every concurrent access of
+    ///    the owner word goes through these accessors.
+    #[inline(always)]
+    pub(crate) unsafe fn set_historical_mapping(&self, value: u64) {
+        #[cfg(memdesc_loom)]
+        self.mapping.store(value, crate::sync::Ordering::Relaxed); // Relaxed: WRITE_ONCE (below).
+        #[cfg(not(memdesc_loom))]
+        self.owner[HISTORICAL_MAPPING_WORD].with_mut(|p| {
+            // SAFETY: as in historical_mapping.
+            let word = unsafe { crate::sync::AtomicU64::from_ptr(p) };
+            // Relaxed: WRITE_ONCE; the historical fences order it, or fail to.
+            word.store(value, crate::sync::Ordering::Relaxed);
+        });
     }
 }
 

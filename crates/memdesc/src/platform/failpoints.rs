@@ -74,12 +74,39 @@ pub enum Failpoint {
     /// P6.13: GUP's slow path is about to take the address space's lock
     /// and fault the rest of the range in.
     GupSlowPath,
+    /// ISO.2 (a check): the isolate step is about to check the type tag.
+    /// Skip runs seed 004's historical design instead: "movable" inferred
+    /// from the `mapping` word (`migrate::historical`).
+    IsoTypeCheck,
+    /// ISO.2h (a check, historical design only): the `PageSlab` test before
+    /// the movable test (Babka's first patch). Skip: Hugh Dickins' code,
+    /// which had none.
+    IsoSlabTest,
+    /// ISO.2h (historical design only): the movable test, a read of the
+    /// `mapping` word.
+    IsoMovableTest,
+    /// ISO.2h (a check, historical design only): the `PageSlab` test after
+    /// the movable test (Babka's first patch). Skip: no such test.
+    IsoSlabRecheck,
+    /// ISO.3: the isolate step is about to try the folio lock.
+    IsoTrylock,
+    /// ISO.5: the isolate step is about to call the movable ops' isolate.
+    IsoOps,
+    /// H.0 (historical design only): a frame just allocated counted is
+    /// about to be flagged slab (`__folio_set_slab`) and given slab state.
+    HistoricalSetSlab,
+    /// H.1 (historical design only): a counted slab frame is about to get
+    /// its RCU head, whose callback word overlaps `mapping`.
+    HistoricalRcuHead,
+    /// H.2 (historical design only): a counted slab frame is about to be
+    /// freed (mapping cleared, slab flag cleared, reference put).
+    HistoricalSlabFree,
 }
 
 #[cfg(feature = "failpoints")]
 impl Failpoint {
     /// Every failpoint, in protocol order.
-    pub const ALL: [Failpoint; 12] = [
+    pub const ALL: [Failpoint; 21] = [
         Self::P1ReadHead,
         Self::P1Increment,
         Self::P1HeadRecheck,
@@ -92,11 +119,28 @@ impl Failpoint {
         Self::GupWalk,
         Self::GupRecheck,
         Self::GupSlowPath,
+        Self::IsoTypeCheck,
+        Self::IsoSlabTest,
+        Self::IsoMovableTest,
+        Self::IsoSlabRecheck,
+        Self::IsoTrylock,
+        Self::IsoOps,
+        Self::HistoricalSetSlab,
+        Self::HistoricalRcuHead,
+        Self::HistoricalSlabFree,
     ];
 
     /// Whether the step is a check, where [`FailAction::Skip`] is honoured.
     pub const fn is_check(self) -> bool {
-        matches!(self, Self::P1HeadRecheck | Self::P1SourceRecheck | Self::GupRecheck)
+        matches!(
+            self,
+            Self::P1HeadRecheck
+                | Self::P1SourceRecheck
+                | Self::GupRecheck
+                | Self::IsoTypeCheck
+                | Self::IsoSlabTest
+                | Self::IsoSlabRecheck
+        )
     }
 
     /// The docs/PROTOCOLS.md step this failpoint starts.
@@ -114,6 +158,13 @@ impl Failpoint {
             Self::GupWalk => "P6.9",
             Self::GupRecheck => "P6.12",
             Self::GupSlowPath => "P6.13",
+            Self::IsoTypeCheck => "ISO.2",
+            Self::IsoSlabTest | Self::IsoMovableTest | Self::IsoSlabRecheck => "ISO.2h",
+            Self::IsoTrylock => "ISO.3",
+            Self::IsoOps => "ISO.5",
+            Self::HistoricalSetSlab => "H.0",
+            Self::HistoricalRcuHead => "H.1",
+            Self::HistoricalSlabFree => "H.2",
         }
     }
 }

@@ -152,6 +152,7 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
         scenario: "gup-fast-vs-free-realloc",
         variant,
         summary: ALL[1].summary,
+        actor: "GUP-fast",
         cpus: vec![
             CpuRole { cpu: GETTER, role: "GUP-fast (getter)" },
             CpuRole { cpu: ZAPPER, role: "MADV_DONTNEED + free" },

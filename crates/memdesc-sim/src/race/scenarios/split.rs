@@ -141,6 +141,7 @@ pub(super) fn run(variant: Variant, timeout: Duration) -> Result<RaceReport, Rac
         scenario: "gup-fast-vs-split",
         variant,
         summary: ALL[0].summary,
+        actor: "GUP-fast",
         cpus: vec![
             CpuRole { cpu: GETTER, role: "GUP-fast (getter)" },
             CpuRole { cpu: SPLITTER, role: "THP split (owner)" },

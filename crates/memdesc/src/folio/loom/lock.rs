@@ -58,6 +58,41 @@ fn folio_lock_serialises_holders() {
     check_model(lock_serialises_holders);
 }
 
+/// A holder unlocks and locks again while another holder is on its way to
+/// sleep (L.2): the unlock clears the waiters bit the sleeper set, so the
+/// sleeper must not sleep on the relocked folio without setting it again,
+/// or the holder's second unlock wakes nobody and loom reports the
+/// deadlock. (Found by review: waiting on LOCKED alone lost this wake-up.)
+fn lock_survives_relock() {
+    on_node(|node| {
+        let counter = Arc::new(LockGuarded(crate::sync::UnsafeCell::new(0)));
+        let raw = alloc_raw(node, 0);
+        let other = node.try_get(raw).unwrap().into_raw();
+        let lockers = [(raw, 2), (other, 1)].map(|(mine, rounds)| {
+            let counter = counter.clone();
+            spawn_on(node, move |node| {
+                // SAFETY: duty 1: each raw reference above is restored once.
+                // Not dropped on unwind (see lock_serialises_holders).
+                let folio = core::mem::ManuallyDrop::new(unsafe { restore(node, mine) });
+                for _ in 0..rounds {
+                    let locked = folio.lock();
+                    counter.increment();
+                    drop(locked);
+                }
+                drop(core::mem::ManuallyDrop::into_inner(folio));
+            })
+        });
+        for locker in lockers {
+            locker.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn folio_lock_survives_relock() {
+    check_model(lock_survives_relock);
+}
+
 /// The folio lock taken without Acquire (L.1).
 #[cfg(memdesc_mutant = "relaxed_folio_lock")]
 #[test]

@@ -1,0 +1,263 @@
+//! Loom models of the isolate step (ISO) against slab frames (seed 004),
+//! and the historical design's mutants loom must catch (ISO.2h).
+//!
+//! - [`scanner_vs_slab_rcu_free`]: a pfn scanner runs the isolate step on
+//!   the frame a slab is allocated in, given state, and freed through RCU
+//!   (the RCU head over the owner words). The scanner must never hold a
+//!   reference to the slab frame nor call movable ops on it.
+//!   - Fixed design: the slab frame is frozen for life (P3), the scanner's
+//!     get (ISO.1) fails.
+//!   - `slab_counted_movable_word`: the frame counted, "movable" from the
+//!     word the RCU head's callback overlaps: the scanner calls ops on a
+//!     slab (Hugh Dickins' crash, caught by the ops' own check).
+//!   - `first_barrier_patch`: the same with Babka's first barriers: loom
+//!     finds Hyeonggon Yoo's interleaving (slab test before the flag is
+//!     set, movable test on the RCU head's word, slab recheck after the
+//!     free).
+//!   - `corrected_barrier_order`: movable, rmb, slab, rmb, movable: the
+//!     model holds, as the thread concluded.
+//! - [`scanner_vs_movable_freed_as_slab`]: the scanner isolates a movable
+//!   page while its owner frees it and the frame is reallocated as a slab.
+
+use super::*;
+use crate::buddy::{FrozenFolio, Gfp};
+use crate::folio::Order;
+use crate::platform::Platform;
+use crate::rcu::{FrameReturn, Rcu, RcuConfig};
+use crate::testutil::{check_model, small_config, with_node, BlockingPlatform};
+use ::loom::thread;
+use std::boxed::Box;
+
+/// Frames of RAM: the map (large under loom) and a few blocks.
+const FRAMES: u64 = 24;
+/// The slab's own state in the overlapping word (a freelist offset): not
+/// "movable" to the historical reader.
+const SLAB_STATE: u64 = 0x40;
+/// The slab's cache.
+const CACHE: u16 = 1;
+/// Where the movable driver's ops are registered: the slot the historical
+/// RCU callback word decodes to, so the historical reader reaches ops.
+const OPS_ID: u16 = 2;
+#[cfg(memdesc_historical)]
+const _: () = assert!(historical::RCU_FREE_SLAB_OPS == OPS_ID);
+
+/// What every model shares, leaked per execution (loom threads need
+/// `'static`; a failed execution unwinds past any teardown).
+struct World {
+    node: &'static Node<'static>,
+    rcu: &'static Rcu<'static>,
+    slabs: &'static FrameReturn<'static, fn(FrozenFolio<'static>)>,
+    ops: &'static CountingOps,
+    registry: &'static MovableOpsRegistry<'static>,
+}
+
+/// The RCU callback of a slab frame: frees it.
+fn free_slab(folio: FrozenFolio<'static>) {
+    drop(folio);
+}
+
+/// Boots a node, builds the world and runs `f`; then checks the node is
+/// clean and the ops balanced.
+fn with_world(f: impl FnOnce(&World)) {
+    let platform: &'static BlockingPlatform = Box::leak(Box::new(BlockingPlatform::new(1)));
+    with_node(FRAMES, &[], small_config(false), platform, |node| {
+        // SAFETY: the node lives until `with_node` returns, and every model
+        // joins its threads before that.
+        let node: &'static Node<'static> = unsafe { &*(node as *const Node<'_>).cast::<Node<'static>>() };
+        let platform: &'static dyn Platform = platform;
+        let rcu: &'static Rcu<'static> = Box::leak(Box::new(Rcu::new(platform, RcuConfig::default()).unwrap()));
+        let slabs = Box::leak(Box::new(FrameReturn::new(node, free_slab as fn(FrozenFolio<'static>))));
+        let ops: &'static CountingOps = Box::leak(Box::new(CountingOps::new(OPS_ID)));
+        let mut registry = MovableOpsRegistry::new();
+        registry.register(OPS_ID, ops).unwrap();
+        let registry = Box::leak(Box::new(registry));
+        let world = World { node, rcu, slabs, ops, registry };
+        f(&world);
+        rcu.barrier();
+        assert_eq!(ops.isolated(), ops.put_back(), "ISO.6 violated: an isolated page was not put back");
+        let audit = node.audit();
+        assert_eq!(audit.violations, 0, "allocator invariants violated: {:?}", audit.first_violation);
+        assert_eq!(audit.allocated, 0, "R violated: {} frames still allocated", audit.allocated);
+    });
+}
+
+/// The scanner: one pass of the isolate step over `pfn`, as the
+/// simulator's scanner runs it. Yields first so that its loads become
+/// backtracking points against the other thread's stores (see
+/// `pgtable::loom`). Asserts the seed-004 property.
+fn scan(world: &World, pfn: Pfn) -> ScanStats {
+    thread::yield_now();
+    let stats = scan_isolate(world.node, world.registry, pfn..pfn.add(1), |page| {
+        let ty = page.folio().page_type();
+        assert!(!ty.is_always_frozen(), "P3 violated: the scanner isolated a {ty} frame");
+    });
+    assert_eq!(
+        world.ops.misuses(),
+        0,
+        "P3 violated: the scanner called movable ops on a frame that is not movable ({} of them on a slab frame)",
+        world.ops.slab_misuses()
+    );
+    stats
+}
+
+/// The slab's side: a frame allocated for a slab, given state, then freed
+/// through RCU with the head over the state.
+fn slab_life(world: &World, pfn: Pfn) {
+    #[cfg(not(memdesc_historical))]
+    {
+        // P3: allocated frozen and typed at once; the state is the frozen
+        // owner's; the RCU head overwrites it (P7).
+        let gfp = Gfp::KERNEL.typed(PageType::Slab { cache: CACHE });
+        let mut slab = world.node.alloc_frozen(Order::ZERO, gfp).unwrap();
+        assert_eq!(slab.pfn(), pfn, "the model expected the slab at pfn {pfn}");
+        slab.set_owner_word(0, SLAB_STATE);
+        world.rcu.call_rcu_frame(slab, world.slabs).map_err(|(_, e)| e).unwrap();
+        world.rcu.barrier();
+    }
+    // The historical design: counted, flagged while counted, the state and
+    // then the RCU callback's address in the `mapping` word (H.0-H.2).
+    #[cfg(memdesc_historical)]
+    {
+        let slab = historical::CountedSlab::alloc(world.node, CACHE, SLAB_STATE).unwrap();
+        assert_eq!(slab.pfn(), pfn, "the model expected the slab at pfn {pfn}");
+        slab.rcu_head();
+        // The grace period protects RCU readers, which the scanner is not.
+        slab.free();
+    }
+}
+
+/// Allocates a frame of `gfp` to learn where the next order-0 allocation
+/// lands (per-CPU lists are off), and frees it.
+fn next_frame(node: &Node<'_>) -> Pfn {
+    let probe = node.alloc_frozen(Order::ZERO, Gfp::KERNEL.typed(PageType::Slab { cache: CACHE })).unwrap();
+    probe.pfn()
+}
+
+/// Seed 004: the scanner against a slab frame's allocation and RCU free.
+fn scanner_vs_slab_rcu_free() {
+    with_world(|world| {
+        let pfn = next_frame(world.node);
+        let addr = world as *const World as usize;
+        let slab = thread::spawn(move || {
+            // SAFETY: `world` outlives the join below.
+            let world = unsafe { &*(addr as *const World) };
+            slab_life(world, pfn);
+        });
+        let stats = scan(world, pfn);
+        slab.join().unwrap();
+        // Fixed design: the frame was free or a frozen slab, never counted.
+        #[cfg(not(memdesc_historical))]
+        assert_eq!(stats.free + stats.frozen_slab, 1, "P3 violated: the scanner met {stats:?}");
+        let _ = stats;
+    });
+}
+
+#[test]
+fn iso_scanner_vs_slab_rcu_free() {
+    check_model(scanner_vs_slab_rcu_free);
+}
+
+/// Hugh Dickins' crash: slab frames counted, "movable" read from the word
+/// the RCU head's callback overlaps, no slab test.
+#[cfg(memdesc_mutant = "slab_counted_movable_word")]
+#[test]
+fn mutant_slab_counted_movable_word_is_caught() {
+    crate::testutil::assert_model_fails(scanner_vs_slab_rcu_free);
+}
+
+/// Babka's first barrier patch (slab, rmb, movable, rmb, slab): loom must
+/// find Hyeonggon Yoo's interleaving.
+#[cfg(memdesc_mutant = "first_barrier_patch")]
+#[test]
+fn mutant_first_barrier_patch_is_caught() {
+    crate::testutil::assert_model_fails(scanner_vs_slab_rcu_free);
+}
+
+/// The first patch with "another smp_rmb() before the PageMovable test"
+/// (Babka's question on Yoo's interleaving): expected to HOLD.
+#[cfg(memdesc_mutant = "first_patch_rmb_before_pagemovable")]
+#[test]
+fn mutant_first_patch_rmb_before_pagemovable_holds() {
+    check_model(scanner_vs_slab_rcu_free);
+}
+
+/// Babka's corrected order (movable, rmb, slab, rmb, movable) in the same
+/// historical design: expected to HOLD (`cargo xtask mutants` reports it
+/// as "holds"): loom agrees with the thread's final reasoning.
+#[cfg(memdesc_mutant = "corrected_barrier_order")]
+#[test]
+fn mutant_corrected_barrier_order_holds() {
+    check_model(scanner_vs_slab_rcu_free);
+}
+
+/// The scanner against a movable page that its owner frees, and whose
+/// frame is reallocated as a slab and freed through RCU. The scanner may
+/// isolate the movable page (then the owner's free is not the last put,
+/// and the slab lands elsewhere) or meet the frame free or frozen; never
+/// a counted slab, never ops on a frame that is not movable.
+fn scanner_vs_movable_freed_as_slab() {
+    with_world(|world| {
+        let page = world.node.alloc(Order::ZERO, Gfp::KERNEL.typed(PageType::Movable { ops: OPS_ID })).unwrap();
+        let pfn = page.pfn();
+        let raw = page.into_raw();
+        let addr = world as *const World as usize;
+        let owner = thread::spawn(move || {
+            // SAFETY: `world` outlives the join below.
+            let world = unsafe { &*(addr as *const World) };
+            // SAFETY: duty 1 of put_pfn: the reference given up above.
+            unsafe { world.node.put_pfn(raw) }.unwrap();
+            let gfp = Gfp::KERNEL.typed(PageType::Slab { cache: CACHE });
+            let mut slab = world.node.alloc_frozen(Order::ZERO, gfp).unwrap();
+            slab.set_owner_word(0, SLAB_STATE);
+            world.rcu.call_rcu_frame(slab, world.slabs).map_err(|(_, e)| e).unwrap();
+            world.rcu.barrier();
+        });
+        let stats = scan(world, pfn);
+        owner.join().unwrap();
+        // Frozen other: the frame between its last put and its return to
+        // the free lists (refcount 0, the type not yet free).
+        let expected = stats.isolated + stats.free + stats.frozen_slab + stats.frozen_other;
+        assert_eq!(expected, 1, "P3 violated: the scanner met {stats:?}");
+    });
+}
+
+#[test]
+fn iso_scanner_vs_movable_freed_as_slab() {
+    check_model(scanner_vs_movable_freed_as_slab);
+}
+
+/// ISO.3-ISO.6: two scanners race to isolate one movable page. At most
+/// one may hold it isolated at a time (a second isolation would hand one
+/// page to two migrations), and each putback must leave the page
+/// isolatable again and freeable (the isolated flag is checked at free).
+fn two_scanners_isolate_once() {
+    with_world(|world| {
+        let page = world.node.alloc(Order::ZERO, Gfp::KERNEL.typed(PageType::Movable { ops: OPS_ID })).unwrap();
+        let pfn = page.pfn();
+        let holders: &'static crate::sync::AtomicU32 = Box::leak(Box::new(crate::sync::AtomicU32::new(0)));
+        let addr = world as *const World as usize;
+        let isolate_once = move || {
+            // SAFETY: `world` outlives the joins below.
+            let world = unsafe { &*(addr as *const World) };
+            if let Ok(isolated) = isolate_movable_page(world.node, world.registry, pfn) {
+                // Relaxed: the model's own counter; the folio lock orders
+                // the isolations it counts.
+                let before = holders.fetch_add(1, crate::sync::Ordering::Relaxed);
+                assert_eq!(before, 0, "ISO violated: two scanners hold pfn {pfn} isolated at once");
+                // Relaxed: as above.
+                holders.fetch_sub(1, crate::sync::Ordering::Relaxed);
+                drop(isolated);
+            }
+        };
+        let other = thread::spawn(isolate_once);
+        isolate_once();
+        other.join().unwrap();
+        assert!(!page.head().flags().contains(PageFlags::ISOLATED), "ISO.6 violated: the page is left isolated");
+        drop(page);
+    });
+}
+
+#[test]
+fn iso_two_scanners_isolate_once() {
+    check_model(two_scanners_isolate_once);
+}
