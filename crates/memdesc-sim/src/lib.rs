@@ -57,7 +57,7 @@ pub use error::SimError;
 pub use machine::{run, run_interruptible, Phase, Progress};
 pub use platform::SimPlatform;
 pub use report::{RcuSummary, Report};
-pub use scanner::ScannerStats;
+pub use scanner::{IsolateStats, ScannerStats};
 pub use workload::mm::MmStats;
 pub use workload::slab::SlabStats;
 pub use workload::WorkloadStats;

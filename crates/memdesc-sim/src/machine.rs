@@ -17,6 +17,7 @@ use crate::workload::mm::{self, MmContext, MmResult, Registry};
 use crate::workload::slab::caches::Caches;
 use crate::workload::slab::{self, reader, SlabContext, SlabResult, SlabStats, Slots};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
+use memdesc::migrate::CountingOps;
 use memdesc::pgtable::AddressSpace;
 use memdesc::slab::{SlabAllocator, SlabEvent};
 use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
@@ -122,6 +123,9 @@ pub fn run_interruptible(
     let mmu = Mmu::new(&rcu, &mmu_tables);
     let counters: Vec<PaddedCounter> = (0..layout.nr_cpus()).map(|_| PaddedCounter::default()).collect();
     let slots = Slots::new();
+    // The movable ops of the mixed CPUs' movable folios, called by the
+    // scanner's isolate step.
+    let movable_ops = CountingOps::new(scanner::MOVABLE_OPS);
     // Declared after what the CPUs borrow: the allocator ties the RCU's
     // lifetime to its own, so it is dropped first.
     let slab = match layout.slab_cpus {
@@ -129,11 +133,18 @@ pub fn run_interruptible(
         _ => Some(SlabAllocator::new(node, &rcu, &slab_return).map_err(SimError::Slab)?),
     };
     let caches = slab.as_ref().map(Caches::create).transpose().map_err(SimError::Slab)?;
-    let shared =
-        Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, mmu: &mmu, counters: &counters };
     let slab_shared = caches.as_ref().map(|caches| SlabShared { caches, slots: &slots, base_addr });
-    let published = slab_shared.map(|_| (&slots, base_addr));
-    let mut outcome = run_cpus(config, &layout, &shared, slab_shared, published, interrupt, &mut progress)?;
+    let shared = Shared {
+        node,
+        platform: &platform,
+        rcu: &rcu,
+        table_return: &table_return,
+        mmu: &mmu,
+        counters: &counters,
+        movable_ops: &movable_ops,
+        published: slab_shared.map(|_| (&slots, base_addr)),
+    };
+    let mut outcome = run_cpus(config, &layout, &shared, slab_shared, interrupt, &mut progress)?;
     if let (Some(slab), Some(caches)) = (&slab, caches) {
         let stats = std::mem::take(&mut outcome.slab_stats);
         let slabinfo = std::mem::take(&mut outcome.slabinfo);
@@ -177,6 +188,11 @@ struct Shared<'m> {
     mmu: &'m Mmu<'m>,
     /// Each CPU's progress counter.
     counters: &'m [PaddedCounter],
+    /// The movable ops the scanner's isolate step calls.
+    movable_ops: &'m CountingOps,
+    /// The slab CPUs' published objects and the host address of physical
+    /// address 0, for the scanner, when slab CPUs run.
+    published: Option<(&'m Slots, usize)>,
 }
 
 /// What the slab CPUs, the readers and the scanner share.
@@ -233,7 +249,6 @@ fn run_cpus<'m, 'c>(
     layout: &Layout,
     shared: &Shared<'m>,
     slab: Option<SlabShared<'c, 'm>>,
-    published: Option<(&'m Slots, usize)>,
     interrupt: &'m AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<RunOutcome, SimError> {
@@ -296,11 +311,12 @@ fn run_cpus<'m, 'c>(
             None => (Vec::new(), Vec::new()),
         };
         let (scanner_cpu, running) = (layout.scanner, &running);
+        let (movable_ops, published) = (shared.movable_ops, shared.published);
         let scanner = thread::Builder::new()
             .name("scanner".into())
             .spawn_scoped(s, move || {
                 platform.bind_current_thread(CpuId(scanner_cpu));
-                let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, published);
+                let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, movable_ops, published);
                 scanner.run(deadline, interrupt, running)
             })
             .map_err(SimError::Spawn)?;

@@ -299,6 +299,18 @@ fn check_scanner(
     if scanner.slab_references > 0 {
         v.record(|| format!("scanner: {} references to slab frames (P3, P7)", scanner.slab_references));
     }
+    let i = &scanner.isolate;
+    if i.ops_misuses > 0 {
+        v.record(|| {
+            format!(
+                "isolate: movable ops called {} times on a page not theirs, {} on a slab frame (seed 004)",
+                i.ops_misuses, i.ops_slab_misuses
+            )
+        });
+    }
+    if i.isolated != i.put_back {
+        v.record(|| format!("isolate: {} pages isolated but {} put back", i.isolated, i.put_back));
+    }
     let published = slab.is_some_and(|s| s.activity.published > 0);
     if published && !interrupted && scanner.slab_starts > 0 && scanner.slab_frames_met == 0 {
         let profile = config.workload.name();

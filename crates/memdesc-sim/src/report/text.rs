@@ -306,13 +306,28 @@ impl Report {
             Count(o.source_changed),
             Count(o.overflow)
         )?;
+        let i = &s.isolate;
         writeln!(
             f,
-            "  isolate check   {} slab frames met (type tag, no reference), {} page-table frames met, {} references to slab frames; {} runs from a published slab object",
+            "  isolate step    {} pfns: {} isolated and put back, {} busy, {} not movable, {} free; frozen {} slab, {} page table, {} other; {} unmanaged or raced",
+            Count(i.scanned),
+            Count(i.isolated),
+            Count(i.busy),
+            Count(i.not_movable),
+            Count(i.free),
+            Count(i.frozen_slab),
+            Count(i.frozen_page_table),
+            Count(i.frozen_other),
+            Count(i.other)
+        )?;
+        writeln!(
+            f,
+            "  slab frames     {} met and left alone, {} references to one; {} runs from a published slab object; movable ops misused {} times ({} on a slab)",
             Count(s.slab_frames_met),
-            Count(s.table_frames_met),
             s.slab_references,
-            Count(s.slab_starts)
+            Count(s.slab_starts),
+            i.ops_misuses,
+            i.ops_slab_misuses
         )?;
         writeln!(f, "  then            {} folio locks, {} clones\n", Count(s.locks), Count(s.clones))
     }

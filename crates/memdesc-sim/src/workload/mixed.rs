@@ -283,11 +283,13 @@ impl<'n> Worker<'_, 'n> {
     }
 
     /// A counted request: kernel, user or reclaimable memory, usually typed
-    /// as its kind (kernel, anon, file), sometimes retyped.
+    /// as its kind (kernel, anon, file), sometimes retyped, or typed movable
+    /// (a driver's page the scanner's isolate step may isolate).
     fn counted_request(&mut self) -> (Gfp, PageType) {
         let gfp = [Gfp::KERNEL, Gfp::USER, Gfp::USER, Gfp::RECLAIMABLE][self.rng.below(4) as usize];
         let ty = if self.rng.per_mille(200) {
-            [PageType::Kernel, PageType::Anon, PageType::File][self.rng.below(3) as usize]
+            let movable = PageType::Movable { ops: crate::scanner::MOVABLE_OPS };
+            [PageType::Kernel, PageType::Anon, PageType::File, movable][self.rng.below(4) as usize]
         } else {
             gfp.page_type
         };

@@ -51,6 +51,12 @@ fn short_mixed_run_passes_and_exercises_every_path() {
     // slab frames without ever taking a reference to one.
     crate::slab::check_slab_section(&report);
     assert!(s.slab_frames_met > 0 && s.slab_references == 0, "{s:#?}");
+    // The isolate step isolated the CPUs' movable folios and put each back,
+    // and never called their ops on anything else.
+    let i = &s.isolate;
+    assert!(i.isolated > 0 && i.isolated == i.put_back, "{i:#?}");
+    assert_eq!((i.ops_misuses, i.ops_slab_misuses), (0, 0), "{i:#?}");
+    assert_eq!(i.frozen_slab, s.slab_frames_met, "{s:#?}");
 }
 
 #[test]

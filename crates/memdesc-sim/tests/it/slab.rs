@@ -68,6 +68,7 @@ fn short_slab_profile_run_passes_and_meets_slab_frames() {
     let s = &report.scanner;
     assert!(s.slab_frames_met > 0 && s.slab_starts > 0, "{s:#?}");
     assert_eq!((s.slab_references, s.successes), (0, 0), "only slab frames are allocated: {s:#?}");
+    assert_eq!((s.isolate.isolated, s.isolate.ops_misuses), (0, 0), "nothing movable: {s:#?}");
 
     let json = serde_json::to_value(&report).expect("serialisable");
     assert_eq!(json["config"]["workload"], "slab");
