@@ -46,9 +46,10 @@ pub(crate) fn check_slab_section(report: &Report) {
     let event = |name: &str| *slab.events.get(name).unwrap_or_else(|| panic!("no {name} in the slab events"));
     assert!(event("slabs_rcu_freed") > 0, "no TYPESAFE_BY_RCU slab went back through RCU: {:#?}", slab.events);
     // Taken before the allocator's drop gives back the kmalloc caches' kept
-    // empty slabs (the leaked-frames check covers those).
+    // empty slabs and flushes the objects their per-CPU sheaves still
+    // cache (the leaked-frames check covers those).
     assert!(event("slabs_freed") <= event("slabs_allocated"), "{:#?}", slab.events);
-    assert_eq!(event("slab_alloc"), event("slab_free"), "{:#?}", slab.events);
+    assert!(event("slab_free") <= event("slab_alloc") && event("slab_free") > 0, "{:#?}", slab.events);
     assert_eq!(event("slab_debug_reports"), 0, "{:#?}", slab.events);
     assert!(event("kfree_rcu_batches") > 0 && event("kfree_rcu") == a.kfree_rcu, "{:#?}", slab.events);
     assert!(event("kmalloc_large_alloc") > 0, "the page-granular kmalloc path never ran: {:#?}", slab.events);
