@@ -22,7 +22,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  ci              everything CI checks: tidy, fmt, clippy, doc, test, example, loom, mutants, miri
+  ci              everything CI checks: tidy, fmt, clippy, doc, test, example, count-rmw, loom, mutants,
+                  miri
                   (and the core alone without its failpoints feature: clippy, doc tests)
   tidy            static checks: layering, atomics, unsafe allowlist, SAFETY and ordering comments
   loom            loom models of the core crate (release, RUSTFLAGS=\"--cfg memdesc_loom\")
@@ -102,9 +103,24 @@ fn ci(runner: &mut Runner) -> Result<(), String> {
     runner.run(&Step::cargo("doctest-core", &["test", "-p", "memdesc", "--doc"]))?;
     // The embedder's tour asserts as it goes: running it is its test.
     runner.run(&Step::cargo("example", &["run", "-p", "memdesc", "--example", "tour"]))?;
+    count_rmw(runner)?;
     loom(runner)?;
     mutants::run(runner, &[])?;
     miri::run(runner)
+}
+
+/// Target directory of the `count-rmw` step (its RUSTFLAGS rebuild the
+/// core's test dependencies once, kept apart from the normal build).
+const COUNT_RMW_TARGET_DIR: &str = "target/count-rmw";
+
+/// Runs the test that counts locked instructions on the slab's per-CPU fast
+/// path: the core's lib tests under `--cfg memdesc_count_rmw`, filtered to it.
+fn count_rmw(runner: &mut Runner) -> Result<(), String> {
+    runner.run(
+        &Step::cargo("count-rmw", &["test", "-p", "memdesc", "--lib", "no_locked_instruction"])
+            .env("RUSTFLAGS", "--cfg memdesc_count_rmw")
+            .env("CARGO_TARGET_DIR", COUNT_RMW_TARGET_DIR),
+    )
 }
 
 /// Runs the static checks of [`mod@tidy`] as one step.

@@ -53,6 +53,13 @@ impl Platform for SimPlatform {
         CURRENT_CPU.with(Cell::get).map(CpuId)
     }
 
+    fn local_enter(&self) -> Option<CpuId> {
+        // A CPU is its thread, bound for its whole life, so nothing else
+        // runs as it: entering costs a thread-local read. The machine's own
+        // thread has no CPU and takes the shared slow path.
+        CURRENT_CPU.with(Cell::get).map(CpuId)
+    }
+
     fn relax(&self) {
         // A grace period waits for other threads: let them run.
         std::thread::yield_now();

@@ -80,8 +80,9 @@
 #![warn(missing_docs)]
 
 // Tests use std; so does the model checker (loom, and the pgtable layer's
-// shadow of table entries under it).
-#[cfg(any(test, memdesc_loom))]
+// shadow of table entries under it), and the counting atomics' thread-local
+// (`--cfg memdesc_count_rmw`).
+#[cfg(any(test, memdesc_loom, memdesc_count_rmw))]
 extern crate std;
 
 pub mod buddy;

@@ -70,6 +70,32 @@ pub trait Platform: Sync {
         None
     }
 
+    /// Enters a section in which this thread is the only user of one CPU's
+    /// per-CPU state until [`Platform::local_exit`], and returns that CPU; a
+    /// kernel disables preemption (or migration) here, the simulator's CPU
+    /// is its thread. `None`: this thread has no CPU of its own (a host
+    /// thread, a test on [`SpinPlatform`]); callers then take their shared,
+    /// locked slow path.
+    ///
+    /// # Contract
+    /// - Between `Some(cpu)` and the matching `local_exit(cpu)`, no other
+    ///   thread runs as `cpu`, and this thread stays on `cpu`. The same
+    ///   thread may enter again before it exits (an interrupt in a kernel):
+    ///   per-CPU code guards against that itself (the slab's local trylock).
+    /// - Entering and exiting make no locked instruction on the fast path of
+    ///   a production platform: that is the point of per-CPU state.
+    /// - The default, `None`, is always correct and sends every caller to
+    ///   the slow path.
+    fn local_enter(&self) -> Option<CpuId> {
+        None
+    }
+
+    /// Leaves the section [`Platform::local_enter`] opened for `cpu` (a
+    /// kernel re-enables preemption). The default does nothing.
+    fn local_exit(&self, cpu: CpuId) {
+        let _ = cpu;
+    }
+
     /// Lets time pass in a polling loop (an RCU grace-period or barrier
     /// wait): a host may yield or sleep briefly. The default is a spin hint,
     /// a yield point under the model.

@@ -12,6 +12,9 @@
 //! - `SpinLock` is the lock the buddy zones and per-CPU lists use. In a
 //!   kernel it would also disable preemption or interrupts; here the platform
 //!   decides that (see [`crate::platform`]).
+//! - Under `--cfg memdesc_count_rmw` (tests), the atomics count their
+//!   read-modify-writes and fences per thread (`rmw_count`), so a test can
+//!   show a path makes no locked instruction.
 //!
 //! [`FrameWord`] is always `core`'s `AtomicU64`: frame *contents* live in the
 //! managed memory itself and are never part of a model.
@@ -19,8 +22,23 @@
 #[cfg(memdesc_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-#[cfg(not(memdesc_loom))]
+#[cfg(all(not(memdesc_loom), not(memdesc_count_rmw)))]
 pub(crate) use core::sync::atomic::{fence, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+// The proof that a path makes no locked instruction: the same atomics,
+// counting their read-modify-writes per thread (`SpinLock` counts through
+// its CAS). Tests only; see `counting`.
+#[cfg(all(not(memdesc_loom), memdesc_count_rmw))]
+mod counting;
+#[cfg(all(test, not(memdesc_loom), memdesc_count_rmw))]
+pub(crate) use counting::rmw_count;
+#[cfg(all(not(memdesc_loom), memdesc_count_rmw))]
+pub(crate) use counting::{fence, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// Orders this thread's accesses against code that interrupts it on the same
+/// CPU (a signal fence: no instruction, only the compiler's ordering). The
+/// per-CPU fast paths' local locks need no more than this.
+pub(crate) use core::sync::atomic::compiler_fence;
 
 /// One 64-bit word of frame contents, accessed racily but atomically.
 ///
@@ -130,10 +148,11 @@ impl<T> SpinLock<T> {
     }
 }
 
-#[cfg(memdesc_mutant = "drain_without_pcp_lock")]
+#[cfg(any(memdesc_mutant = "drain_without_pcp_lock", memdesc_mutant = "barn_unlocked_exchange"))]
 impl<T> SpinLock<T> {
     /// Runs `f` on the protected data without taking the lock: exists only
-    /// for the mutant that drains a CPU's lists without its lock.
+    /// for the mutants that drain a CPU's lists or take a sheaf from the
+    /// slab's barn without its lock.
     ///
     /// # Safety
     /// 1. No other thread holds the lock or touches the data meanwhile; the
@@ -187,4 +206,9 @@ impl<T> Drop for SpinGuard<'_, T> {
 /// owns them (load then store, no read-modify-write on the hot path) and
 /// summed racily by readers. Keeping them out of the model keeps loom's state
 /// space to the protocols.
+#[cfg(not(all(memdesc_count_rmw, not(memdesc_loom))))]
 pub(crate) type StatWord = core::sync::atomic::AtomicU64;
+/// A statistics counter, counted like the other atomics (so a statistic
+/// bumped on a fast path shows in `rmw_count`).
+#[cfg(all(memdesc_count_rmw, not(memdesc_loom)))]
+pub(crate) type StatWord = counting::AtomicU64;

@@ -104,6 +104,12 @@ impl Platform for ThreadCpus {
         THREAD_CPU.with(core::cell::Cell::get).map(crate::platform::CpuId)
     }
 
+    fn local_enter(&self) -> Option<crate::platform::CpuId> {
+        // A thread bound with `set_thread_cpu` is that CPU for its whole
+        // life (one thread per CPU: the tests' side of the contract).
+        THREAD_CPU.with(core::cell::Cell::get).map(crate::platform::CpuId)
+    }
+
     fn relax(&self) {
         std::thread::yield_now();
     }
@@ -129,15 +135,17 @@ pub(crate) fn assert_model_fails(model: impl Fn() + Sync + Send + 'static) {
 
 #[cfg(memdesc_loom)]
 loom::thread_local! {
-    /// The CPU a model thread says it runs on ([`set_current_cpu`]).
-    static CPU: core::cell::Cell<u32> = core::cell::Cell::new(0);
+    /// The CPU a model thread says it runs on ([`set_current_cpu`]);
+    /// `None` until it says so (it then shares CPU 0's locked per-CPU
+    /// lists but has no per-CPU state of its own: `local_enter` is `None`).
+    static CPU: core::cell::Cell<Option<u32>> = core::cell::Cell::new(None);
 }
 
 /// Makes the calling model thread run as `cpu` on a [`BlockingPlatform`].
 #[cfg(memdesc_loom)]
 #[allow(dead_code)] // For models with per-CPU lists; the folio models run on CPU 0.
 pub(crate) fn set_current_cpu(cpu: u32) {
-    CPU.with(|c| c.set(cpu));
+    CPU.with(|c| c.set(Some(cpu)));
 }
 
 /// Wait queues of a [`BlockingPlatform`]; keys hash onto them as Linux
@@ -180,7 +188,13 @@ impl BlockingPlatform {
 #[cfg(memdesc_loom)]
 impl Platform for BlockingPlatform {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(core::cell::Cell::get))
+        CpuId(CPU.with(core::cell::Cell::get).unwrap_or(0))
+    }
+
+    fn local_enter(&self) -> Option<CpuId> {
+        // Only a thread that chose its CPU is that CPU: a model gives each
+        // CPU one thread, so two threads never share a CPU's per-CPU state.
+        CPU.with(core::cell::Cell::get).map(CpuId)
     }
 
     fn nr_cpus(&self) -> u32 {

@@ -5,7 +5,7 @@
 use super::debug::{Debug, STATE_ALLOCATED, STATE_FREE, STATE_QUARANTINED};
 use super::layout::Layout;
 use super::raw::{self, Arena, ListKind, ListLock, SlabCounts, SlabView, NIL};
-use super::sheaf_stub::{ObjectSource, PerCpuSheaves};
+use super::sheaf::{ObjectSource, PerCpuSheaves};
 use super::{BadObject, CacheConfig, SlabCore, SlabError, SlabEvent, SlabFlags, SLAB_UNLISTED};
 use crate::buddy::{FrozenFolio, Gfp};
 use crate::folio::PageType;
@@ -14,7 +14,7 @@ use crate::sync::{fence, Ordering, SpinLock};
 
 /// Objects per sheaf of a cache (the per-CPU layer's capacity).
 #[cfg(not(memdesc_loom))]
-const SHEAF_OBJECTS: usize = 32;
+const SHEAF_OBJECTS: usize = super::sheaf::SHEAF_CAPACITY;
 #[cfg(memdesc_loom)]
 const SHEAF_OBJECTS: usize = 1;
 /// Empty slabs a cache keeps before giving them back (Linux's

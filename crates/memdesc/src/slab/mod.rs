@@ -24,8 +24,8 @@
 //!   exactly while it is on cache `id`'s lists (both retypes happen under
 //!   the lock); while its creator or discarder holds it frozen it is typed
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
-//!   sheaves (`slab/sheaf.rs`, here a stand-in that forwards), which call
-//!   the cache through `ObjectSource` on their slow paths. Neither the
+//!   sheaves (`sheaf`, protocol SHEAF), which call the cache through
+//!   `ObjectSource` on their slow paths. Neither the
 //!   buddy allocator nor RCU is called under a list lock; but `refill` may
 //!   allocate a slab and `give_back` may hand one to `call_rcu_frame`,
 //!   which waits for a grace period and runs callbacks (kfree_rcu batches:
@@ -52,7 +52,7 @@ mod layout;
 pub(crate) mod raw;
 mod rcu_free;
 mod report;
-mod sheaf_stub;
+mod sheaf;
 mod typesafe;
 
 #[cfg(all(test, memdesc_loom))]
