@@ -285,7 +285,7 @@ struct RealSlabWorld {
 /// 64-byte objects (order-0 slabs), runs `f`, then destroys the cache,
 /// drops the allocator and checks the node is clean and the ops balanced.
 fn with_real_slab(f: impl FnOnce(&'static RealSlabWorld)) {
-    let platform: &'static BlockingPlatform = Box::leak(Box::new(BlockingPlatform::new(1)));
+    let platform: &'static BlockingPlatform = Box::leak(Box::new(BlockingPlatform::new(2)));
     with_node(SLAB_FRAMES, &[], small_config(false), platform, |node| {
         // SAFETY: the node lives until `with_node` returns, and the model
         // joins its threads and drops what borrows it before that.
@@ -327,12 +327,21 @@ fn with_real_slab(f: impl FnOnce(&'static RealSlabWorld)) {
 /// to the buddy allocator); the scanner runs the isolate step over the
 /// frame meanwhile. It must meet the frame free or as a frozen slab, never
 /// hold a reference to it, never call ops on it.
-fn scanner_vs_real_slab_rcu_free() {
-    with_real_slab(|world| {
+///
+/// With `per_cpu`, the slab actor is CPU 1: the object comes through its
+/// sheaf (refilled from the new slab) and goes back into it, and a
+/// `shrink` flushes the sheaf so the slab empties; without, the actor has
+/// no CPU and takes the sheaves' fallback path, whose free empties the
+/// slab at once.
+fn scanner_vs_real_slab_rcu_free(per_cpu: bool) {
+    with_real_slab(move |world| {
         // Where the slab will land: the next order-0 frame (per-CPU lists
         // are off, the buddy allocator hands the probe's frame out again).
         let pfn = next_frame(world.node);
         let w = thread::spawn(move || {
+            if per_cpu {
+                crate::testutil::set_current_cpu(1);
+            }
             let obj = world.cache.alloc_raw().unwrap();
             let map = world.node.memmap();
             let at = map.pfn_of_addr(obj.as_ptr() as usize).unwrap();
@@ -340,6 +349,15 @@ fn scanner_vs_real_slab_rcu_free() {
             // SAFETY: allocated above, freed once; the slab's only object,
             // so the slab empties and is discarded through RCU.
             unsafe { world.cache.free_raw(obj) }.unwrap();
+            if per_cpu {
+                // The object waits in the CPU's sheaf: the slab is still
+                // listed (typed with the cache's id) until the flush.
+                let listed = PageType::Slab { cache: world.cache.id() };
+                let ty = || world.node.memmap().page(pfn).map(|page| page.page_type());
+                assert_eq!(ty(), Some(listed), "the model expected the object in the sheaf");
+                world.slab.shrink(world.cache);
+                assert_ne!(ty(), Some(listed), "the model expected the sheaf's flush to empty the slab");
+            }
             world.slab.rcu_barrier();
         });
         thread::yield_now();
@@ -364,11 +382,23 @@ fn scanner_vs_real_slab_rcu_free() {
 /// slab: the model is not vacuous only if some did.
 static MET_REAL_SLAB: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-#[test]
-fn iso_scanner_vs_real_slab_rcu_free() {
-    check_model_with_branches(SLAB_BRANCHES, scanner_vs_real_slab_rcu_free);
-    // Relaxed: the model's threads are all joined.
-    let met = MET_REAL_SLAB.load(std::sync::atomic::Ordering::Relaxed);
+/// Runs the real-slab model and checks it is not vacuous.
+fn check_real_slab_model(per_cpu: bool) {
+    // Relaxed: the model's threads are all joined before each access.
+    let before = MET_REAL_SLAB.load(std::sync::atomic::Ordering::Relaxed);
+    check_model_with_branches(SLAB_BRANCHES, move || scanner_vs_real_slab_rcu_free(per_cpu));
+    // Relaxed: as above.
+    let met = MET_REAL_SLAB.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert!(met > 0, "the scanner never met the slab frame: the model checks nothing");
     std::eprintln!("the scanner met the frozen slab in {met} executions");
+}
+
+#[test]
+fn iso_scanner_vs_real_slab_rcu_free() {
+    check_real_slab_model(false);
+}
+
+#[test]
+fn iso_scanner_vs_real_slab_rcu_free_per_cpu() {
+    check_real_slab_model(true);
 }
