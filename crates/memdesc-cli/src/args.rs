@@ -82,18 +82,23 @@ pub struct RunArgs {
     /// At least 64 MiB; rounded down to a multiple of 4 MiB.
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_mem, allow_hyphen_values = true)]
     pub mem: u64,
-    /// Workload CPUs (threads), 1 to 50: the allocator CPUs of the mixed
-    /// profile; a scanner, cpus processes (2 to 4), cpus pinners (2 to 8)
-    /// and a splitter are added. Default: one per host core, at most 50.
+    /// Workload CPUs (threads), 1 to 47: the allocator CPUs of the mixed
+    /// profile; a scanner, cpus processes (2 to 4), cpus pinners (2 to 8),
+    /// a splitter, 2 slab CPUs and a slab reader are added. In the slab
+    /// profile: the slab CPUs (at least 2), with a scanner and 2 readers.
+    /// Default: one per host core, at most 47.
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_hyphen_values = true)]
     pub cpus: Option<u32>,
     /// What runs. `mixed` (the default): allocator CPUs churn folios of
     /// every order beside a scanner taking speculative references, and
     /// processes (address spaces, THP faults, mprotect, MADV_DONTNEED,
     /// munmap), pinners (GUP-fast pins like direct I/O, stamps checked
-    /// through the pins) and a splitter (THP splits racing the pins). `gup`:
-    /// the processes, pinners, splitter and scanner alone, no allocator
-    /// churn.
+    /// through the pins) and a splitter (THP splits racing the pins), and
+    /// slab CPUs (objects of TYPESAFE_BY_RCU, debug, constructor and sized
+    /// caches, stamped, freed locally and remotely) with lockless readers.
+    /// `gup`: the processes, pinners, splitter and scanner alone, no
+    /// allocator churn. `slab`: the slab CPUs, readers and scanner alone;
+    /// the report adds slabinfo lines and the slab counters.
     #[arg(long, value_name = "PROFILE", default_value = "mixed", value_parser = profile_parser())]
     pub profile: Workload,
     /// How long the workload runs before teardown: a number and a unit (ns,

@@ -43,6 +43,12 @@ impl Arena {
         Ok(Arena { mapping, ram: [first, second], reserved: [PhysRange::new(LOW_HOLE, LOW_HOLE + KERNEL_IMAGE)] })
     }
 
+    /// The host address of physical address 0 (the mapping's first byte):
+    /// with it, an object's address names its pfn without the core's help.
+    pub fn base_addr(&self) -> usize {
+        self.mapping.as_ptr() as usize
+    }
+
     /// RAM bytes (holes excluded).
     pub fn ram_bytes(&self) -> u64 {
         self.ram.iter().map(|r| r.end.0 - r.start.0).sum()

@@ -22,17 +22,22 @@ pub enum Workload {
     /// Only the page-table, GUP and THP layers: processes, pinners, a
     /// splitter and the scanner, no allocator churn.
     Gup,
+    /// Only the slab layer: slab CPUs churning objects of several caches
+    /// (remote frees, shrinks), lockless readers of a TYPESAFE_BY_RCU
+    /// cache, and the scanner.
+    Slab,
 }
 
 impl Workload {
     /// Every workload, in the order `--help` lists them.
-    pub const ALL: [Workload; 2] = [Workload::Mixed, Workload::Gup];
+    pub const ALL: [Workload; 3] = [Workload::Mixed, Workload::Gup, Workload::Slab];
 
     /// The workload's name, as the report and `--profile` spell it.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Mixed => "mixed",
             Self::Gup => "gup",
+            Self::Slab => "slab",
         }
     }
 
@@ -45,17 +50,24 @@ impl Workload {
 /// The most workload CPUs `--cpus` may ask for: the node serves
 /// [`memdesc::buddy::MAX_CPUS`], and the scanner and the largest set of
 /// processes, pinners and splitters take the rest.
-pub const MAX_WORKLOAD_CPUS: u32 = memdesc::buddy::MAX_CPUS as u32 - 1 - MAX_PROCESSES - MAX_PINNERS - SPLITTERS;
+pub const MAX_WORKLOAD_CPUS: u32 =
+    memdesc::buddy::MAX_CPUS as u32 - 1 - MAX_PROCESSES - MAX_PINNERS - SPLITTERS - MIXED_SLAB_CPUS - MIXED_READERS;
 /// The most processes a run has.
 const MAX_PROCESSES: u32 = 4;
 /// The most pinners a run has.
 const MAX_PINNERS: u32 = 8;
-/// Splitters in every run.
+/// Splitters in every run that has processes.
 const SPLITTERS: u32 = 1;
+/// Slab CPUs beside the allocator CPUs of the mixed workload.
+const MIXED_SLAB_CPUS: u32 = 2;
+/// Lockless readers of the TYPESAFE_BY_RCU cache in the mixed workload.
+const MIXED_READERS: u32 = 1;
+/// Lockless readers in the slab workload.
+const SLAB_READERS: u32 = 2;
 
 /// Which CPU runs what. CPUs `0..allocators` run the allocator workload,
-/// CPU `scanner` the scanner, then come the processes, the pinners and the
-/// splitters, in that order.
+/// CPU `scanner` the scanner, then come the processes, the pinners, the
+/// splitters, the slab CPUs and the slab readers, in that order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Layout {
     /// CPUs running the allocator workload (none in the `gup` profile).
@@ -68,12 +80,16 @@ pub struct Layout {
     pub pinners: u32,
     /// Splitters.
     pub splitters: u32,
+    /// Slab CPUs (allocating, stamping, freeing locally and remotely).
+    pub slab_cpus: u32,
+    /// Lockless readers of the TYPESAFE_BY_RCU cache.
+    pub slab_readers: u32,
 }
 
 impl Layout {
     /// Every CPU of the machine.
     pub fn nr_cpus(&self) -> u32 {
-        self.allocators + 1 + self.processes + self.pinners + self.splitters
+        self.allocators + 1 + self.processes + self.pinners + self.splitters + self.slab_cpus + self.slab_readers
     }
 
     /// The first process CPU.
@@ -89,6 +105,16 @@ impl Layout {
     /// The first splitter CPU.
     pub fn first_splitter(&self) -> u32 {
         self.first_pinner() + self.pinners
+    }
+
+    /// The first slab CPU.
+    pub fn first_slab_cpu(&self) -> u32 {
+        self.first_splitter() + self.splitters
+    }
+
+    /// The first slab reader CPU.
+    pub fn first_slab_reader(&self) -> u32 {
+        self.first_slab_cpu() + self.slab_cpus
     }
 }
 
@@ -131,20 +157,26 @@ impl SimConfig {
         Self { workload, ..self }
     }
 
-    /// Which CPU runs what: `cpus` allocator CPUs (none in the `gup`
-    /// profile), the scanner, then `cpus` processes (2 to 4), `cpus`
-    /// pinners (2 to 8) and one splitter.
+    /// Which CPU runs what: `cpus` allocator CPUs (none in the `gup` and
+    /// `slab` profiles), the scanner, then `cpus` processes (2 to 4),
+    /// `cpus` pinners (2 to 8) and one splitter (none in the `slab`
+    /// profile), then the slab CPUs (2 beside the mixed workload, `cpus`
+    /// but at least 2 in the `slab` profile) and the slab readers (1 and 2).
     pub fn layout(&self) -> Layout {
-        let allocators = match self.workload {
-            Workload::Mixed => self.cpus,
-            Workload::Gup => 0,
+        let (allocators, slab_cpus, slab_readers) = match self.workload {
+            Workload::Mixed => (self.cpus, MIXED_SLAB_CPUS, MIXED_READERS),
+            Workload::Gup => (0, 0, 0),
+            Workload::Slab => (0, self.cpus.max(2), SLAB_READERS),
         };
+        let mm = self.workload != Workload::Slab;
         Layout {
             allocators,
             scanner: allocators,
-            processes: self.cpus.clamp(2, MAX_PROCESSES),
-            pinners: self.cpus.clamp(2, MAX_PINNERS),
-            splitters: SPLITTERS,
+            processes: if mm { self.cpus.clamp(2, MAX_PROCESSES) } else { 0 },
+            pinners: if mm { self.cpus.clamp(2, MAX_PINNERS) } else { 0 },
+            splitters: if mm { SPLITTERS } else { 0 },
+            slab_cpus,
+            slab_readers,
         }
     }
 
@@ -153,6 +185,7 @@ impl SimConfig {
         match self.workload {
             Workload::Mixed => MM_PERCENT_MIXED,
             Workload::Gup => MM_PERCENT_GUP,
+            Workload::Slab => 0,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use memdesc::buddy::BootError;
 use memdesc::pgtable::MmError;
+use memdesc::slab::SlabError;
 use memdesc::RcuError;
 use std::fmt;
 use std::io;
@@ -37,6 +38,9 @@ pub enum SimError {
     /// A process's address space could not be created (no frame for its
     /// root table).
     AddressSpace(MmError),
+    /// The slab allocator or one of the simulator's caches could not be
+    /// created.
+    Slab(SlabError),
 }
 
 impl fmt::Display for SimError {
@@ -54,6 +58,7 @@ impl fmt::Display for SimError {
             Self::Spawn(e) => write!(f, "cannot start a CPU thread: {e}"),
             Self::Rcu(e) => write!(f, "cannot set up RCU: {e}"),
             Self::AddressSpace(e) => write!(f, "cannot create a process's address space: {e}"),
+            Self::Slab(e) => write!(f, "cannot set up the slab allocator: {e}"),
         }
     }
 }
@@ -65,6 +70,7 @@ impl std::error::Error for SimError {
             Self::Boot(e) => Some(e),
             Self::Rcu(e) => Some(e),
             Self::AddressSpace(e) => Some(e),
+            Self::Slab(e) => Some(e),
             _ => None,
         }
     }

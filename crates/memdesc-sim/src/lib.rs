@@ -26,7 +26,11 @@
 //! orders, counted and frozen, stamping every frame they own and checking
 //! the stamps before freeing (see `workload::mixed`); processes, pinners
 //! and a splitter run the page-table, GUP and THP layers beside them (see
-//! `workload::mm`). [`Workload::Gup`]: those alone.
+//! `workload::mm`), and slab CPUs churn objects of several slab caches and
+//! kmalloc, stamped and checked, freed locally, remotely and after a grace
+//! period, while lockless readers revalidate objects of a TYPESAFE_BY_RCU
+//! cache (see `workload::slab`). [`Workload::Gup`]: the page-table layers
+//! alone; [`Workload::Slab`]: the slab layer alone.
 //!
 //! # Race replay
 //! With the `race` feature (on by default), [`race`] replays seed 000's
@@ -53,6 +57,7 @@ pub use error::SimError;
 pub use machine::{run, run_interruptible, Phase, Progress};
 pub use platform::SimPlatform;
 pub use report::{RcuSummary, Report};
-pub use scanner::ScannerStats;
+pub use scanner::{IsolateStats, ScannerStats};
 pub use workload::mm::MmStats;
+pub use workload::slab::SlabStats;
 pub use workload::WorkloadStats;

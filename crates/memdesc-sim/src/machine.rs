@@ -14,8 +14,12 @@ use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
 use crate::workload::mm::{self, MmContext, MmResult, Registry};
+use crate::workload::slab::caches::Caches;
+use crate::workload::slab::{self, reader, SlabContext, SlabResult, SlabStats, Slots};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
+use memdesc::migrate::CountingOps;
 use memdesc::pgtable::AddressSpace;
+use memdesc::slab::{SlabAllocator, SlabEvent};
 use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -103,6 +107,7 @@ pub fn run_interruptible(
     let layout = config.layout();
     let mut arena = Arena::new(config.ram_bytes).map_err(SimError::Map)?;
     let machine = report::Machine::of(&arena, &layout);
+    let base_addr = arena.base_addr();
     let platform = SimPlatform::new(layout.nr_cpus());
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
     // Page-table frames the allocator CPUs free go through RCU (P5) and
@@ -111,17 +116,58 @@ pub fn run_interruptible(
     // The processes' page tables go to a freer of their own, so that what
     // it counts freed is theirs alone (`Mmu::table_frames`).
     let mmu_tables = Mmu::table_return(node);
+    // TYPESAFE_BY_RCU slab frames come back here after their grace period:
+    // made before the RCU that queues them, so it outlives them.
+    let slab_return = SlabAllocator::slab_return(node);
     let rcu = Rcu::new(&platform, RcuConfig::default()).map_err(SimError::Rcu)?;
     let mmu = Mmu::new(&rcu, &mmu_tables);
     let counters: Vec<PaddedCounter> = (0..layout.nr_cpus()).map(|_| PaddedCounter::default()).collect();
-    let shared =
-        Shared { node, platform: &platform, rcu: &rcu, table_return: &table_return, mmu: &mmu, counters: &counters };
-    let outcome = run_cpus(config, &layout, &shared, interrupt, &mut progress)?;
+    let slots = Slots::new();
+    // The movable ops of the mixed CPUs' movable folios, called by the
+    // scanner's isolate step.
+    let movable_ops = CountingOps::new(scanner::MOVABLE_OPS);
+    // Declared after what the CPUs borrow: the allocator ties the RCU's
+    // lifetime to its own, so it is dropped first.
+    let slab = match layout.slab_cpus {
+        0 => None,
+        _ => Some(SlabAllocator::new(node, &rcu, &slab_return).map_err(SimError::Slab)?),
+    };
+    let caches = slab.as_ref().map(Caches::create).transpose().map_err(SimError::Slab)?;
+    let slab_shared = caches.as_ref().map(|caches| SlabShared { caches, slots: &slots, base_addr });
+    let shared = Shared {
+        node,
+        platform: &platform,
+        rcu: &rcu,
+        table_return: &table_return,
+        mmu: &mmu,
+        counters: &counters,
+        movable_ops: &movable_ops,
+        published: slab_shared.map(|_| (&slots, base_addr)),
+    };
+    let mut outcome = run_cpus(config, &layout, &shared, slab_shared, interrupt, &mut progress)?;
+    if let (Some(slab), Some(caches)) = (&slab, caches) {
+        let stats = std::mem::take(&mut outcome.slab_stats);
+        let slabinfo = std::mem::take(&mut outcome.slabinfo);
+        outcome.slab = Some(teardown_slab(slab, caches, stats, slabinfo, &mut outcome.violations));
+    }
+    // Waits for the TYPESAFE_BY_RCU slabs' grace periods and frees the
+    // allocator's own frames; the slab return, which outlives it, counts
+    // what went back through RCU.
+    drop(slab);
+    if let Some(run) = &mut outcome.slab {
+        let freer = slab_return.callback();
+        run.rcu_callbacks = freer.rcu_freed() + freer.batches_run();
+        for (name, n) in &mut run.events {
+            if *name == SlabEvent::SlabsRcuFreed.name() {
+                *n = freer.rcu_freed();
+            }
+        }
+    }
     progress(&Progress {
         phase: Phase::Audit,
         elapsed: outcome.elapsed,
         duration: config.duration,
-        ops: outcome.stats.ops() + outcome.mm.ops(),
+        ops: outcome.stats.ops() + outcome.mm.ops() + outcome.slab_stats.ops(),
         ops_per_s: 0.0,
         violations: outcome.violations.count(),
     });
@@ -142,15 +188,67 @@ struct Shared<'m> {
     mmu: &'m Mmu<'m>,
     /// Each CPU's progress counter.
     counters: &'m [PaddedCounter],
+    /// The movable ops the scanner's isolate step calls.
+    movable_ops: &'m CountingOps,
+    /// The slab CPUs' published objects and the host address of physical
+    /// address 0, for the scanner, when slab CPUs run.
+    published: Option<(&'m Slots, usize)>,
+}
+
+/// What the slab CPUs, the readers and the scanner share.
+#[derive(Clone, Copy)]
+struct SlabShared<'c, 'a> {
+    caches: &'c Caches<'c, 'a>,
+    slots: &'c Slots,
+    /// The host address of physical address 0.
+    base_addr: usize,
+}
+
+/// Frees what `kfree_rcu` queued, destroys the caches (each must be
+/// empty), audits the slab layer and collects its report; the caller drops
+/// the allocator after.
+fn teardown_slab(
+    slab: &SlabAllocator<'_>,
+    caches: Caches<'_, '_>,
+    activity: SlabStats,
+    slabinfo: Vec<memdesc::slab::SlabInfo>,
+    v: &mut crate::violations::Violations,
+) -> report::SlabRun {
+    // The kfree_rcu batches still queued hold objects of the caches.
+    slab.rcu_barrier();
+    caches.destroy(v);
+    let audit = slab.audit();
+    if audit.violations > 0 {
+        v.record_many(audit.violations, || format!("slab audit: {} violations ({audit:?})", audit.violations));
+    }
+    // Every object was freed and every cache destroyed: only the kmalloc
+    // caches remain, with no slab on their lists beyond the kept empties.
+    let live: u64 = slab.slabinfo().map(|info| info.active_objs).sum();
+    if live > 0 {
+        v.record(|| format!("slab: {live} objects still active in the kmalloc caches at the end"));
+    }
+    let bad: Vec<String> = slab.bad_objects().map(|b| b.to_string()).collect();
+    if !bad.is_empty() {
+        v.record(|| format!("slab: {} bad-object reports, the last: {}", bad.len(), bad[bad.len() - 1]));
+    }
+    report::SlabRun {
+        activity,
+        slabinfo,
+        events: slab.events().into_iter().map(|(e, n)| (e.name(), n)).collect(),
+        // Set once the allocator is dropped (its drop frees more).
+        rcu_callbacks: 0,
+        frozen_allocs: slab.event(SlabEvent::SlabsAllocated) + slab.event(SlabEvent::LargeAlloc),
+    }
 }
 
 /// Starts every CPU thread, reports progress until they all end, and
 /// collects what they did. The processes' address spaces live here: every
 /// one is dropped (its tables freed) once every thread has ended.
-fn run_cpus<'m>(
+fn run_cpus<'m, 'c>(
     config: &SimConfig,
     layout: &Layout,
     shared: &Shared<'m>,
+    slab: Option<SlabShared<'c, 'm>>,
     interrupt: &'m AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<RunOutcome, SimError> {
@@ -160,14 +258,15 @@ fn run_cpus<'m>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(SimError::AddressSpace)?;
     let managed = node.vmstat().nr_managed;
-    let budget_pages = managed * config.mm_percent() / 100 / u64::from(layout.processes);
     let registry = Registry::default();
     let mm_cpus = layout.processes + layout.pinners + layout.splitters;
-    let running = AtomicUsize::new((layout.allocators + mm_cpus) as usize);
+    let budget_pages = managed * config.mm_percent() / 100 / u64::from(layout.processes.max(1));
+    let cpus = layout.allocators + mm_cpus + layout.slab_cpus + layout.slab_readers;
+    let running = AtomicUsize::new(cpus as usize);
     let start = Instant::now();
     let deadline = start + config.duration;
     let outcome = thread::scope(|s| {
-        let mut spawned = Spawned { running: &running, outstanding: (layout.allocators + mm_cpus) as usize };
+        let mut spawned = Spawned { running: &running, outstanding: cpus as usize };
         let mut workers = Vec::new();
         for cpu in 0..layout.allocators {
             let ctx = worker_context(config, shared, cpu, start, deadline, interrupt);
@@ -175,7 +274,7 @@ fn run_cpus<'m>(
             workers.push(handle);
         }
         let mut actors = Vec::new();
-        for cpu in layout.first_process()..layout.nr_cpus() {
+        for cpu in layout.first_process()..layout.first_slab_cpu() {
             let ctx = MmContext {
                 aspaces: &aspaces,
                 registry: &registry,
@@ -207,27 +306,120 @@ fn run_cpus<'m>(
             })?;
             actors.push((format!("{name} {role} (cpu{cpu})"), handle));
         }
+        let (slab_cpus, readers) = match slab {
+            Some(slab) => spawn_slab(s, &mut spawned, config.seed, layout, shared, slab, deadline, interrupt)?,
+            None => (Vec::new(), Vec::new()),
+        };
         let (scanner_cpu, running) = (layout.scanner, &running);
+        let (movable_ops, published) = (shared.movable_ops, shared.published);
         let scanner = thread::Builder::new()
             .name("scanner".into())
             .spawn_scoped(s, move || {
                 platform.bind_current_thread(CpuId(scanner_cpu));
-                let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed);
+                let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, movable_ops, published);
                 scanner.run(deadline, interrupt, running)
             })
             .map_err(SimError::Spawn)?;
         let finished = || {
             workers.iter().all(|w| w.is_finished())
                 && actors.iter().all(|(_, a)| a.is_finished())
+                && slab_cpus.iter().all(|h| h.is_finished())
+                && readers.iter().all(|h| h.is_finished())
                 && scanner.is_finished()
         };
         report_progress(config, start, shared.counters, finished, interrupt, progress);
         let elapsed = start.elapsed();
-        Ok(collect(workers, actors, scanner, elapsed))
+        let mut outcome = collect(workers, actors, scanner, elapsed);
+        collect_slab(&mut outcome, slab_cpus, readers);
+        Ok(outcome)
     });
     drop(aspaces);
     outcome
 }
+
+type SlabHandles<'s> =
+    (Vec<ScopedJoinHandle<'s, SlabResult>>, Vec<ScopedJoinHandle<'s, (SlabStats, crate::violations::Violations)>>);
+
+/// Starts the slab CPUs (each with an inbox for remote frees and senders to
+/// the others) and the lockless readers.
+#[allow(clippy::too_many_arguments)]
+fn spawn_slab<'s, 'e, 'm: 's, 'c: 's, 'r: 's>(
+    s: &'s thread::Scope<'s, 'e>,
+    spawned: &mut Spawned<'r>,
+    seed: u64,
+    layout: &Layout,
+    shared: &Shared<'m>,
+    slab: SlabShared<'c, 'm>,
+    deadline: Instant,
+    interrupt: &'m AtomicBool,
+) -> Result<SlabHandles<'s>, SimError> {
+    let n = layout.slab_cpus as usize;
+    let (senders, mut inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| std::sync::mpsc::channel()).unzip();
+    let mut cpus = Vec::new();
+    for (index, inbox) in inboxes.drain(..).enumerate() {
+        let cpu = layout.first_slab_cpu() + index as u32;
+        let peers = senders.iter().enumerate().filter(|&(i, _)| i != index).map(|(_, tx)| tx.clone()).collect();
+        let ctx = SlabContext {
+            caches: slab.caches,
+            slots: slab.slots,
+            rcu: shared.rcu,
+            cpu,
+            index,
+            nr_slab_cpus: n,
+            seed,
+            deadline,
+            interrupt,
+            ops: &shared.counters[cpu as usize].0,
+            peers,
+            inbox,
+        };
+        cpus.push(spawned.spawn(s, format!("slab{index}"), shared.platform, cpu, move || slab::run(ctx))?);
+    }
+    drop(senders);
+    let mut readers = Vec::new();
+    for index in 0..layout.slab_readers {
+        let cpu = layout.first_slab_reader() + index;
+        let ctx = reader::ReaderContext {
+            slab: slab.caches.slab,
+            slots: slab.slots,
+            rcu: shared.rcu,
+            base_addr: slab.base_addr,
+            cpu,
+            seed,
+            deadline,
+            interrupt,
+        };
+        readers.push(spawned.spawn(s, format!("reader{index}"), shared.platform, cpu, move || reader::run(&ctx))?);
+    }
+    Ok((cpus, readers))
+}
+
+/// Joins the slab CPUs and readers; a thread that panicked is a violation.
+fn collect_slab(outcome: &mut RunOutcome, cpus: Vec<ScopedJoinHandle<'_, SlabResult>>, readers: SlabReaders<'_>) {
+    for (index, cpu) in cpus.into_iter().enumerate() {
+        match cpu.join() {
+            Ok(result) => {
+                outcome.slab_stats += &result.stats;
+                outcome.violations.merge(result.violations);
+                if let Some(info) = result.slabinfo {
+                    outcome.slabinfo = info;
+                }
+            }
+            Err(panic) => outcome.violations.record(|| format!("slab{index} panicked: {}", panic_message(&*panic))),
+        }
+    }
+    for (index, reader) in readers.into_iter().enumerate() {
+        match reader.join() {
+            Ok((stats, violations)) => {
+                outcome.slab_stats += &stats;
+                outcome.violations.merge(violations);
+            }
+            Err(panic) => outcome.violations.record(|| format!("reader{index} panicked: {}", panic_message(&*panic))),
+        }
+    }
+}
+
+type SlabReaders<'s> = Vec<ScopedJoinHandle<'s, (SlabStats, crate::violations::Violations)>>;
 
 /// What allocator CPU `cpu` is given.
 fn worker_context<'m>(

@@ -10,7 +10,7 @@ fn help_states_memory_rules_and_exit_codes() {
         let help = &out.stdout;
         assert!(help.contains("the least accepted is 64 MiB"), "{help}");
         assert!(help.contains("rounded down to a multiple of 4 MiB"), "{help}");
-        assert!(help.contains("--profile <PROFILE>") && help.contains("[possible values: mixed, gup]"), "{help}");
+        assert!(help.contains("--profile <PROFILE>") && help.contains("[possible values: mixed, gup, slab]"), "{help}");
         for code in ["\n  0    passed", "\n  1    failed", "\n  2    usage error", "\n  130  interrupted by Ctrl-C"] {
             assert!(help.contains(code), "{code:?} missing from {help}");
         }
@@ -24,8 +24,8 @@ fn bad_values_exit_2_saying_what_is_wrong() {
         (&["--duration", "0"], "the duration must be more than zero"),
         (&["--mem", "32M"], "\"32M\" is less than the minimum of 64 MiB"),
         (&["--cpus", "0"], "at least one CPU is needed"),
-        (&["run", "--cpus", "51"], "at most 50"),
-        (&["run", "--profile", "bogus"], "[possible values: mixed, gup]"),
+        (&["run", "--cpus", "48"], "at most 47"),
+        (&["run", "--profile", "bogus"], "[possible values: mixed, gup, slab]"),
         (&["--seed", "-1"], "negative seeds are not allowed"),
     ];
     for (args, message) in cases {
@@ -64,4 +64,19 @@ fn gup_profile_repeat_line_names_the_profile_and_reproduces_it() {
     let args = repeat_args(&first.stdout);
     assert_eq!(args.join(" "), "run --profile gup --mem 64M --cpus 1 --duration 200ms --seed 4");
     assert!(first.stdout.starts_with("memdesc simulation: gup workload"), "{}", first.stdout);
+}
+
+#[test]
+fn slab_profile_reports_slabinfo_in_json_and_passes() {
+    let out = run(&["run", "--profile", "slab", "--mem", "64M", "--cpus", "2", "--duration", "300ms", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON on stdout");
+    assert_eq!((json["violations"].as_u64(), json["leaked_frames"].as_u64()), (Some(0), Some(0)), "{json:#}");
+    assert_eq!(json["config"]["workload"], "slab");
+    let lines = json["slab"]["slabinfo"].as_array().expect("slabinfo lines");
+    let identity = lines.iter().find(|l| l["name"] == "sim_identity").expect("the TYPESAFE_BY_RCU cache's line");
+    assert!(identity["total_objs"].as_u64() > Some(0) && identity["objs_per_slab"].as_u64() > Some(0), "{identity:#}");
+    assert!(json["slab"]["events"]["slabs_rcu_freed"].as_u64() > Some(0), "{json:#}");
+    assert!(json["scanner"]["slab_frames_met"].as_u64() > Some(0), "{json:#}");
+    assert_eq!(json["scanner"]["slab_references"].as_u64(), Some(0));
 }

@@ -2,13 +2,15 @@
 //! and the final accounting checks.
 
 use super::{
-    AuditSummary, Machine, MemmapSummary, PageTables, PageTypeInfo, Range, RcuSummary, Report, Throughput, ZoneSummary,
+    AuditSummary, Machine, MemmapSummary, PageTables, PageTypeInfo, Range, RcuSummary, Report, SlabInfoLine,
+    SlabReport, Throughput, ZoneSummary,
 };
 use crate::arena::Arena;
 use crate::config::{Layout, SimConfig};
 use crate::scanner::ScannerStats;
 use crate::violations::Violations;
 use crate::workload::mm::MmStats;
+use crate::workload::slab::SlabStats;
 use crate::workload::WorkloadStats;
 use memdesc::buddy::report::{Audit, VmStat};
 use memdesc::buddy::{VmEvent, ZoneId};
@@ -35,6 +37,24 @@ pub(crate) struct RunOutcome {
     /// When the interrupt stopped the workload (the longest a CPU ran
     /// before it saw it), if it did before the deadline.
     pub(crate) interrupted_after: Option<Duration>,
+    /// The slab CPUs' and readers' counts, summed.
+    pub(crate) slab_stats: SlabStats,
+    /// The slabinfo lines as the run ended (slab CPU 0's snapshot).
+    pub(crate) slabinfo: Vec<memdesc::slab::SlabInfo>,
+    /// The slab layer at teardown, when slab CPUs ran.
+    pub(crate) slab: Option<SlabRun>,
+}
+
+/// The slab layer at the end of a run.
+pub(crate) struct SlabRun {
+    pub(crate) activity: SlabStats,
+    pub(crate) slabinfo: Vec<memdesc::slab::SlabInfo>,
+    pub(crate) events: Vec<(&'static str, u64)>,
+    /// RCU callbacks the slab layer queued (TYPESAFE_BY_RCU slabs and
+    /// kfree_rcu batches), all run by the end.
+    pub(crate) rcu_callbacks: u64,
+    /// Frozen allocations of slab type (slabs and large kmalloc folios).
+    pub(crate) frozen_allocs: u64,
 }
 
 impl Machine {
@@ -59,7 +79,9 @@ impl Machine {
             scanner_cpu: layout.scanner,
             process_cpus: (layout.first_process()..layout.first_pinner()).collect(),
             pinner_cpus: (layout.first_pinner()..layout.first_splitter()).collect(),
-            splitter_cpus: (layout.first_splitter()..layout.nr_cpus()).collect(),
+            splitter_cpus: (layout.first_splitter()..layout.first_slab_cpu()).collect(),
+            slab_cpus: (layout.first_slab_cpu()..layout.first_slab_reader()).collect(),
+            slab_reader_cpus: (layout.first_slab_reader()..layout.nr_cpus()).collect(),
         }
     }
 }
@@ -74,7 +96,8 @@ pub(crate) fn build(
     rcu: RcuReport,
     mmu: &Mmu<'_>,
 ) -> Report {
-    let RunOutcome { elapsed, stats, per_cpu, scanner, mm, mut violations, interrupted_after } = outcome;
+    let RunOutcome { elapsed, stats, per_cpu, scanner, mm, mut violations, interrupted_after, slab, .. } = outcome;
+    check_scanner(config, &scanner, slab.as_ref(), interrupted_after.is_some(), &mut violations);
     let audit = node.audit();
     let vm = node.vmstat();
     let (bad_pages, _, bad_log) = node.bad_pages();
@@ -84,12 +107,12 @@ pub(crate) fn build(
             format!("audit: {} violations, the first: {}", audit.violations, first.unwrap_or_default())
         });
     }
-    check_accounting(&stats, mmu, &audit, &vm, bad_pages, &mut violations);
+    check_accounting(&stats, mmu, slab.as_ref(), &audit, &vm, bad_pages, &mut violations);
     let table_frames_at_end = mmu.table_frames();
     if table_frames_at_end != 0 {
         violations.record(|| format!("page tables: {table_frames_at_end} table frames left after every address space"));
     }
-    check_rcu(&stats, mmu, &rcu, &mut violations);
+    check_rcu(&stats, mmu, slab.as_ref().map_or(0, |s| s.rcu_callbacks), &rcu, &mut violations);
     let map = node.memmap();
     let memmap = MemmapSummary {
         frames: map.nr_pages(),
@@ -110,6 +133,7 @@ pub(crate) fn build(
         throughput: throughput(&per_cpu),
         workload: stats,
         scanner,
+        slab: slab.map(slab_report),
         page_tables: PageTables {
             events: mmu.events().into_iter().map(|(event, n)| (event.name(), n)).collect(),
             table_frames_at_end,
@@ -160,6 +184,7 @@ pub(crate) fn build(
 fn check_accounting(
     stats: &WorkloadStats,
     mmu: &Mmu<'_>,
+    slab: Option<&SlabRun>,
     audit: &Audit,
     vm: &VmStat,
     bad_pages: u64,
@@ -186,15 +211,24 @@ fn check_accounting(
     }
     let allocated = vm.event(VmEvent::PgallocNormal) + vm.event(VmEvent::PgallocMovable);
     let tables = mmu.event(MmEvent::PgtableAlloc);
-    let mm_frames = allocated.wrapping_sub(stats.frames_allocated);
-    let mm_zeroed = vm.event(VmEvent::Pgzero).wrapping_sub(stats.frames_zeroed);
+    // Beside the CPUs, the page tables allocate zeroed frames only and the
+    // slab layer unzeroed ones (slabs, its cache structs), at least one per
+    // slab.
+    let others = allocated.wrapping_sub(stats.frames_allocated);
+    let mm_frames = vm.event(VmEvent::Pgzero).wrapping_sub(stats.frames_zeroed);
+    let slab_frames = others.wrapping_sub(mm_frames);
+    let slab_frozen = slab.map_or(0, |s| s.frozen_allocs);
+    let slab_ok = match slab {
+        Some(_) => slab_frames <= others && slab_frames >= slab_frozen,
+        None => slab_frames == 0,
+    };
     let mm_least = tables + mmu.event(MmEvent::ThpFaultAlloc) * HUGE_FRAMES;
-    if allocated < stats.frames_allocated || mm_frames != mm_zeroed || mm_frames < mm_least {
+    if allocated < stats.frames_allocated || !slab_ok || mm_frames < mm_least {
         v.record(|| {
             format!(
                 "accounting: vmstat allocated {allocated} frames and zeroed {}; the CPUs counted {} and {}, so the \
-                 page tables took {mm_frames} and zeroed {mm_zeroed}, but their tables and THP faults alone need \
-                 {mm_least}",
+                 page tables took {mm_frames} (their tables and THP faults alone need {mm_least}) and the slab \
+                 layer {slab_frames} for {slab_frozen} slabs",
                 vm.event(VmEvent::Pgzero),
                 stats.frames_allocated,
                 stats.frames_zeroed
@@ -202,11 +236,11 @@ fn check_accounting(
         });
     }
     let frozen = vm.event(VmEvent::PgallocFrozen);
-    if frozen != stats.always_frozen_allocs + tables {
+    if frozen != stats.always_frozen_allocs + tables + slab_frozen {
         v.record(|| {
             format!(
                 "accounting: slab and page-table allocations (pgalloc_frozen): the CPUs counted {}, the page \
-                 tables {tables}, vmstat {frozen}",
+                 tables {tables}, the slab layer {slab_frozen}, vmstat {frozen}",
                 stats.always_frozen_allocs
             )
         });
@@ -232,7 +266,7 @@ fn check_accounting(
 /// before the report) and that the CPUs' deferred frees and the page-table
 /// layer's table frees are those callbacks (or, with a full queue,
 /// synchronous ones).
-fn check_rcu(stats: &WorkloadStats, mmu: &Mmu<'_>, rcu: &RcuReport, v: &mut Violations) {
+fn check_rcu(stats: &WorkloadStats, mmu: &Mmu<'_>, slab_callbacks: u64, rcu: &RcuReport, v: &mut Violations) {
     if rcu.callbacks_invoked != rcu.callbacks_queued {
         v.record(|| {
             format!(
@@ -242,14 +276,63 @@ fn check_rcu(stats: &WorkloadStats, mmu: &Mmu<'_>, rcu: &RcuReport, v: &mut Viol
         });
     }
     let tables_freed = mmu.event(MmEvent::PgtableFree);
-    if rcu.callbacks_queued + rcu.callbacks_synchronous != stats.table_frees_deferred + tables_freed {
+    if rcu.callbacks_queued + rcu.callbacks_synchronous != stats.table_frees_deferred + tables_freed + slab_callbacks {
         v.record(|| {
             format!(
-                "rcu: {} callbacks queued and {} run synchronously, the CPUs deferred {} page-table frees and the \
-                 page tables freed {tables_freed} table frames",
+                "rcu: {} callbacks queued and {} run synchronously, the CPUs deferred {} page-table frees, the \
+                 page tables freed {tables_freed} table frames and the slab layer {slab_callbacks} frames",
                 rcu.callbacks_queued, rcu.callbacks_synchronous, stats.table_frees_deferred
             )
         });
+    }
+}
+
+/// Checks what the scanner's isolate step saw: never a reference to a slab
+/// frame, and (with slab CPUs, in a run not cut short) slab frames met.
+fn check_scanner(
+    config: &SimConfig,
+    scanner: &ScannerStats,
+    slab: Option<&SlabRun>,
+    interrupted: bool,
+    v: &mut Violations,
+) {
+    if scanner.slab_references > 0 {
+        v.record(|| format!("scanner: {} references to slab frames (P3, P7)", scanner.slab_references));
+    }
+    let i = &scanner.isolate;
+    if i.ops_misuses > 0 {
+        v.record(|| {
+            format!(
+                "isolate: movable ops called {} times on a page not theirs, {} on a slab frame (seed 004)",
+                i.ops_misuses, i.ops_slab_misuses
+            )
+        });
+    }
+    if i.isolated != i.put_back {
+        v.record(|| format!("isolate: {} pages isolated but {} put back", i.isolated, i.put_back));
+    }
+    let published = slab.is_some_and(|s| s.activity.published > 0);
+    if published && !interrupted && scanner.slab_starts > 0 && scanner.slab_frames_met == 0 {
+        let profile = config.workload.name();
+        v.record(|| format!("scanner: no slab frame met in the {profile} profile"));
+    }
+}
+
+/// The report's slab section.
+fn slab_report(slab: SlabRun) -> SlabReport {
+    let line = |i: &memdesc::slab::SlabInfo| SlabInfoLine {
+        name: i.name.to_owned(),
+        active_objs: i.active_objs,
+        total_objs: i.total_objs,
+        obj_size: i.obj_size as u64,
+        objs_per_slab: u64::from(i.objs_per_slab),
+        pages_per_slab: i.pages_per_slab,
+        slabs: i.slabs,
+    };
+    SlabReport {
+        slabinfo: slab.slabinfo.iter().map(line).collect(),
+        events: slab.events.into_iter().collect(),
+        activity: slab.activity,
     }
 }
 

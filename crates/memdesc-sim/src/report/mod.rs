@@ -10,12 +10,13 @@ mod build;
 mod ordered;
 mod text;
 
-pub(crate) use build::{build, RunOutcome};
+pub(crate) use build::{build, RunOutcome, SlabRun};
 pub use ordered::OrderedMap;
 
 use crate::config::SimConfig;
 use crate::scanner::ScannerStats;
 use crate::workload::mm::MmStats;
+use crate::workload::slab::SlabStats;
 use crate::workload::WorkloadStats;
 use memdesc::buddy::NR_ORDERS;
 use serde::Serialize;
@@ -47,6 +48,9 @@ pub struct Report {
     pub throughput: Throughput,
     /// What the scanner did.
     pub scanner: ScannerStats,
+    /// The slab layer: slabinfo, its counters, what the slab CPUs and
+    /// readers did; `None` (JSON `null`) when no slab CPU ran.
+    pub slab: Option<SlabReport>,
     /// What the processes, pinners and splitters did, and the page-table
     /// layer's counters.
     pub page_tables: PageTables,
@@ -130,6 +134,43 @@ pub struct Machine {
     pub pinner_cpus: Vec<u32>,
     /// The CPUs running splitters.
     pub splitter_cpus: Vec<u32>,
+    /// The CPUs running slab churn.
+    pub slab_cpus: Vec<u32>,
+    /// The CPUs running lockless readers of the TYPESAFE_BY_RCU cache.
+    pub slab_reader_cpus: Vec<u32>,
+}
+
+/// The slab layer in the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlabReport {
+    /// One line per cache as the run ended, before teardown (the
+    /// simulator's caches, then the kmalloc ones), as `/proc/slabinfo`.
+    pub slabinfo: Vec<SlabInfoLine>,
+    /// Every [`memdesc::slab::SlabEvent`] counter by its vmstat-style name
+    /// (`slabs_rcu_freed`, `kfree_rcu_batches`, `slab_debug_reports`, …),
+    /// after teardown.
+    pub events: OrderedMap<u64>,
+    /// What the slab CPUs and readers did.
+    pub activity: SlabStats,
+}
+
+/// One cache's `/proc/slabinfo` line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SlabInfoLine {
+    /// The cache's name.
+    pub name: String,
+    /// Objects in use (not cached in per-CPU sheaves).
+    pub active_objs: u64,
+    /// Objects in the cache's slabs.
+    pub total_objs: u64,
+    /// Object size in bytes.
+    pub obj_size: u64,
+    /// Objects per slab.
+    pub objs_per_slab: u64,
+    /// Frames per slab.
+    pub pages_per_slab: u64,
+    /// Slabs.
+    pub slabs: u64,
 }
 
 /// The page-table, GUP and THP layers in the run.

@@ -14,6 +14,7 @@ impl Display for Report {
         self.fmt_workload(f)?;
         self.fmt_scanner(f)?;
         self.fmt_page_tables(f)?;
+        self.fmt_slab(f)?;
         self.fmt_rcu(f)?;
         self.fmt_problems(f)?;
         self.fmt_vmstat(f)?;
@@ -101,7 +102,7 @@ impl Report {
         }
         writeln!(
             f,
-            "  CPUs            {} allocator + 1 scanner (cpu{}) + {} processes {} + {} pinners {} + {} splitters {}\n",
+            "  CPUs            {} allocator + 1 scanner (cpu{}) + {} processes {} + {} pinners {} + {} splitters {}",
             m.workload_cpus,
             m.scanner_cpu,
             m.process_cpus.len(),
@@ -110,7 +111,74 @@ impl Report {
             Cpus(&m.pinner_cpus),
             m.splitter_cpus.len(),
             Cpus(&m.splitter_cpus)
+        )?;
+        if m.slab_cpus.is_empty() {
+            return writeln!(f);
+        }
+        writeln!(
+            f,
+            "  slab CPUs       {} slab {} + {} readers {}\n",
+            m.slab_cpus.len(),
+            Cpus(&m.slab_cpus),
+            m.slab_reader_cpus.len(),
+            Cpus(&m.slab_reader_cpus)
         )
+    }
+
+    /// The slab CPUs and readers, `/proc/slabinfo` lines as the run ended,
+    /// then every slab counter.
+    fn fmt_slab(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let Some(slab) = &self.slab else { return Ok(()) };
+        let a = &slab.activity;
+        writeln!(f, "Slab")?;
+        writeln!(
+            f,
+            "  objects         {} allocated ({} by kmalloc; {} refused), {} freed locally, {} remote ({} sent), {} after a grace period (kfree_rcu)",
+            Count(a.allocs),
+            Count(a.kmallocs),
+            Count(a.alloc_failures),
+            Count(a.local_frees),
+            Count(a.remote_frees),
+            Count(a.remote_frees_sent),
+            Count(a.kfree_rcu)
+        )?;
+        writeln!(
+            f,
+            "  checks          {} stamps checked before a free, {} new objects checked constructed",
+            Count(a.stamps_checked),
+            Count(a.ctor_checked)
+        )?;
+        writeln!(
+            f,
+            "  shrinks         {} ({} slabs given back); peak {} live objects on a CPU",
+            Count(a.shrinks),
+            Count(a.slabs_shrunk),
+            Count(a.peak_live)
+        )?;
+        writeln!(
+            f,
+            "  readers         {} published ({} retirements waited for readers), {} lookups: {} revalidated, {} missed (retired or reused), {} in a slab on its way through RCU",
+            Count(a.published),
+            Count(a.retire_waits),
+            Count(a.reader_lookups),
+            Count(a.reader_hits),
+            Count(a.reader_misses),
+            Count(a.reader_unlisted)
+        )?;
+        writeln!(f, "\nslabinfo (as the run ended)")?;
+        writeln!(f, "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>")?;
+        for l in &slab.slabinfo {
+            writeln!(
+                f,
+                "{:<17} {:>13} {:>10} {:>9} {:>12} {:>14}",
+                l.name, l.active_objs, l.total_objs, l.obj_size, l.objs_per_slab, l.pages_per_slab
+            )?;
+        }
+        writeln!(f, "\nslab events")?;
+        for (name, value) in slab.events.iter() {
+            writeln!(f, "{name} {value}")?;
+        }
+        writeln!(f)
     }
 
     /// The processes, pinners and splitters, then every page-table event
@@ -237,6 +305,29 @@ impl Report {
             Count(o.out_of_range),
             Count(o.source_changed),
             Count(o.overflow)
+        )?;
+        let i = &s.isolate;
+        writeln!(
+            f,
+            "  isolate step    {} pfns: {} isolated and put back, {} busy, {} not movable, {} free; frozen {} slab, {} page table, {} other; {} unmanaged or raced",
+            Count(i.scanned),
+            Count(i.isolated),
+            Count(i.busy),
+            Count(i.not_movable),
+            Count(i.free),
+            Count(i.frozen_slab),
+            Count(i.frozen_page_table),
+            Count(i.frozen_other),
+            Count(i.other)
+        )?;
+        writeln!(
+            f,
+            "  slab frames     {} met and left alone, {} references to one; {} runs from a published slab object; movable ops misused {} times ({} on a slab)",
+            Count(s.slab_frames_met),
+            s.slab_references,
+            Count(s.slab_starts),
+            i.ops_misuses,
+            i.ops_slab_misuses
         )?;
         writeln!(f, "  then            {} folio locks, {} clones\n", Count(s.locks), Count(s.clones))
     }

@@ -261,13 +261,16 @@ impl<'n> Worker<'_, 'n> {
         s.peak_live_frames = s.peak_live_frames.max(self.live_frames);
     }
 
-    /// A frozen request: a slab (order ≤ 3), a page table (order 0) or plain
-    /// kernel memory. May lower `order`.
+    /// A frozen request: a slab frame (order ≤ 3), a page table (order 0)
+    /// or plain kernel memory. May lower `order`. The slab frames are typed
+    /// as on no cache's lists (`SLAB_UNLISTED`): the machine's slab
+    /// allocator owns the cache ids, and a frame claiming one of its caches
+    /// would be misread by its descriptor lookups and audit.
     fn frozen_request(&mut self, order: &mut u32) -> (Gfp, PageType) {
         match self.rng.below(4) {
             0 | 1 => {
                 *order = (*order).min(3);
-                let ty = PageType::Slab { cache: self.rng.below(16) as u16 };
+                let ty = PageType::Slab { cache: memdesc::slab::SLAB_UNLISTED };
                 let gfp = if self.rng.per_mille(300) { Gfp::RECLAIMABLE } else { Gfp::KERNEL };
                 (gfp.typed(ty), ty)
             }
@@ -280,11 +283,13 @@ impl<'n> Worker<'_, 'n> {
     }
 
     /// A counted request: kernel, user or reclaimable memory, usually typed
-    /// as its kind (kernel, anon, file), sometimes retyped.
+    /// as its kind (kernel, anon, file), sometimes retyped, or typed movable
+    /// (a driver's page the scanner's isolate step may isolate).
     fn counted_request(&mut self) -> (Gfp, PageType) {
         let gfp = [Gfp::KERNEL, Gfp::USER, Gfp::USER, Gfp::RECLAIMABLE][self.rng.below(4) as usize];
         let ty = if self.rng.per_mille(200) {
-            [PageType::Kernel, PageType::Anon, PageType::File][self.rng.below(3) as usize]
+            let movable = PageType::Movable { ops: crate::scanner::MOVABLE_OPS };
+            [PageType::Kernel, PageType::Anon, PageType::File, movable][self.rng.below(4) as usize]
         } else {
             gfp.page_type
         };

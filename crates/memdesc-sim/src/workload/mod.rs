@@ -9,7 +9,8 @@
 mod live;
 pub(crate) mod mixed;
 pub(crate) mod mm;
-mod stamp;
+pub(crate) mod slab;
+pub(crate) mod stamp;
 
 use memdesc::buddy::NR_ORDERS;
 use memdesc::{Node, Rcu, TableReturn};

@@ -4,6 +4,7 @@ mod config;
 mod gup;
 mod interrupt;
 mod mixed;
+mod slab;
 
 use memdesc_sim::{Report, SimConfig};
 use std::sync::mpsc;

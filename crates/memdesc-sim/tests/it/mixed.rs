@@ -30,11 +30,15 @@ fn short_mixed_run_passes_and_exercises_every_path() {
     let r = &report.rcu;
     assert!(r.grace_periods > 0, "no grace period completed: {r:#?}");
     assert!(w.table_frees_deferred > 0, "no page-table frame went through RCU: {w:#?}");
-    // The callbacks are the workload's deferred frees and the processes'
-    // page-table frames, each freed after its grace period.
+    // The callbacks are the workload's deferred frees, the processes'
+    // page-table frames and the TYPESAFE_BY_RCU slabs, each freed after its
+    // grace period.
     let tables_freed = *report.page_tables.events.get("pgtable_free").expect("pgtable_free counted");
     assert!(tables_freed > 0, "no process table frame went through RCU");
-    let expected = w.table_frees_deferred + tables_freed;
+    let slab = report.slab.as_ref().expect("slab CPUs run in the mixed workload");
+    let slab_event = |name: &str| *slab.events.get(name).unwrap_or_else(|| panic!("no {name} in the slab events"));
+    let slabs_rcu = slab_event("slabs_rcu_freed") + slab_event("kfree_rcu_batches");
+    let expected = w.table_frees_deferred + tables_freed + slabs_rcu;
     assert_eq!((r.callbacks_queued, r.callbacks_invoked, r.callbacks_synchronous), (expected, expected, 0), "{r:#?}");
 
     let vm = |name: &str| *report.vmstat.get(name).unwrap_or_else(|| panic!("no {name} in vmstat"));
@@ -42,6 +46,17 @@ fn short_mixed_run_passes_and_exercises_every_path() {
     assert!(vm("pgalloc_fail") > 0);
     assert!(vm("pcp_refill") > 0 && vm("pcp_free_bulk") > 0);
     assert_eq!(vm("nr_free_pages"), vm("nr_managed"));
+
+    // Slab churn ran beside the rest, and the scanner's isolate check met
+    // slab frames without ever taking a reference to one.
+    crate::slab::check_slab_section(&report);
+    assert!(s.slab_frames_met > 0 && s.slab_references == 0, "{s:#?}");
+    // The isolate step isolated the CPUs' movable folios and put each back,
+    // and never called their ops on anything else.
+    let i = &s.isolate;
+    assert!(i.isolated > 0 && i.isolated == i.put_back, "{i:#?}");
+    assert_eq!((i.ops_misuses, i.ops_slab_misuses), (0, 0), "{i:#?}");
+    assert_eq!(i.frozen_slab, s.slab_frames_met, "{s:#?}");
 }
 
 #[test]
