@@ -351,6 +351,12 @@ impl Platform for ReplayPlatform {
         self.inner.local_exit(cpu);
     }
 
+    fn relax(&self) {
+        // A grace-period wait (the slab's rcu_barrier) yields as in the
+        // simulator instead of spinning.
+        self.inner.relax();
+    }
+
     fn failpoint(&self, at: Failpoint) -> FailAction {
         self.reach(StepAt::Core(at));
         // Only the scripts run the historical code; setup and teardown run
