@@ -35,14 +35,16 @@ pub enum Act {
     Zap,
     /// An allocation takes and prepares a block (P3.1-P3.2).
     Alloc,
-    /// A slab takes a frame: frozen and typed slab at once (P3), its state
-    /// written by the frozen owner.
+    /// The slab allocator (`slab::SlabAllocator`) allocates an object and
+    /// takes a new slab frame for it: frozen and typed slab at once (P7.1,
+    /// P3), its state in the owner words (P7.2).
     SlabAlloc,
     /// The historical slab takes a frame counted (`alloc_pages`, seed 004's
     /// design: H.0, `migrate::historical`).
     CountedSlabAlloc,
-    /// A TYPESAFE_BY_RCU slab is freed: `Rcu::call_rcu_frame` writes the RCU
-    /// head over the frozen frame's owner words (RCU.11).
+    /// The object is freed and the cache shrunk: the TYPESAFE_BY_RCU slab,
+    /// empty, goes to `Rcu::call_rcu_frame`, which writes the RCU head over
+    /// the frozen frame's owner words (P7.4, RCU.11).
     SlabRcuFree,
     /// The slab's CPU waits for the grace period and runs the callbacks
     /// (`Rcu::barrier`): the slab frame goes back to the buddy allocator.
@@ -56,9 +58,9 @@ impl Act {
             Self::ThpSplit => "P2.1",
             Self::Zap => "P5",
             Self::Alloc => "P3.1",
-            Self::SlabAlloc => "P3.2",
+            Self::SlabAlloc => "P7.1",
             Self::CountedSlabAlloc => "H.0",
-            Self::SlabRcuFree => "RCU.11",
+            Self::SlabRcuFree => "P7.4",
             Self::GracePeriod => "RCU.5",
         }
     }
@@ -337,6 +339,22 @@ impl Platform for ReplayPlatform {
 
     fn wake_all(&self, key: WaitKey) {
         self.inner.wake_all(key);
+    }
+
+    fn local_enter(&self) -> Option<CpuId> {
+        // A scenario thread is its bound CPU, one thread per CPU (as in the
+        // simulator): the slab's per-CPU sheaves run their fast paths.
+        self.inner.local_enter()
+    }
+
+    fn local_exit(&self, cpu: CpuId) {
+        self.inner.local_exit(cpu);
+    }
+
+    fn relax(&self) {
+        // A grace-period wait (the slab's rcu_barrier) yields as in the
+        // simulator instead of spinning.
+        self.inner.relax();
     }
 
     fn failpoint(&self, at: Failpoint) -> FailAction {

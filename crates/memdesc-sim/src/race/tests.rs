@@ -111,6 +111,16 @@ fn rcu_free_fixed_the_speculative_get_refuses_the_frozen_slab() {
     assert!(matches!(&o.getter, GetterResult::Failed { reason } if reason.contains("frozen")), "{report}");
     assert_eq!(o.bug, None);
     assert!(report.rows.iter().any(|r| r.at == "P1Increment" && r.text.contains("type slab")), "{report}");
+    // The real allocator's slab: typed with the cache's id while listed,
+    // unlisted (still frozen) while its RCU free waits, free after it.
+    let row = |at: &str| report.rows.iter().find(|r| r.at == at).map(|r| r.text.clone()).expect(at);
+    let unlisted = format!("type slab({})", memdesc::slab::SLAB_UNLISTED);
+    assert!(row("SlabAlloc").contains("refcount 0") && !row("SlabAlloc").contains(&unlisted), "{report}");
+    // The object came through the slab CPU's sheaf (the per-CPU layer ran:
+    // the refill took more than the one object).
+    assert!(!row("SlabAlloc").contains(" 1 objects taken"), "{report}");
+    assert!(row("SlabRcuFree").contains("refcount 0") && row("SlabRcuFree").contains(&unlisted), "{report}");
+    assert!(row("GracePeriod").contains("type buddy"), "{report}");
     assert!(report.as_expected(), "{report}");
 }
 

@@ -177,6 +177,12 @@ impl<'a> Slabs<'a> {
     fn new_slab(&self) -> Result<FrozenFolio<'a>, SlabError> {
         let gfp = Gfp::KERNEL.typed(PageType::Slab { cache: SLAB_UNLISTED });
         let mut folio = self.core().node.alloc_frozen(self.layout.order, gfp)?;
+        // Mutant (seed 004's precondition, P7.1): the slab frame counted,
+        // refcount 1 as `alloc_pages` gave it in 2022, so a pfn walker's
+        // speculative get succeeds on it. Release: publishes the type tag
+        // with the count, as a counted allocation would (P3.3).
+        #[cfg(memdesc_mutant = "slab_frame_counted")]
+        folio.head().refcount.fetch_add(1, crate::sync::Ordering::Release);
         let base = self.frame_addr(folio.pfn().0);
         let objects = usize::from(self.layout.objects);
         let debug = self.debug();
@@ -392,6 +398,11 @@ impl<'a> Slabs<'a> {
     /// readers), at once otherwise. Never under the list lock.
     pub(crate) fn discard(&self, folio: FrozenFolio<'a>) {
         self.core().count(SlabEvent::SlabsFreed, 1);
+        // Mutant `slab_frame_counted`: the allocation's reference dropped
+        // (AcqRel: a put). A walker that got a reference meanwhile still
+        // holds one, which the real design makes impossible.
+        #[cfg(memdesc_mutant = "slab_frame_counted")]
+        folio.head().refcount.fetch_sub(1, crate::sync::Ordering::AcqRel);
         let rcu_free = self.config.flags.contains(SlabFlags::TYPESAFE_BY_RCU);
         // Mutant (seed 004's other half): a TYPESAFE_BY_RCU slab returned to
         // the buddy allocator at once, under readers still in their section.

@@ -264,7 +264,7 @@ impl PerCpuSheaves {
     }
 
     /// Objects per sheaf.
-    #[cfg(test)]
+    #[cfg(all(test, not(memdesc_loom)))]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -376,7 +376,7 @@ impl PerCpuSheaves {
     }
 
     /// Full sheaves in the barn (tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(memdesc_loom)))]
     fn barn_full(&self) -> usize {
         self.barn.lock().with_ref(|barn| barn.nr_full)
     }

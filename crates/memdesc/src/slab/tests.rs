@@ -19,7 +19,12 @@ const FRAMES: u64 = if cfg!(miri) { 512 } else { 1024 };
 /// Boots a node with a slab allocator, runs `f`, drops the allocator and
 /// checks every frame came back.
 fn with_slab(f: impl FnOnce(&Node<'_>, &SlabAllocator<'_>)) {
-    with_node(FRAMES, &[], small_config(false), &SpinPlatform, |node| {
+    with_slab_frames(FRAMES, f);
+}
+
+/// [`with_slab`] over a node of `frames` frames.
+fn with_slab_frames(frames: u64, f: impl FnOnce(&Node<'_>, &SlabAllocator<'_>)) {
+    with_node(frames, &[], small_config(false), &SpinPlatform, |node| {
         let ret = SlabAllocator::slab_return(node);
         let rcu = Rcu::new(&SpinPlatform, RcuConfig::default()).expect("rcu");
         let slab = SlabAllocator::new(node, &rcu, &ret).expect("slab");
@@ -254,7 +259,9 @@ fn destroy_refuses_while_objects_are_live_and_says_how_many() {
 
 #[test]
 fn cache_ids_run_out_and_come_back() {
-    with_slab(|_, slab| {
+    // Every cache struct (its per-CPU sheaves for MAX_CPUS CPUs included)
+    // takes an order-3 folio: all the ids need 4 MiB, Miri or not.
+    with_slab_frames(1024, |_, slab| {
         let mut caches = Vec::new();
         loop {
             match slab.create_cache(CacheConfig::new("many", 16)) {

@@ -14,24 +14,36 @@
 //!   and the movable test in between reads its RCU head's word. Fixed: no
 //!   window exists in which the frame is counted and a slab.
 //!
-//! The historical variant answers Skip at `IsoTypeCheck` (the type-tag
-//! check the historical code lacked), and for Hugh Dickins' kernel at the
-//! two slab tests too (they came with the first patch).
+//! The fixed variant's slab is the real allocator (`slab::SlabAllocator`,
+//! a TYPESAFE_BY_RCU cache, bound to its CPU so its per-CPU sheaves are
+//! used): the object's allocation takes a new slab frame (P7.1, P7.2), its
+//! free and a `shrink` flush the sheaf and empty the slab, which goes to
+//! `call_rcu_frame` (P7.4). The historical variant keeps
+//! `historical::CountedSlab` (the 2022 design by definition): it answers
+//! Skip at `IsoTypeCheck` (the type-tag check the historical code lacked),
+//! and for Hugh Dickins' kernel at the two slab tests too (they came with
+//! the first patch).
 
 use super::*;
 use memdesc::migrate::historical::{CountedSlab, RCU_FREE_SLAB_OPS, RCU_FREE_SLAB_WORD};
 use memdesc::migrate::{isolate_movable_page, CountingOps, IsolateError, IsolatedPage, MovableOpsRegistry};
-use memdesc::{FrameReturn, FrozenFolio, GetError, PageType};
+use memdesc::slab::{CacheConfig, SlabAllocator, SlabEvent, SlabFlags};
+use memdesc::{GetError, PageType};
 
 /// CPU 0 runs the scanner, CPU 1 the slab.
 const SCANNER: u32 = 0;
 const SLAB: u32 = 1;
 
-/// The slab's state in its overlapping word (a freelist offset): not
-/// "movable" to the historical reader.
+/// The historical slab's state in its overlapping word (a freelist
+/// offset): not "movable" to the historical reader.
 const SLAB_STATE: u64 = 0x40;
-/// The slab's cache.
+/// The historical slab's cache id.
 const CACHE: u16 = 1;
+/// The fixed variant's cache: TYPESAFE_BY_RCU (its empty slabs go back
+/// through RCU), objects small enough that one order-0 slab fills a sheaf.
+fn typesafe_cache() -> CacheConfig {
+    CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("seed004", 64) }
+}
 
 /// Which race.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,17 +129,20 @@ pub(super) fn run_first_patch(variant: Variant, timeout: Duration) -> Result<Rac
     run(Race::FirstPatch, variant, timeout)
 }
 
-/// The slab frame's RCU callback: frees it.
-fn free_slab(folio: FrozenFolio<'_>) {
-    drop(folio);
-}
-
 fn run(race: Race, variant: Variant, timeout: Duration) -> Result<RaceReport, RaceError> {
     let mut arena = Arena::new(ARENA_BYTES).map_err(RaceError::Map)?;
     let replay = ReplayPlatform::new(2, steps(race, variant), skips(variant, historical_skips(race)), timeout);
     let node = arena.boot(node_config(), &replay).map_err(RaceError::Boot)?;
+    let setup = |what: &str, e: &dyn std::fmt::Display| RaceError::Setup(format!("{what}: {e}"));
+    // The slab return outlives the RCU that queues frames to it.
+    let slab_return = SlabAllocator::slab_return(node);
     let rcu = rcu(&replay)?;
-    let slabs = FrameReturn::new(node, free_slab as fn(FrozenFolio<'_>));
+    let slab = SlabAllocator::new(node, &rcu, &slab_return).map_err(|e| setup("slab allocator", &e))?;
+    let cache = slab.create_cache(typesafe_cache()).map_err(|e| setup("cache", &e))?;
+    if cache.slab_shape().1 != 1 {
+        return Err(RaceError::Setup(format!("the cache's slabs are {} frames, not one", cache.slab_shape().1)));
+    }
+    let cache_id = cache.id();
     // A movable driver, registered where the RCU callback's address decodes
     // to: the ops the historical reader will call.
     let ops = CountingOps::new(RCU_FREE_SLAB_OPS);
@@ -135,7 +150,9 @@ fn run(race: Race, variant: Variant, timeout: Duration) -> Result<RaceReport, Ra
     registry.register(RCU_FREE_SLAB_OPS, &ops).map_err(|e| RaceError::Setup(format!("registry: {e}")))?;
 
     // The frame the slab will get: per-CPU lists are off, so the next
-    // order-0 allocation lands where this probe did.
+    // order-0 allocation (the historical slab's, or the real cache's first
+    // slab: the allocator and its caches' structs are placed already) lands
+    // where this probe did.
     let probe = node.alloc(Order::ZERO, Gfp::KERNEL).map_err(|e| RaceError::Setup(format!("probe: {e}")))?;
     let target = probe.pfn();
     drop(probe);
@@ -145,20 +162,25 @@ fn run(race: Race, variant: Variant, timeout: Duration) -> Result<RaceReport, Ra
 
     let describe = |at: StepAt| match at {
         StepAt::Act(Act::SlabAlloc) => format!(
-            "allocates the slab frame frozen and typed at once (P3): pfn {target}, type {}, refcount {}; writes \
-             its state into the owner words as their frozen owner",
+            "allocates an object of the TYPESAFE_BY_RCU cache: its CPU's sheaf is empty, the refill takes a new \
+             slab frozen and typed at once (P7.1): pfn {target}, type {}, refcount {}; its state in the owner \
+             words, written by the frozen owner and then under the list lock (P7.2); {} objects taken from it \
+             into the sheaf",
             frames.type_of(target),
-            frames.refcount(target)
+            frames.refcount(target),
+            slab.event(SlabEvent::SlabAlloc)
         ),
         StepAt::Act(Act::SlabRcuFree) => format!(
-            "frees the slab through RCU: call_rcu_frame writes the RCU head over the owner words (P7); the frame \
-             stays frozen (refcount {}, type {})",
+            "frees the object into its CPU's sheaf and shrinks the cache: the sheaf flushes into the slab, which \
+             empties, leaves the lists and goes to call_rcu_frame with the RCU head over the owner words (P7.4); \
+             the frame stays frozen (refcount {}, type {}: off every cache's lists)",
             frames.refcount(target),
             frames.type_of(target)
         ),
-        StepAt::Act(Act::GracePeriod) => {
-            format!("the grace period ends; the callback frees the frame: type {}", frames.type_of(target))
-        }
+        StepAt::Act(Act::GracePeriod) => format!(
+            "the grace period ends (rcu_barrier); the slab return frees the frame: type {}",
+            frames.type_of(target)
+        ),
         StepAt::Act(Act::CountedSlabAlloc) if race == Race::RcuFree => format!(
             "alloc_pages: pfn {target} counted (refcount {}), then __folio_set_slab: type {}; the slab's state \
              ({SLAB_STATE:#x}) in `mapping`",
@@ -234,13 +256,16 @@ fn run(race: Race, variant: Variant, timeout: Duration) -> Result<RaceReport, Ra
                 slab.free();
             } else {
                 replay.act(Act::SlabAlloc);
-                let gfp = Gfp::KERNEL.typed(PageType::Slab { cache: CACHE });
-                let mut slab = node.alloc_frozen(Order::ZERO, gfp).map_err(|e| e.to_string())?;
-                slab.set_owner_word(0, SLAB_STATE);
+                let object = cache.alloc().map_err(|e| e.to_string())?;
+                let found = node.memmap().page(target).map(|p| p.page_type());
+                if found != Some(PageType::Slab { cache: cache_id }) {
+                    return Err(format!("the slab did not land at pfn {target} (its type is {found:?})"));
+                }
                 replay.act(Act::SlabRcuFree);
-                rcu.call_rcu_frame(slab, &slabs).map_err(|(_, e)| e.to_string())?;
+                drop(object);
+                slab.shrink(&cache);
                 replay.act(Act::GracePeriod);
-                rcu.barrier();
+                slab.rcu_barrier();
             }
             Ok(())
         });
@@ -252,6 +277,8 @@ fn run(race: Race, variant: Variant, timeout: Duration) -> Result<RaceReport, Ra
 
     let outcome = isolate_outcome(race, variant, target, &scanned, &ops);
     drop(scanned);
+    slab.destroy(cache).map_err(|e| setup("destroy", &e))?;
+    drop(slab);
     rcu.barrier();
     let audit = node.audit();
     let mut outcome = outcome;
@@ -271,7 +298,13 @@ fn run(race: Race, variant: Variant, timeout: Duration) -> Result<RaceReport, Ra
         actor: "the scanner's isolate step",
         cpus: vec![
             CpuRole { cpu: SCANNER, role: "pfn scanner (isolate step)" },
-            CpuRole { cpu: SLAB, role: "slab (alloc, RCU free)" },
+            CpuRole {
+                cpu: SLAB,
+                role: match variant {
+                    Variant::Historical => "slab (alloc, RCU free)",
+                    Variant::Fixed => "slab allocator (TYPESAFE_BY_RCU cache)",
+                },
+            },
         ],
         rows,
         outcome,
