@@ -16,9 +16,9 @@
 //!    about half as long as under Tree Borrows (16 s against 30 s or more).
 //!    Strict provenance costs nothing extra and rejects integer-to-pointer
 //!    casts, which the core must never need. The test binary is built
-//!    once and its tests split by name between two Miri processes run side
-//!    by side (Miri interprets a binary on one thread); each listed test
-//!    must pass in exactly one of them.
+//!    once and its tests run in small chunks by exact name on two Miri
+//!    processes at a time (Miri interprets a binary on one thread); each
+//!    listed test must pass in exactly one chunk.
 //! 2. **The multi-threaded tests under Tree Borrows**, with several
 //!    scheduling seeds. Tree Borrows accepts some patterns Stacked Borrows
 //!    rejects and rejects a few it accepts, so code that passes both is
@@ -64,10 +64,15 @@ const PROPTEST_CASES: &str = "4";
 /// reference to it is live).
 const TREE_BORROWS_FILTERS: [&str; 2] = ["mt_tests::", "rcu::tests::frame"];
 
-/// How many Miri processes share the Stacked Borrows run (one per core of
-/// the CI machine): Miri interprets a test binary on one thread, so the
-/// tests are split between processes by name. `MIRI_SHARDS` overrides it.
-const SHARDS: usize = 2;
+/// How many Miri processes run the Stacked Borrows chunks at a time (one
+/// per core of the CI machine: Miri interprets a test binary on one
+/// thread). `MIRI_WORKERS` overrides it.
+const WORKERS: usize = 2;
+
+/// Tests per chunk of the Stacked Borrows run: small enough that the
+/// workers stay busy to the end (a few expensive tests take minutes), large
+/// enough that Miri's start-up (about 3 s a process) stays a small share.
+const CHUNK: usize = 6;
 
 /// Scheduling seeds for the Tree Borrows run (`-Zmiri-many-seeds`).
 const TREE_BORROWS_SEEDS: &str = "0..2";
@@ -89,10 +94,12 @@ pub fn run(runner: &mut Runner) -> Result<(), String> {
     expect_passed(runner, &tree)
 }
 
-/// The Stacked Borrows run of every unit test, in [`SHARDS`] processes
-/// side by side: the test binary is built once, its tests listed, and each
-/// shard runs its share by exact name. Every listed test must pass in
-/// exactly one shard, so the split can neither drop nor repeat a test.
+/// The Stacked Borrows run of every unit test, on [`WORKERS`] Miri
+/// processes at a time: the test binary is built once, its tests listed
+/// and cut into chunks of [`CHUNK`] (strided, so each chunk mixes modules
+/// and the expensive tests spread out), and each worker runs the next
+/// chunk by exact name. Every listed test must pass (or be ignored) in
+/// exactly one chunk, so the split can neither drop nor repeat a test.
 fn stacked_sharded(runner: &mut Runner, cases: &str) -> Result<(), String> {
     let flags = format!("{COMMON_FLAGS} -Zmiri-strict-provenance");
     let miri_test = |name: &str, extra: &[&str]| {
@@ -111,40 +118,52 @@ fn stacked_sharded(runner: &mut Runner, cases: &str) -> Result<(), String> {
     if tests.is_empty() {
         return Err("Miri listed no test".to_owned());
     }
-    let shards = std::env::var("MIRI_SHARDS").ok().and_then(|n| n.parse().ok()).unwrap_or(SHARDS).max(1);
-    let parts = split(&tests, shards);
-    let steps: Vec<Step> = parts
+    let workers = std::env::var("MIRI_WORKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(WORKERS).max(1);
+    let chunks = split(&tests, tests.len().div_ceil(CHUNK));
+    let steps: Vec<Step> = chunks
         .iter()
         .enumerate()
-        .map(|(i, part)| {
+        .map(|(i, chunk)| {
             let mut extra = vec!["--", "--exact"];
-            extra.extend(part.iter().map(String::as_str));
-            miri_test(&format!("miri stacked {}/{}", i + 1, parts.len()), &extra)
+            extra.extend(chunk.iter().map(String::as_str));
+            miri_test(&format!("miri stacked chunk {}/{}: {}", i + 1, chunks.len(), chunk.join(" ")), &extra)
         })
         .collect();
-    let outcomes = runner.run_parallel_captured(&steps)?;
+    let start = std::time::Instant::now();
+    let outcomes = runner.run_pool_captured(&steps, workers)?;
     let mut failed = Vec::new();
-    for (i, (out, part)) in outcomes.iter().zip(&parts).enumerate() {
-        let name = format!("miri stacked {}/{}", i + 1, parts.len());
-        let passed = passed_tests(&out.stdout);
+    let (mut passed_all, mut ignored_all) = (0, 0);
+    for (i, (out, chunk)) in outcomes.into_iter().zip(&chunks).enumerate() {
+        let passed = passed_tests(&out.stdout) + failed_run_passes(&out.stdout);
         let ignored = ignored_tests(&out.stdout);
-        let ok = out.success && passed > 0 && passed + ignored == part.len();
-        println!(
-            "--- {name}: {passed} passed, {ignored} ignored of {} in {:.1} s",
-            part.len(),
-            out.elapsed.as_secs_f64()
-        );
-        if !ok {
+        (passed_all, ignored_all) = (passed_all + passed, ignored_all + ignored);
+        if !(out.success && passed + ignored == chunk.len()) {
             print!("{}", out.stdout);
             eprint!("{}", out.stderr);
-            failed.push(format!("{name} ({passed} of {} passed)", part.len()));
+            failed.push(format!("chunk {} ({passed} passed, {ignored} ignored of {})", i + 1, chunk.len()));
         }
-        runner.record(&name, out.elapsed, if ok { "ok" } else { "FAILED" });
     }
+    println!(
+        "--- miri stacked: {passed_all} passed, {ignored_all} ignored of {} tests in {} chunks on {workers} workers",
+        tests.len(),
+        chunks.len()
+    );
+    runner.record("miri stacked", start.elapsed(), if failed.is_empty() { "ok" } else { "FAILED" });
     match failed.is_empty() {
         true => Ok(()),
         false => Err(format!("under Miri: {}", failed.join(", "))),
     }
+}
+
+/// How many tests a failed libtest run says passed (`test result:
+/// FAILED. N passed`), for the failure message.
+fn failed_run_passes(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("test result: FAILED. "))
+        .filter_map(|rest| rest.split_once(" passed"))
+        .filter_map(|(n, _)| n.trim().parse::<usize>().ok())
+        .sum()
 }
 
 /// How many tests a libtest output says it ignored (those marked
@@ -163,9 +182,8 @@ fn listed_tests(stdout: &str) -> Vec<String> {
     stdout.lines().filter_map(|line| line.strip_suffix(": test")).map(str::to_owned).collect()
 }
 
-/// Splits `tests` into `n` shards of similar cost: round robin over the
-/// sorted names, so each module's tests (and its expensive ones) are spread
-/// over every shard.
+/// Splits `tests` into `n` chunks, round robin over the sorted names, so
+/// each chunk mixes modules and a module's expensive tests spread out.
 fn split(tests: &[String], n: usize) -> Vec<Vec<String>> {
     let mut sorted = tests.to_vec();
     sorted.sort();

@@ -185,38 +185,41 @@ impl Runner {
         }
     }
 
-    /// Runs `steps` at the same time, each with its output captured, and
-    /// returns their outcomes in order once all have ended. The caller
-    /// judges and records them (as after [`Runner::run_captured`]).
-    pub fn run_parallel_captured(&mut self, steps: &[Step]) -> Result<Vec<Captured>, String> {
-        for step in steps {
-            println!("==> (in parallel) {}", step.display());
-        }
+    /// Runs `steps` on `workers` threads, each taking the next step not yet
+    /// started, with every output captured; returns the outcomes in the
+    /// order of `steps` once all have ended. The caller judges and records
+    /// them (as after [`Runner::run_captured`]).
+    pub fn run_pool_captured(&mut self, steps: &[Step], workers: usize) -> Result<Vec<Captured>, String> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let next = AtomicUsize::new(0);
+        let outcomes: Mutex<Vec<Option<Result<Captured, String>>>> = Mutex::new(steps.iter().map(|_| None).collect());
         let this = &*self;
         std::thread::scope(|scope| {
-            let running: Vec<_> = steps
-                .iter()
-                .map(|step| {
-                    scope.spawn(move || {
-                        let start = Instant::now();
-                        let output = this
-                            .command(step)
-                            .output()
-                            .map_err(|e| format!("could not start `{}`: {e}", step.display()))?;
-                        Ok(Captured {
+            for _ in 0..workers.max(1) {
+                scope.spawn(|| loop {
+                    // Relaxed: a ticket counter; the outcomes are handed
+                    // back through the mutex and the scope's join.
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(step) = steps.get(i) else { break };
+                    println!("==> [{}/{}] {}", i + 1, steps.len(), step.name);
+                    let start = Instant::now();
+                    let outcome = this
+                        .command(step)
+                        .output()
+                        .map(|output| Captured {
                             success: output.status.success(),
                             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
                             elapsed: start.elapsed(),
                         })
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|handle| handle.join().map_err(|_| "a step's thread panicked".to_owned())?)
-                .collect()
-        })
+                        .map_err(|e| format!("could not start `{}`: {e}", step.display()));
+                    outcomes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[i] = Some(outcome);
+                });
+            }
+        });
+        let outcomes = outcomes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err("a step never ran".to_owned()))).collect()
     }
 
     /// Runs an in-process step named `name` and records its timing.
