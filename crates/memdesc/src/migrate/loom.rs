@@ -293,6 +293,23 @@ fn with_real_slab(f: impl FnOnce(&'static RealSlabWorld)) {
     });
 }
 
+/// The scanner's pass over `pfn` in the real-slab models: it must never
+/// isolate an always-frozen frame nor call the ops on a frame that is not
+/// theirs (the assertions every such model shares).
+fn scan_checked(world: &RealSlabWorld, pfn: Pfn) -> ScanStats {
+    let stats = scan_isolate(world.node, world.registry, pfn..pfn.add(1), |page| {
+        let ty = page.folio().page_type();
+        assert!(!ty.is_always_frozen(), "P3 violated: the scanner isolated a {ty} frame");
+    });
+    assert_eq!(
+        world.ops.misuses(),
+        0,
+        "P3 violated: the scanner called movable ops on a frame that is not movable ({} of them on a slab frame)",
+        world.ops.slab_misuses()
+    );
+    stats
+}
+
 /// Seed 004 with the real slab allocator: the slab actor allocates an
 /// object of a TYPESAFE_BY_RCU cache (a new slab frame, allocated frozen
 /// and typed, its state in the owner words: P7.1, P7.2) and frees it, so
@@ -335,16 +352,7 @@ fn scanner_vs_real_slab_rcu_free(per_cpu: bool) {
             world.slab.rcu_barrier();
         });
         thread::yield_now();
-        let stats = scan_isolate(world.node, world.registry, pfn..pfn.add(1), |page| {
-            let ty = page.folio().page_type();
-            assert!(!ty.is_always_frozen(), "P3 violated: the scanner isolated a {ty} frame");
-        });
-        assert_eq!(
-            world.ops.misuses(),
-            0,
-            "P3 violated: the scanner called movable ops on a frame that is not movable ({} of them on a slab frame)",
-            world.ops.slab_misuses()
-        );
+        let stats = scan_checked(world, pfn);
         w.join().unwrap();
         assert_eq!(stats.free + stats.frozen_slab, 1, "P3 violated: the scanner met the slab's frame as {stats:?}");
         // Relaxed: a std counter across executions, read after the model.
@@ -414,16 +422,7 @@ fn scanner_vs_movable_freed_as_real_slab() {
             world.slab.rcu_barrier();
         });
         thread::yield_now();
-        let stats = scan_isolate(world.node, world.registry, pfn..pfn.add(1), |page| {
-            let ty = page.folio().page_type();
-            assert!(!ty.is_always_frozen(), "P3 violated: the scanner isolated a {ty} frame");
-        });
-        assert_eq!(
-            world.ops.misuses(),
-            0,
-            "P3 violated: the scanner called movable ops on a frame that is not movable ({} of them on a slab frame)",
-            world.ops.slab_misuses()
-        );
+        let stats = scan_checked(world, pfn);
         w.join().unwrap();
         let expected = stats.isolated + stats.free + stats.frozen_slab + stats.frozen_other;
         assert_eq!(expected, 1, "P3 violated: the scanner met {stats:?}");
