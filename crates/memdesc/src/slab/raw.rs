@@ -250,13 +250,13 @@ impl Arena {
     /// other; the caller keeps plain accesses away (see the callers).
     pub(crate) fn words<'b>(&self, addr: usize, n: usize) -> &'b [FrameWord] {
         debug_assert_eq!(addr % 8, 0);
+        // The callers' duty, stated at each: no plain access to these words
+        // happens concurrently (TYPESAFE_BY_RCU objects are written only
+        // atomically once published, and their slabs stay slabs for the
+        // reader's section).
         // SAFETY: `addr` is an 8-aligned object address of a slab frame of
         // the node's memory (the callers looked it up), which lives as long
         // as the node; FrameWord is a u64-sized atomic valid for any bits.
-        // The callers' duty, stated at each: no plain access to these
-        // words happens concurrently (TYPESAFE_BY_RCU objects are written
-        // only atomically once published, and their slabs stay slabs for
-        // the reader's section).
         unsafe { core::slice::from_raw_parts(self.ptr(addr).as_ptr().cast::<FrameWord>(), n) }
     }
 

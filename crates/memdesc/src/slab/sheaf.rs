@@ -190,11 +190,10 @@ impl CpuSheaves {
     #[inline(always)]
     fn with_locked<R>(&self, f: impl FnOnce(&mut CpuState) -> R) -> R {
         self.sheaves.with_mut(|state| {
+            // Other CPUs never touch the state (only the flag), and
+            // `flush_all` has `&mut self`.
             // SAFETY: the caller holds the local lock (SHEAF.2) inside
-            // local_enter's section, so no other thread runs as this CPU and
-            // no re-entry on this CPU passes the lock: this is the only
-            // reference to the state. Other CPUs never touch it (only the
-            // flag), and `flush_all` has `&mut self`.
+            // local_enter's section: the only reference to the state.
             let state = unsafe { &mut *state };
             let r = f(state);
             // Relaxed: a statistic for `cached`, ordering nothing.
