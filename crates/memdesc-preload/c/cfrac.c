@@ -222,7 +222,7 @@ int main(int argc, char **argv) {
     /* Numbers near 2^61 (so m, d and a fit in 64 bits), 60 steps each: the
      * convergents grow to about 30 limbs, the size of cfrac's numbers. */
     uint64_t n = ((uint64_t)1 << 61) + 12345;
-    for (long i = 0; i < 25000 * scale; i++) {
+    for (long i = 0; i < 15000 * scale; i++) {
         sum += expand(n, 60 + (int)(i % 40), &relations);
         n += 2 * (uint64_t)i + 1;
     }

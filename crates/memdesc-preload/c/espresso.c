@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
     long scale = argc > 1 ? atol(argv[1]) : 1;
     if (scale < 1) scale = 1;
     uint64_t sum = 0;
-    for (long problem = 0; problem < 8 * scale; problem++) {
+    for (long problem = 0; problem < 5 * scale; problem++) {
         cover on = {0}, off = {0};
         for (int i = 0; i < 300; i++) cover_push(&on, cube_random(20));
         for (int i = 0; i < 60; i++) cover_push(&off, cube_random(10));

@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             size_t count = counts[c], size = sizes[s];
             /* The same number of allocations for every count. */
-            long rounds = 1500000 * scale / (long)count;
+            long rounds = 1000000 * scale / (long)count;
             for (long r = 0; r < rounds; r++) {
                 for (size_t i = 0; i < count; i++) {
                     unsigned char *p = malloc(size);

@@ -86,7 +86,7 @@ static void *stress(void *arg) {
     size_t cap = 64, len = 0;
     uint64_t **kept = malloc(cap * sizeof *kept);
     if (!kept) exit(2);
-    long steps = 200000 * scale;
+    long steps = 120000 * scale;
     for (long i = 0; i < steps; i++) {
         uint64_t r = rng_next(&s) % 100;
         if (r < 45) {

@@ -121,7 +121,7 @@ int main(int argc, char **argv) {
         pthread_mutex_init(&p[i].lock, NULL);
         pthread_cond_init(&p[i].changed, NULL);
         p[i].seed = 0x2545f4914f6cdd1dULL + (uint64_t)i;
-        p[i].batches = 30000 * scale / pairs;
+        p[i].batches = 24000 * scale / pairs;
         if (pthread_create(&t[2 * i], NULL, producer, &p[i]) || pthread_create(&t[2 * i + 1], NULL, consumer, &p[i])) {
             fprintf(stderr, "xmalloc-test: pthread_create failed\n");
             return 2;
