@@ -4,7 +4,8 @@
  *  - producer/consumer pairs: blocks allocated on one thread, freed on another;
  *  - threads created and exiting in waves (their caches must come back);
  *  - calloc zeroing, realloc growth and shrinking, memalign, posix_memalign,
- *    aligned_alloc and malloc_usable_size;
+ *    aligned_alloc, valloc, pvalloc, reallocarray and malloc_usable_size,
+ *    and ENOMEM on a size overflow;
  *  - fork() while other threads allocate: the child allocates, frees and
  *    exits 0.
  * Prints a checksum that depends only on the work done (never on addresses),
@@ -323,6 +324,34 @@ static uint64_t api_checks(void) {
             sum += align ^ n;
         }
     }
+    /* Page-aligned calls, and the libc calls that allocate through malloc. */
+    long page = sysconf(_SC_PAGESIZE);
+    for (size_t n = 1; n < 3 * (size_t)page; n = n * 3 + 1) {
+        void *v = valloc(n);
+        if (!v || (uintptr_t)v % (uintptr_t)page) FAIL("valloc(%zu) = %p", n, v);
+        fill(v, n, 5);
+        void *pv = pvalloc(n);
+        if (!pv || (uintptr_t)pv % (uintptr_t)page) FAIL("pvalloc(%zu) = %p", n, pv);
+        size_t rounded = (n + (size_t)page - 1) / (size_t)page * (size_t)page;
+        if (malloc_usable_size(pv) < rounded) FAIL("pvalloc(%zu): usable size below %zu", n, rounded);
+        fill(pv, rounded, 6);
+        expect_fill(v, n, 5, "valloc");
+        free(v);
+        free(pv);
+    }
+    unsigned char *ra = reallocarray(NULL, 100, 8);
+    if (!ra) FAIL("reallocarray(NULL, 100, 8) = NULL");
+    fill(ra, 800, 2);
+    ra = reallocarray(ra, 1000, 8);
+    if (!ra) FAIL("reallocarray growth = NULL");
+    expect_fill(ra, 800, 2, "reallocarray");
+    errno = 0;
+    if (reallocarray(ra, huge, 4) != NULL || errno != ENOMEM) FAIL("reallocarray overflow not ENOMEM");
+    free(ra);
+    char *dup = strdup("a string copied by libc through malloc");
+    if (!dup || strcmp(dup, "a string copied by libc through malloc")) FAIL("strdup");
+    free(dup);
+
     void *bad = NULL;
     if (posix_memalign(&bad, 24, 100) != EINVAL) FAIL("posix_memalign(24) not EINVAL");
     free(NULL);
