@@ -29,18 +29,20 @@ struct Binding {
     set: usize,
     /// The CPU this thread holds in that set.
     cpu: u32,
-    /// Local sections open on that CPU ([`CpuSlots::enter`]); the binding
-    /// cannot be released while one is.
-    sections: u32,
 }
 
-const UNBOUND: Binding = Binding { set: 0, cpu: 0, sections: 0 };
+const UNBOUND: Binding = Binding { set: 0, cpu: 0 };
 
 thread_local! {
     /// This thread's bindings. Const-initialised and `Copy` cells: no lazy
     /// initialisation, no destructor, no allocation on any access.
     static BINDINGS: [Cell<Binding>; MAX_SETS_PER_THREAD] =
         const { [const { Cell::new(UNBOUND) }; MAX_SETS_PER_THREAD] };
+
+    /// Local sections this thread has open, in any set ([`CpuSlots::enter`]):
+    /// no binding of it is released while one is. One counter for all sets
+    /// keeps `exit` to an increment's mirror, with no lookup.
+    static SECTIONS: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Identities handed to sets at their first binding; 0 is "none yet".
@@ -240,7 +242,7 @@ impl CpuSlots {
 
     /// Records a claimed slot in this thread's table.
     fn record(&self, id: usize, entry: usize, cpu: CpuId) -> SlotBinding<'_> {
-        BINDINGS.with(|table| table[entry].set(Binding { set: id, cpu: cpu.0, sections: 0 }));
+        BINDINGS.with(|table| table[entry].set(Binding { set: id, cpu: cpu.0 }));
         SlotBinding { slots: self, cpu, _not_send: PhantomData }
     }
 
@@ -264,26 +266,17 @@ impl CpuSlots {
         if id == 0 {
             return None;
         }
-        BINDINGS.with(|table| {
-            let entry = &table[find(table, id)?];
-            let mut binding = entry.get();
-            binding.sections += 1;
-            entry.set(binding);
-            Some(CpuId(binding.cpu))
-        })
+        let cpu = BINDINGS.with(|table| find(table, id).map(|entry| table[entry].get().cpu))?;
+        SECTIONS.with(|sections| sections.set(sections.get() + 1));
+        Some(CpuId(cpu))
     }
 
     /// Closes a section [`CpuSlots::enter`] opened.
     #[inline]
     pub(crate) fn exit(&self) {
-        let id = self.id_if_used();
-        BINDINGS.with(|table| {
-            if let Some(entry) = find(table, id).map(|entry| &table[entry]) {
-                let mut binding = entry.get();
-                debug_assert!(binding.sections > 0, "local_exit without local_enter");
-                binding.sections = binding.sections.saturating_sub(1);
-                entry.set(binding);
-            }
+        SECTIONS.with(|sections| {
+            debug_assert!(sections.get() > 0, "local_exit without local_enter");
+            sections.set(sections.get().saturating_sub(1));
         });
     }
 
@@ -294,8 +287,8 @@ impl CpuSlots {
     /// unless the thread holds its CPU again by then.
     ///
     /// # Panics
-    /// If the thread is inside a local section of that CPU (a
-    /// `local_enter` not yet exited): releasing then would let another
+    /// If the thread is inside a local section (a `local_enter` not yet
+    /// exited, of any set): releasing then would let another
     /// thread in while this one still uses the CPU. The slot stays held.
     pub fn release_current(&self) -> Option<CpuId> {
         self.release_current_with(|_| {})
@@ -314,15 +307,11 @@ impl CpuSlots {
         }
         let id = self.id_if_used();
         // The flush or hook may have released already.
+        let open = SECTIONS.with(Cell::get);
         let cpu = BINDINGS.with(|table| {
             let entry = &table[find(table, id)?];
             let binding = entry.get();
-            assert!(
-                binding.sections == 0,
-                "cpu {} released inside {} local section(s) of it",
-                binding.cpu,
-                binding.sections
-            );
+            assert!(open == 0, "cpu {} released inside {open} local section(s) of this thread", binding.cpu);
             entry.set(UNBOUND);
             Some(CpuId(binding.cpu))
         })?;
