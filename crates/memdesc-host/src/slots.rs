@@ -25,33 +25,42 @@ pub const MAX_SETS_PER_THREAD: usize = 4;
 /// One entry of a thread's binding table.
 #[derive(Clone, Copy)]
 struct Binding {
-    /// The set's identity ([`CpuSlots::id`]); 0: a free entry.
+    /// The set's identity ([`CpuSlots::id`]); [`FREE`]: a free entry.
     set: usize,
     /// The CPU this thread holds in that set.
     cpu: u32,
 }
 
-const UNBOUND: Binding = Binding { set: 0, cpu: 0 };
+/// The `set` of a free entry: no identity, so a set never used (identity
+/// 0) matches no entry and the fast path needs no test for it.
+const FREE: usize = usize::MAX;
+
+const UNBOUND: Binding = Binding { set: FREE, cpu: 0 };
+
+/// A thread's side of the bindings.
+struct ThreadState {
+    bindings: [Cell<Binding>; MAX_SETS_PER_THREAD],
+    /// Local sections this thread has open, in any set
+    /// ([`CpuSlots::enter`]): no binding of it is released while one is.
+    /// One counter for all sets keeps `exit` to a decrement, with no lookup.
+    sections: Cell<u32>,
+}
 
 thread_local! {
-    /// This thread's bindings. Const-initialised and `Copy` cells: no lazy
+    /// This thread's bindings. Const-initialised `Copy` cells: no lazy
     /// initialisation, no destructor, no allocation on any access.
-    static BINDINGS: [Cell<Binding>; MAX_SETS_PER_THREAD] =
-        const { [const { Cell::new(UNBOUND) }; MAX_SETS_PER_THREAD] };
-
-    /// Local sections this thread has open, in any set ([`CpuSlots::enter`]):
-    /// no binding of it is released while one is. One counter for all sets
-    /// keeps `exit` to an increment's mirror, with no lookup.
-    static SECTIONS: Cell<u32> = const { Cell::new(0) };
+    static STATE: ThreadState = const {
+        ThreadState { bindings: [const { Cell::new(UNBOUND) }; MAX_SETS_PER_THREAD], sections: Cell::new(0) }
+    };
 }
 
 /// Identities handed to sets at their first binding; 0 is "none yet".
 static NEXT_SET: AtomicUsize = AtomicUsize::new(1);
 
-/// This thread's key in owner words: the address of its binding table,
+/// This thread's key in owner words: the address of its thread state,
 /// unique among live threads and never 0.
 fn thread_key() -> usize {
-    BINDINGS.with(|table| table.as_ptr() as usize)
+    STATE.with(|state| state as *const ThreadState as usize)
 }
 
 /// The index of this thread's entry for `set`, if it has one.
@@ -232,17 +241,18 @@ impl CpuSlots {
     /// why the thread cannot bind.
     fn free_entry(&self) -> Result<(usize, usize), SlotError> {
         let id = self.id();
-        BINDINGS.with(|table| {
+        STATE.with(|state| {
+            let table = &state.bindings;
             if let Some(held) = find(table, id) {
                 return Err(SlotError::AlreadyBound(CpuId(table[held].get().cpu)));
             }
-            find(table, 0).map(|entry| (id, entry)).ok_or(SlotError::TooManySets)
+            find(table, FREE).map(|entry| (id, entry)).ok_or(SlotError::TooManySets)
         })
     }
 
     /// Records a claimed slot in this thread's table.
     fn record(&self, id: usize, entry: usize, cpu: CpuId) -> SlotBinding<'_> {
-        BINDINGS.with(|table| table[entry].set(Binding { set: id, cpu: cpu.0 }));
+        STATE.with(|state| state.bindings[entry].set(Binding { set: id, cpu: cpu.0 }));
         SlotBinding { slots: self, cpu, _not_send: PhantomData }
     }
 
@@ -250,10 +260,7 @@ impl CpuSlots {
     #[inline]
     pub fn current(&self) -> Option<CpuId> {
         let id = self.id_if_used();
-        if id == 0 {
-            return None;
-        }
-        BINDINGS.with(|table| find(table, id).map(|entry| CpuId(table[entry].get().cpu)))
+        STATE.with(|state| find(&state.bindings, id).map(|entry| CpuId(state.bindings[entry].get().cpu)))
     }
 
     /// Opens a local section on the calling thread's CPU: `None` if it has
@@ -263,20 +270,28 @@ impl CpuSlots {
     #[inline]
     pub(crate) fn enter(&self) -> Option<CpuId> {
         let id = self.id_if_used();
-        if id == 0 {
-            return None;
-        }
-        let cpu = BINDINGS.with(|table| find(table, id).map(|entry| table[entry].get().cpu))?;
-        SECTIONS.with(|sections| sections.set(sections.get() + 1));
-        Some(CpuId(cpu))
+        STATE.with(|state| {
+            // A thread is bound in one set but for tests: its first entry.
+            let first = state.bindings[0].get();
+            let cpu = if first.set == id { first.cpu } else { Self::find_cold(state, id)? };
+            state.sections.set(state.sections.get() + 1);
+            Some(CpuId(cpu))
+        })
+    }
+
+    /// The CPU of this thread's entry for `id` past the first.
+    #[cold]
+    fn find_cold(state: &ThreadState, id: usize) -> Option<u32> {
+        state.bindings[1..].iter().map(Cell::get).find(|binding| binding.set == id).map(|binding| binding.cpu)
     }
 
     /// Closes a section [`CpuSlots::enter`] opened.
     #[inline]
     pub(crate) fn exit(&self) {
-        SECTIONS.with(|sections| {
-            debug_assert!(sections.get() > 0, "local_exit without local_enter");
-            sections.set(sections.get().saturating_sub(1));
+        STATE.with(|state| {
+            let open = state.sections.get();
+            debug_assert!(open > 0, "local_exit without local_enter");
+            state.sections.set(open.saturating_sub(1));
         });
     }
 
@@ -307,9 +322,9 @@ impl CpuSlots {
         }
         let id = self.id_if_used();
         // The flush or hook may have released already.
-        let open = SECTIONS.with(Cell::get);
-        let cpu = BINDINGS.with(|table| {
-            let entry = &table[find(table, id)?];
+        let cpu = STATE.with(|state| {
+            let open = state.sections.get();
+            let entry = &state.bindings[find(&state.bindings, id)?];
             let binding = entry.get();
             assert!(open == 0, "cpu {} released inside {open} local section(s) of this thread", binding.cpu);
             entry.set(UNBOUND);
