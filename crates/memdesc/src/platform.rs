@@ -35,6 +35,18 @@ impl CpuId {
 /// platform's [`Platform::local_enter`]), so per-CPU code may touch that
 /// CPU's unlocked state while it holds one. Neither `Send` nor `Sync` nor
 /// `Clone`: it stays with the thread that entered, once.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// fn leak(cpu: memdesc::LocalCpu) {
+///     send(cpu); // a token cannot move to another thread
+/// }
+/// ```
+///
+/// ```compile_fail
+/// // Safe code cannot make one.
+/// let _ = memdesc::LocalCpu { cpu: memdesc::CpuId(0), _not_send: core::marker::PhantomData };
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub struct LocalCpu {
     cpu: CpuId,
@@ -70,6 +82,13 @@ impl LocalCpu {
 /// Made only by the `unsafe` [`RcuReaderCpu::new_unchecked`] (inside a
 /// platform's [`Platform::rcu_reader_cpu`]). Neither `Send` nor `Sync` nor
 /// `Clone`: a read section keeps it and ends on the thread that began it.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// fn leak(cpu: memdesc::RcuReaderCpu) {
+///     send(cpu); // a token cannot move to another thread
+/// }
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub struct RcuReaderCpu {
     cpu: CpuId,
