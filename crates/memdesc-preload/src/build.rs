@@ -122,11 +122,12 @@ fn up_to_date(output: &Path, sources: &[&Path]) -> bool {
 pub fn memdesc_malloc() -> Result<PathBuf, BuildError> {
     static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
     if let Some(path) = std::env::var_os(MEMDESC_MALLOC_SO) {
+        // Absolute, so it still names the library in a child that runs in
+        // another directory.
         let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(BuildError::Missing { path, what: "the library named by MEMDESC_MALLOC_SO" })
+        return match path.canonicalize() {
+            Ok(path) if path.is_file() => Ok(path),
+            _ => Err(BuildError::Missing { path, what: "the library named by MEMDESC_MALLOC_SO" }),
         };
     }
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
