@@ -151,7 +151,7 @@ fn alloc_and_free_across_cpus_through_pcp_lists() {
                 }
             }
             // Exhaust memory from every CPU at once: a failing CPU drains
-            // every CPU's lists (remote drains under their pcp locks).
+            // every CPU's lists (remote drains that ask each owner).
             let mut all = Vec::new();
             while let Ok(folio) = node.alloc(Order::ZERO, Gfp::USER) {
                 let tag = (u64::from(cpu) << 48) | 0xffff;

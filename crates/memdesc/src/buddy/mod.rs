@@ -509,8 +509,11 @@ impl<'a> Node<'a> {
     /// The one place the allocator enters and leaves a CPU.
     #[inline(always)]
     fn with_local_cpu<R>(&self, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
-        // PCP.1
+        // PCP.1. Mutant: a thread with no CPU uses CPU 0's lists.
+        #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
         let cpu = self.platform.local_enter()?;
+        #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
+        let cpu = self.platform.local_enter().unwrap_or(crate::platform::CpuId(0));
         let index = cpu.index();
         let r = match self.pcp[..self.nr_cpus as usize].get(index) {
             // PCP.2

@@ -186,13 +186,9 @@ impl Pcp {
         self.store_counts(lists);
         stats.add(VmEvent::PcpDrainAnswered, 1);
         // Release: our give-back (its zone-lock holds) happens before the
-        // requester's retry; pairs with the Acquire load in wait_for_answer.
-        // Mutant: the ack without Release.
-        #[cfg(not(memdesc_mutant = "pcp_ack_without_release"))]
+        // requester's retry, whose zone-lock acquisition thus comes after
+        // our release of it; pairs with the Acquire load in `answered`.
         self.drain_ack.store(req, Ordering::Release);
-        // Relaxed: deliberately wrong (the mutant).
-        #[cfg(memdesc_mutant = "pcp_ack_without_release")]
-        self.drain_ack.store(req, Ordering::Relaxed);
     }
 
     /// PCP.4's count stores.
@@ -207,8 +203,8 @@ impl Pcp {
     }
 
     /// PCP.9, the owner's side: gives every cached block back (the lists are
-    /// the caller's, under the local lock), then answers any request posted
-    /// before the fence. Returns the frames moved.
+    /// the caller's, under the local lock) and answers any pending request.
+    /// Returns the frames moved.
     pub(crate) fn drain_own(&self, zones: &[Zone; NR_ZONES], map: &MemMap<'_>, stats: &VmCounters) -> u64 {
         self.with_locked(zones, map, stats, |lists| {
             let mut moved = 0u64;
@@ -216,13 +212,11 @@ impl Pcp {
                 moved += u64::from(lists.count);
                 lists.give_back(zone, map, u32::MAX);
             }
+            // The zero counts settle any later request (PCP.8) for as long
+            // as this CPU caches nothing: a thread that ends here is never
+            // waited for.
             self.store_counts(lists);
-            // SeqCst: pairs with the requester's fence in `request` (PCP.6):
-            // either it sees our zero counts or we see its request below.
-            // Mutant: the fence removed on this side.
-            #[cfg(not(memdesc_mutant = "pcp_drain_own_without_fence"))]
-            crate::sync::fence(Ordering::SeqCst);
-            // Relaxed: ordered by the fence above.
+            // Relaxed: as in with_locked (PCP.3).
             let req = self.drain_req.load(Ordering::Relaxed);
             // Relaxed: only this CPU writes the ack word.
             if req != self.drain_ack.load(Ordering::Relaxed) {
@@ -235,14 +229,9 @@ impl Pcp {
 
     /// PCP.6: posts a drain request; returns its generation.
     pub(crate) fn request(&self) -> u32 {
-        // Relaxed: the request carries no data; the fence below orders it
-        // before the emptiness test (PCP.8).
-        let generation = self.drain_req.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        // SeqCst: pairs with the owner's fence in drain_own (PCP.9).
-        // Mutant: the fence removed on this side.
-        #[cfg(not(memdesc_mutant = "pcp_request_without_fence"))]
-        crate::sync::fence(Ordering::SeqCst);
-        generation
+        // Relaxed: the request carries no data; the requester polls the
+        // answer (PCP.8), and the owner sees the request at an entry.
+        self.drain_req.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
     }
 
     /// The mutant `remote_drain_takes_owner_lists`: another CPU's lists
@@ -260,6 +249,14 @@ impl Pcp {
             self.store_counts(lists);
             moved
         })
+    }
+
+    /// Whether a drain request is pending (models: an owner waiting for
+    /// one before its next entry).
+    #[cfg(all(test, memdesc_loom))]
+    pub(crate) fn drain_requested(&self) -> bool {
+        // Relaxed: a model's polling loop; the owner's entry rereads it.
+        self.drain_req.load(Ordering::Relaxed) != self.drain_ack.load(Ordering::Relaxed)
     }
 
     /// PCP.8: whether request `generation` is settled: answered, or the

@@ -418,3 +418,35 @@ fn pcp_frozen_pair_makes_no_locked_instruction() {
         assert_eq!(n.vmstat().event(VmEvent::PcpAllocHit), 1000, "the pairs took the per-CPU list");
     });
 }
+
+/// PCP.2: an allocation and a free that re-enter a CPU already inside its
+/// lists (an interrupt, in a kernel) take the zone's locked path and leave
+/// the lists alone.
+#[test]
+fn a_reentry_takes_the_fallback_path() {
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        drop(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap());
+        let (hits, cached) = (n.vmstat().event(VmEvent::PcpAllocHit), n.vmstat().nr_free_pcp);
+        assert!(cached > 0, "the warm-up refilled CPU 0's list");
+        n.with_local_cpu(|_, _| drop(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap())).expect("CPU 0 entered");
+        let stat = n.vmstat();
+        assert_eq!(stat.event(VmEvent::PcpAllocHit), hits, "a re-entry popped from the CPU's list");
+        assert_eq!(stat.nr_free_pcp, cached, "a re-entry changed the CPU's list");
+        assert_eq!(stat.event(VmEvent::Pgfree), 2);
+        assert_eq!(n.audit().violations, 0);
+    });
+}
+
+/// PCP.10: a thread with no CPU (`local_enter` is `None`) allocates and
+/// frees through the zones; no CPU's list is refilled or used.
+#[test]
+fn a_thread_with_no_cpu_takes_the_zone() {
+    node(1024, small_config(true), |n| {
+        let held: Vec<_> = (0..3).map(|_| n.alloc(Order::ZERO, Gfp::KERNEL).unwrap()).collect();
+        drop(held);
+        let stat = n.vmstat();
+        assert_eq!(stat.event(VmEvent::PcpAllocHit) + stat.event(VmEvent::PcpRefill), 0);
+        assert_eq!(stat.nr_free_pcp, 0);
+        assert_eq!((stat.event(VmEvent::PgallocNormal), stat.event(VmEvent::Pgfree)), (3, 3));
+    });
+}

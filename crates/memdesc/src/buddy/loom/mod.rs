@@ -33,18 +33,28 @@ loom::thread_local! {
     static CPU: Cell<u32> = Cell::new(0);
 }
 
-/// Says which CPU the running loom thread is.
+/// What [`set_cpu`] stores for a thread that is not a CPU.
+const NO_CPU: u32 = u32::MAX;
+
+/// Says which CPU the running loom thread is ([`NO_CPU`]: none, so its
+/// allocations take the fallback path, PCP.10).
 fn set_cpu(cpu: u32) {
     CPU.with(|c| c.set(cpu));
 }
 
-/// Two CPUs; each loom thread says which it is. The allocator only spins
-/// (zone, pcp and bad-page locks), so `wait` never needs to block here.
+/// Two CPUs; each loom thread says which it is, and is the only thread
+/// running as it (`local_enter`'s contract). The allocator only spins (zone
+/// and bad-page locks), so `wait` never needs to block here.
 struct TwoCpus;
 
 impl Platform for TwoCpus {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(Cell::get))
+        // A thread with no CPU counts its events on CPU 0's counters (lost
+        // updates at worst: they are atomic words).
+        CpuId(CPU.with(Cell::get).min(1))
+    }
+    fn local_enter(&self) -> Option<CpuId> {
+        Some(CPU.with(Cell::get)).filter(|&cpu| cpu != NO_CPU).map(CpuId)
     }
     fn nr_cpus(&self) -> u32 {
         2
