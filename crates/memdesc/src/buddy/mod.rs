@@ -45,6 +45,8 @@ use crate::folio::{
     UnfreezeRefusal,
 };
 use crate::memmap::{BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
+#[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
+use crate::platform::LocalCpu;
 use crate::platform::Platform;
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
@@ -513,8 +515,9 @@ impl<'a> Node<'a> {
         #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
         let cpu = self.platform.local_enter()?;
         #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
-        let cpu = self.platform.local_enter().unwrap_or(crate::platform::CpuId(0));
-        let index = cpu.index();
+        // SAFETY: none: deliberately broken (the mutant), for loom to report.
+        let cpu = self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) });
+        let index = cpu.cpu().index();
         let r = match self.pcp[..self.nr_cpus as usize].get(index) {
             // PCP.2
             Some(pcp) if pcp.try_lock_local() => {

@@ -16,7 +16,7 @@ mod zone;
 use super::{Node, NodeConfig, PcpConfig};
 use crate::folio::Order;
 use crate::memmap::Pfn;
-use crate::platform::{CpuId, Platform, WaitKey};
+use crate::platform::{CpuId, LocalCpu, Platform, WaitKey};
 use core::cell::Cell;
 use loom::cell::UnsafeCell;
 use loom::thread;
@@ -53,8 +53,12 @@ impl Platform for TwoCpus {
         // updates at worst: they are atomic words).
         CpuId(CPU.with(Cell::get).min(1))
     }
-    fn local_enter(&self) -> Option<CpuId> {
-        Some(CPU.with(Cell::get)).filter(|&cpu| cpu != NO_CPU).map(CpuId)
+    fn local_enter(&self) -> Option<LocalCpu> {
+        let cpu = Some(CPU.with(Cell::get)).filter(|&cpu| cpu != NO_CPU)?;
+        // SAFETY: a model gives each CPU one thread, which says so with
+        // set_cpu for its whole life, so two threads never share a CPU's
+        // per-CPU state (loom would report the race on the lists if they did).
+        Some(unsafe { LocalCpu::new_unchecked(CpuId(cpu)) })
     }
     fn nr_cpus(&self) -> u32 {
         2
