@@ -317,7 +317,11 @@ fn run_cpus<'m, 'c>(
             .spawn_scoped(s, move || {
                 let _cpu = platform.bind_current_thread(CpuId(scanner_cpu)).expect("one thread per simulated CPU");
                 let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, movable_ops, published);
-                scanner.run(deadline, interrupt, running)
+                let result = scanner.run(deadline, interrupt, running);
+                // A get whose put was a folio's last frees onto this CPU's
+                // lists: give them back before the CPU is released.
+                node.drain_local();
+                result
             })
             .map_err(SimError::Spawn)?;
         let finished = || {

@@ -60,7 +60,7 @@ use zone::{max_block_order, Zone};
 /// (PCP.8) before it counts them as unanswered and goes on. Under the model,
 /// a few rounds: loom runs a yielding thread only once the others block or
 /// yield, so an owner that will answer does within them.
-const DRAIN_WAIT_ROUNDS: u32 = if cfg!(memdesc_loom) { 6 } else { 1 << 14 };
+const DRAIN_WAIT_ROUNDS: u32 = if cfg!(memdesc_loom) { 6 } else { 1 << 12 };
 
 /// A counted reference to a folio of a [`Node`]: the generic
 /// [`folio::FolioRef`](crate::folio::FolioRef), whose page documents its
@@ -227,7 +227,9 @@ pub struct DrainReport {
     pub frames: u64,
     /// CPUs asked to drain their own lists.
     pub asked: u32,
-    /// CPUs that neither answered nor were seen empty within the wait.
+    /// CPUs that neither answered nor were seen empty within the wait, or
+    /// that still owed an answer to an earlier request (not waited for;
+    /// asked again).
     pub unanswered: u32,
 }
 
@@ -695,6 +697,20 @@ impl<'a> Node<'a> {
         self.with_local_cpu(|pcp, cpu| pcp.drain_own(&self.zones, &self.map, &self.stats[cpu])).unwrap_or(0)
     }
 
+    /// Answers a drain request posted to the calling CPU, if any (PCP.3,
+    /// PCP.7): two loads when there is none. For an embedder's quiescent
+    /// points (a kernel's scheduler tick or idle entry, a user-space CPU's
+    /// loop between operations, its RCU quiescent states), so a CPU that
+    /// seldom allocates pages still answers [`Node::drain_all`] in time.
+    #[inline]
+    pub fn answer_drain(&self) {
+        self.with_local_cpu(|pcp, cpu| {
+            if pcp.drain_requested() {
+                pcp.with_locked(&self.zones, &self.map, &self.stats[cpu], |_| ());
+            }
+        });
+    }
+
     /// Gives every CPU's cached blocks back to the zones
     /// (`drain_all_pages`): the caller's own lists directly (PCP.9), every
     /// other CPU by a request its owner answers at its next entry (PCP.6–8).
@@ -704,13 +720,17 @@ impl<'a> Node<'a> {
     /// a syscall, or ended without [`Node::drain_local`]) keeps its frames
     /// and is reported in [`DrainReport::unanswered`] and counted
     /// ([`VmEvent::PcpDrainTimeout`]); its request stays posted and is
-    /// answered at its next entry. A CPU whose lists are empty needs no
-    /// answer.
+    /// answered at its next entry, and until then later drains ask it
+    /// without waiting for it. A CPU whose lists are empty needs no answer.
     pub fn drain_all(&self) -> DrainReport {
         let own = self.with_local_cpu(|pcp, cpu| (cpu, pcp.drain_own(&self.zones, &self.map, &self.stats[cpu])));
         let mut report = DrainReport { frames: own.map_or(0, |(_, moved)| moved), asked: 0, unanswered: 0 };
-        // PCP.6: ask every other CPU (and our own after a re-entry).
+        // PCP.6: ask every other CPU (and our own after a re-entry). A CPU
+        // still owing an answer to an earlier request is asked again but
+        // not waited for: it has not entered since, and every drain would
+        // otherwise wait out its rounds for it.
         let mut pending = [None::<u32>; MAX_CPUS];
+        let mut owing = 0;
         for (cpu, pcp) in self.pcp[..self.nr_cpus as usize].iter().enumerate() {
             if own.is_some_and(|(own, _)| own == cpu) {
                 continue;
@@ -724,8 +744,14 @@ impl<'a> Node<'a> {
             }
             #[allow(unreachable_code)]
             {
-                pending[cpu] = Some(pcp.request());
+                let stale = pcp.drain_requested();
+                let generation = pcp.request();
                 report.asked += 1;
+                if stale && !pcp.answered(generation) {
+                    owing += 1;
+                } else {
+                    pending[cpu] = Some(generation);
+                }
             }
         }
         // PCP.8: wait for each answer (or an empty CPU), a bounded time.
@@ -743,12 +769,19 @@ impl<'a> Node<'a> {
             if !waiting || round == DRAIN_WAIT_ROUNDS {
                 break;
             }
+            // While we wait, answer requests to our own CPU (PCP.3 at an
+            // entry), so two CPUs draining at once do not wait out each
+            // other's rounds.
+            if own.is_some() {
+                self.answer_drain();
+            }
             self.platform.relax();
         }
-        report.unanswered = pending.iter().flatten().count() as u32;
-        if report.unanswered > 0 {
-            self.stats[self.cpu()].add(VmEvent::PcpDrainTimeout, u64::from(report.unanswered));
+        let timed_out = pending.iter().flatten().count() as u32;
+        if timed_out > 0 {
+            self.stats[self.cpu()].add(VmEvent::PcpDrainTimeout, u64::from(timed_out));
         }
+        report.unanswered = timed_out + owing;
         report
     }
 

@@ -251,11 +251,11 @@ impl Pcp {
         })
     }
 
-    /// Whether a drain request is pending (models: an owner waiting for
-    /// one before its next entry).
-    #[cfg(all(test, memdesc_loom))]
+    /// Whether a drain request is pending (PCP.3's test, without entering):
+    /// the owner's cheap poll, and the models' owner waiting for one.
+    #[inline(always)]
     pub(crate) fn drain_requested(&self) -> bool {
-        // Relaxed: a model's polling loop; the owner's entry rereads it.
+        // Relaxed: a poll; the entry that answers rereads the word (PCP.3).
         self.drain_req.load(Ordering::Relaxed) != self.drain_ack.load(Ordering::Relaxed)
     }
 

@@ -56,8 +56,8 @@ vm_events! {
     BadPage => "bad_page",
     /// Drain requests a CPU answered by giving its own lists back (PCP.7).
     PcpDrainAnswered => "pcp_drain_answered",
-    /// CPUs a drain asked that neither answered nor were empty within its
-    /// wait (PCP.8): their frames stayed cached.
+    /// CPUs a drain waited for in vain (PCP.8): they neither answered nor
+    /// were empty within its rounds, and their frames stayed cached.
     PcpDrainTimeout => "pcp_drain_timeout",
 }
 
