@@ -118,6 +118,41 @@ pub fn kmalloc_pair_loop(slab: &SlabAllocator<'_>, iters: u64) -> Duration {
     })
 }
 
+/// S1's pair as a malloc adapter that owns its platform makes it: per
+/// operation `HostPlatform::enter_local` (a static, inlined call), the
+/// cache's `alloc_on` / `free_on` with the token, `exit_local`.
+#[inline(never)]
+pub fn cache_pair_on_loop(cache: &CacheRef<'_, '_>, platform: &SimPlatform, iters: u64) -> Duration {
+    time_loop(iters, || {
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: the token is from the platform the bench node booted with.
+        let obj = unsafe { cache.alloc_on(&cpu) }.expect("the node has free memory");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: `obj` was just allocated from this cache and is given up
+        // here, once; the token is as above.
+        unsafe { cache.free_on(&cpu, black_box(obj)) }.expect("a fresh object of this cache");
+        platform.exit_local(cpu);
+    })
+}
+
+/// S1k's pair as a malloc adapter makes it: `kmalloc_on` + `kfree_on`,
+/// each inside its own `enter_local` / `exit_local`.
+#[inline(never)]
+pub fn kmalloc_pair_on_loop(slab: &SlabAllocator<'_>, platform: &SimPlatform, iters: u64) -> Duration {
+    time_loop(iters, || {
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: the token is from the platform the bench node booted with.
+        let obj = unsafe { slab.kmalloc_on(&cpu, OBJECT_SIZE, KMALLOC_ALIGN) }.expect("the node has free memory");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: `obj` was just kmalloc'ed and is given up here, once; the
+        // token is as above.
+        unsafe { slab.kfree_on(&cpu, black_box(obj)) }.expect("a fresh kmalloc object");
+        platform.exit_local(cpu);
+    })
+}
+
 /// Frees `obj`, a kmalloc allocation the caller made and gives up.
 ///
 /// # Panics

@@ -10,6 +10,7 @@ use super::{BadObject, CacheConfig, SlabCore, SlabError, SlabEvent, SlabFlags, S
 use crate::buddy::{FrozenFolio, Gfp};
 use crate::folio::PageType;
 use crate::memmap::{Page, Pfn};
+use crate::platform::LocalCpu;
 use crate::sync::{fence, Ordering, SpinLock};
 
 /// Objects per sheaf of a cache (the per-CPU layer's capacity).
@@ -84,12 +85,21 @@ impl<'a> Cache<'a> {
     #[inline]
     pub(crate) fn alloc(&self) -> Result<usize, SlabError> {
         let obj = if self.slabs.is_debug() {
-            let mut out = [0];
-            (self.slabs.refill(&mut out) == 1).then_some(out[0])
+            self.slabs.alloc_unsheaved()
         } else {
             self.sheaves.alloc(self.slabs.core().node.platform(), &self.slabs)
         };
-        obj.ok_or(SlabError::OutOfMemory(crate::buddy::AllocError::OutOfMemory { order: self.slabs.layout.order }))
+        obj.ok_or_else(|| self.slabs.out_of_memory())
+    }
+
+    /// [`Cache::alloc`] inside the caller's local section: `cpu` is a token
+    /// of the platform of this cache's node. `None`: out of memory.
+    #[inline(always)]
+    pub(crate) fn alloc_on(&self, cpu: &LocalCpu) -> Option<usize> {
+        if self.slabs.is_debug() {
+            return self.slabs.alloc_unsheaved();
+        }
+        self.sheaves.alloc_on(cpu, &self.slabs)
     }
 
     /// Frees `obj`, which the caller checked is an object boundary of a slab
@@ -101,6 +111,28 @@ impl<'a> Cache<'a> {
         }
         self.sheaves.free(self.slabs.core().node.platform(), obj, &self.slabs);
         Ok(())
+    }
+
+    /// [`Cache::free`] inside the caller's local section, with `cpu` as in
+    /// [`Cache::alloc_on`].
+    #[inline(always)]
+    pub(crate) fn free_on(&self, cpu: &LocalCpu, obj: usize) -> Result<(), SlabError> {
+        if self.slabs.is_debug() {
+            return self.slabs.free_debug(obj);
+        }
+        self.sheaves.free_on(cpu, obj, &self.slabs);
+        Ok(())
+    }
+
+    /// Whether `addr` is an object boundary of a slab of this cache, by its
+    /// descriptor (`SlabCore::slab_of`): the check of every free through a
+    /// cache handle, loads and compares only.
+    #[inline(always)]
+    pub(crate) fn owns(&self, addr: usize) -> bool {
+        match self.slabs.core().slab_of(addr) {
+            Some((cache, offset)) => cache == self.slabs.id && self.slabs.layout.index_of(offset).is_some(),
+            None => false,
+        }
     }
 }
 
@@ -158,8 +190,24 @@ impl<'a> Slabs<'a> {
 
     /// Whether allocations bypass the sheaves (debug caches check every
     /// object under the lock).
+    #[inline(always)]
     pub(crate) fn is_debug(&self) -> bool {
         self.config.flags.contains(SlabFlags::DEBUG)
+    }
+
+    /// One object straight from the slabs (a debug cache's allocation).
+    #[cold]
+    #[inline(never)]
+    fn alloc_unsheaved(&self) -> Option<usize> {
+        let mut out = [0];
+        (self.refill(&mut out) == 1).then_some(out[0])
+    }
+
+    /// The error of an allocation that found no object.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn out_of_memory(&self) -> SlabError {
+        SlabError::OutOfMemory(crate::buddy::AllocError::OutOfMemory { order: self.layout.order })
     }
 
     fn page(&self, pfn: u64) -> &'a Page {

@@ -34,7 +34,7 @@
 //! returns everything. docs/PROTOCOLS.md, section SHEAF, numbers the steps.
 
 use crate::buddy::MAX_CPUS;
-use crate::platform::Platform;
+use crate::platform::{LocalCpu, Platform};
 use crate::sync::{compiler_fence, AtomicU32, Ordering, SpinLock, StatWord, UnsafeCell};
 
 #[cfg(all(test, memdesc_loom))]
@@ -279,7 +279,17 @@ impl PerCpuSheaves {
         let Some(cpu) = platform.local_enter() else {
             return Self::alloc_fallback(src);
         };
-        let obj = match self.cpus.get(cpu.cpu().index()) {
+        let obj = self.alloc_on(&cpu, src);
+        platform.local_exit(cpu);
+        obj
+    }
+
+    /// [`Self::alloc`] inside a section the caller opened (SHEAF.2–5, 8):
+    /// `cpu` is the token of SHEAF.1, from the platform of this cache's
+    /// node (the caller's duty, `CacheRef::alloc_on`'s).
+    #[inline(always)]
+    pub(crate) fn alloc_on(&self, cpu: &LocalCpu, src: &dyn ObjectSource) -> Option<usize> {
+        match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
                 let obj = slot.with_locked(|state| match state.main.pop() {
@@ -290,9 +300,7 @@ impl PerCpuSheaves {
                 obj
             }
             _ => Self::alloc_fallback(src),
-        };
-        platform.local_exit(cpu);
-        obj
+        }
     }
 
     /// Frees `obj` (an object of this cache, not cached anywhere): onto the
@@ -304,8 +312,16 @@ impl PerCpuSheaves {
     pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
-            return src.give_back(&[obj]);
+            return Self::free_fallback(obj, src);
         };
+        self.free_on(&cpu, obj, src);
+        platform.local_exit(cpu);
+    }
+
+    /// [`Self::free`] inside a section the caller opened (SHEAF.2–4, 6, 8),
+    /// with `cpu` as in [`Self::alloc_on`].
+    #[inline(always)]
+    pub(crate) fn free_on(&self, cpu: &LocalCpu, obj: usize, src: &dyn ObjectSource) {
         match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
@@ -318,9 +334,8 @@ impl PerCpuSheaves {
                 });
                 slot.unlock_local();
             }
-            _ => src.give_back(&[obj]),
+            _ => Self::free_fallback(obj, src),
         }
-        platform.local_exit(cpu);
     }
 
     /// Flushes the calling CPU's sheaves and every full sheaf of the barn
@@ -382,13 +397,23 @@ impl PerCpuSheaves {
     }
 
     /// The fallback path's allocation (SHEAF.8): one object from `src`.
+    #[cold]
+    #[inline(never)]
     fn alloc_fallback(src: &dyn ObjectSource) -> Option<usize> {
         let mut one = [0];
         (src.refill(&mut one) == 1).then_some(one[0])
     }
 
+    /// The fallback path's free (SHEAF.8): `obj` back to `src`.
+    #[cold]
+    #[inline(never)]
+    fn free_fallback(obj: usize, src: &dyn ObjectSource) {
+        src.give_back(&[obj]);
+    }
+
     /// SHEAF.5: the main sheaf is empty.
     #[cold]
+    #[inline(never)]
     fn alloc_slow(&self, slot: &CpuSheaves, state: &mut CpuState, src: &dyn ObjectSource) -> Option<usize> {
         Self::honour_flush_request(slot, state, src);
         if state.spare.len > 0 {
@@ -404,6 +429,7 @@ impl PerCpuSheaves {
 
     /// SHEAF.6: the main sheaf is full.
     #[cold]
+    #[inline(never)]
     fn free_slow(&self, slot: &CpuSheaves, state: &mut CpuState, obj: usize, src: &dyn ObjectSource) {
         Self::honour_flush_request(slot, state, src);
         if state.main.len == self.capacity {

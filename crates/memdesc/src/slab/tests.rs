@@ -164,6 +164,68 @@ fn frees_are_checked_through_the_descriptor() {
     });
 }
 
+/// The `*_on` entry points (a token the caller entered with): they take
+/// the sheaves (a freed object comes back first) and refuse what
+/// `free_raw` and `kfree` refuse, by the same checks.
+#[test]
+fn the_on_entry_points_take_the_sheaves_and_check_every_free() {
+    use crate::platform::Platform;
+    use crate::testutil::{set_thread_cpu, ThreadCpus};
+    static ONE: ThreadCpus = ThreadCpus { nr: 1 };
+    set_thread_cpu(Some(0));
+    with_node(FRAMES, &[], small_config(false), &ONE, |node| {
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(&ONE, RcuConfig::default()).expect("rcu");
+        let slab = SlabAllocator::new(node, &rcu, &ret).expect("slab");
+        let a = slab.create_cache(CacheConfig::new("a", 64)).unwrap();
+        let b = slab.create_cache(CacheConfig::new("b", 64)).unwrap();
+        let dbg = debug_cache(&slab);
+        let cpu = ONE.local_enter().expect("this thread runs as CPU 0");
+        // SAFETY: `cpu` is a token of the platform the node booted with;
+        // each pointer is freed once, or refused and not freed.
+        unsafe {
+            let pa = a.alloc_on(&cpu).unwrap();
+            stamp(pa, 64, 0xa5);
+            a.free_on(&cpu, pa).unwrap();
+            assert_eq!(a.alloc_on(&cpu), Some(pa), "the sheaf's last free comes back first");
+            let pb = b.alloc_on(&cpu).unwrap();
+            assert_eq!(a.free_on(&cpu, pb), Err(SlabError::WrongCache { expected: a.id(), found: b.id() }));
+            let inside = NonNull::new_unchecked(pa.as_ptr().add(8));
+            assert!(matches!(a.free_on(&cpu, inside), Err(SlabError::Misaligned { .. })));
+            assert!(matches!(slab.kfree_on(&cpu, inside), Err(SlabError::Misaligned { .. })));
+            let mut local = 0u64;
+            let stack = NonNull::from(&mut local).cast::<u8>();
+            assert_eq!(a.free_on(&cpu, stack), Err(SlabError::NotSlabObject(stack.as_ptr() as usize)));
+            assert!(matches!(slab.kfree_on(&cpu, stack), Err(SlabError::NotSlabObject(_))));
+            let k = slab.kmalloc_on(&cpu, 64, 8).unwrap();
+            assert_eq!(slab.ksize(k), Ok(64));
+            assert!(matches!(a.free_on(&cpu, k), Err(SlabError::WrongCache { .. })));
+            slab.kfree_on(&cpu, k).unwrap();
+            assert_eq!(slab.kmalloc_on(&cpu, 64, 8), Ok(k), "kfree_on cached it on this CPU");
+            slab.kfree_on(&cpu, k).unwrap();
+            assert_eq!(slab.kmalloc_on(&cpu, 0, 8), Err(SlabError::BadSize(0)));
+            assert_eq!(slab.kmalloc_on(&cpu, 64, 3), Err(SlabError::BadAlign(3)));
+            let large = slab.kmalloc_on(&cpu, 3 * PAGE_SIZE, 8).unwrap();
+            assert!(matches!(a.free_on(&cpu, large), Err(SlabError::WrongCache { found: SLAB_LARGE, .. })));
+            slab.kfree_on(&cpu, large).unwrap();
+            let pd = dbg.alloc_on(&cpu).unwrap();
+            dbg.free_on(&cpu, pd).unwrap();
+            assert!(matches!(dbg.free_on(&cpu, pd), Err(SlabError::DoubleFree { .. })));
+            a.free_on(&cpu, pa).unwrap();
+            b.free_on(&cpu, pb).unwrap();
+        }
+        ONE.local_exit(cpu);
+        slab.destroy(a).unwrap();
+        slab.destroy(b).unwrap();
+        slab.destroy(dbg).unwrap();
+        assert_eq!(slab.audit().violations, 0);
+        drop(slab);
+        rcu.barrier();
+        assert_eq!(node.audit().allocated, 0, "every frame is back");
+    });
+    set_thread_cpu(None);
+}
+
 #[test]
 fn kmalloc_picks_classes_honours_alignment_and_goes_large() {
     with_slab(|_, slab| {

@@ -579,6 +579,23 @@ fn slab_alloc_free_pair_makes_no_locked_instruction() {
             }
             assert_eq!(rmw_count() - before, 0, "a kmalloc + kfree pair made a locked instruction");
 
+            // The entry points a malloc adapter uses, inside its own section.
+            use crate::platform::Platform;
+            let cpu = ONE_CPU.local_enter().expect("CPU 0");
+            let before = rmw_count();
+            for _ in 0..1000 {
+                // SAFETY: `cpu` is a token of the node's platform; each
+                // object is allocated just above and freed once.
+                unsafe {
+                    let p = cache.alloc_on(&cpu).expect("object");
+                    cache.free_on(&cpu, p).expect("free");
+                    let k = slab.kmalloc_on(&cpu, 64, 8).expect("kmalloc");
+                    slab.kfree_on(&cpu, k).expect("kfree");
+                }
+            }
+            assert_eq!(rmw_count() - before, 0, "an alloc_on / kmalloc_on pair made a locked instruction");
+            ONE_CPU.local_exit(cpu);
+
             slab.destroy(cache).expect("no live objects");
             drop(slab);
             rcu.barrier();
