@@ -18,12 +18,17 @@ use crate::sync::{fence, Ordering, SpinLock};
 const SHEAF_OBJECTS: usize = super::sheaf::SHEAF_CAPACITY;
 #[cfg(memdesc_loom)]
 const SHEAF_OBJECTS: usize = 1;
-/// Empty slabs a cache keeps before giving them back (Linux's
-/// `min_partial`).
-#[cfg(not(memdesc_loom))]
-const MIN_PARTIAL: u64 = 2;
-#[cfg(memdesc_loom)]
-const MIN_PARTIAL: u64 = 0;
+/// Slabs a cache keeps on its partial list before giving empty ones back
+/// (Linux's `min_partial`): half the log2 of the object size, within
+/// `5..=10` as Linux's `set_min_partial`, so a busy cache does not send
+/// slabs to the buddy allocator that its next refill takes back. None under
+/// the model, whose small nodes must see slabs go back.
+fn min_partial(size: usize) -> u64 {
+    if cfg!(memdesc_loom) {
+        return 0;
+    }
+    u64::from(size.max(1).ilog2() / 2).clamp(5, 10)
+}
 /// Slabs one `give_back` may discard while it holds the lock; more stay on
 /// the empty list for the next shrink.
 const DISCARD_BATCH: usize = 8;
@@ -146,6 +151,8 @@ pub(crate) struct Slabs<'a> {
     pub(crate) lists: SpinLock<Lists>,
     /// Where the cache struct lives (its own folio's head pfn).
     pub(crate) home: u64,
+    /// Partial slabs kept before empty ones go back ([`min_partial`]).
+    pub(crate) min_partial: u64,
 }
 
 impl<'a> Slabs<'a> {
@@ -168,6 +175,7 @@ impl<'a> Slabs<'a> {
             core: core::ptr::NonNull::from(core),
             lists: SpinLock::new(lists),
             home,
+            min_partial: min_partial(config.size),
         }
     }
 
@@ -404,27 +412,46 @@ impl<'a> Slabs<'a> {
     }
 
     /// Returns `obj` to its slab under the lock. Returns a slab to discard
-    /// if the empty list grew past `MIN_PARTIAL`.
+    /// if the partial list grew past `min_partial`.
     fn put_object(&self, lists: &mut Lists, obj: usize) -> Option<FrozenFolio<'a>> {
+        let head = self.slab_head(obj)?;
+        self.put_run(lists, head, &[obj])
+    }
+
+    /// The head pfn of the slab `obj` lies in.
+    fn slab_head(&self, obj: usize) -> Option<u64> {
         let map = self.core().node.memmap();
         let pfn = map.pfn_of_addr(obj)?;
-        let (head, _) = map.compound_head(pfn)?;
-        let Some(mut view) = SlabView::locked(&mut lists.lock, self.page(head.0)) else {
-            debug_assert!(false, "object {obj:#x} of a slab not on the lists");
+        Some(map.compound_head(pfn)?.0 .0)
+    }
+
+    /// Returns `run`, objects of the slab headed by `head`, to it under the
+    /// lock: chained in order onto its freelist with one update of its
+    /// counts and one relist (SLUB's detached freelist). Returns the slab to
+    /// discard if it emptied while the partial list is past `min_partial`.
+    fn put_run(&self, lists: &mut Lists, head: u64, run: &[usize]) -> Option<FrozenFolio<'a>> {
+        let Some(mut view) = SlabView::locked(&mut lists.lock, self.page(head)) else {
+            debug_assert!(false, "objects {run:x?} of a slab not on the lists");
             return None;
         };
         let mut counts = view.counts();
-        let free = view.freelist();
-        // SAFETY: duty 1 of write_word: the object was handed out and is
-        // given back to us (the caller gave up its pointer), under the lock.
-        unsafe { self.arena.write_word(self.layout.free_ptr(obj), free) };
-        view.set_freelist(obj);
-        counts.inuse -= 1;
+        let mut next = view.freelist();
+        for &obj in run.iter().rev() {
+            // SAFETY: duty 1 of write_word: the object was handed out and is
+            // given back to us (the caller gave up its pointer), under the lock.
+            unsafe { self.arena.write_word(self.layout.free_ptr(obj), next) };
+            next = obj;
+        }
+        view.set_freelist(next);
+        // A run is at most a sheaf, and every object of it was in use.
+        let n = run.len() as u16;
+        debug_assert!(n <= counts.inuse, "more objects given back than in use");
+        counts.inuse -= n;
         view.set_counts(counts);
-        lists.inuse -= 1;
-        self.relist(lists, head.0, counts);
-        if counts.inuse == 0 && lists.partial.len > MIN_PARTIAL {
-            return self.unlist_empty(lists, head.0);
+        lists.inuse -= u64::from(n);
+        self.relist(lists, head, counts);
+        if counts.inuse == 0 && lists.partial.len > self.min_partial {
+            return self.unlist_empty(lists, head);
         }
         None
     }
@@ -611,15 +638,26 @@ impl ObjectSource for Slabs<'_> {
     }
 
     fn give_back(&self, objs: &[usize]) {
+        let slab_bytes = self.layout.order.nr_pages() as usize * crate::memmap::PAGE_SIZE;
         let mut rest = objs;
         while !rest.is_empty() {
             // One lock hold until a slab must go back (rare: the partial
-            // list is past MIN_PARTIAL), which is done after unlocking.
+            // list is past min_partial), which is done after unlocking.
             let discard = self.lists.lock().with(|lists| {
-                while let Some((&obj, tail)) = rest.split_first() {
+                while let Some(&first) = rest.first() {
+                    // The run of objects of `first`'s slab: a slab is one
+                    // folio, contiguous in the memory from its head's frame.
+                    let Some(head) = self.slab_head(first) else {
+                        debug_assert!(false, "object {first:#x} outside the memory");
+                        rest = &rest[1..];
+                        continue;
+                    };
+                    let base = self.frame_addr(head);
+                    let n = rest.iter().take_while(|&&obj| obj.wrapping_sub(base) < slab_bytes).count();
+                    let (run, tail) = rest.split_at(n);
                     rest = tail;
-                    lists.frees += 1;
-                    if let Some(folio) = self.put_object(lists, obj) {
+                    lists.frees += n as u64;
+                    if let Some(folio) = self.put_run(lists, head, run) {
                         return Some(folio);
                     }
                 }

@@ -19,8 +19,9 @@
 //!   contents (constructor, TYPESAFE_BY_RCU, debug). Debug caches add red
 //!   zones and a state word (`layout.rs`, `debug.rs`).
 //! - **Lists and locking**: each cache has one node's partial, full and
-//!   empty lists behind one `SpinLock`; empty slabs beyond `MIN_PARTIAL` go
-//!   back to the buddy allocator. A slab is typed `Slab { cache: id }`
+//!   empty lists behind one `SpinLock`; empty slabs beyond `min_partial`
+//!   (5 to 10 by object size, as Linux) go back to the buddy allocator, and
+//!   a give-back returns each slab's run of objects in one update. A slab is typed `Slab { cache: id }`
 //!   exactly while it is on cache `id`'s lists (both retypes happen under
 //!   the lock); while its creator or discarder holds it frozen it is typed
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU

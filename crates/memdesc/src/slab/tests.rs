@@ -285,16 +285,19 @@ fn empty_slabs_beyond_min_partial_go_back_and_shrink_returns_the_rest() {
         let cache = slab.create_cache(CacheConfig::new("big", 1024)).unwrap();
         let (per_slab, pages) = cache.slab_shape();
         let before = node.audit().allocated;
-        let n = usize::from(per_slab) * 5;
+        let min_partial = cache.cache().min_partial;
+        assert_eq!(min_partial, 5, "Linux's floor: log2(1024) / 2 is below it");
+        let slabs = min_partial + 3;
+        let n = usize::from(per_slab) * slabs as usize;
         let objs: Vec<_> = (0..n).map(|_| cache.alloc_raw().unwrap()).collect();
-        assert_eq!(node.audit().allocated, before + 5 * pages);
+        assert_eq!(node.audit().allocated, before + slabs * pages);
         for p in objs {
             // SAFETY: allocated above, freed once.
             unsafe { cache.free_raw(p) }.unwrap();
         }
         let kept = slab.slabinfo().find(|i| i.name == "big").unwrap().slabs;
-        assert_eq!(kept, 2, "min_partial empty slabs kept, the rest given back");
-        assert_eq!(slab.shrink(&cache), 2);
+        assert_eq!(kept, min_partial, "min_partial empty slabs kept, the rest given back");
+        assert_eq!(slab.shrink(&cache), min_partial);
         assert_eq!(node.audit().allocated, before);
         slab.destroy(cache).unwrap();
     });
@@ -371,22 +374,24 @@ fn typesafe_by_rcu_slabs_go_back_only_after_a_grace_period() {
         let config = CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("rcu", 512) };
         let cache = slab.create_cache(config).unwrap();
         let (per_slab, pages) = cache.slab_shape();
-        let objs: Vec<_> = (0..usize::from(per_slab) * 3).map(|_| cache.alloc_raw().unwrap()).collect();
+        let min_partial = cache.cache().min_partial;
+        let slabs = min_partial + 1;
+        let objs: Vec<_> = (0..usize::from(per_slab) * slabs as usize).map(|_| cache.alloc_raw().unwrap()).collect();
         let reader = rcu.read_lock();
         for p in objs {
             // SAFETY: allocated above, freed once.
             unsafe { cache.free_raw(p) }.unwrap();
         }
-        assert_eq!(slab.shrink(&cache), 2, "the slabs beyond min_partial went earlier");
+        assert_eq!(slab.shrink(&cache), min_partial, "the slab beyond min_partial went earlier");
         let allocated = node.audit().allocated;
         rcu.poll();
         assert_eq!(node.audit().allocated, allocated, "no slab frame freed under a reader");
         assert_eq!(slab.event(SlabEvent::SlabsRcuFreed), 0);
-        assert_eq!(slab.audit().unlisted_frames, 3 * pages, "queued slabs keep the slab type");
+        assert_eq!(slab.audit().unlisted_frames, slabs * pages, "queued slabs keep the slab type");
         drop(reader);
         slab.rcu_barrier();
-        assert_eq!(slab.event(SlabEvent::SlabsRcuFreed), 3);
-        assert_eq!(node.audit().allocated, allocated - 3 * pages);
+        assert_eq!(slab.event(SlabEvent::SlabsRcuFreed), slabs);
+        assert_eq!(node.audit().allocated, allocated - slabs * pages);
         slab.destroy(cache).unwrap();
         drop(slab);
         rcu.barrier();
