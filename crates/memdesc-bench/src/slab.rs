@@ -25,10 +25,11 @@ use std::time::Duration;
 
 /// The object size of S1–S3.
 pub const OBJECT_SIZE: usize = 64;
-/// Objects per sheaf: `slab/sheaf.rs`'s `SHEAF_CAPACITY`, which the core
-/// keeps crate-private (the `sheaf_only_batch` probe and the replica
-/// assume it; a change there only makes the probe touch the barn).
-pub const SHEAF_CAPACITY: usize = 26;
+/// Objects per sheaf of a 64-byte cache: `slab/sheaf.rs`'s
+/// `SHEAF_CAPACITY` (what `slab/cache.rs` gives caches of up to 256 bytes),
+/// which the core keeps crate-private (the `sheaf_only_batch` probe and the
+/// replica assume it; a change there only makes the probe touch the barn).
+pub const SHEAF_CAPACITY: usize = 64;
 /// kmalloc's alignment argument in the kmalloc probe (what `malloc` gives
 /// at least).
 const KMALLOC_ALIGN: usize = 8;

@@ -174,7 +174,7 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
                 ),
                 probe(
                     "sheaf_only_batch",
-                    "ours, batch of 52 (one CPU's main and spare sheaves of 26: no barn, refill or give-back)",
+                    "ours, batch of 128 (one CPU's main and spare sheaves of 64: no barn, refill or give-back)",
                     samples[3],
                     format!(
                         "the barn, refill and give-back paths are {:.0}% of the batch-1000 figure",

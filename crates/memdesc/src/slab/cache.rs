@@ -13,11 +13,20 @@ use crate::memmap::{Page, Pfn};
 use crate::platform::LocalCpu;
 use crate::sync::{fence, Ordering, SpinLock};
 
-/// Objects per sheaf of a cache (the per-CPU layer's capacity).
-#[cfg(not(memdesc_loom))]
-const SHEAF_OBJECTS: usize = super::sheaf::SHEAF_CAPACITY;
-#[cfg(memdesc_loom)]
-const SHEAF_OBJECTS: usize = 1;
+/// Objects per sheaf of a cache of `size`-byte objects (the per-CPU
+/// layer's capacity): larger for small objects, as Linux sizes a cache's
+/// `sheaf_capacity`, so a CPU caches a similar number of bytes whatever
+/// the size. One under the model, whose few objects must reach every path.
+fn sheaf_capacity(size: usize) -> usize {
+    if cfg!(memdesc_loom) {
+        return 1;
+    }
+    match size {
+        0..=256 => super::sheaf::SHEAF_CAPACITY,
+        257..=1024 => 32,
+        _ => 16,
+    }
+}
 /// Slabs a cache keeps on its partial list before giving empty ones back
 /// (Linux's `min_partial`): half the log2 of the object size, within
 /// `5..=10` as Linux's `set_min_partial`, so a busy cache does not send
@@ -70,7 +79,10 @@ pub(crate) struct Lists {
 /// frozen Kernel frames the allocator placed it in.
 pub(crate) struct Cache<'a> {
     pub(crate) slabs: Slabs<'a>,
-    pub(crate) sheaves: PerCpuSheaves,
+    pub(crate) sheaves: PerCpuSheaves<'a>,
+    /// The head pfn of the frozen frames holding the sheaves' storage,
+    /// given back after the cache struct is dropped.
+    pub(crate) sheaf_home: u64,
 }
 
 impl<'a> core::ops::Deref for Cache<'a> {
@@ -81,9 +93,27 @@ impl<'a> core::ops::Deref for Cache<'a> {
 }
 
 impl<'a> Cache<'a> {
-    /// A cache `id` of `config` (checked by `layout`).
-    pub(crate) fn new(id: u16, config: CacheConfig, layout: Layout, core: &SlabCore<'a>, home: u64) -> Self {
-        Self { slabs: Slabs::new(id, config, layout, core, home), sheaves: PerCpuSheaves::new(SHEAF_OBJECTS) }
+    /// A cache `id` of `config` (checked by `layout`) whose sheaves live in
+    /// `storage`, frames given up with `into_raw` at `sheaf_home`.
+    ///
+    /// # Safety
+    /// 1. As [`PerCpuSheaves::in_storage`]'s duty 1 for `nr_cpus`, for `'a`
+    ///    or until the cache is dropped, whichever comes first.
+    pub(crate) unsafe fn new(
+        id: u16,
+        config: CacheConfig,
+        layout: Layout,
+        core: &SlabCore<'a>,
+        home: u64,
+        (storage, sheaf_home, nr_cpus): (core::ptr::NonNull<u8>, u64, usize),
+    ) -> Self {
+        let capacity = sheaf_capacity(config.size);
+        Self {
+            slabs: Slabs::new(id, config, layout, core, home),
+            // SAFETY: duty 1, passed on.
+            sheaves: unsafe { PerCpuSheaves::in_storage(capacity, nr_cpus, storage) },
+            sheaf_home,
+        }
     }
 
     /// Allocates one object: sheaves, then partial list, then a new slab.

@@ -425,9 +425,26 @@ impl<'a> SlabAllocator<'a> {
         let id = core.registry.iter().position(|e| e.load(Ordering::Relaxed).is_null());
         let id = id.ok_or(SlabError::TooManyCaches)?;
         let order = order_for_bytes(size_of::<Cache<'a>>()).ok_or(SlabError::BadSize(0))?;
+        // The per-CPU sheaves, sized by the platform's CPUs, in frames of
+        // their own (taken first: a failure below drops them back).
+        let nr_cpus = (self.node.platform().nr_cpus() as usize).clamp(1, crate::buddy::MAX_CPUS);
+        let storage_order =
+            order_for_bytes(sheaf::PerCpuSheaves::storage_bytes(nr_cpus)).ok_or(SlabError::BadSize(0))?;
+        let storage = self.node.alloc_frozen(storage_order, Gfp::KERNEL)?;
         let folio = self.node.alloc_frozen(order, Gfp::KERNEL)?;
-        let cache = Cache::new(id as u16, config, layout, core, folio.pfn().0);
+        let Some(storage_ptr) = self.node.memmap().frame_ptr(storage.pfn()) else {
+            return Err(SlabError::BadSize(sheaf::PerCpuSheaves::storage_bytes(nr_cpus)));
+        };
+        let storage_pfn = storage.into_raw().0;
+        // SAFETY: duty 1 of Cache::new: the frames are frozen and given up
+        // just above (page-aligned, `storage_bytes` long by the order), and
+        // taken back only by `unregister` after the cache struct is dropped.
+        let cache =
+            unsafe { Cache::new(id as u16, config, layout, core, folio.pfn().0, (storage_ptr, storage_pfn, nr_cpus)) };
         let Ok((ptr, _)) = raw::place(folio, cache) else {
+            // SAFETY: duty 1 of take_folio: given up above; the cache
+            // struct that used the frames came back and is dropped.
+            drop(unsafe { raw::take_folio(self.node, storage_pfn) });
             return Err(SlabError::BadSize(size_of::<Cache<'a>>()));
         };
         // Release: pairs with the Acquire load in SlabCore::cache, so a
@@ -487,7 +504,7 @@ impl<'a> SlabAllocator<'a> {
         let core = self.core();
         // SAFETY: a placed cache, alive until the unplace below.
         let cache = unsafe { ptr.as_ref() };
-        let (id, home) = (usize::from(cache.id), cache.home);
+        let (id, home, sheaf_home) = (usize::from(cache.id), cache.home, cache.sheaf_home);
         // The cache's counts join the allocator's before it goes.
         let (allocs, frees) = cache.lists.lock().with(|l| (l.allocs, l.frees));
         core.count(SlabEvent::SlabAlloc, allocs);
@@ -509,6 +526,9 @@ impl<'a> SlabAllocator<'a> {
         // SAFETY: duty 1 of unplace: placed by create_cache at `home`, and
         // this is its one unplace (the entry is cleared; no handle remains).
         drop(unsafe { raw::unplace(self.node, ptr, home) });
+        // SAFETY: duty 1 of take_folio: create_cache gave the sheaves'
+        // frames up, and the cache struct that used them is dropped.
+        drop(unsafe { raw::take_folio(self.node, sheaf_home) });
     }
 
     /// The counters so far (racy snapshot).
