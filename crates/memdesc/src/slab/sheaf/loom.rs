@@ -90,7 +90,7 @@ impl ObjectSource for ModelSource {
 
 struct Model {
     platform: BlockingPlatform,
-    sheaves: PerCpuSheaves,
+    sheaves: PerCpuSheaves<'static>,
     src: ModelSource,
 }
 
