@@ -256,6 +256,52 @@ pub(crate) struct PerCpuSheaves<'s> {
     capacity: usize,
 }
 
+/// [`PerCpuSheaves`] with the heap storage it borrows (tests and models):
+/// dereferences to the sheaves, and frees the storage after them.
+#[cfg(test)]
+pub(crate) struct OwnedSheaves {
+    sheaves: core::mem::ManuallyDrop<PerCpuSheaves<'static>>,
+    cpus: *mut [CpuSheaves],
+    full: *mut [Sheaf],
+}
+
+#[cfg(test)]
+impl core::ops::Deref for OwnedSheaves {
+    type Target = PerCpuSheaves<'static>;
+    fn deref(&self) -> &PerCpuSheaves<'static> {
+        &self.sheaves
+    }
+}
+
+#[cfg(test)]
+impl core::ops::DerefMut for OwnedSheaves {
+    fn deref_mut(&mut self) -> &mut PerCpuSheaves<'static> {
+        &mut self.sheaves
+    }
+}
+
+// SAFETY: the raw pointers are the storage the (Sync) sheaves borrow,
+// touched only by drop.
+#[cfg(test)]
+unsafe impl Sync for OwnedSheaves {}
+// SAFETY: as for Sync.
+#[cfg(test)]
+unsafe impl Send for OwnedSheaves {}
+
+#[cfg(test)]
+impl Drop for OwnedSheaves {
+    fn drop(&mut self) {
+        // SAFETY: the sheaves are dropped once, here, before their storage;
+        // the storage came from Box::into_raw in `PerCpuSheaves::owned` and is
+        // freed once; no borrow of it outlives `self`.
+        unsafe {
+            core::mem::ManuallyDrop::drop(&mut self.sheaves);
+            drop(std::boxed::Box::from_raw(self.cpus));
+            drop(std::boxed::Box::from_raw(self.full));
+        }
+    }
+}
+
 /// Where a cache's per-CPU storage puts the barn's sheaves: after the
 /// slots (a multiple of their 64-byte alignment, which a sheaf's 8 divides).
 const fn barn_offset(nr_cpus: usize) -> usize {
@@ -307,17 +353,22 @@ impl<'s> PerCpuSheaves<'s> {
         Self { cpus, barn: SpinLock::new(Barn { full, nr_full: 0 }), capacity: capacity.clamp(1, SHEAF_CAPACITY) }
     }
 
-    /// Sheaves for [`MAX_CPUS`] CPUs in leaked heap storage (tests and
+    /// Sheaves for [`MAX_CPUS`] CPUs in heap storage they own (tests and
     /// models).
     #[cfg(test)]
-    pub(crate) fn new(capacity: usize) -> PerCpuSheaves<'static> {
+    pub(crate) fn owned(capacity: usize) -> OwnedSheaves {
         let cpus: std::boxed::Box<[CpuSheaves]> = (0..MAX_CPUS).map(|_| CpuSheaves::new()).collect();
         let full: std::boxed::Box<[Sheaf]> = (0..BARN_SHEAVES).map(|_| Sheaf::EMPTY).collect();
-        PerCpuSheaves {
-            cpus: std::boxed::Box::leak(cpus),
-            barn: SpinLock::new(Barn { full: std::boxed::Box::leak(full), nr_full: 0 }),
+        let (cpus, full) = (std::boxed::Box::into_raw(cpus), std::boxed::Box::into_raw(full));
+        // SAFETY: both boxes were just given up and are taken back only by
+        // OwnedSheaves' drop, after the sheaves that borrow them.
+        let (cpu_slice, full_slice) = unsafe { (&*cpus, &mut *full) };
+        let sheaves = PerCpuSheaves {
+            cpus: cpu_slice,
+            barn: SpinLock::new(Barn { full: full_slice, nr_full: 0 }),
             capacity: capacity.clamp(1, SHEAF_CAPACITY),
-        }
+        };
+        OwnedSheaves { sheaves: core::mem::ManuallyDrop::new(sheaves), cpus, full }
     }
 
     /// Objects per sheaf.
