@@ -117,7 +117,7 @@ impl<'a> Cache<'a> {
     }
 
     /// Allocates one object: sheaves, then partial list, then a new slab.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self) -> Result<usize, SlabError> {
         let obj = if self.slabs.is_debug() {
             self.slabs.alloc_unsheaved()
@@ -139,7 +139,7 @@ impl<'a> Cache<'a> {
 
     /// Frees `obj`, which the caller checked is an object boundary of a slab
     /// of this cache (`SlabCore::lookup`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&self, obj: usize) -> Result<(), SlabError> {
         if self.slabs.is_debug() {
             return self.slabs.free_debug(obj);

@@ -381,7 +381,7 @@ impl<'s> PerCpuSheaves<'s> {
     /// read-modify-write and no lock (SHEAF.1–4); from the spare, the barn
     /// or `src` when it is empty (SHEAF.5); from `src` directly on the
     /// fallback path (SHEAF.8). `None`: `src` is out of objects.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self, platform: &dyn Platform, src: &dyn ObjectSource) -> Option<usize> {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
@@ -416,7 +416,7 @@ impl<'s> PerCpuSheaves<'s> {
     /// (SHEAF.1–4); onto the spare or the barn, or back to `src`, when the
     /// main sheaf is full (SHEAF.6); to `src` directly on the fallback path
     /// (SHEAF.8). Never fails.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
