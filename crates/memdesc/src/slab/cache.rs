@@ -683,7 +683,8 @@ impl ObjectSource for Slabs<'_> {
                         continue;
                     };
                     let base = self.frame_addr(head);
-                    let n = rest.iter().take_while(|&&obj| obj.wrapping_sub(base) < slab_bytes).count();
+                    // `first` always, so the loop moves on whatever the rest is.
+                    let n = 1 + rest[1..].iter().take_while(|&&obj| obj.wrapping_sub(base) < slab_bytes).count();
                     let (run, tail) = rest.split_at(n);
                     rest = tail;
                     lists.frees += n as u64;

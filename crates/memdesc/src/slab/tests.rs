@@ -226,6 +226,46 @@ fn the_on_entry_points_take_the_sheaves_and_check_every_free() {
     set_thread_cpu(None);
 }
 
+/// Sheaves given back in runs of objects per slab (a shrink's flush): every
+/// slab's counts and freelist come out right, so all of them empty and go
+/// back, whatever order the objects were freed in.
+#[test]
+fn a_give_back_returns_runs_per_slab_and_every_slab_empties() {
+    use crate::platform::Platform;
+    use crate::testutil::{set_thread_cpu, ThreadCpus};
+    static ONE: ThreadCpus = ThreadCpus { nr: 1 };
+    set_thread_cpu(Some(0));
+    with_node(FRAMES, &[], small_config(false), &ONE, |node| {
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(&ONE, RcuConfig::default()).expect("rcu");
+        let slab = SlabAllocator::new(node, &rcu, &ret).expect("slab");
+        let cache = slab.create_cache(CacheConfig::new("runs", 64)).unwrap();
+        let before = node.audit().allocated;
+        let (per_slab, pages) = cache.slab_shape();
+        let objs: Vec<_> = (0..usize::from(per_slab) * 4 + 7).map(|_| cache.alloc_raw().unwrap()).collect();
+        let slabs = (node.audit().allocated - before) / pages;
+        assert!(slabs >= 4, "the objects span several slabs");
+        // Runs of one slab, single objects alternating between slabs, and
+        // runs in reverse: evens forwards, then odds backwards.
+        let order = objs.iter().step_by(2).chain(objs.iter().skip(1).step_by(2).rev());
+        let cpu = ONE.local_enter().expect("CPU 0");
+        for &p in order {
+            // SAFETY: allocated above, freed once; the token is this
+            // node's platform's.
+            unsafe { cache.free_on(&cpu, p) }.unwrap();
+        }
+        ONE.local_exit(cpu);
+        assert_eq!(slab.audit().violations, 0);
+        assert_eq!(slab.shrink(&cache), slabs, "every slab emptied and went back");
+        assert_eq!(node.audit().allocated, before);
+        slab.destroy(cache).unwrap();
+        drop(slab);
+        rcu.barrier();
+        assert_eq!(node.audit().allocated, 0, "every frame is back");
+    });
+    set_thread_cpu(None);
+}
+
 #[test]
 fn kmalloc_picks_classes_honours_alignment_and_goes_large() {
     with_slab(|_, slab| {
