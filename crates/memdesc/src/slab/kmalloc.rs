@@ -200,7 +200,19 @@ impl SlabAllocator<'_> {
     ///
     /// # Errors
     /// As [`SlabAllocator::kfree`]'s lookup.
+    #[inline]
     pub fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
+        if let Some(cache) = self.core().cache_of_object(ptr.as_ptr() as usize) {
+            return Ok(cache.layout.size);
+        }
+        self.ksize_other(ptr)
+    }
+
+    /// What the fast check of `ksize` refused: a large kmalloc, or a bad
+    /// pointer the full lookup names.
+    #[cold]
+    #[inline(never)]
+    fn ksize_other(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
         match self.core().lookup(ptr.as_ptr() as usize)? {
             Found::Object(cache, _) => Ok(cache.layout.size),
             Found::Large(_, order) => Ok(order.nr_pages() as usize * PAGE_SIZE),
