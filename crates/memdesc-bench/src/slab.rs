@@ -197,6 +197,36 @@ pub fn cache_batch_loop(cache: &CacheRef<'_, '_>, batch: &mut Vec<NonNull<u8>>, 
     })
 }
 
+/// S2's batch as a malloc adapter makes it: each alloc and free inside its
+/// own `HostPlatform::enter_local` / `exit_local`, through `alloc_on` /
+/// `free_on`.
+#[inline(never)]
+pub fn cache_batch_on_loop(
+    cache: &CacheRef<'_, '_>,
+    platform: &SimPlatform,
+    batch: &mut Vec<NonNull<u8>>,
+    iters: u64,
+) -> Duration {
+    let size = batch.capacity();
+    time_loop(iters, || {
+        for _ in 0..size {
+            let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+            // SAFETY: the token is from the platform the bench node booted with.
+            batch.push(unsafe { cache.alloc_on(&cpu) }.expect("the node has free memory"));
+            platform.exit_local(cpu);
+        }
+        for &obj in black_box(&*batch) {
+            let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+            // SAFETY: each object of the batch was allocated above from this
+            // cache and is freed once (the batch is cleared right after); the
+            // token is as above.
+            unsafe { cache.free_on(&cpu, obj) }.expect("an object of this cache");
+            platform.exit_local(cpu);
+        }
+        batch.clear();
+    })
+}
+
 /// `threads` threads, thread `t` bound to simulated CPU `t`, each running
 /// `iters` batches of `size` on `cache`; returns the wall time: S3.
 pub fn batch_threads(

@@ -137,8 +137,9 @@ pub fn s1k(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
 
 /// S2's and S2g's shared measurement.
 fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measured, Box<dyn Error>> {
-    slab::with_slab(|alloc, cache, _| {
+    slab::with_slab(|alloc, cache, platform| {
         let mut ours_batch = Vec::with_capacity(BATCH);
+        let mut on_batch = Vec::with_capacity(BATCH);
         let mut small = Vec::with_capacity(SHEAF_BATCH);
         let (mut peer_batch, mut other_batch) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let samples = measure(
@@ -148,6 +149,7 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
                 Workload::new(BATCH as u64, |n| mallocs::batch_loop(peer, slab::OBJECT_SIZE, &mut peer_batch, n)),
                 Workload::new(BATCH as u64, |n| mallocs::batch_loop(other, slab::OBJECT_SIZE, &mut other_batch, n)),
                 Workload::new(SHEAF_BATCH as u64, |n| slab::cache_batch_loop(cache, &mut small, n)),
+                Workload::new(BATCH as u64, |n| slab::cache_batch_on_loop(cache, platform, &mut on_batch, n)),
             ],
         );
         let n = samples[0].iters;
@@ -179,6 +181,17 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
                     format!(
                         "the barn, refill and give-back paths are {:.0}% of the batch-1000 figure",
                         100.0 * (ours - sheaf_only).max(0.0) / ours
+                    ),
+                ),
+                probe(
+                    "batch_on",
+                    "S2's batch as a malloc adapter makes it: alloc_on / free_on, each inside \
+                     HostPlatform::enter_local / exit_local",
+                    samples[4],
+                    format!(
+                        "{:.2}x the peer; {:.2}x ours",
+                        samples[4].median_ns / samples[1].median_ns,
+                        samples[4].median_ns / ours
                     ),
                 ),
             ],

@@ -661,7 +661,7 @@ impl<'s, 'a> CacheRef<'s, 'a> {
     ///
     /// # Errors
     /// As [`CacheRef::alloc`].
-    #[inline]
+    #[inline(always)]
     pub fn alloc_raw(&self) -> Result<NonNull<u8>, SlabError> {
         let addr = self.cache().alloc()?;
         Ok(self.cache().core().arena.ptr(addr))
@@ -696,7 +696,7 @@ impl<'s, 'a> CacheRef<'s, 'a> {
     /// 1. If `ptr` is an object of this cache, the caller owns it (from
     ///    `alloc_raw`, not freed since) and gives it up: no access after.
     ///    Double frees are detected only by debug caches.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free_raw(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
         let addr = ptr.as_ptr() as usize;
         let cache = self.cache();
