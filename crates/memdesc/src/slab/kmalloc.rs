@@ -66,7 +66,7 @@ fn class_for(size: usize, align: usize) -> Option<usize> {
 impl SlabCore<'_> {
     /// Frees what `addr` is by its descriptor: an object of any cache, or a
     /// large kmalloc.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn kfree_addr(&self, addr: usize) -> Result<(), SlabError> {
         match self.cache_of_object(addr) {
             Some(cache) => cache.free(addr),
@@ -106,8 +106,22 @@ impl SlabAllocator<'_> {
     /// [`SlabError::BadSize`] for 0 or above the largest folio,
     /// [`SlabError::BadAlign`] for an alignment not a power of two,
     /// [`SlabError::OutOfMemory`].
-    #[inline]
+    #[inline(always)]
     pub fn kmalloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
+        // One compare rejects 0 and the large sizes; the slow path names them.
+        if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE && align.is_power_of_two() {
+            let core = self.core();
+            if let Some(cache) = class_for(size, align).and_then(|index| core.cache(index)) {
+                return Ok(core.arena.ptr(cache.alloc()?));
+            }
+        }
+        self.kmalloc_slow(size, align)
+    }
+
+    /// kmalloc's checks and large allocations.
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_slow(&self, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
         if !align.is_power_of_two() {
             return Err(SlabError::BadAlign(align));
         }
@@ -152,7 +166,8 @@ impl SlabAllocator<'_> {
         self.kmalloc_other(size, align)
     }
 
-    /// What the fast path of `kmalloc_on` did not serve.
+    /// What the fast path of `kmalloc_on` did not serve (through the
+    /// platform: an out-of-memory retry, or kmalloc's own slow path).
     #[cold]
     #[inline(never)]
     fn kmalloc_other(&self, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
@@ -190,7 +205,7 @@ impl SlabAllocator<'_> {
     ///    and gives it up (freed once, no access after). Double frees are
     ///    detected only by debug caches (and for large allocations only
     ///    once the frames are back in the buddy allocator).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn kfree(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
         self.core().kfree_addr(ptr.as_ptr() as usize)
     }
