@@ -307,8 +307,8 @@ pub const GOALS: &[Goal] = &[
 
 /// What limits S1 when it is missed.
 const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, toggle-collect on \
-    slab::cache_pair_loop, divided by 400 000) ours is about 210 instructions per pair against mimalloc's 72 \
-    (2.9x; 287 before the lean free check). The free's check is now a few loads and compares (the address to a \
+    slab::cache_pair_loop, divided by 400 000) ours is about 163 instructions per pair against mimalloc's 72 \
+    (2.3x; 287 before the lean free check and the inlined entry points). The free's check is now a few loads and compares (the address to a \
     pfn by the memory's linear map, the descriptor, the compound word, the type tag against the cache's own id, \
     the object-boundary multiply; the full lookup runs only to name a refusal). What is left is the trip into the \
     per-CPU layer: per operation a `dyn Platform` local_enter and local_exit (about 56 instructions a pair), \
@@ -318,8 +318,8 @@ const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, t
 /// What limits S1k when it is missed.
 const S1K_LIMIT: &str = "S1's analysis. kmalloc adds its own steps (the alignment and size checks, the size class, \
     the class's cache read from the registry) and kfree finds the cache from the slab's tag and the registry: \
-    about 241 instructions per pair under callgrind (toggle-collect on slab::kmalloc_pair_loop, `--quick --filter \
-    S1k --iters 100000`) against S1's 210; the `kmalloc_on` probe (an adapter's kmalloc_on + kfree_on) about 145. \
+    about 190 instructions per pair under callgrind (toggle-collect on slab::kmalloc_pair_loop, `--quick --filter \
+    S1k --iters 100000`) against S1's 163; the `kmalloc_on` probe (an adapter's kmalloc_on + kfree_on) about 145. \
     The `cache_pair` probe is S1's pair in the same run.";
 /// What limits S2 when it is missed.
 const S2_LIMIT: &str = "A 64-byte cache's sheaves hold 64 objects and the barn 16 sheaves, so a batch of 1000 stays \
@@ -328,7 +328,8 @@ const S2_LIMIT: &str = "A 64-byte cache's sheaves hold 64 objects and the barn 1
     keeps the slabs the next refill needs. Under callgrind (`--quick --filter S2 --iters 200`, toggle-collect on \
     slab::cache_batch_loop, which also counts the `sheaf_only_batch` probe's 128-object batches) ours is about \
     180 instructions per alloc+free against mimalloc's 63 (about 410 before): S1's per-operation cost, virtual \
-    local_enter/local_exit included, is what remains.";
+    local_enter/local_exit included, is what remains; the `batch_on` probe (an adapter's alloc_on/free_on, \
+    toggle-collect on slab::cache_batch_on_loop) is about 140.";
 /// What limits S2g when it is missed.
 const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glibc batch of 31.9 ns. glibc measured \
     in this process is faster: 7 to 17 ns per alloc+free in this machine's runs (its tcache and fastbins; it is \
