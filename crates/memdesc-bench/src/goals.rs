@@ -308,9 +308,9 @@ pub const GOALS: &[Goal] = &[
 /// What limits S1 when it is missed.
 const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, toggle-collect on \
     slab::cache_pair_loop, divided by 400 000) ours is about 163 instructions per pair against mimalloc's 72 \
-    (2.3x; 287 before the lean free check and the inlined entry points). The free's check is now a few loads and compares (the address to a \
-    pfn by the memory's linear map, the descriptor, the compound word, the type tag against the cache's own id, \
-    the object-boundary multiply; the full lookup runs only to name a refusal). What is left is the trip into the \
+    (2.3x; 287 before the lean free check and the inlined entry points). The free's check is now a few loads \
+    and compares (the address to a pfn by the memory's linear map, the descriptor, the compound word, the type \
+    tag against the cache's own id, the object-boundary multiply; the full lookup runs only to name a refusal). What is left is the trip into the \
     per-CPU layer: per operation a `dyn Platform` local_enter and local_exit (about 56 instructions a pair), \
     Result plumbing and the sheaf steps. The `pair_on` probe is the same pair as an adapter that owns its \
     platform makes it (HostPlatform::enter_local, inlined, and `alloc_on`/`free_on` with the token): about 125 \
