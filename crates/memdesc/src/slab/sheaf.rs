@@ -100,9 +100,13 @@ impl Sheaf {
         self.len = from.len;
     }
 
-    /// Gives every object back to `src`, leaving the sheaf empty.
+    /// Gives every object back to `src`, leaving the sheaf empty: sorted
+    /// by address first, outside the source's lock, so each slab's objects
+    /// form one run the source returns in one update (objects freed in
+    /// random order would otherwise mostly be runs of one).
     fn give_back(&mut self, src: &dyn ObjectSource) {
         if self.len > 0 {
+            self.objs[..self.len].sort_unstable();
             src.give_back(self.objects());
             self.len = 0;
         }
