@@ -412,29 +412,29 @@ const S3_LIMIT: &str = "Both threads share one cache: one barn of 16 sheaves of 
     never share: each has its own heap and pages. What is left is S1's per-operation cost.";
 
 /// What limits S4 when it is missed.
-const S4_LIMIT: &str = "Every malloc and free of the preloaded library pays S1k's slab cost plus the adapter's \
-    own, and a program here makes millions of them, so S4's ratios track instructions per call. Under callgrind, a \
-    C loop of `malloc(64)` + `free` through function pointers (so the compiler keeps them) costs about 590 \
-    instructions per pair under our library against 64 under mimalloc's and 141 under glibc (memdesc-preload's \
-    `c/pairs.c` under `valgrind --tool=callgrind` at two N, the difference divided by the extra pairs). Of ours: free \
-    about 330 (kfree_addr's descriptor lookup and size class about 200, the sheaf push about 110), malloc about \
-    270 (the size class, the sheaf pop about 105), and about 66 in `__tls_get_addr`: Rust compiles \
-    `thread_local!` in a cdylib to the general-dynamic TLS model, a call into the dynamic linker for each of the \
-    several thread-locals a call touches (the thread's CPU slot, the engine's state, the sheaf section count); \
-    `local_enter`/`local_exit` through `dyn Platform` add their own. mimalloc reaches its thread's heap with one \
-    initial-exec TLS load and pops a page-local free list. The programs differ in how much else they do: \
-    espresso computes more than it allocates and comes out near 1.0; cfrac and glibc-simple are almost all \
-    malloc/free, so they show the per-call ratio (glibc-simple's batches of 400 and 1600 also overflow a CPU's \
-    two sheaves of 26 and go through refill and give-back under the list lock, S2's limit); xmalloc-test is all \
-    remote frees: the producer's sheaves empty and refill from the slabs while the consumer's fill and give \
-    back, both under one list lock whose lines move between the vCPUs (about 830 instructions per pair under \
-    callgrind against mimalloc's 125, whose remote frees go to a page-local atomic list the owner collects in \
-    a batch); mstress mixes the cases. Meeting 1.2x needs the library's fast path within about 1.2x of \
-    mimalloc's instructions: thread-locals in the initial-exec model (one `#[thread_local]`-free static block \
-    the library reaches by an offset, or `-Z tls-model=initial-exec` where nightly is allowed), the CPU slot \
-    found once per call, S1's lookup and sheaf fixes, and remote frees batched per slab (a per-slab remote list \
-    the owning CPU collects) instead of taken one at a time under the list lock. Peak RSS is the other column: \
-    ours stays within a few MiB of glibc's on the small programs and below mimalloc's on mstress.";
+const S4_LIMIT: &str = "Every malloc and free of the preloaded library pays the slab's per-call cost plus the \
+    adapter's own, and a program here makes millions of them, so S4's ratios track instructions per call. Under \
+    callgrind, a C loop of `malloc(64)` + `free` (memdesc-preload's `c/pairs.c`, at two N, the difference divided \
+    by the extra pairs) costs about 465 instructions per pair under our library (free about 250, malloc about \
+    215) against 64 under mimalloc's and 141 under glibc. About 44 of ours are in `__tls_get_addr`, and as many \
+    again in the `thread_local!` wrappers around it: Rust compiles `thread_local!` in a cdylib to the \
+    general-dynamic TLS model, a call into the dynamic linker for each of the several thread-locals a call \
+    touches (the thread's CPU slot, the engine's state, the sheaf section count). The rest is the slab's own \
+    path (S1k's analysis: the size class, the descriptor lookup on free, `local_enter`/`local_exit` through \
+    `dyn Platform`, the sheaf push and pop). mimalloc reaches its thread's heap with one initial-exec TLS load \
+    and pops a page-local free list. The programs differ in how much else they do: espresso computes more than \
+    it allocates and comes out near 1.0, and so does mstress; cfrac and glibc-simple are almost all malloc and \
+    free, so they show the per-call ratio (glibc-simple's batches of 400 and 1600 also overflow a CPU's sheaves \
+    and go through refill and give-back under the list lock, S2's limit); xmalloc-test is all remote frees: the \
+    producer's sheaves empty and refill from the slabs while the consumer's fill and give back, both under one \
+    list lock whose lines move between the vCPUs (about 795 instructions per pair under callgrind with 2400 \
+    batches, against mimalloc's 125, whose remote frees go to a page-local atomic list its owner collects in a \
+    batch). Meeting 1.2x needs the fast path within about 1.2x of mimalloc's instructions: the library's \
+    thread-locals in the initial-exec model (one static block reached by an offset from the thread pointer; \
+    rustc offers `-Z tls-model=initial-exec` only on nightly), the CPU slot found once per call, S1's lookup and \
+    sheaf fixes, and remote frees batched per slab (a per-slab remote list its owning CPU collects) instead of \
+    one list-lock trip per sheaf. Peak RSS, the other column: ours stays within a few MiB of glibc's on the small \
+    programs and well below mimalloc's on mstress.";
 
 /// G2's bound: 0.5 ns per subpage in units of the reference machine's
 /// 6.1 ns `fetch_add` (performance.md §3): 0.5 / 6.1, rounded.
