@@ -8,8 +8,9 @@
  * free is a remote free, of a block allocated on another thread, the case
  * that separates allocators most in mimalloc's published results.
  *
- * Usage: xmalloc_test [THREADS] [SCALE]. THREADS is rounded up to an even
- * number. Prints totals that do not depend on the interleaving; exits 1 if
+ * Usage: xmalloc_test [THREADS] [SCALE] [BATCHES]. THREADS is rounded up to
+ * an even number; BATCHES (of 256 blocks, over all pairs) overrides
+ * 24000 x SCALE, for shorter runs under callgrind. Prints totals that do not depend on the interleaving; exits 1 if
  * a block was corrupted.
  */
 #include <pthread.h>
@@ -109,8 +110,9 @@ static void *consumer(void *arg) {
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     long scale = argc > 2 ? atol(argv[2]) : 1;
-    if (threads < 1 || threads > 64 || scale < 1) {
-        fprintf(stderr, "usage: xmalloc_test [THREADS] [SCALE]\n");
+    long batches = argc > 3 ? atol(argv[3]) : 24000 * scale;
+    if (threads < 1 || threads > 64 || scale < 1 || batches < 1) {
+        fprintf(stderr, "usage: xmalloc_test [THREADS] [SCALE] [BATCHES]\n");
         return 2;
     }
     int pairs = (threads + 1) / 2;
@@ -121,7 +123,7 @@ int main(int argc, char **argv) {
         pthread_mutex_init(&p[i].lock, NULL);
         pthread_cond_init(&p[i].changed, NULL);
         p[i].seed = 0x2545f4914f6cdd1dULL + (uint64_t)i;
-        p[i].batches = 24000 * scale / pairs;
+        p[i].batches = batches / pairs;
         if (pthread_create(&t[2 * i], NULL, producer, &p[i]) || pthread_create(&t[2 * i + 1], NULL, consumer, &p[i])) {
             fprintf(stderr, "xmalloc-test: pthread_create failed\n");
             return 2;
