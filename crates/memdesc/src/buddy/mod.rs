@@ -45,9 +45,7 @@ use crate::folio::{
     UnfreezeRefusal,
 };
 use crate::memmap::{BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
-#[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
-use crate::platform::LocalCpu;
-use crate::platform::Platform;
+use crate::platform::{LocalCpu, Platform};
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
 use core::num::NonZeroU32;
@@ -401,15 +399,18 @@ impl<'a> Node<'a> {
             Some(pfn) => pfn,
             None => self.alloc_after_drain(order, gfp)?,
         };
-        self.prep_new_folio(pfn, order, gfp);
+        let head = self.prep_new_folio(pfn, order, gfp);
         // SAFETY: duty 1: the block came off a free list, so it is ours alone;
         // prep_new_folio typed it as allocated; its refcount is still 0.
-        Ok(unsafe { crate::folio::FrozenFolio::from_owned(self, self.map.page_of(pfn)) })
+        Ok(unsafe { crate::folio::FrozenFolio::from_owned(self, head) })
     }
 
     /// PCP.11: every allowed zone failed. The free frames may all sit on
-    /// other CPUs' lists: drain them all, then retry once.
+    /// other CPUs' lists: drain them all, then retry the zone walk once
+    /// (straight from the zones: a refill would only cache on this CPU
+    /// frames the retry was short of).
     #[cold]
+    #[inline(never)]
     fn alloc_after_drain(&self, order: Order, gfp: Gfp) -> Result<Pfn, AllocError> {
         // Mutant: fail without draining them.
         #[cfg(not(memdesc_mutant = "no_drain_before_oom"))]
@@ -420,7 +421,7 @@ impl<'a> Node<'a> {
         #[cfg(memdesc_mutant = "no_retry_after_drain")]
         let retried = None;
         #[cfg(not(memdesc_mutant = "no_retry_after_drain"))]
-        let retried = self.rmqueue(order, gfp);
+        let retried = self.rmqueue_zones(order, gfp, stats);
         retried.ok_or_else(|| {
             stats.add(VmEvent::PgallocFail, 1);
             AllocError::OutOfMemory { order }
@@ -431,17 +432,47 @@ impl<'a> Node<'a> {
     /// the calling CPU's lists for orders up to [`PCP_MAX_ORDER`] (PCP.1–5),
     /// else, or on the fallback path (PCP.10), from the zones under their
     /// locks. Counts the allocation.
-    #[inline]
+    #[inline(always)]
     fn rmqueue(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
-        if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
-            let local = self.with_local_cpu(|pcp, cpu| {
-                let stats = &self.stats[cpu];
-                pcp.with_locked(&self.zones, &self.map, stats, |lists| self.rmqueue_pcp(lists, order, gfp, stats))
-            });
-            if let Some(found) = local {
+        if self.pcp_caches(order) {
+            if let Some(found) = self.with_local_cpu(|pcp, cpu| self.rmqueue_locked(pcp, cpu, order, gfp)) {
                 return found;
             }
         }
+        self.rmqueue_fallback(order, gfp)
+    }
+
+    /// Whether blocks of `order` go through the per-CPU lists.
+    #[inline(always)]
+    fn pcp_caches(&self, order: Order) -> bool {
+        self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER
+    }
+
+    /// PCP.3–4, alloc, on `pcp` (CPU `cpu`), whose local lock the caller
+    /// holds: a pop from the first allowed zone's list inline, anything
+    /// else (another zone, a refill) out of line.
+    #[inline(always)]
+    fn rmqueue_locked(&self, pcp: &Pcp, cpu: usize, order: Order, gfp: Gfp) -> Option<Pfn> {
+        let stats = &self.stats[cpu];
+        pcp.with_locked(&self.zones, &self.map, stats, |lists| {
+            // The first of `zones_for(gfp)`.
+            let id = if gfp.migratetype == Migratetype::Movable { ZoneId::Movable } else { ZoneId::Normal };
+            match lists[id as usize].pop(&self.map, order.get(), gfp.migratetype) {
+                Some(pfn) => {
+                    stats.add(VmEvent::PcpAllocHit, 1);
+                    count_alloc(stats, id, order, gfp);
+                    Some(pfn)
+                }
+                None => self.rmqueue_pcp(lists, order, gfp, stats),
+            }
+        })
+    }
+
+    /// The zones' locked path when the lists do not serve the request
+    /// (PCP.10's fallback, an order the lists do not cache, pcp disabled).
+    #[cold]
+    #[inline(never)]
+    fn rmqueue_fallback(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
         self.rmqueue_zones(order, gfp, &self.stats[self.cpu()])
     }
 
@@ -456,8 +487,10 @@ impl<'a> Node<'a> {
     }
 
     /// PCP.4, alloc: the first allowed zone's list that has (or refills) a
-    /// block; the caller holds the local lock.
-    #[inline(always)]
+    /// block; the caller holds the local lock. The path past an empty list
+    /// ([`Node::rmqueue_locked`] pops inline).
+    #[cold]
+    #[inline(never)]
     fn rmqueue_pcp(&self, lists: &mut [PcpLists; NR_ZONES], order: Order, gfp: Gfp, stats: &VmCounters) -> Option<Pfn> {
         for &id in Self::zones_for(gfp) {
             let zone = &self.zones[id as usize];
@@ -519,19 +552,29 @@ impl<'a> Node<'a> {
         #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
         // SAFETY: none: deliberately broken (the mutant), for loom to report.
         let cpu = self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) });
-        let index = cpu.cpu().index();
-        let r = match self.pcp[..self.nr_cpus as usize].get(index) {
-            // PCP.2
-            Some(pcp) if pcp.try_lock_local() => {
-                let r = f(pcp, index);
-                // PCP.5
-                pcp.unlock_local();
-                Some(r)
-            }
-            _ => None,
-        };
+        let r = self.on_local_cpu(&cpu, f);
         self.platform.local_exit(cpu);
         r
+    }
+
+    /// PCP.2 and PCP.5 inside a section the caller entered (PCP.1, `cpu`):
+    /// runs `f` on `cpu`'s [`Pcp`] under its local lock. `None` for a CPU
+    /// the node does not serve or a re-entry (PCP.10).
+    #[inline(always)]
+    fn on_local_cpu<R>(&self, cpu: &LocalCpu, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
+        let index = cpu.cpu().index();
+        if index >= self.nr_cpus as usize {
+            return None;
+        }
+        let pcp = self.pcp.get(index)?;
+        // PCP.2
+        if !pcp.try_lock_local() {
+            return None;
+        }
+        let r = f(pcp, index);
+        // PCP.5
+        pcp.unlock_local();
+        Some(r)
     }
 
     /// Prepares a block just taken off a free list as a folio (P3.1–P3.2).
@@ -539,11 +582,10 @@ impl<'a> Node<'a> {
     /// Free frames keep compound word, flags, mapcount and pincount at 0
     /// (the free path resets or checks them, and the audit verifies it), so
     /// only what differs from that is written.
-    #[inline]
-    fn prep_new_folio(&self, pfn: Pfn, order: Order, gfp: Gfp) {
+    #[inline(always)]
+    fn prep_new_folio(&self, pfn: Pfn, order: Order, gfp: Gfp) -> &'a crate::memmap::Page {
         let map = &self.map;
-        let folio = map.pages_of(pfn, order.nr_pages());
-        let head = &folio[0];
+        let head = map.page_of(pfn);
         if gfp.zero {
             // SAFETY: duty 1: the block was just taken off a free list and is
             // not yet published; nobody else can reach its contents.
@@ -553,12 +595,7 @@ impl<'a> Node<'a> {
         // set_compound and set_type): the block is exclusively ours until
         // P3.3 publishes it.
         if order != Order::ZERO {
-            let tail = tail_word(pfn);
-            for page in &folio[1..] {
-                page.set_compound(tail);
-                page.set_type(PageType::Tail);
-            }
-            head.set_compound(head_word(order));
+            prep_compound(map.pages_of(pfn, order.nr_pages()), pfn, order);
         }
         for word in 0..crate::memmap::OWNER_WORDS {
             // SAFETY: duty 1 of set_owner_word: the block is exclusively ours
@@ -567,29 +604,80 @@ impl<'a> Node<'a> {
         }
         // P3.2: the type tag, last before publication.
         head.set_type(gfp.page_type);
+        head
     }
 
     /// Takes back a folio whose refcount reached 0 (or whose frozen owner
     /// dropped it): checks it, resets it, and frees its block.
+    ///
+    /// The common case, a clean order-0 folio, is checked with one branch
+    /// ([`order0_is_clean`]); anything else, or a check that fails, takes
+    /// [`Node::free_folio_checked`], which names the reason.
+    #[inline]
     fn free_folio(&self, head_pfn: Pfn) {
         crate::platform::failpoint!(self.platform, FreeFolio);
-        let map = &self.map;
-        let head = map.page_of(head_pfn);
+        let head = self.map.page_of(head_pfn);
+        let order = if order0_is_clean(head) {
+            reset_flags(head);
+            Order::ZERO
+        } else {
+            match self.free_folio_checked(head_pfn, head) {
+                Some(order) => order,
+                None => return,
+            }
+        };
+        let zone = self.zone_of(head_pfn);
+        if self.pcp_caches(order) {
+            let local = self.with_local_cpu(|pcp, cpu| self.free_locked(pcp, cpu, zone, head_pfn, order));
+            if local.is_some() {
+                return;
+            }
+        }
+        self.free_fallback(zone, head_pfn, order);
+    }
+
+    /// PCP.3–4, free, on `pcp` (CPU `cpu`), whose local lock the caller
+    /// holds: pushes the checked and reset block on `zone`'s list.
+    #[inline(always)]
+    fn free_locked(&self, pcp: &Pcp, cpu: usize, zone: &Zone, head_pfn: Pfn, order: Order) {
+        let stats = &self.stats[cpu];
+        pcp.with_locked(&self.zones, &self.map, stats, |lists| {
+            stats.add(VmEvent::Pgfree, order.nr_pages());
+            lists[zone.id as usize].free(zone, &self.map, &self.config.pcp, head_pfn, order.get(), stats);
+        });
+    }
+
+    /// PCP.10's fallback, or an order the lists do not cache: the block goes
+    /// straight to its zone under the zone lock.
+    #[cold]
+    #[inline(never)]
+    fn free_fallback(&self, zone: &Zone, head_pfn: Pfn, order: Order) {
+        self.stats[self.cpu()].add(VmEvent::Pgfree, order.nr_pages());
+        let mut area = zone.area.lock();
+        area.with(|area| area.free_block(zone, &self.map, head_pfn, order.get()));
+    }
+
+    /// [`Node::free_folio`]'s checks for every folio (any order, every check
+    /// named) and its reset to the free-frame state: the order of the block
+    /// to free, or `None` when the folio was quarantined instead.
+    #[cold]
+    #[inline(never)]
+    fn free_folio_checked(&self, head_pfn: Pfn, head: &crate::memmap::Page) -> Option<Order> {
         if head.page_type() == PageType::Quarantined {
             // Quarantined while a reference was still held (a free that
             // found a nonzero refcount); that reference is now gone. The
             // frames stay out of service and were counted and reported once.
-            return;
+            return None;
         }
         let (_, order) = decode_compound(head_pfn, head.compound_word());
         let Some(order) = order else {
             self.quarantine(head_pfn, BadPageReason::BadCompound);
-            return;
+            return None;
         };
-        let folio = map.pages_of(head_pfn, order.nr_pages());
+        let folio = self.map.pages_of(head_pfn, order.nr_pages());
         if let Some(reason) = check_free(head_pfn, folio) {
             self.quarantine(head_pfn, reason);
-            return;
+            return None;
         }
         // Reset to the free-frame state prep_new_folio relies on: tails
         // become plain free frames; the head is typed by the list it joins.
@@ -600,28 +688,8 @@ impl<'a> Node<'a> {
             }
             head.set_compound(0);
         }
-        if head.flags() != PageFlags::EMPTY {
-            // Relaxed: refcount 0 and the folio ours (last put or frozen
-            // owner): nobody else may touch its flags.
-            head.flags.store(0, Ordering::Relaxed);
-        }
-        let zone = self.zone_of(head_pfn);
-        if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
-            let local = self.with_local_cpu(|pcp, cpu| {
-                let stats = &self.stats[cpu];
-                pcp.with_locked(&self.zones, map, stats, |lists| {
-                    stats.add(VmEvent::Pgfree, order.nr_pages());
-                    lists[zone.id as usize].free(zone, map, &self.config.pcp, head_pfn, order.get(), stats);
-                });
-            });
-            if local.is_some() {
-                return;
-            }
-        }
-        // PCP.10's fallback, or an order the lists do not cache.
-        self.stats[self.cpu()].add(VmEvent::Pgfree, order.nr_pages());
-        let mut area = zone.area.lock();
-        area.with(|area| area.free_block(zone, map, head_pfn, order.get()));
+        reset_flags(head);
+        Some(order)
     }
 
     /// Takes the folio (or frame) at `pfn` out of service and logs a report.
@@ -897,6 +965,47 @@ impl<'a> Node<'a> {
         let guard = self.bad.lock();
         guard.with_ref(|log| (log.count, log.frames, log.reports))
     }
+}
+
+/// Whether `head`, a folio's head at its free, is an order-0 folio that
+/// passes every check of [`check_free`]: an allocated type, no compound
+/// word, no reference, mapping or pin left, no flag that must be clear.
+/// Loads and one combined compare, so the common free costs one branch;
+/// `false` sends the caller to [`check_free`], which names what failed.
+#[inline(always)]
+fn order0_is_clean(head: &crate::memmap::Page) -> bool {
+    // Relaxed: for all six loads below, checks at free time of a folio that
+    // is ours (last put or frozen owner); nothing is ordered by them.
+    let relaxed = Ordering::Relaxed;
+    let dirty = head.compound.load(relaxed)
+        | (head.flags.load(relaxed) & PageFlags::CHECK_AT_FREE.0)
+        | u64::from(head.refcount.load(relaxed))
+        | u64::from(head.mapcount.load(relaxed) as u32)
+        | u64::from(head.pincount.load(relaxed));
+    dirty == 0 && PageType::decode(head.ty.load(relaxed)).is_owner_type()
+}
+
+/// Clears a freed head's flags (bits no check refuses, such as a stale
+/// `PG_referenced`), writing only when one is set.
+#[inline(always)]
+fn reset_flags(head: &crate::memmap::Page) {
+    if head.flags() != PageFlags::EMPTY {
+        // Relaxed: refcount 0 and the folio ours (last put or frozen
+        // owner): nobody else may touch its flags.
+        head.flags.store(0, Ordering::Relaxed);
+    }
+}
+
+/// P3.1 for a large folio: compound words and tail types of `folio` (head
+/// first, headed at `pfn`, of `order`).
+#[inline(never)]
+fn prep_compound(folio: &[crate::memmap::Page], pfn: Pfn, order: Order) {
+    let tail = tail_word(pfn);
+    for page in &folio[1..] {
+        page.set_compound(tail);
+        page.set_type(PageType::Tail);
+    }
+    folio[0].set_compound(head_word(order));
 }
 
 /// What is wrong with the folio `folio` (head first) being freed, if

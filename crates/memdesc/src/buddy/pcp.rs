@@ -172,6 +172,7 @@ impl Pcp {
     /// PCP.7: gives every cached block back to the zones and acknowledges
     /// request `req`, under the local lock.
     #[cold]
+    #[inline(never)]
     fn answer(
         &self,
         lists: &mut [PcpLists; NR_ZONES],
@@ -323,6 +324,7 @@ impl PcpLists {
     /// Refill: up to `batch` frames in one zone-lock hold, stopping at the
     /// watermark.
     #[cold]
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn refill(
         &mut self,
@@ -366,9 +368,16 @@ impl PcpLists {
         let mt = pageblock_migratetype(map, pfn);
         self.push(map, pfn, order, mt);
         if self.count > config.high {
-            stats.add(VmEvent::PcpFreeBulk, 1);
-            self.give_back(zone, map, config.batch);
+            self.free_bulk(zone, map, config, stats);
         }
+    }
+
+    /// PCP.4's give-back past `high`: `batch` frames to `zone`.
+    #[cold]
+    #[inline(never)]
+    fn free_bulk(&mut self, zone: &Zone, map: &MemMap<'_>, config: &PcpConfig, stats: &VmCounters) {
+        stats.add(VmEvent::PcpFreeBulk, 1);
+        self.give_back(zone, map, config.batch);
     }
 
     #[inline(always)]
@@ -383,8 +392,10 @@ impl PcpLists {
         self.count += 1 << order;
     }
 
+    /// PCP.4: pops a block of `order` for `mt`; `None` when the list is
+    /// empty.
     #[inline(always)]
-    fn pop(&mut self, map: &MemMap<'_>, order: u32, mt: Migratetype) -> Option<Pfn> {
+    pub(crate) fn pop(&mut self, map: &MemMap<'_>, order: u32, mt: Migratetype) -> Option<Pfn> {
         let head = &mut self.heads[mt.index()][order as usize];
         if *head == NIL {
             return None;
