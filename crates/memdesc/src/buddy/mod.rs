@@ -435,8 +435,22 @@ impl<'a> Node<'a> {
     #[inline(always)]
     fn rmqueue(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
         if self.pcp_caches(order) {
-            if let Some(found) = self.with_local_cpu(|pcp, cpu| self.rmqueue_locked(pcp, cpu, order, gfp)) {
-                return found;
+            // with_local_cpu spelled out: no closure for the inliner to
+            // leave out of line on the hot path.
+            if let Some(cpu) = self.local_enter() {
+                let local = match self.lock_local(&cpu) {
+                    Some((pcp, index)) => {
+                        let found = self.rmqueue_locked(pcp, index, order, gfp);
+                        // PCP.5
+                        pcp.unlock_local();
+                        Some(found)
+                    }
+                    None => None,
+                };
+                self.platform.local_exit(cpu);
+                if let Some(found) = local {
+                    return found;
+                }
             }
         }
         self.rmqueue_fallback(order, gfp)
@@ -546,15 +560,24 @@ impl<'a> Node<'a> {
     /// The one place the allocator enters and leaves a CPU.
     #[inline(always)]
     fn with_local_cpu<R>(&self, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
-        // PCP.1. Mutant: a thread with no CPU uses CPU 0's lists.
-        #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
-        let cpu = self.platform.local_enter()?;
-        #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
-        // SAFETY: none: deliberately broken (the mutant), for loom to report.
-        let cpu = self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) });
+        let cpu = self.local_enter()?;
         let r = self.on_local_cpu(&cpu, f);
         self.platform.local_exit(cpu);
         r
+    }
+
+    /// PCP.1: enters the calling thread's CPU (`None`: it has none, PCP.10).
+    /// The caller passes the token back to `local_exit`.
+    #[inline(always)]
+    fn local_enter(&self) -> Option<LocalCpu> {
+        // Mutant: a thread with no CPU uses CPU 0's lists.
+        #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
+        let cpu = self.platform.local_enter();
+        #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
+        // SAFETY: none: deliberately broken (the mutant), for loom to report.
+        let cpu =
+            Some(self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) }));
+        cpu
     }
 
     /// PCP.2 and PCP.5 inside a section the caller entered (PCP.1, `cpu`):
@@ -562,19 +585,24 @@ impl<'a> Node<'a> {
     /// the node does not serve or a re-entry (PCP.10).
     #[inline(always)]
     fn on_local_cpu<R>(&self, cpu: &LocalCpu, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
+        let (pcp, index) = self.lock_local(cpu)?;
+        let r = f(pcp, index);
+        // PCP.5
+        pcp.unlock_local();
+        Some(r)
+    }
+
+    /// PCP.2: takes `cpu`'s local lock; returns its [`Pcp`] and index, or
+    /// `None` for a CPU the node does not serve or a re-entry (PCP.10). The
+    /// caller unlocks (PCP.5) before it leaves the section.
+    #[inline(always)]
+    fn lock_local(&self, cpu: &LocalCpu) -> Option<(&Pcp, usize)> {
         let index = cpu.cpu().index();
         if index >= self.nr_cpus as usize {
             return None;
         }
         let pcp = self.pcp.get(index)?;
-        // PCP.2
-        if !pcp.try_lock_local() {
-            return None;
-        }
-        let r = f(pcp, index);
-        // PCP.5
-        pcp.unlock_local();
-        Some(r)
+        pcp.try_lock_local().then_some((pcp, index))
     }
 
     /// Prepares a block just taken off a free list as a folio (P3.1–P3.2).
