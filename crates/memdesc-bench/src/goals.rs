@@ -388,7 +388,7 @@ pub(crate) fn probe(id: &'static str, description: &'static str, sample: Sample,
 }
 
 fn p1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
-    ours::with_node(default_node(), |node, _| {
+    ours::with_node(default_node(), |node, platform| {
         let before = node.vmstat();
         let samples = measure(
             settings,
@@ -396,6 +396,7 @@ fn p1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(1, |n| ours::pair_loop(node, Order::ZERO, Gfp::KERNEL, n)),
                 Workload::new(1, peers::fetch_add_loop),
                 Workload::new(1, peers::pcp_pair_atomics_loop),
+                Workload::new(1, |n| ours::pair_on_loop(node, platform, n)),
             ],
         );
         let floor = samples[2].median_ns / samples[1].median_ns;
@@ -415,19 +416,39 @@ fn p1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                     samples[2],
                     format!("{floor:.2}x fetch_add: the floor of P1's design (one locked RMW)"),
                 ),
+                probe(
+                    "pair_on",
+                    "the pair through alloc_on + put_on, the platform entered on its concrete type (an adapter's path)",
+                    samples[3],
+                    format!("{:.2}x fetch_add", samples[3].median_ns / samples[1].median_ns),
+                ),
             ],
         }
     })
 }
 
 fn p1f(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
-    ours::with_node(default_node(), |node, _| {
+    ours::with_node(default_node(), |node, platform| {
         let before = node.vmstat();
         let samples = measure(
             settings,
-            &mut [Workload::new(1, |n| ours::frozen_pair_loop(node, n)), Workload::new(1, peers::fetch_add_loop)],
+            &mut [
+                Workload::new(1, |n| ours::frozen_pair_loop(node, n)),
+                Workload::new(1, peers::fetch_add_loop),
+                Workload::new(1, |n| ours::frozen_pair_on_loop(node, platform, n)),
+            ],
         );
-        Measured { ours: samples[0], peer: samples[1], note: ours::pcp_note(&before, &node.vmstat()), probes: vec![] }
+        Measured {
+            ours: samples[0],
+            peer: samples[1],
+            note: ours::pcp_note(&before, &node.vmstat()),
+            probes: vec![probe(
+                "frozen_pair_on",
+                "the frozen pair through alloc_frozen_on + free_frozen_on, the platform entered on its concrete type",
+                samples[2],
+                format!("{:.2}x fetch_add", samples[2].median_ns / samples[1].median_ns),
+            )],
+        }
     })
 }
 

@@ -376,12 +376,7 @@ impl<'a> Node<'a> {
     /// allocated, counted folio cannot have.
     #[inline]
     pub fn alloc(&self, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
-        if gfp.page_type.is_always_frozen() {
-            return Err(AllocError::BadType(gfp.page_type));
-        }
-        let folio = self.alloc_frozen(order, gfp)?;
-        crate::platform::failpoint!(self.platform, AllocPublish);
-        Ok(folio.publish())
+        self.alloc_with(None, order, gfp)
     }
 
     /// Allocates a folio of `order` and returns it frozen (refcount 0):
@@ -392,10 +387,92 @@ impl<'a> Node<'a> {
     /// As [`Node::alloc`].
     #[inline]
     pub fn alloc_frozen(&self, order: Order, gfp: Gfp) -> Result<FrozenFolio<'_>, AllocError> {
+        self.alloc_frozen_with(None, order, gfp)
+    }
+
+    /// [`Node::alloc`] inside a local section the caller opened: the
+    /// per-CPU fast path with no call to the platform. An embedder that owns
+    /// its platform (the malloc adapters, over `HostPlatform`) enters once,
+    /// inline, and passes the token; free with [`Node::put_on`].
+    ///
+    /// # Safety
+    /// 1. `cpu` came from `local_enter` of the platform this node booted
+    ///    with, and has not been passed back to its `local_exit` (a token of
+    ///    another platform may name a CPU another thread holds here).
+    ///
+    /// # Errors
+    /// As [`Node::alloc`].
+    #[inline]
+    pub unsafe fn alloc_on(&self, cpu: &LocalCpu, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
+        self.alloc_with(Some(cpu), order, gfp)
+    }
+
+    /// [`Node::alloc_frozen`] inside a local section the caller opened (see
+    /// [`Node::alloc_on`]); free with [`Node::free_frozen_on`].
+    ///
+    /// # Safety
+    /// As [`Node::alloc_on`].
+    ///
+    /// # Errors
+    /// As [`Node::alloc`].
+    #[inline]
+    pub unsafe fn alloc_frozen_on(
+        &self,
+        cpu: &LocalCpu,
+        order: Order,
+        gfp: Gfp,
+    ) -> Result<FrozenFolio<'_>, AllocError> {
+        self.alloc_frozen_with(Some(cpu), order, gfp)
+    }
+
+    /// Drops `folio`'s reference as its drop does, freeing a last one
+    /// through the caller's local section (see [`Node::alloc_on`]). A folio
+    /// of another node is put by its own drop.
+    ///
+    /// # Safety
+    /// As [`Node::alloc_on`].
+    #[inline]
+    pub unsafe fn put_on(&self, cpu: &LocalCpu, folio: FolioRef<'_>) {
+        if !core::ptr::eq(folio.owner(), self) {
+            return drop(folio);
+        }
+        folio.put_with(|_, pfn| self.free_folio_with(Some(cpu), pfn));
+    }
+
+    /// Frees `folio` as its drop does, through the caller's local section
+    /// (see [`Node::alloc_on`]). A folio of another node is freed by its own
+    /// drop.
+    ///
+    /// # Safety
+    /// As [`Node::alloc_on`].
+    #[inline]
+    pub unsafe fn free_frozen_on(&self, cpu: &LocalCpu, folio: FrozenFolio<'_>) {
+        if !core::ptr::eq(folio.owner(), self) {
+            return drop(folio);
+        }
+        let pfn = folio.into_raw();
+        self.free_folio_with(Some(cpu), pfn);
+    }
+
+    /// [`Node::alloc`]'s body: on `cpu` if the caller entered one, else
+    /// entering the platform's.
+    #[inline(always)]
+    fn alloc_with(&self, cpu: Option<&LocalCpu>, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
+        if gfp.page_type.is_always_frozen() {
+            return Err(AllocError::BadType(gfp.page_type));
+        }
+        let folio = self.alloc_frozen_with(cpu, order, gfp)?;
+        crate::platform::failpoint!(self.platform, AllocPublish);
+        Ok(folio.publish())
+    }
+
+    /// [`Node::alloc_frozen`]'s body (see [`Node::alloc_with`]).
+    #[inline(always)]
+    fn alloc_frozen_with(&self, cpu: Option<&LocalCpu>, order: Order, gfp: Gfp) -> Result<FrozenFolio<'_>, AllocError> {
         if !gfp.page_type.is_owner_type() {
             return Err(AllocError::BadType(gfp.page_type));
         }
-        let pfn = match self.rmqueue(order, gfp) {
+        let pfn = match self.rmqueue(cpu, order, gfp) {
             Some(pfn) => pfn,
             None => self.alloc_after_drain(order, gfp)?,
         };
@@ -433,27 +510,35 @@ impl<'a> Node<'a> {
     /// else, or on the fallback path (PCP.10), from the zones under their
     /// locks. Counts the allocation.
     #[inline(always)]
-    fn rmqueue(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
+    fn rmqueue(&self, cpu: Option<&LocalCpu>, order: Order, gfp: Gfp) -> Option<Pfn> {
         if self.pcp_caches(order) {
-            // with_local_cpu spelled out: no closure for the inliner to
-            // leave out of line on the hot path.
-            if let Some(cpu) = self.local_enter() {
-                let local = match self.lock_local(&cpu) {
-                    Some((pcp, index)) => {
-                        let found = self.rmqueue_locked(pcp, index, order, gfp);
-                        // PCP.5
-                        pcp.unlock_local();
-                        Some(found)
+            let local = match cpu {
+                Some(cpu) => self.rmqueue_on(cpu, order, gfp),
+                None => match self.local_enter() {
+                    Some(cpu) => {
+                        let local = self.rmqueue_on(&cpu, order, gfp);
+                        self.platform.local_exit(cpu);
+                        local
                     }
                     None => None,
-                };
-                self.platform.local_exit(cpu);
-                if let Some(found) = local {
-                    return found;
-                }
+                },
+            };
+            if let Some(found) = local {
+                return found;
             }
         }
         self.rmqueue_fallback(order, gfp)
+    }
+
+    /// PCP.2–5, alloc, inside the section of `cpu`: `None` when the lists
+    /// cannot be used (PCP.10).
+    #[inline(always)]
+    fn rmqueue_on(&self, cpu: &LocalCpu, order: Order, gfp: Gfp) -> Option<Option<Pfn>> {
+        let (pcp, index) = self.lock_local(cpu)?;
+        let found = self.rmqueue_locked(pcp, index, order, gfp);
+        // PCP.5
+        pcp.unlock_local();
+        Some(found)
     }
 
     /// Whether blocks of `order` go through the per-CPU lists.
@@ -468,18 +553,24 @@ impl<'a> Node<'a> {
     #[inline(always)]
     fn rmqueue_locked(&self, pcp: &Pcp, cpu: usize, order: Order, gfp: Gfp) -> Option<Pfn> {
         let stats = &self.stats[cpu];
-        pcp.with_locked(&self.zones, &self.map, stats, |lists| {
-            // The first of `zones_for(gfp)`.
-            let id = if gfp.migratetype == Migratetype::Movable { ZoneId::Movable } else { ZoneId::Normal };
-            match lists[id as usize].pop(&self.map, order.get(), gfp.migratetype) {
-                Some(pfn) => {
-                    stats.add(VmEvent::PcpAllocHit, 1);
-                    count_alloc(stats, id, order, gfp);
-                    Some(pfn)
+        pcp.with_locked(
+            &self.zones,
+            &self.map,
+            stats,
+            #[inline(always)]
+            |lists| {
+                // The first of `zones_for(gfp)`.
+                let id = if gfp.migratetype == Migratetype::Movable { ZoneId::Movable } else { ZoneId::Normal };
+                match lists[id as usize].pop(&self.map, order.get(), gfp.migratetype) {
+                    Some(pfn) => {
+                        stats.add(VmEvent::PcpAllocHit, 1);
+                        count_alloc(stats, id, order, gfp);
+                        Some(pfn)
+                    }
+                    None => self.rmqueue_pcp(lists, order, gfp, stats),
                 }
-                None => self.rmqueue_pcp(lists, order, gfp, stats),
-            }
-        })
+            },
+        )
     }
 
     /// The zones' locked path when the lists do not serve the request
@@ -643,6 +734,13 @@ impl<'a> Node<'a> {
     /// [`Node::free_folio_checked`], which names the reason.
     #[inline]
     fn free_folio(&self, head_pfn: Pfn) {
+        self.free_folio_with(None, head_pfn);
+    }
+
+    /// [`Node::free_folio`]'s body: on `cpu` if the caller entered one,
+    /// else entering the platform's.
+    #[inline(always)]
+    fn free_folio_with(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn) {
         crate::platform::failpoint!(self.platform, FreeFolio);
         let head = self.map.page_of(head_pfn);
         let order = if order0_is_clean(head) {
@@ -656,7 +754,17 @@ impl<'a> Node<'a> {
         };
         let zone = self.zone_of(head_pfn);
         if self.pcp_caches(order) {
-            let local = self.with_local_cpu(|pcp, cpu| self.free_locked(pcp, cpu, zone, head_pfn, order));
+            let local = match cpu {
+                Some(cpu) => self.free_on(cpu, zone, head_pfn, order),
+                None => match self.local_enter() {
+                    Some(cpu) => {
+                        let local = self.free_on(&cpu, zone, head_pfn, order);
+                        self.platform.local_exit(cpu);
+                        local
+                    }
+                    None => None,
+                },
+            };
             if local.is_some() {
                 return;
             }
@@ -664,15 +772,32 @@ impl<'a> Node<'a> {
         self.free_fallback(zone, head_pfn, order);
     }
 
+    /// PCP.2–5, free, inside the section of `cpu`: `None` when the lists
+    /// cannot be used (PCP.10).
+    #[inline(always)]
+    fn free_on(&self, cpu: &LocalCpu, zone: &Zone, head_pfn: Pfn, order: Order) -> Option<()> {
+        let (pcp, index) = self.lock_local(cpu)?;
+        self.free_locked(pcp, index, zone, head_pfn, order);
+        // PCP.5
+        pcp.unlock_local();
+        Some(())
+    }
+
     /// PCP.3–4, free, on `pcp` (CPU `cpu`), whose local lock the caller
     /// holds: pushes the checked and reset block on `zone`'s list.
     #[inline(always)]
     fn free_locked(&self, pcp: &Pcp, cpu: usize, zone: &Zone, head_pfn: Pfn, order: Order) {
         let stats = &self.stats[cpu];
-        pcp.with_locked(&self.zones, &self.map, stats, |lists| {
-            stats.add(VmEvent::Pgfree, order.nr_pages());
-            lists[zone.id as usize].free(zone, &self.map, &self.config.pcp, head_pfn, order.get(), stats);
-        });
+        pcp.with_locked(
+            &self.zones,
+            &self.map,
+            stats,
+            #[inline(always)]
+            |lists| {
+                stats.add(VmEvent::Pgfree, order.nr_pages());
+                lists[zone.id as usize].free(zone, &self.map, &self.config.pcp, head_pfn, order.get(), stats);
+            },
+        );
     }
 
     /// PCP.10's fallback, or an order the lists do not cache: the block goes

@@ -146,27 +146,31 @@ impl Pcp {
         stats: &VmCounters,
         f: impl FnOnce(&mut [PcpLists; NR_ZONES]) -> R,
     ) -> R {
-        self.lists.with_mut(|lists| {
-            // SAFETY: the caller holds this CPU's local lock inside its
-            // local_enter section (PCP.1–2): only this thread reaches the
-            // lists, and no other reference to them is live (remote drains
-            // only ask, PCP.6).
-            let lists = unsafe { &mut *lists };
-            // PCP.3. Mutant: the owner never looks at the request.
-            #[cfg(not(memdesc_mutant = "pcp_owner_ignores_drain_request"))]
-            {
-                // Relaxed: the request carries no data (the frames it asks
-                // for are our own); the answer's ordering is PCP.7's ack.
-                let req = self.drain_req.load(Ordering::Relaxed);
-                // Relaxed: only this CPU writes the ack word.
-                if req != self.drain_ack.load(Ordering::Relaxed) {
-                    self.answer(lists, zones, map, stats, req);
+        // Inlined whatever the call sites: the closure is the pcp fast path.
+        self.lists.with_mut(
+            #[inline(always)]
+            |lists| {
+                // SAFETY: the caller holds this CPU's local lock inside its
+                // local_enter section (PCP.1–2): only this thread reaches the
+                // lists, and no other reference to them is live (remote drains
+                // only ask, PCP.6).
+                let lists = unsafe { &mut *lists };
+                // PCP.3. Mutant: the owner never looks at the request.
+                #[cfg(not(memdesc_mutant = "pcp_owner_ignores_drain_request"))]
+                {
+                    // Relaxed: the request carries no data (the frames it asks
+                    // for are our own); the answer's ordering is PCP.7's ack.
+                    let req = self.drain_req.load(Ordering::Relaxed);
+                    // Relaxed: only this CPU writes the ack word.
+                    if req != self.drain_ack.load(Ordering::Relaxed) {
+                        self.answer(lists, zones, map, stats, req);
+                    }
                 }
-            }
-            let r = f(lists);
-            self.store_counts(lists);
-            r
-        })
+                let r = f(lists);
+                self.store_counts(lists);
+                r
+            },
+        )
     }
 
     /// PCP.7: gives every cached block back to the zones and acknowledges
