@@ -743,15 +743,20 @@ impl<'a> Node<'a> {
     fn free_folio_with(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn) {
         crate::platform::failpoint!(self.platform, FreeFolio);
         let head = self.map.page_of(head_pfn);
-        let order = if order0_is_clean(head) {
+        if order0_is_clean(head) {
             reset_flags(head);
-            Order::ZERO
-        } else {
-            match self.free_folio_checked(head_pfn, head) {
-                Some(order) => order,
-                None => return,
-            }
-        };
+            return self.free_block(cpu, head_pfn, Order::ZERO);
+        }
+        if let Some(order) = self.free_folio_checked(head_pfn, head) {
+            self.free_block_any(cpu, head_pfn, order);
+        }
+    }
+
+    /// Frees the checked and reset block of `order` at `head_pfn`: to the
+    /// lists of `cpu` (or of the CPU it enters) for the orders they cache,
+    /// else, or on PCP.10's fallback, to its zone.
+    #[inline(always)]
+    fn free_block(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn, order: Order) {
         let zone = self.zone_of(head_pfn);
         if self.pcp_caches(order) {
             let local = match cpu {
@@ -770,6 +775,13 @@ impl<'a> Node<'a> {
             }
         }
         self.free_fallback(zone, head_pfn, order);
+    }
+
+    /// [`Node::free_block`] out of line, for the folios
+    /// [`Node::free_folio_checked`] passed.
+    #[inline(never)]
+    fn free_block_any(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn, order: Order) {
+        self.free_block(cpu, head_pfn, order);
     }
 
     /// PCP.2–5, free, inside the section of `cpu`: `None` when the lists
