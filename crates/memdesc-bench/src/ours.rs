@@ -7,7 +7,7 @@
 use crate::harness::{run_threads, time_loop};
 use memdesc::buddy::report::VmStat;
 use memdesc::buddy::VmEvent;
-use memdesc::{CpuId, FolioRef, Gfp, Node, NodeConfig, Order, Pfn, Platform};
+use memdesc::{CpuId, FolioRef, Gfp, Node, NodeConfig, Order, Pfn};
 use memdesc_sim::{Arena, SimPlatform};
 use std::error::Error;
 use std::hint::black_box;
@@ -75,23 +75,22 @@ pub fn frozen_pair_loop(node: &Node<'_>, iters: u64) -> Duration {
 }
 
 /// P1's pair as an embedder that owns its platform makes it: per operation
-/// the platform's `local_enter` called on the concrete type (static,
-/// inlined: no virtual call), `alloc_on` / `put_on` with the token,
-/// `local_exit`.
+/// `HostPlatform::enter_local` (a static, inlined call: no virtual call),
+/// `alloc_on` / `put_on` with the token, `exit_local`.
 #[inline(never)]
 #[allow(unsafe_code)]
 pub fn pair_on_loop(node: &Node<'_>, platform: &SimPlatform, iters: u64) -> Duration {
     let gfp = black_box(Gfp::KERNEL);
     time_loop(iters, || {
-        let cpu = Platform::local_enter(platform).expect("the bench thread is bound to a CPU");
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
         // SAFETY: the token is from the platform the bench node booted with,
         // and goes back to it just below.
         let folio = unsafe { node.alloc_on(&cpu, Order::ZERO, gfp) }.expect("the node has free memory");
-        Platform::local_exit(platform, cpu);
-        let cpu = Platform::local_enter(platform).expect("the bench thread is bound to a CPU");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
         // SAFETY: as above.
         unsafe { node.put_on(&cpu, folio) };
-        Platform::local_exit(platform, cpu);
+        platform.exit_local(cpu);
     })
 }
 
@@ -102,15 +101,15 @@ pub fn pair_on_loop(node: &Node<'_>, platform: &SimPlatform, iters: u64) -> Dura
 pub fn frozen_pair_on_loop(node: &Node<'_>, platform: &SimPlatform, iters: u64) -> Duration {
     let gfp = black_box(Gfp::KERNEL);
     time_loop(iters, || {
-        let cpu = Platform::local_enter(platform).expect("the bench thread is bound to a CPU");
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
         // SAFETY: the token is from the platform the bench node booted with,
         // and goes back to it just below.
         let folio = unsafe { node.alloc_frozen_on(&cpu, Order::ZERO, gfp) }.expect("the node has free memory");
-        Platform::local_exit(platform, cpu);
-        let cpu = Platform::local_enter(platform).expect("the bench thread is bound to a CPU");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
         // SAFETY: as above.
         unsafe { node.free_frozen_on(&cpu, folio) };
-        Platform::local_exit(platform, cpu);
+        platform.exit_local(cpu);
     })
 }
 
