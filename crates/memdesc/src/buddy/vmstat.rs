@@ -54,10 +54,14 @@ vm_events! {
     Pgzero => "pgzero",
     /// Bad-page reports (frames quarantined).
     BadPage => "bad_page",
+    /// Sections hot-added.
+    HotAdd => "hot_add",
+    /// Frames hot-added, section metadata included.
+    HotAddPages => "hot_add_pages",
 }
 
 /// How many events there are.
-pub const NR_VM_EVENTS: usize = 14;
+pub const NR_VM_EVENTS: usize = 16;
 
 /// One owner's counters: a CPU's (written only by the thread running as that
 /// CPU, per the [`Platform`](crate::platform::Platform) contract) or a zone's
