@@ -179,3 +179,101 @@ fn boot_refuses_a_bad_section_order() {
         assert_eq!(failed.error, BootError::Layout(MemMapError::BadSectionOrder(order)));
     }
 }
+
+/// Allocators on two CPUs stamp, check and free frames and take speculative
+/// references to random pfns of the whole span while a third CPU hot-adds
+/// the sections one by one: every frame handed out is one whose section is
+/// online (HOTADD.5 after .4), a section once seen online stays in range, no
+/// frame is handed to two owners (stamps), and everything balances at the
+/// end.
+#[test]
+fn hot_add_races_allocation_frees_and_speculative_gets() {
+    use crate::testutil::{set_thread_cpu, ThreadCpus};
+    static CPUS: ThreadCpus = ThreadCpus { nr: 3 };
+    const ROUNDS: u64 = if cfg!(miri) { 4 } else { 2000 };
+    let sections = if cfg!(miri) { 2 } else { 3 };
+    with_hotplug_node(BOOT, BOOT + sections * SECTION, ORDER, small_config(true), &CPUS, |n| {
+        // Relaxed for both: a flag and a count read after the threads join
+        // (the scope's join orders them), or a loop condition rechecked.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let hot_allocations = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for cpu in 0..2u32 {
+                let (done, hot_allocations) = (&done, &hot_allocations);
+                scope.spawn(move || {
+                    set_thread_cpu(Some(cpu));
+                    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(cpu);
+                    let mut next = move || {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng
+                    };
+                    let mut held: Vec<(FolioRef<'_>, u64)> = Vec::new();
+                    let mut round = 0;
+                    // Relaxed: see `done`.
+                    while round < ROUNDS || !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        round += 1;
+                        let order = Order::new((next() % 3) as u32).unwrap();
+                        let gfp = if next() % 2 == 0 { Gfp::USER } else { Gfp::KERNEL };
+                        if let Ok(folio) = n.alloc(order, gfp) {
+                            let pfn = folio.pfn();
+                            assert!(
+                                n.memmap().page(pfn).is_some(),
+                                "HOTADD violated: frame {pfn} allocated while its section is not online"
+                            );
+                            if pfn >= Pfn(BOOT) {
+                                // Relaxed: see `done`.
+                                hot_allocations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            let tag = (u64::from(cpu) << 48) | round;
+                            for frame in folio.contents().chunks(PAGE_SIZE / 8) {
+                                // Relaxed: the folio is ours alone; checked below.
+                                frame[0].store(tag, crate::sync::Ordering::Relaxed);
+                            }
+                            held.push((folio, tag));
+                        }
+                        let pfn = Pfn(next() % (BOOT + sections * SECTION));
+                        let online = n.memmap().page(pfn).is_some();
+                        match n.try_get(pfn) {
+                            Ok(folio) => assert!(folio.contains(pfn), "P1 violated: {} lacks {pfn}", folio.pfn()),
+                            Err(GetError::OutOfRange) => assert!(!online, "HOTADD violated: {pfn} went offline"),
+                            Err(_) => {}
+                        }
+                        // Up to 160 folios each, more than the boot RAM holds
+                        // for both CPUs, so the hot-added frames get used.
+                        if held.len() > 160 || next() % 3 == 0 {
+                            if let Some((folio, tag)) = held.pop() {
+                                for frame in folio.contents().chunks(PAGE_SIZE / 8) {
+                                    // Relaxed: our own store above.
+                                    let seen = frame[0].load(crate::sync::Ordering::Relaxed);
+                                    assert_eq!(seen, tag, "frame of {} handed to two owners", folio.pfn());
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            let done = &done;
+            scope.spawn(move || {
+                set_thread_cpu(Some(2));
+                for i in 0..sections {
+                    std::thread::yield_now();
+                    let zone = if i % 2 == 0 { ZoneId::Normal } else { ZoneId::Movable };
+                    n.hot_add(section(i), zone).unwrap();
+                }
+                // Relaxed: see `done`.
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+        });
+        let audit = assert_clean(n);
+        assert_eq!((audit.allocated, audit.quarantined), (0, 0));
+        assert_eq!(audit.free, n.vmstat().nr_managed);
+        assert_eq!(n.vmstat().event(VmEvent::HotAdd), sections);
+        assert_eq!(n.memmap().online_sections().count() as u64, sections);
+        if !cfg!(miri) {
+            // Relaxed: after the join.
+            assert!(hot_allocations.load(std::sync::atomic::Ordering::Relaxed) > 0, "no hot-added frame was used");
+        }
+    });
+}
