@@ -648,7 +648,10 @@ fn plan<T>(
     let nr_pageblocks = nr_pages.div_ceil(PAGEBLOCK_FRAMES) + 1;
     let desc_bytes = nr_pages.checked_mul(DESCRIPTOR_SIZE as u64).ok_or(MemMapError::TooLarge)?;
     let pb_offset = desc_bytes;
-    let table_offset = align_up(pb_offset + nr_pageblocks, align_of::<AtomicU8>() as u64);
+    // A pageblock byte is one byte in production; the model's atomics are
+    // larger, and the table after them must not overlap them.
+    let pb_bytes = nr_pageblocks * size_of::<AtomicU8>() as u64;
+    let table_offset = align_up(pb_offset + pb_bytes, align_of::<AtomicU8>() as u64);
     let root_offset = align_up(table_offset + section::table_bytes(nr_sections), align_of::<T>().max(64) as u64);
     let needed = root_offset + size_of::<T>() as u64;
     let meta_frames = needed.div_ceil(PAGE_SIZE as u64);
