@@ -9,7 +9,6 @@
 use crate::arena::Arena;
 use crate::config::{Layout, SimConfig};
 use crate::error::SimError;
-use crate::platform::SimPlatform;
 use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
@@ -17,6 +16,7 @@ use crate::workload::mm::{self, MmContext, MmResult, Registry};
 use crate::workload::slab::caches::Caches;
 use crate::workload::slab::{self, reader, SlabContext, SlabResult, SlabStats, Slots};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
+use crate::SimPlatform;
 use memdesc::memmap::PhysRange;
 use memdesc::migrate::CountingOps;
 use memdesc::pgtable::AddressSpace;
@@ -109,7 +109,7 @@ pub fn run_interruptible(
     let mut arena = Arena::new(config.ram_bytes).map_err(SimError::Map)?;
     let machine = report::Machine::of(&arena, &layout);
     let base_addr = arena.base_addr();
-    let platform = SimPlatform::new(layout.nr_cpus());
+    let platform = SimPlatform::new(layout.nr_cpus()).map_err(SimError::Cpus)?;
     let hot_sections = if config.hot_add { arena.hot_sections() } else { Vec::new() };
     let node = if config.hot_add {
         arena.boot_for_hot_add(NodeConfig::default(), &platform)
@@ -323,7 +323,7 @@ fn run_cpus<'m, 'c>(
         let scanner = thread::Builder::new()
             .name("scanner".into())
             .spawn_scoped(s, move || {
-                platform.bind_current_thread(CpuId(scanner_cpu));
+                let _cpu = platform.bind_current_thread(CpuId(scanner_cpu)).expect("one thread per simulated CPU");
                 let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, movable_ops, published);
                 scanner.run(deadline, interrupt, running)
             })
@@ -532,7 +532,7 @@ impl<'r> Spawned<'r> {
         let running = self.running;
         let handle = thread::Builder::new().name(name).spawn_scoped(s, move || {
             let _guard = RunningGuard(running);
-            platform.bind_current_thread(CpuId(cpu));
+            let _cpu = platform.bind_current_thread(CpuId(cpu)).expect("one thread per simulated CPU");
             f()
         });
         match handle {
