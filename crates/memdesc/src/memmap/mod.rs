@@ -480,15 +480,21 @@ impl<'a> MemMap<'a> {
         self.base_pfn.add((offset / DESCRIPTOR_SIZE) as u64)
     }
 
-    /// The pageblock byte of the pageblock containing `pfn`.
+    /// The pageblock byte of the pageblock containing `pfn`: a pageblock
+    /// of the boot span (including the frames of its first and last
+    /// pageblocks outside it) or of a hot-added section.
     #[inline(always)]
     #[track_caller]
     pub(crate) fn pageblock(&self, pfn: Pfn) -> &'a AtomicU8 {
-        if pfn.0.wrapping_sub(self.base_pfn.0) >= self.nr_pages as u64 {
+        // Hot-added sections start at a section (so pageblock) boundary at
+        // or past the boot span's last pageblock.
+        if pfn >= self.sections.base {
             return self.hot_pageblock(pfn);
         }
-        &self.pageblocks
-            [((pfn.0 - self.base_pfn.0 + (self.base_pfn.0 & (PAGEBLOCK_FRAMES - 1))) >> PAGEBLOCK_ORDER) as usize]
+        // Wrapping: a pfn below the base's pageblock indexes past the end
+        // and panics on the bounds check.
+        let first_pageblock = self.base_pfn.0 & !(PAGEBLOCK_FRAMES - 1);
+        &self.pageblocks[(pfn.0.wrapping_sub(first_pageblock) >> PAGEBLOCK_ORDER) as usize]
     }
 
     /// The contents of `nr` frames from `pfn`, as atomic words.
