@@ -166,7 +166,7 @@ impl<'a> MemMap<'a> {
         self.sections.meta_frames
     }
 
-    /// The hot-pluggable span, `[start, end)`: where [`MemMap::hot_plug`]
+    /// The hot-pluggable span, `[start, end)`: where `Node::hot_add`
     /// accepts sections (empty when the memory ends with the boot RAM).
     pub fn hot_span(&self) -> (Pfn, Pfn) {
         (self.sections.base, self.sections.end())
