@@ -82,11 +82,13 @@ fn absent_sections_look_out_of_range_until_added() {
 
 #[test]
 fn allocation_uses_the_new_section_until_exhausted() {
-    // Largest blocks first, so exhaustion takes a few dozen allocations
-    // (one frame at a time takes minutes under Miri); movable requests out
-    // of movable pageblocks never take the fallback path.
+    // Larger blocks first, so exhaustion takes a few dozen allocations (one
+    // frame at a time takes minutes under Miri, and so does retagging the
+    // contents of an order-9 folio); movable requests out of movable
+    // pageblocks never take the fallback path.
     fn exhaust<'n>(n: &'n Node<'n>, mut each: impl FnMut(FolioRef<'n>)) {
-        for order in (0..=ORDER).rev() {
+        let top = if cfg!(miri) { 3 } else { ORDER };
+        for order in (0..=top).rev() {
             while let Ok(f) = n.alloc(Order::new(order).unwrap(), Gfp::USER) {
                 each(f);
             }
@@ -101,8 +103,11 @@ fn allocation_uses_the_new_section_until_exhausted() {
         exhaust(n, |f| {
             assert!(added.start <= f.pfn() && f.pfn() < added.end, "frame {} outside the section", f.pfn());
             // The frame's contents are reachable, and its descriptor maps
-            // back to its pfn (FolioRef::drop relies on that).
-            f.contents()[0].store(f.pfn().0, crate::sync::Ordering::Relaxed);
+            // back to its pfn (FolioRef::drop relies on that). Under Miri,
+            // which retags every byte of a contents view, a few folios.
+            if !cfg!(miri) || held.len() < boot_folios + 4 {
+                f.contents()[0].store(f.pfn().0, crate::sync::Ordering::Relaxed);
+            }
             let again = n.try_get(f.pfn()).unwrap();
             assert_eq!(again.pfn(), f.pfn());
             section_frames += f.nr_pages();
@@ -112,7 +117,7 @@ fn allocation_uses_the_new_section_until_exhausted() {
         let audit = assert_clean(n);
         assert_eq!(audit.free, 0);
         assert_eq!(audit.folios as usize, held.len());
-        for f in &held[boot_folios..] {
+        for f in held[boot_folios..].iter().take(if cfg!(miri) { 4 } else { usize::MAX }) {
             assert_eq!(f.contents()[0].load(crate::sync::Ordering::Relaxed), f.pfn().0);
         }
         drop(held);
