@@ -310,14 +310,15 @@ valgrind --tool=callgrind --toggle-collect='memdesc_bench::ours::pair_loop' \\
 ```
 
 Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loops are \
-`ours::pair_loop` (P1, P3, P4), `ours::batch_loop` (P2; 1000 ops per iteration), \
+`ours::pair_loop` (P1, P3, P4), `ours::frozen_pair_loop` (P1f), `ours::batch_loop` (P2; 1000 ops per iteration), \
 `ours::get_put_loop` (R1), `mm::pin_loop` (G1, G2, and G1's probes; 512 pages per iteration), \
 `memdesc::thp::split_folio` (T1: the split alone, without the THP fault and munmap around it), \
 `mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \
 `memdesc::pgtable::aspace::AddressSpace::write` for the faults alone), `slab::cache_pair_loop` (S1), \
 `slab::kmalloc_pair_loop` (S1k), `slab::lookup_loop`, `slab::sheaf_floor_pair_loop` and \
-`slab::local_enter_exit_loop` (S1's probes), \
-`slab::cache_batch_loop` (S2, S2g, S3's 1-thread probe; 1000 ops per iteration, or 52 for the \
+`slab::local_enter_exit_loop` (S1's probes), `slab::cache_pair_on_loop` and `slab::kmalloc_pair_on_loop` \
+(the `pair_on` and `kmalloc_on` probes), `slab::cache_batch_on_loop` (S2's `batch_on` probe), \
+`slab::cache_batch_loop` (S2, S2g, S3's 1-thread probe; 1000 ops per iteration, or 128 for the \
 `sheaf_only_batch` probe, which the same toggle also counts), `peers::*_loop` for the peers, and \
 `mallocs::pair_on` and `mallocs::batch_on` for mimalloc and glibc (one symbol name for both: \
 `callgrind_annotate --inclusive=yes` splits them by source file, the `mimalloc` crate's lib.rs and \
