@@ -99,6 +99,6 @@ fn hot_add_run_passes_and_grows_the_node() {
     assert!(hot.sections > 0 && hot.errors.is_empty(), "{hot:#?}");
     let managed: u64 = report.zones.iter().map(|z| z.managed).sum();
     assert!(managed > hot.managed, "the zones count the hot-added frames: {managed} vs {hot:#?}");
-    assert_eq!(report.vmstat.get("hot_add"), Some(&hot.sections));
+    assert_eq!(report.vmstat.get("nr_hot_added"), Some(&hot.frames));
     assert!(report.repeat.contains(" --hot-add "), "{}", report.repeat);
 }

@@ -12,7 +12,6 @@
 //! [`MemMap::hot_plug`]: crate::memmap::MemMap
 
 use super::migratetype::set_pageblock_migratetype;
-use super::vmstat::VmEvent;
 use super::zone::{max_block_order, Zone, ZoneId};
 use super::{Migratetype, Node};
 use crate::folio::PageType;
@@ -81,7 +80,7 @@ impl<'a> Node<'a> {
         #[cfg(not(memdesc_mutant = "hotadd_free_before_online"))]
         plug.online();
         // HOTADD.5: the frames go to the zone's free lists last.
-        let managed = self.free_hot_sections(&self.zones[zone as usize], start, end, sections);
+        let managed = self.free_hot_sections(&self.zones[zone as usize], start, end);
         // Mutant: the frames reach the free lists before the sections are
         // online, so another CPU may allocate a frame that getters and
         // walkers still see as out of range.
@@ -94,7 +93,7 @@ impl<'a> Node<'a> {
     /// Frees every section's frames past its metadata into `zone` as maximal
     /// aligned blocks and accounts for them, in one hold of the zone lock
     /// (HOTADD.5); returns the frames freed.
-    fn free_hot_sections(&self, zone: &Zone, start: Pfn, end: Pfn, sections: u64) -> u64 {
+    fn free_hot_sections(&self, zone: &Zone, start: Pfn, end: Pfn) -> u64 {
         let map = &self.map;
         let (frames, meta) = (map.section_frames(), map.section_meta_frames());
         let mut managed = 0;
@@ -113,8 +112,6 @@ impl<'a> Node<'a> {
                 section = section_end;
             }
             zone.account_hot_add(area, end.0 - start.0, managed);
-            zone.stats.add(VmEvent::HotAdd, sections);
-            zone.stats.add(VmEvent::HotAddPages, end.0 - start.0);
         });
         managed
     }

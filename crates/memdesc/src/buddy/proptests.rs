@@ -259,7 +259,7 @@ proptest! {
                 prop_assert_eq!(audit.violations, 0, "{:?}", audit.first_violation);
                 prop_assert_eq!(audit.allocated, allocated);
                 prop_assert_eq!(audit.free, managed - allocated);
-                prop_assert_eq!(stat.event(VmEvent::HotAdd), present.len() as u64);
+                prop_assert_eq!(stat.nr_hot_added, present.len() as u64 * section_frames);
             }
             drop(held);
             n.drain_all();

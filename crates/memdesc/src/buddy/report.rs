@@ -51,6 +51,10 @@ pub struct VmStat {
     pub nr_managed: u64,
     /// Frames quarantined by bad-page reports.
     pub nr_quarantined: u64,
+    /// Frames of the sections hot-added ([`Node::hot_add`]), their
+    /// metadata included: a gauge, not an event, so that the per-CPU
+    /// event counters stay one cache line each.
+    pub nr_hot_added: u64,
     /// Event counts, indexed by [`VmEvent`].
     pub events: [u64; NR_VM_EVENTS],
 }
@@ -68,6 +72,7 @@ impl VmStat {
             ("nr_free_pcp", self.nr_free_pcp),
             ("nr_managed", self.nr_managed),
             ("nr_quarantined", self.nr_quarantined),
+            ("nr_hot_added", self.nr_hot_added),
         ]
         .into_iter()
         .chain(VmEvent::ALL.iter().map(|e| (e.name(), self.events[*e as usize])))
@@ -217,13 +222,15 @@ impl<'a> Node<'a> {
         for stats in &self.stats[..self.nr_cpus as usize] {
             stats.sum_into(&mut events);
         }
-        let mut stat = VmStat { nr_free_pages: 0, nr_free_pcp: 0, nr_managed: 0, nr_quarantined: 0, events };
+        let mut stat =
+            VmStat { nr_free_pages: 0, nr_free_pcp: 0, nr_managed: 0, nr_quarantined: 0, nr_hot_added: 0, events };
         for zone in &self.zones {
             zone.stats.sum_into(&mut stat.events);
             let info = self.zone_info(zone.id);
             stat.nr_free_pages += info.free + info.pcp;
             stat.nr_free_pcp += info.pcp;
             stat.nr_managed += zone.managed_pages();
+            stat.nr_hot_added += zone.hot_present_pages();
         }
         stat.nr_quarantined = self.bad_pages().1;
         stat

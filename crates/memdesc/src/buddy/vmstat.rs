@@ -59,14 +59,10 @@ vm_events! {
     /// CPUs a drain waited for in vain (PCP.8): they neither answered nor
     /// were empty within its rounds, and their frames stayed cached.
     PcpDrainTimeout => "pcp_drain_timeout",
-    /// Sections hot-added.
-    HotAdd => "hot_add",
-    /// Frames hot-added, section metadata included.
-    HotAddPages => "hot_add_pages",
 }
 
 /// How many events there are.
-pub const NR_VM_EVENTS: usize = 18;
+pub const NR_VM_EVENTS: usize = 16;
 
 /// One owner's counters: a CPU's (written only by the thread running as that
 /// CPU, per the [`Platform`](crate::platform::Platform) contract) or a zone's

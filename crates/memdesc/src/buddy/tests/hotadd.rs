@@ -58,7 +58,7 @@ fn hot_add_frees_the_section_into_the_zone_and_audits_clean() {
         assert_eq!(after.unmanaged, before.unmanaged + meta);
         let stat = n.vmstat();
         assert_eq!(stat.nr_managed, managed_before + SECTION - meta);
-        assert_eq!((stat.event(VmEvent::HotAdd), stat.event(VmEvent::HotAddPages)), (1, SECTION));
+        assert_eq!(stat.nr_hot_added, SECTION);
         let info = n.zone_info(ZoneId::Normal);
         assert_eq!(info.hot_added, SECTION);
         assert_eq!(info.managed, stat.nr_managed);
@@ -289,7 +289,7 @@ fn hot_add_races_allocation_frees_and_speculative_gets() {
         let audit = assert_clean(n);
         assert_eq!((audit.allocated, audit.quarantined), (0, 0));
         assert_eq!(audit.free, n.vmstat().nr_managed);
-        assert_eq!(n.vmstat().event(VmEvent::HotAdd), sections);
+        assert_eq!(n.vmstat().nr_hot_added, sections * SECTION);
         assert_eq!(n.memmap().online_sections().count() as u64, sections);
         if !cfg!(miri) {
             // Relaxed: after the join.
