@@ -1,0 +1,223 @@
+//! The engine: the node over the span, the slab allocator and its size
+//! classes, initialised once without allocating through `malloc`.
+
+use crate::classes::{self, CLASS_NAMES, CLASS_SIZES, NR_CLASSES};
+use crate::platform::EnginePlatform;
+use crate::report::{self, Misuse};
+use crate::{bootstrap, large, span};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
+use memdesc::slab::{CacheConfig, CacheRef, SlabAllocator, SlabError, SlabFlags, SlabReturn};
+use memdesc::{Node, Rcu, RcuConfig, MAX_ORDER, PAGE_SIZE};
+use std::sync::OnceLock;
+
+/// The largest request served by a buddy folio (large kmalloc).
+const MAX_FOLIO_BYTES: usize = PAGE_SIZE << MAX_ORDER;
+
+static PLATFORM: EnginePlatform = EnginePlatform;
+static RET: OnceLock<SlabReturn<'static>> = OnceLock::new();
+static RCU: OnceLock<Rcu<'static>> = OnceLock::new();
+static SLAB: OnceLock<SlabAllocator<'static>> = OnceLock::new();
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+
+/// Initialisation state: nobody started, running, done, failed.
+static INIT: AtomicU32 = AtomicU32::new(UNINIT);
+const UNINIT: u32 = 0;
+const RUNNING: u32 = 1;
+const DONE: u32 = 2;
+const FAILED: u32 = 3;
+
+/// The allocator's state, built once.
+pub(crate) struct Engine {
+    pub(crate) node: &'static Node<'static>,
+    pub(crate) slab: &'static SlabAllocator<'static>,
+    classes: [CacheRef<'static, 'static>; NR_CLASSES],
+    /// `MEMDESC_DEBUG=1`: debug caches (red zones, poison, state words).
+    pub(crate) debug: bool,
+    /// `MEMDESC_STATS=1`: print the summary at exit.
+    pub(crate) stats: bool,
+}
+
+/// The engine if it is up (never initialises).
+#[inline(always)]
+pub(crate) fn ready() -> Option<&'static Engine> {
+    ENGINE.get()
+}
+
+/// The engine, initialising it on first use; `None` if that failed. Called
+/// inside the allocator (the caller holds a guard), so libc calls made here
+/// that allocate are served by the bootstrap arena.
+#[inline(always)]
+pub(crate) fn get() -> Option<&'static Engine> {
+    match ENGINE.get() {
+        Some(engine) => Some(engine),
+        None => init(),
+    }
+}
+
+#[cold]
+fn init() -> Option<&'static Engine> {
+    // Acquire: pairs with the Release stores of the state below. Relaxed on
+    // failure: we reread it in the wait loop.
+    match INIT.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Relaxed) {
+        Ok(_) => {
+            let built = build();
+            let ok = built.is_some_and(|engine| ENGINE.set(engine).is_ok());
+            if ok {
+                crate::thread::init_hooks();
+            }
+            // Release: pairs with the Acquire loads of waiting threads.
+            INIT.store(if ok { DONE } else { FAILED }, Ordering::Release);
+            ENGINE.get()
+        }
+        Err(_) => {
+            // Acquire: pairs with the Release store above.
+            while INIT.load(Ordering::Acquire) == RUNNING {
+                std::thread::yield_now();
+            }
+            ENGINE.get()
+        }
+    }
+}
+
+/// Whether the environment variable `name` (NUL-terminated) is "1".
+fn env_flag(name: &[u8]) -> bool {
+    // SAFETY: `name` is NUL-terminated; getenv does not allocate and the
+    // result, if not null, is a NUL-terminated string we only read.
+    let value = unsafe { libc::getenv(name.as_ptr().cast()) };
+    // SAFETY: as above: a C string, read up to its NUL.
+    !value.is_null() && unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes() == b"1"
+}
+
+fn build() -> Option<Engine> {
+    let debug = env_flag(b"MEMDESC_DEBUG\0");
+    let stats = env_flag(b"MEMDESC_STATS\0");
+    let node = match span::boot(&PLATFORM) {
+        Ok(node) => node,
+        Err(e) => {
+            report::line(format_args!("cannot set up the memory span: {e}"));
+            return None;
+        }
+    };
+    let _ = RET.set(SlabAllocator::slab_return(node));
+    let _ = RCU.set(Rcu::new(&PLATFORM, RcuConfig::default()).ok()?);
+    let slab = SlabAllocator::new(node, RCU.get()?, RET.get()?).ok()?;
+    let _ = SLAB.set(slab);
+    let slab = SLAB.get()?;
+    let flags = if debug { SlabFlags::DEBUG } else { SlabFlags::NONE };
+    let mut classes: [Option<CacheRef<'static, 'static>>; NR_CLASSES] = [const { None }; NR_CLASSES];
+    for (index, class) in classes.iter_mut().enumerate() {
+        let config = CacheConfig {
+            name: CLASS_NAMES[index],
+            size: CLASS_SIZES[index],
+            align: classes::class_align(index),
+            ctor: None,
+            flags,
+        };
+        *class = Some(slab.create_cache(config).ok()?);
+    }
+    if classes.iter().any(Option::is_none) {
+        return None;
+    }
+    let classes = classes.map(|c| c.expect("checked above: every class was created"));
+    Some(Engine { node, slab, classes, debug, stats })
+}
+
+/// What a checked pointer turned out to be.
+pub(crate) enum Block {
+    /// A slab object or a folio in the span: its usable size.
+    Span(usize),
+    /// A bootstrap block of this size.
+    Bootstrap(usize),
+    /// A direct map of this length.
+    Map(usize),
+}
+
+impl Engine {
+    /// Allocates `size` bytes (at least 1) aligned to `align` (a power of
+    /// two); `(pointer, fresh)` where `fresh` says the memory is a new map
+    /// (already zero). Null when memory is exhausted.
+    #[inline]
+    pub(crate) fn alloc(&self, size: usize, align: usize) -> (*mut u8, bool) {
+        loop {
+            let result = if let Some(index) = classes::class_for(size, align) {
+                self.classes[index].alloc_raw()
+            } else if size.max(align) <= MAX_FOLIO_BYTES {
+                self.slab.kmalloc(size, align)
+            } else {
+                return (large::alloc(size, align), true);
+            };
+            match result {
+                Ok(ptr) => return (ptr.as_ptr(), false),
+                Err(SlabError::OutOfMemory(_)) if span::grow(self.node) => crate::stats::count_hot_add(),
+                Err(_) => return (core::ptr::null_mut(), false),
+            }
+        }
+    }
+
+    /// What `ptr` (not null) is, checked through its descriptor; reports
+    /// misuse by `op` and aborts.
+    pub(crate) fn check(&self, op: &str, ptr: NonNull<u8>) -> Block {
+        let addr = ptr.as_ptr() as usize;
+        if span::contains(addr) {
+            match self.slab.ksize(ptr) {
+                Ok(size) => Block::Span(size),
+                Err(e) => misuse_of(op, addr, e),
+            }
+        } else if bootstrap::contains(addr) {
+            // SAFETY: duty 1 of size_of: a pointer into the arena the
+            // program got from us is a block's start (a wild one reads
+            // arena bytes: still in bounds).
+            Block::Bootstrap(unsafe { bootstrap::size_of(ptr.as_ptr()) })
+        } else if let Some(len) = large::len_of(addr) {
+            Block::Map(len)
+        } else {
+            report::misuse(op, addr, Misuse::Foreign, &"outside the memdesc span and every direct map")
+        }
+    }
+
+    /// Frees `ptr` (not null), checked; misuse aborts.
+    ///
+    /// # Safety
+    /// 1. If `ptr` is a live allocation, the caller gives it up.
+    #[inline]
+    pub(crate) unsafe fn free(&self, op: &str, ptr: NonNull<u8>) {
+        let addr = ptr.as_ptr() as usize;
+        if span::contains(addr) {
+            // SAFETY: duty 1 of kfree is ours (duty 1); the descriptor
+            // check inside refuses what is not an allocation.
+            if let Err(e) = unsafe { self.slab.kfree(ptr) } {
+                misuse_of(op, addr, e);
+            }
+        } else if bootstrap::contains(addr) {
+            // Bootstrap blocks are never reused.
+        } else if !large::free(addr) {
+            report::misuse(op, addr, Misuse::Foreign, &"outside the memdesc span and every direct map");
+        }
+    }
+}
+
+/// Reports a pointer the slab refused and aborts.
+#[cold]
+fn misuse_of(op: &str, addr: usize, e: SlabError) -> ! {
+    let kind = match e {
+        SlabError::Misaligned { .. } => Misuse::Interior,
+        SlabError::DoubleFree { .. } => Misuse::DoubleFree,
+        SlabError::BadObject(_) => Misuse::Corrupted,
+        // In the span but not an allocated block: free frames (a large
+        // block freed already) or the allocator's own metadata.
+        _ => Misuse::NotAllocated,
+    };
+    let class = match e {
+        SlabError::Misaligned { cache, .. } | SlabError::DoubleFree { cache, .. } => class_name(cache),
+        SlabError::BadObject(b) => b.cache,
+        _ => "none",
+    };
+    report::misuse(op, addr, kind, &format_args!("{e} (class {class})"))
+}
+
+/// The name of cache `id` (the classes are created after kmalloc's).
+fn class_name(id: u16) -> &'static str {
+    let kmalloc = memdesc::slab::KMALLOC_SIZES.len();
+    CLASS_NAMES.get(usize::from(id).wrapping_sub(kmalloc)).copied().unwrap_or("kmalloc")
+}
