@@ -81,7 +81,7 @@ fn init() -> Option<&'static Engine> {
 }
 
 /// Whether the environment variable `name` (NUL-terminated) is "1".
-fn env_flag(name: &[u8]) -> bool {
+pub(crate) fn env_flag(name: &[u8]) -> bool {
     // SAFETY: `name` is NUL-terminated; getenv does not allocate and the
     // result, if not null, is a NUL-terminated string we only read.
     let value = unsafe { libc::getenv(name.as_ptr().cast()) };

@@ -81,6 +81,12 @@ impl Sheaf {
         Some(self.objs[self.len])
     }
 
+    /// The object the next pop returns.
+    #[inline(always)]
+    fn top(&self) -> Option<usize> {
+        self.len.checked_sub(1).map(|i| self.objs[i])
+    }
+
     /// Pushes `obj`; the caller has checked there is room.
     #[inline(always)]
     fn push(&mut self, obj: usize) {
@@ -298,28 +304,42 @@ impl PerCpuSheaves {
     /// calling CPU's main sheaf with no atomic read-modify-write and no lock
     /// (SHEAF.1–4); onto the spare or the barn, or back to `src`, when the
     /// main sheaf is full (SHEAF.6); to `src` directly on the fallback path
-    /// (SHEAF.8). Never fails.
+    /// (SHEAF.8). Returns `false`, freeing nothing, when `obj` is the
+    /// main sheaf's top already: the cheap double-free check of a free
+    /// repeated before the next allocation on this CPU (SLUB's hardened
+    /// freelist makes the same one); other double frees are found only by
+    /// debug caches.
     #[inline]
-    pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) {
+    pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) -> bool {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
-            return src.give_back(&[obj]);
+            src.give_back(&[obj]);
+            return true;
         };
-        match self.cpus.get(cpu.index()) {
+        let freed = match self.cpus.get(cpu.index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
-                slot.with_locked(|state| {
-                    if state.main.len < self.capacity {
+                let freed = slot.with_locked(|state| {
+                    if state.main.top() == Some(obj) {
+                        false
+                    } else if state.main.len < self.capacity {
                         state.main.push(obj);
+                        true
                     } else {
                         self.free_slow(slot, state, obj, src);
+                        true
                     }
                 });
                 slot.unlock_local();
+                freed
             }
-            _ => src.give_back(&[obj]),
-        }
+            _ => {
+                src.give_back(&[obj]);
+                true
+            }
+        };
         platform.local_exit(cpu);
+        freed
     }
 
     /// Flushes the calling CPU's sheaves and every full sheaf of the barn
