@@ -3,8 +3,8 @@
 //! up and the thread has had its chance at a CPU slot, then calls the
 //! engine.
 
-use crate::engine::{self, Block};
-use crate::platform;
+use crate::engine::{self, Block, MAX_FOLIO_BYTES};
+use crate::platform::{self, ThreadState};
 use crate::thread;
 use crate::{bootstrap, large, stats};
 use core::ptr::NonNull;
@@ -14,12 +14,17 @@ pub use crate::stats::Stats;
 /// Allocates `size` bytes aligned to `align` (a power of two; at least 16
 /// is given anyway); null when memory is exhausted. `size` 0 is served as 1.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    let Some(guard) = thread::enter() else { return bootstrap::alloc(size.max(1), align) };
+    platform::with_thread(|t| alloc_as(t, size, align))
+}
+
+#[inline(always)]
+fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
+    let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size.max(1), align) };
     let Some(engine) = engine::get() else { return core::ptr::null_mut() };
     guard.claim();
     let (ptr, _) = engine.alloc(size.max(1), align);
     if !ptr.is_null() {
-        stats::count_alloc(platform::binding());
+        stats::count_alloc(guard.binding());
     }
     ptr
 }
@@ -27,12 +32,16 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 /// [`alloc`], zeroed.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     let size = size.max(1);
-    let Some(guard) = thread::enter() else { return bootstrap::alloc(size, align) };
+    platform::with_thread(|t| alloc_zeroed_as(t, size, align))
+}
+
+fn alloc_zeroed_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
+    let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size, align) };
     let Some(engine) = engine::get() else { return core::ptr::null_mut() };
     guard.claim();
     let (ptr, fresh) = engine.alloc(size, align);
     if !ptr.is_null() {
-        stats::count_alloc(platform::binding());
+        stats::count_alloc(guard.binding());
         if !fresh {
             // SAFETY: `ptr` is a new block of at least `size` bytes.
             unsafe { ptr.write_bytes(0, size) };
@@ -59,7 +68,17 @@ pub unsafe fn free(ptr: *mut u8) {
 /// As [`free`].
 pub(crate) unsafe fn free_as(op: &str, ptr: *mut u8) {
     let Some(ptr) = NonNull::new(ptr) else { return };
-    let guard = thread::enter();
+    // SAFETY: duty 1 is the caller's.
+    platform::with_thread(|t| unsafe { free_as_thread(t, op, ptr) })
+}
+
+/// [`free_as`] for `thread`.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+unsafe fn free_as_thread(thread: &ThreadState, op: &str, ptr: NonNull<u8>) {
+    let guard = thread::enter(thread);
     if guard.is_none() && bootstrap::contains(ptr.as_ptr() as usize) {
         return;
     }
@@ -73,14 +92,18 @@ pub(crate) unsafe fn free_as(op: &str, ptr: *mut u8) {
     };
     // SAFETY: duty 1 is the caller's.
     unsafe { engine.free(op, ptr) };
-    stats::count_free(platform::binding());
+    stats::count_free(thread.binding());
     drop(guard);
 }
 
 /// The usable size of the block at `ptr` (0 for null); misuse aborts.
 pub fn usable_size(ptr: *const u8) -> usize {
     let Some(ptr) = NonNull::new(ptr.cast_mut()) else { return 0 };
-    let _guard = thread::enter();
+    platform::with_thread(|t| usable_size_as(t, ptr))
+}
+
+fn usable_size_as(thread: &ThreadState, ptr: NonNull<u8>) -> usize {
+    let _guard = thread::enter(thread);
     if bootstrap::contains(ptr.as_ptr() as usize) {
         // SAFETY: duty 1 of size_of: the program's pointer into the arena.
         return unsafe { bootstrap::size_of(ptr.as_ptr()) };
@@ -110,13 +133,14 @@ pub fn usable_size(ptr: *const u8) -> usize {
 pub unsafe fn realloc(ptr: *mut u8, size: usize, align: usize) -> *mut u8 {
     let Some(old) = NonNull::new(ptr) else { return alloc(size, align) };
     let size = size.max(1);
-    let usable = {
-        let guard = thread::enter();
+    // Err: the call's result, decided while inside.
+    let usable = platform::with_thread(|t| -> Result<usize, *mut u8> {
+        let guard = thread::enter(t);
         if guard.is_none() && bootstrap::contains(old.as_ptr() as usize) {
             // SAFETY: a bootstrap block (re-entrant realloc of one).
             let usable = unsafe { bootstrap::size_of(old.as_ptr()) };
             if size <= usable {
-                return old.as_ptr();
+                return Err(old.as_ptr());
             }
             let new = bootstrap::alloc(size, align);
             if !new.is_null() {
@@ -124,23 +148,21 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize, align: usize) -> *mut u8 {
                 // disjoint (the bump pointer never hands bytes out twice).
                 unsafe { core::ptr::copy_nonoverlapping(old.as_ptr(), new, usable) };
             }
-            return new;
+            return Err(new);
         }
-        let Some(engine) = engine::ready() else { return core::ptr::null_mut() };
+        let Some(engine) = engine::ready() else { return Err(core::ptr::null_mut()) };
         match engine.check("realloc", old) {
-            Block::Span(n) => n,
-            Block::Bootstrap(n) => n,
-            Block::Map(n) => {
-                if align <= memdesc::PAGE_SIZE && size > n / 2 {
-                    let moved = large::remap(old.as_ptr() as usize, size);
-                    if !moved.is_null() {
-                        return moved;
-                    }
-                    return core::ptr::null_mut();
-                }
-                n
+            Block::Span(n) | Block::Bootstrap(n) => Ok(n),
+            // A direct map grows or shrinks in place or moves, by mremap.
+            Block::Map(_) if align <= memdesc::PAGE_SIZE && size > MAX_FOLIO_BYTES => {
+                Err(large::remap(old.as_ptr() as usize, size))
             }
+            Block::Map(n) => Ok(n),
         }
+    });
+    let usable = match usable {
+        Ok(n) => n,
+        Err(result) => return result,
     };
     if size <= usable && (size > usable / 2 || usable <= 32) && !bootstrap::contains(old.as_ptr() as usize) {
         return old.as_ptr();

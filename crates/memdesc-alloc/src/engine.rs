@@ -12,7 +12,7 @@ use memdesc::{Node, Rcu, RcuConfig, MAX_ORDER, PAGE_SIZE};
 use std::sync::OnceLock;
 
 /// The largest request served by a buddy folio (large kmalloc).
-const MAX_FOLIO_BYTES: usize = PAGE_SIZE << MAX_ORDER;
+pub(crate) const MAX_FOLIO_BYTES: usize = PAGE_SIZE << MAX_ORDER;
 
 static PLATFORM: EnginePlatform = EnginePlatform;
 static RET: OnceLock<SlabReturn<'static>> = OnceLock::new();

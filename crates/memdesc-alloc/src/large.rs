@@ -117,9 +117,14 @@ pub(crate) fn free(addr: usize) -> bool {
         table.remove(i);
         len
     };
+    // free() preserves errno (munmap may set it).
+    // SAFETY: this thread's errno location.
+    let saved = unsafe { *libc::__errno_location() };
     // SAFETY: the map was ours and its entry is gone, so no other call
     // can reach it; the caller gave the pointer up.
     unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
     true
 }
 

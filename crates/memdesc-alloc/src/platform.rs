@@ -36,9 +36,24 @@ const UNCLAIMED: u32 = u32::MAX;
 const NO_SLOT: u32 = u32::MAX - 1;
 const EXITED: u32 = u32::MAX - 2;
 
-std::thread_local! {
+/// A thread's allocator state: one thread-local, so each entry point looks
+/// it up once (in the `LD_PRELOAD` library every lookup is a
+/// `__tls_get_addr` call: rustc's cdylibs use the global-dynamic model).
+pub(crate) struct ThreadState {
+    /// How deep this thread is inside the allocator (0 or 1).
+    pub(crate) depth: Cell<u32>,
     /// This thread's [`Binding`], encoded (slot index or a sentinel).
-    static BINDING: Cell<u32> = const { Cell::new(UNCLAIMED) };
+    binding: Cell<u32>,
+}
+
+std::thread_local! {
+    static THREAD: ThreadState = const { ThreadState { depth: Cell::new(0), binding: Cell::new(UNCLAIMED) } };
+}
+
+/// Runs `f` with this thread's state.
+#[inline(always)]
+pub(crate) fn with_thread<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    THREAD.with(f)
 }
 
 /// Who owns each slot: 0 free, 1 taken.
@@ -47,36 +62,49 @@ static OWNERS: [AtomicU32; NR_SLOTS as usize] = [const { AtomicU32::new(0) }; NR
 /// This thread's binding.
 #[inline(always)]
 pub(crate) fn binding() -> Binding {
-    match BINDING.with(Cell::get) {
-        UNCLAIMED => Binding::Unclaimed,
-        NO_SLOT => Binding::NoSlot,
-        EXITED => Binding::Exited,
-        slot => Binding::Slot(slot),
-    }
+    THREAD.with(ThreadState::binding)
 }
 
-/// Claims the first free slot for this thread (which has none).
-pub(crate) fn claim_any() -> Binding {
-    for (index, owner) in OWNERS.iter().enumerate() {
-        // Acquire: pairs with the Release in `release_current`, so the
-        // previous owner's per-CPU writes are seen before we use its CPU.
-        // Relaxed on failure: we move on to the next slot.
-        if owner.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            BINDING.with(|b| b.set(index as u32));
-            return Binding::Slot(index as u32);
+impl ThreadState {
+    /// This thread's binding.
+    #[inline(always)]
+    pub(crate) fn binding(&self) -> Binding {
+        match self.binding.get() {
+            UNCLAIMED => Binding::Unclaimed,
+            NO_SLOT => Binding::NoSlot,
+            EXITED => Binding::Exited,
+            slot => Binding::Slot(slot),
         }
     }
-    BINDING.with(|b| b.set(NO_SLOT));
-    Binding::NoSlot
-}
 
-/// Releases this thread's slot, if any, and marks it exited.
-pub(crate) fn release_current() {
-    if let Binding::Slot(slot) = binding() {
-        // Release: pairs with the Acquire claim of the next owner.
-        OWNERS[slot as usize].store(0, Ordering::Release);
+    /// A token unique among live threads (the state's address).
+    pub(crate) fn token(&self) -> usize {
+        self as *const ThreadState as usize
     }
-    BINDING.with(|b| b.set(EXITED));
+
+    /// Claims the first free slot for this thread (which has none).
+    pub(crate) fn claim_any(&self) -> Binding {
+        for (index, owner) in OWNERS.iter().enumerate() {
+            // Acquire: pairs with the Release in `release`, so the previous
+            // owner's per-CPU writes are seen before we use its CPU.
+            // Relaxed on failure: we move on to the next slot.
+            if owner.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                self.binding.set(index as u32);
+                return Binding::Slot(index as u32);
+            }
+        }
+        self.binding.set(NO_SLOT);
+        Binding::NoSlot
+    }
+
+    /// Releases this thread's slot, if any, and marks it exited.
+    pub(crate) fn release(&self) {
+        if let Binding::Slot(slot) = self.binding() {
+            // Release: pairs with the Acquire claim of the next owner.
+            OWNERS[slot as usize].store(0, Ordering::Release);
+        }
+        self.binding.set(EXITED);
+    }
 }
 
 /// In a forked child: frees every slot but `keep` (the forking thread's),

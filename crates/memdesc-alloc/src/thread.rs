@@ -32,15 +32,8 @@
 //! a `.fini_array` hook, which also prints the statistics.
 
 use crate::engine::Engine;
-use crate::platform::{self, Binding};
-use core::cell::Cell;
-use core::marker::PhantomData;
+use crate::platform::{self, Binding, ThreadState};
 use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
-std::thread_local! {
-    /// How deep this thread is inside the allocator (0 or 1).
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-}
 
 /// One flag per CPU slot: its thread is inside the allocator. Written only
 /// by the slot's thread (plain stores), read by the forking thread.
@@ -60,16 +53,11 @@ static KEY: AtomicU32 = AtomicU32::new(0);
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 8;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 16;
 
-/// A token unique among live threads: the address of this thread's depth.
-fn token() -> usize {
-    DEPTH.with(|d| d as *const Cell<u32> as usize)
-}
-
 /// Being inside the allocator; dropping it leaves.
-pub(crate) struct Guard {
+pub(crate) struct Guard<'t> {
+    thread: &'t ThreadState,
     /// The slot whose inside flag we set, or `None` for the shared count.
     slot: Option<u32>,
-    _not_send: PhantomData<*const ()>,
 }
 
 /// The store-then-load barrier of the entry (pairs with `prefork`'s
@@ -89,14 +77,14 @@ fn entry_barrier() {
     }
 }
 
-/// Enters the allocator; `None` for a re-entrant call.
+/// Enters the allocator as `thread`; `None` for a re-entrant call.
 #[inline]
-pub(crate) fn enter() -> Option<Guard> {
-    if DEPTH.with(Cell::get) != 0 {
+pub(crate) fn enter(thread: &ThreadState) -> Option<Guard<'_>> {
+    if thread.depth.get() != 0 {
         return None;
     }
-    DEPTH.with(|d| d.set(1));
-    let slot = match platform::binding() {
+    thread.depth.set(1);
+    let slot = match thread.binding() {
         Binding::Slot(slot) => Some(slot),
         _ => None,
     };
@@ -117,8 +105,8 @@ pub(crate) fn enter() -> Option<Guard> {
         }
         // Relaxed: after entry_barrier (or the SeqCst RMW); see prefork.
         let pending = FORK_PENDING.load(Ordering::Relaxed);
-        if pending == 0 || pending == token() {
-            return Some(Guard { slot, _not_send: PhantomData });
+        if pending == 0 || pending == thread.token() {
+            return Some(Guard { thread, slot });
         }
         leave_inside(slot);
         wait_for_fork();
@@ -143,24 +131,24 @@ fn wait_for_fork() {
     }
 }
 
-impl Drop for Guard {
+impl Drop for Guard<'_> {
     #[inline]
     fn drop(&mut self) {
         leave_inside(self.slot);
-        DEPTH.with(|d| d.set(0));
+        self.thread.depth.set(0);
     }
 }
 
-impl Guard {
+impl Guard<'_> {
     /// Claims a CPU slot for this thread if it has never had one (the
     /// engine is up, so the exit key exists). This call stays counted as
     /// it entered.
     #[inline]
     pub(crate) fn claim(&self) {
-        if platform::binding() != Binding::Unclaimed {
+        if self.thread.binding() != Binding::Unclaimed {
             return;
         }
-        if let Binding::Slot(_) = platform::claim_any() {
+        if let Binding::Slot(_) = self.thread.claim_any() {
             // Relaxed: created before the engine was published (OnceLock).
             let key = KEY.load(Ordering::Relaxed);
             if key != 0 {
@@ -171,6 +159,12 @@ impl Guard {
                 unsafe { libc::pthread_setspecific(key - 1, core::ptr::dangling::<libc::c_void>()) };
             }
         }
+    }
+
+    /// This thread's binding now.
+    #[inline(always)]
+    pub(crate) fn binding(&self) -> Binding {
+        self.thread.binding()
     }
 }
 
@@ -199,16 +193,22 @@ pub(crate) fn init_hooks() {
 /// The exit key's destructor: returns the thread's cached objects and
 /// frames and releases its slot.
 extern "C" fn thread_exit(_value: *mut libc::c_void) {
-    if let (Some(guard), Some(engine)) = (enter(), crate::engine::ready()) {
-        engine.flush_local();
-        drop(guard);
-    }
-    platform::release_current();
+    platform::with_thread(|thread| {
+        if let (Some(guard), Some(engine)) = (enter(thread), crate::engine::ready()) {
+            engine.flush_local();
+            drop(guard);
+        }
+        thread.release();
+    });
 }
 
 /// At process exit (the main thread): flush and print the statistics.
 extern "C" fn process_exit() {
-    match (enter(), crate::engine::ready()) {
+    platform::with_thread(process_exit_as);
+}
+
+fn process_exit_as(thread: &ThreadState) {
+    match (enter(thread), crate::engine::ready()) {
         (Some(guard), Some(engine)) => {
             engine.flush_local();
             drop(guard);
@@ -229,7 +229,8 @@ static PROCESS_EXIT: extern "C" fn() = process_exit;
 
 extern "C" fn prefork() {
     // Release: nothing to publish but the word; the barrier below orders.
-    FORK_PENDING.store(token(), Ordering::Release);
+    let (token, own) = platform::with_thread(|t| (t.token(), t.binding()));
+    FORK_PENDING.store(token, Ordering::Release);
     // Relaxed: set at initialisation (the handler exists only after it).
     if MEMBARRIER.load(Ordering::Relaxed) {
         // SAFETY: a registered command without pointers. It makes every
@@ -240,7 +241,7 @@ extern "C" fn prefork() {
         // SeqCst: pairs with entry_barrier's fence (store buffering).
         fence(Ordering::SeqCst);
     }
-    let own = match platform::binding() {
+    let own = match own {
         Binding::Slot(s) => Some(s as usize),
         _ => None,
     };

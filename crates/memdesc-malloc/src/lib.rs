@@ -69,10 +69,9 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 /// 1. `ptr` is null or a live block from this allocator, given up.
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    let saved = errno();
+    // The engine's free leaves errno alone (its munmap path restores it).
     // SAFETY: duty 1 is the caller's.
     unsafe { engine::free(ptr.cast()) };
-    set_errno(saved);
 }
 
 /// `free`, for very old programs.
