@@ -269,3 +269,62 @@ fn allocating_more_than_the_first_section_hot_adds() {
     assert!(after.present_bytes > before.present_bytes);
     assert!(blocks.iter().enumerate().all(|(i, b)| b[0] == i as u8 && b[(1 << 20) - 1] == i as u8));
 }
+
+#[test]
+fn more_threads_than_cpu_slots_use_the_slow_path_correctly() {
+    // 80 threads alive at once: at most 64 get a slot; the rest allocate
+    // and free through the locked slow path, objects crossing between both.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(80));
+    let (tx, rx) = mpsc::channel::<Vec<u32>>();
+    let handles: Vec<_> = (0..80u32)
+        .map(|t| {
+            let (barrier, tx) = (barrier.clone(), tx.clone());
+            thread::spawn(move || {
+                let first = vec![t; 10];
+                barrier.wait();
+                let slot = memdesc_alloc::thread_has_cpu_slot();
+                for i in 0..300 {
+                    tx.send(vec![t; (i % 50) + 1]).unwrap();
+                }
+                assert_eq!(first, vec![t; 10]);
+                slot
+            })
+        })
+        .collect();
+    drop(tx);
+    let received = rx.iter().filter(|v| v.iter().all(|&x| x == v[0])).count();
+    let with_slot = handles.into_iter().map(|h| h.join().unwrap()).filter(|&s| s).count();
+    assert_eq!(received, 80 * 300, "a block changed between threads");
+    assert!(with_slot <= 64, "{with_slot} threads claimed one of 64 slots");
+    assert!(with_slot < 80, "every one of 80 live threads had a slot of 64");
+}
+
+static LATE_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn late_destructor(value: *mut libc::c_void) {
+    // Runs after memdesc's exit key (created later, so a higher key: glibc
+    // runs destructors in key order): the thread has given its slot back.
+    let had_slot = memdesc_alloc::thread_has_cpu_slot();
+    LATE_SLOT.store(if had_slot { 1 } else { 2 }, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: the Box leaked into the key by the thread below.
+    drop(unsafe { Box::from_raw(value.cast::<Vec<u64>>()) });
+    let again: Vec<u64> = (0..1000).collect();
+    assert_eq!(again[999], 999);
+}
+
+#[test]
+fn frees_and_allocations_after_the_exit_hook_take_the_slow_path() {
+    let _ = memdesc_alloc::snapshot(); // the engine is up: its key exists
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: a valid out-pointer and a destructor that lives for the process.
+    assert_eq!(unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) }, 0);
+    thread::spawn(move || {
+        let boxed = Box::new((0..100u64).collect::<Vec<u64>>());
+        assert!(memdesc_alloc::thread_has_cpu_slot());
+        // SAFETY: our key; the destructor takes the Box back.
+        unsafe { libc::pthread_setspecific(key, Box::into_raw(boxed).cast()) };
+    })
+    .join()
+    .unwrap();
+    assert_eq!(LATE_SLOT.load(std::sync::atomic::Ordering::SeqCst), 2, "the late destructor ran with a CPU slot");
+}
