@@ -184,6 +184,9 @@ impl Engine {
     pub(crate) unsafe fn free(&self, op: &str, ptr: NonNull<u8>) {
         let addr = ptr.as_ptr() as usize;
         if span::contains(addr) {
+            if addr % RETURN_BYTES == 0 {
+                self.return_frames(op, ptr);
+            }
             // SAFETY: duty 1 of kfree is ours (duty 1); the descriptor
             // check inside refuses what is not an allocation.
             if let Err(e) = unsafe { self.slab.kfree(ptr) } {
@@ -196,6 +199,28 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// Gives the frames of a large folio about to be freed back to the
+    /// kernel (`MADV_DONTNEED`), so a process's resident memory falls when
+    /// it frees big buffers; the span stays mapped and the frames come back
+    /// zeroed on their next use. Blocks below [`RETURN_BYTES`] keep their
+    /// frames (reuse is likely and faults cost more than they save).
+    #[cold]
+    fn return_frames(&self, op: &str, ptr: NonNull<u8>) {
+        let Block::Span(size) = self.check(op, ptr) else { return };
+        if size >= RETURN_BYTES {
+            // SAFETY: the block is a live folio of `size` bytes in the span
+            // that the caller is freeing (its contents are dead); the
+            // mapping stays, only its backing is dropped.
+            unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+/// Folios this large (and so this aligned) give their frames back to the
+/// kernel when freed.
+const RETURN_BYTES: usize = 1 << 20;
 
 /// Reports a pointer the slab refused and aborts.
 #[cold]
