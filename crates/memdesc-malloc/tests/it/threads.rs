@@ -49,26 +49,35 @@ fn fork_from_a_threaded_program_leaves_the_child_a_working_heap() {
         .map(|_| {
             let stop = stop.clone();
             thread::spawn(move || {
+                // Sizes across every class and folio orders, kept in a
+                // ring, so the workers run the slow paths (slab refills and
+                // give-backs under list locks, the zone lock) all the time.
+                let mut ring = [core::ptr::null_mut(); 64];
                 let mut i = 0usize;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let p = malloc(i % 20_000 + 1);
-                    // SAFETY: live, freed once.
-                    unsafe { free(p) };
+                    let slot = &mut ring[i % 64];
+                    // SAFETY: null or live, freed once.
+                    unsafe { free(*slot) };
+                    *slot = malloc((i * 7919) % 300_000 + 1);
                     i += 1;
+                }
+                for p in ring {
+                    // SAFETY: null or live, freed once.
+                    unsafe { free(p) };
                 }
             })
         })
         .collect();
-    for _ in 0..30 {
+    for _ in 0..60 {
         // SAFETY: the child uses only our malloc/free and _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
             // SAFETY: kills a deadlocked child instead of hanging.
-            unsafe { libc::alarm(10) };
+            unsafe { libc::alarm(5) };
             let mut ok = true;
             for i in 0..5000usize {
-                let p = malloc(i % 3000 + 1);
+                let p = malloc((i * 7919) % 300_000 + 1);
                 ok &= !p.is_null();
                 // SAFETY: live, freed once.
                 unsafe { free(p) };
