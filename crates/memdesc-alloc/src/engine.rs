@@ -2,7 +2,7 @@
 //! classes, initialised once without allocating through `malloc`.
 
 use crate::classes::{self, CLASS_NAMES, CLASS_SIZES, NR_CLASSES};
-use crate::platform::EnginePlatform;
+use crate::platform::PLATFORM;
 use crate::report::{self, Misuse};
 use crate::{bootstrap, large, span};
 use core::ptr::NonNull;
@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 /// The largest request served by a buddy folio (large kmalloc).
 pub(crate) const MAX_FOLIO_BYTES: usize = PAGE_SIZE << MAX_ORDER;
 
-static PLATFORM: EnginePlatform = EnginePlatform;
 static RET: OnceLock<SlabReturn<'static>> = OnceLock::new();
 static RCU: OnceLock<Rcu<'static>> = OnceLock::new();
 static SLAB: OnceLock<SlabAllocator<'static>> = OnceLock::new();

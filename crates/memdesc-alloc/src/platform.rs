@@ -1,24 +1,34 @@
-//! The engine's platform: the node's CPUs are slots that threads claim.
+//! The engine's platform: `memdesc-host`'s [`HostPlatform`], whose CPUs are
+//! slots that threads claim, plus this crate's per-thread state.
 //!
-//! A thread claims a free slot once (one compare-exchange), on its first
-//! allocation, and keeps it until its exit hook releases it; while it holds
-//! the slot no other thread runs as that CPU, which is the contract of
-//! [`Platform::local_enter`], and entering is a thread-local read. A thread
-//! that finds every slot taken gets none and takes the core's locked slow
-//! paths. The binding is a const-initialised, Drop-free thread-local, so
-//! reading it never allocates and registers no destructor.
-//!
-//! (Interim: `memdesc-host`'s `CpuSlots`/`HostPlatform` replace this module
-//! when that crate lands; the shape is the same.)
+//! A thread claims a free slot once ([`CpuSlots::claim_any`](memdesc_host::CpuSlots::claim_any),
+//! one compare-exchange), on its first allocation, and keeps it until its
+//! exit hook releases it; while it holds the slot no other thread runs as
+//! that CPU, so `local_enter` hands out the CPU's token with thread-local
+//! reads. A thread that finds every slot taken gets none and takes the
+//! core's locked slow paths. Both thread-locals (ours here and the host's
+//! binding table) are const-initialised and Drop-free, so reading them
+//! never allocates and registers no destructor.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU32, Ordering};
-use memdesc::platform::{CpuId, Platform, WaitKey};
+use core::sync::atomic::{AtomicBool, Ordering};
+use memdesc::CpuId;
+use memdesc_host::HostPlatform;
 
 /// CPU slots: the most the core serves.
 pub(crate) const NR_SLOTS: u32 = memdesc::MAX_CPUS as u32;
 
-/// A thread's binding, as stored in [`BINDING`].
+/// The platform every engine call runs on.
+pub(crate) static PLATFORM: HostPlatform = match HostPlatform::new(NR_SLOTS) {
+    Ok(platform) => platform,
+    Err(_) => panic!("NR_SLOTS is the core's MAX_CPUS, which HostPlatform accepts"),
+};
+
+/// Slots held by a thread of this process, by our count (the host's owner
+/// words are private): a forked child counts those of threads it lacks.
+static HELD: [AtomicBool; NR_SLOTS as usize] = [const { AtomicBool::new(false) }; NR_SLOTS as usize];
+
+/// A thread's binding, as stored in its [`ThreadState`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Binding {
     /// Has not allocated yet: claims a slot at its first allocation.
@@ -56,9 +66,6 @@ pub(crate) fn with_thread<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
     THREAD.with(f)
 }
 
-/// Who owns each slot: 0 free, 1 taken.
-static OWNERS: [AtomicU32; NR_SLOTS as usize] = [const { AtomicU32::new(0) }; NR_SLOTS as usize];
-
 /// This thread's binding.
 #[inline(always)]
 pub(crate) fn binding() -> Binding {
@@ -84,81 +91,54 @@ impl ThreadState {
 
     /// Claims the first free slot for this thread (which has none).
     pub(crate) fn claim_any(&self) -> Binding {
-        for (index, owner) in OWNERS.iter().enumerate() {
-            // Acquire: pairs with the Release in `release`, so the previous
-            // owner's per-CPU writes are seen before we use its CPU.
-            // Relaxed on failure: we move on to the next slot.
-            if owner.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                self.binding.set(index as u32);
-                return Binding::Slot(index as u32);
+        match PLATFORM.slots().claim_any() {
+            Some(binding) => {
+                let cpu = binding.cpu().0;
+                // The slot is held until `release` (the exit hook), not
+                // until this guard's scope ends.
+                core::mem::forget(binding);
+                // Relaxed: a statistic (and the fork child's count, where
+                // only one thread runs).
+                HELD[cpu as usize].store(true, Ordering::Relaxed);
+                self.binding.set(cpu);
+                Binding::Slot(cpu)
+            }
+            None => {
+                self.binding.set(NO_SLOT);
+                Binding::NoSlot
             }
         }
-        self.binding.set(NO_SLOT);
-        Binding::NoSlot
     }
 
-    /// Releases this thread's slot, if any, and marks it exited.
-    pub(crate) fn release(&self) {
+    /// Runs `flush` while this thread still runs as its CPU, then releases
+    /// the slot (if any) and marks the thread exited.
+    pub(crate) fn release_with(&self, flush: impl FnOnce()) {
         if let Binding::Slot(slot) = self.binding() {
-            // Release: pairs with the Acquire claim of the next owner.
-            OWNERS[slot as usize].store(0, Ordering::Release);
+            PLATFORM.slots().release_current_with(|_: CpuId| flush());
+            // Relaxed: a statistic.
+            HELD[slot as usize].store(false, Ordering::Relaxed);
         }
         self.binding.set(EXITED);
     }
 }
 
-/// In a forked child: frees every slot but `keep` (the forking thread's),
-/// whose threads do not exist here.
-pub(crate) fn release_all_but(keep: Binding) {
-    for (index, owner) in OWNERS.iter().enumerate() {
-        if keep != Binding::Slot(index as u32) {
-            // Relaxed: the child is single-threaded here.
-            owner.store(0, Ordering::Relaxed);
+/// In a forked child: the slots held by threads that do not exist here
+/// (all but `keep`, the forking thread's). The host's slots cannot be
+/// taken back from a thread that is gone, so they stay held, with what
+/// their sheaves and lists cache: counted, not reused. Returns how many.
+pub(crate) fn orphaned_by_fork(keep: Binding) -> u32 {
+    let mut orphaned = 0;
+    for (index, held) in HELD.iter().enumerate() {
+        // Relaxed: the child is single-threaded here.
+        if keep != Binding::Slot(index as u32) && held.load(Ordering::Relaxed) {
+            orphaned += 1;
         }
     }
+    orphaned
 }
 
-/// How many slots are taken (racy snapshot, for statistics).
+/// How many slots are held (racy snapshot, for statistics).
 pub(crate) fn slots_taken() -> u32 {
     // Relaxed: a statistic.
-    OWNERS.iter().filter(|o| o.load(Ordering::Relaxed) != 0).count() as u32
-}
-
-/// The platform hooks over the slots.
-pub(crate) struct EnginePlatform;
-
-impl Platform for EnginePlatform {
-    fn current_cpu(&self) -> CpuId {
-        // Threads without a slot share the last CPU's (locked) per-CPU
-        // lists: a contract violation the core documents as costing speed,
-        // never safety.
-        match binding() {
-            Binding::Slot(slot) => CpuId(slot),
-            _ => CpuId(NR_SLOTS - 1),
-        }
-    }
-
-    fn nr_cpus(&self) -> u32 {
-        NR_SLOTS
-    }
-
-    fn wait(&self, _key: WaitKey, still_blocked: &dyn Fn() -> bool) {
-        if still_blocked() {
-            std::thread::yield_now();
-        }
-    }
-
-    fn wake_all(&self, _key: WaitKey) {}
-
-    fn local_enter(&self) -> Option<CpuId> {
-        // The slot is this thread's from claim to release (see module doc).
-        match binding() {
-            Binding::Slot(slot) => Some(CpuId(slot)),
-            _ => None,
-        }
-    }
-
-    fn relax(&self) {
-        std::thread::yield_now();
-    }
+    HELD.iter().filter(|h| h.load(Ordering::Relaxed)).count() as u32
 }

@@ -80,6 +80,9 @@ pub struct Stats {
     pub direct_maps: u64,
     /// CPU slots held by threads now.
     pub slots_taken: u32,
+    /// CPU slots a forked child inherited from threads it does not have
+    /// (held, with their caches, for the child's life).
+    pub slots_orphaned_by_fork: u32,
     /// The process's peak resident set (`VmHWM`), in KiB.
     pub peak_rss_kib: u64,
 }
@@ -106,6 +109,8 @@ pub fn snapshot() -> Stats {
         present_bytes: present,
         direct_maps: maps as u64,
         slots_taken: platform::slots_taken(),
+        // Relaxed: a statistic.
+        slots_orphaned_by_fork: crate::thread::ORPHANED_SLOTS.load(Ordering::Relaxed),
         peak_rss_kib: peak_rss_kib(),
     }
 }
@@ -149,6 +154,12 @@ pub fn print_summary() {
         s.slots_taken,
         NR_SLOTS
     ));
+    if s.slots_orphaned_by_fork > 0 {
+        crate::report::line(format_args!(
+            "{} cpu slots orphaned by fork (held by the parent's other threads, with their caches)",
+            s.slots_orphaned_by_fork
+        ));
+    }
     let Some(engine) = crate::engine::ready() else { return };
     if engine.debug {
         crate::report::line(format_args!("debug caches on (MEMDESC_DEBUG=1): red zones, poison, state words"));

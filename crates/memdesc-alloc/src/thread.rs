@@ -47,6 +47,8 @@ static SHARED_INSIDE: AtomicU64 = AtomicU64::new(0);
 static FORK_PENDING: AtomicUsize = AtomicUsize::new(0);
 /// Whether membarrier is registered (the entry then needs no fence).
 static MEMBARRIER: AtomicBool = AtomicBool::new(false);
+/// CPU slots held by threads a forked child does not have (statistics).
+pub(crate) static ORPHANED_SLOTS: AtomicU32 = AtomicU32::new(0);
 /// The exit-hook key, plus one (0: not created).
 static KEY: AtomicU32 = AtomicU32::new(0);
 
@@ -194,11 +196,15 @@ pub(crate) fn init_hooks() {
 /// frames and releases its slot.
 extern "C" fn thread_exit(_value: *mut libc::c_void) {
     platform::with_thread(|thread| {
-        if let (Some(guard), Some(engine)) = (enter(thread), crate::engine::ready()) {
-            engine.flush_local();
-            drop(guard);
-        }
-        thread.release();
+        let guard = enter(thread);
+        // The flush runs while the thread still runs as its CPU (its
+        // sheaves are reachable only from it); then the slot goes.
+        thread.release_with(|| {
+            if let (Some(_), Some(engine)) = (&guard, crate::engine::ready()) {
+                engine.flush_local();
+            }
+        });
+        drop(guard);
     });
 }
 
@@ -264,14 +270,18 @@ extern "C" fn postfork_parent() {
 
 extern "C" fn postfork_child() {
     // The child is single-threaded: the other threads' inside marks and
-    // slots belong to threads that do not exist here.
+    // slots belong to threads that do not exist here. Their slots stay
+    // held (memdesc-host gives no way to take a slot from a thread that
+    // is gone), with the objects and frames cached in them: counted.
     for inside in &INSIDE {
         // Relaxed: single-threaded.
         inside.0.store(0, Ordering::Relaxed);
     }
     // Relaxed: single-threaded.
     SHARED_INSIDE.store(0, Ordering::Relaxed);
-    platform::release_all_but(platform::binding());
+    let orphaned = platform::orphaned_by_fork(platform::binding());
+    // Relaxed: single-threaded.
+    ORPHANED_SLOTS.store(orphaned, Ordering::Relaxed);
     // Release: single-threaded; pairs with wait_for_fork for form's sake.
     FORK_PENDING.store(0, Ordering::Release);
 }

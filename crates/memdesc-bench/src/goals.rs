@@ -484,13 +484,13 @@ fn p4(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
 
 fn p5(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
     ours::with_node(default_node(), |node, platform| {
-        ours::with_node(default_node(), |other, _| {
+        ours::with_node(default_node(), |other, other_platform| {
             let samples = measure(
                 settings,
                 &mut [
                     Workload::new(2, |n| ours::churn_threads(node, platform, 2, n)),
                     Workload::new(1, |n| ours::pair_loop(node, Order::ZERO, Gfp::KERNEL, n)),
-                    Workload::new(2, |n| ours::churn_separate_nodes(&[node, other], platform, n)),
+                    Workload::new(2, |n| ours::churn_separate_nodes(&[(node, platform), (other, other_platform)], n)),
                     Workload::new(2, |n| peers::private_fetch_add_threads(2, n)),
                     Workload::new(1, peers::fetch_add_loop),
                 ],

@@ -125,20 +125,23 @@ fn summarise(mut ns: Vec<f64>, iters: u64) -> Sample {
 }
 
 /// Runs `body(t)` on `threads` scoped threads `t = 0..threads`, each after
-/// its own `prepare(t)` (binding it to a CPU), started together by a barrier.
+/// its own `prepare(t)` (binding it to a CPU: what it returns, the binding
+/// guard, is kept until `body` ends), started together by a barrier.
 /// Returns the wall time from the first start to the last finish.
-pub fn run_threads(threads: usize, prepare: impl Fn(usize) + Sync, body: impl Fn(usize) + Sync) -> Duration {
+pub fn run_threads<G>(threads: usize, prepare: impl Fn(usize) -> G + Sync, body: impl Fn(usize) + Sync) -> Duration {
     let barrier = Barrier::new(threads);
     let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (barrier, prepare, body) = (&barrier, &prepare, &body);
                 s.spawn(move || {
-                    prepare(t);
+                    let guard = prepare(t);
                     barrier.wait();
                     let start = Instant::now();
                     body(t);
-                    (start, Instant::now())
+                    let end = Instant::now();
+                    drop(guard);
+                    (start, end)
                 })
             })
             .collect();

@@ -29,8 +29,8 @@ pub fn with_node<R>(
     config: NodeConfig,
     f: impl for<'n> FnOnce(&'n Node<'n>, &'n SimPlatform) -> R,
 ) -> Result<R, Box<dyn Error>> {
-    let platform = SimPlatform::new(NR_CPUS);
-    platform.bind_current_thread(CpuId(0));
+    let platform = SimPlatform::new(NR_CPUS)?;
+    let _cpu = platform.bind_current_thread(CpuId(0))?;
     let mut arena = Arena::new(RAM_BYTES)?;
     let node = arena.boot(config, &platform)?;
     let result = f(node, &platform);
@@ -91,24 +91,43 @@ pub fn get_put_loop(node: &Node<'_>, pfn: Pfn, iters: u64) -> Duration {
 /// `threads` threads, thread `t` bound to CPU `t`, each running `iters`
 /// order-0 alloc + drop pairs on `node`; returns the wall time.
 pub fn churn_threads(node: &Node<'_>, platform: &SimPlatform, threads: usize, iters: u64) -> Duration {
-    run_threads(
-        threads,
-        |t| platform.bind_current_thread(CpuId(t as u32)),
-        |_| {
-            pair_loop(node, Order::ZERO, Gfp::KERNEL, iters);
-        },
-    )
+    lending(&[platform], || {
+        run_threads(
+            threads,
+            |t| platform.bind_current_thread(CpuId(t as u32)).expect("CPU t is free"),
+            |_| {
+                pair_loop(node, Order::ZERO, Gfp::KERNEL, iters);
+            },
+        )
+    })
+}
+
+/// Runs `f` with the calling thread's CPUs on `platforms` (it runs as CPU
+/// 0 in [`with_node`]) given back, so threads `f` starts and joins can bind
+/// them; takes them again afterwards. A CPU is never two threads'.
+pub fn lending<R>(platforms: &[&SimPlatform], f: impl FnOnce() -> R) -> R {
+    match platforms.split_first() {
+        None => f(),
+        Some((first, rest)) => first
+            .slots()
+            .while_unbound(|| lending(rest, f))
+            .expect("the worker threads ended and gave the bench's CPU back"),
+    }
 }
 
 /// `nodes.len()` threads, thread `t` running `iters` order-0 alloc + drop
-/// pairs on its own `nodes[t]` (bound to CPU 0 of it); returns the wall time.
-/// Two threads that share no node at all: the reference for P5's scaling.
-pub fn churn_separate_nodes(nodes: &[&Node<'_>], platform: &SimPlatform, iters: u64) -> Duration {
-    run_threads(
-        nodes.len(),
-        |_| platform.bind_current_thread(CpuId(0)),
-        |t| {
-            pair_loop(nodes[t], Order::ZERO, Gfp::KERNEL, iters);
-        },
-    )
+/// pairs on its own `nodes[t].0` (bound to CPU 0 of its platform
+/// `nodes[t].1`); returns the wall time. Two threads that share no node at
+/// all: the reference for P5's scaling.
+pub fn churn_separate_nodes(nodes: &[(&Node<'_>, &SimPlatform)], iters: u64) -> Duration {
+    let platforms: Vec<&SimPlatform> = nodes.iter().map(|&(_, platform)| platform).collect();
+    lending(&platforms, || {
+        run_threads(
+            nodes.len(),
+            |t| nodes[t].1.bind_current_thread(CpuId(0)).expect("CPU 0 of its own platform is free"),
+            |t| {
+                pair_loop(nodes[t].0, Order::ZERO, Gfp::KERNEL, iters);
+            },
+        )
+    })
 }

@@ -170,13 +170,15 @@ pub fn batch_threads(
     size: usize,
     iters: u64,
 ) -> Duration {
-    run_threads(
-        threads,
-        |t| platform.bind_current_thread(CpuId(t as u32)),
-        |_| {
-            cache_batch_loop(cache, &mut Vec::with_capacity(size), iters);
-        },
-    )
+    ours::lending(&[platform], || {
+        run_threads(
+            threads,
+            |t| platform.bind_current_thread(CpuId(t as u32)).expect("CPU t is free"),
+            |_| {
+                cache_batch_loop(cache, &mut Vec::with_capacity(size), iters);
+            },
+        )
+    })
 }
 
 /// `caches.len()` threads, thread `t` bound to simulated CPU `t` and
@@ -188,13 +190,15 @@ pub fn batch_threads_separate(
     size: usize,
     iters: u64,
 ) -> Duration {
-    run_threads(
-        caches.len(),
-        |t| platform.bind_current_thread(CpuId(t as u32)),
-        |t| {
-            cache_batch_loop(caches[t], &mut Vec::with_capacity(size), iters);
-        },
-    )
+    ours::lending(&[platform], || {
+        run_threads(
+            caches.len(),
+            |t| platform.bind_current_thread(CpuId(t as u32)).expect("CPU t is free"),
+            |t| {
+                cache_batch_loop(caches[t], &mut Vec::with_capacity(size), iters);
+            },
+        )
+    })
 }
 
 /// Sheaf capacity of the replica: the sheaves'.
@@ -261,7 +265,7 @@ pub fn sheaf_floor_pair_loop(platform: &dyn Platform, iters: u64) -> Duration {
     let mut sum = 0usize;
     let elapsed = time_loop(iters, || {
         let cpu = platform.local_enter().expect("the bench thread is bound to a CPU");
-        let obj = slots.get_mut(cpu.index()).and_then(|s| {
+        let obj = slots.get_mut(cpu.cpu().index()).and_then(|s| {
             s.locked(|len, objs| {
                 *len = len.checked_sub(1)?;
                 Some(objs[*len])
@@ -271,7 +275,7 @@ pub fn sheaf_floor_pair_loop(platform: &dyn Platform, iters: u64) -> Duration {
         let obj = obj.flatten().expect("the replica's sheaf holds one object");
         sum = sum.wrapping_add(obj);
         let cpu = platform.local_enter().expect("the bench thread is bound to a CPU");
-        if let Some(slot) = slots.get_mut(cpu.index()) {
+        if let Some(slot) = slots.get_mut(cpu.cpu().index()) {
             slot.locked(|len, objs| {
                 if *len < FLOOR_CAPACITY {
                     objs[*len] = obj;
@@ -295,7 +299,7 @@ pub fn local_enter_exit_loop(platform: &dyn Platform, iters: u64) -> Duration {
     let elapsed = time_loop(iters, || {
         for _ in 0..2 {
             let cpu = platform.local_enter().expect("the bench thread is bound to a CPU");
-            sum = sum.wrapping_add(cpu.index());
+            sum = sum.wrapping_add(cpu.cpu().index());
             platform.local_exit(cpu);
         }
     });

@@ -4,6 +4,7 @@ use memdesc::buddy::BootError;
 use memdesc::pgtable::MmError;
 use memdesc::slab::SlabError;
 use memdesc::RcuError;
+use memdesc_host::SlotError;
 use std::fmt;
 use std::io;
 
@@ -41,6 +42,9 @@ pub enum SimError {
     /// The slab allocator or one of the simulator's caches could not be
     /// created.
     Slab(SlabError),
+    /// The machine's CPUs could not be set up (a count the core does not
+    /// support).
+    Cpus(SlotError),
 }
 
 impl fmt::Display for SimError {
@@ -59,6 +63,7 @@ impl fmt::Display for SimError {
             Self::Rcu(e) => write!(f, "cannot set up RCU: {e}"),
             Self::AddressSpace(e) => write!(f, "cannot create a process's address space: {e}"),
             Self::Slab(e) => write!(f, "cannot set up the slab allocator: {e}"),
+            Self::Cpus(e) => write!(f, "cannot set up the CPUs: {e}"),
         }
     }
 }
@@ -71,6 +76,7 @@ impl std::error::Error for SimError {
             Self::Rcu(e) => Some(e),
             Self::AddressSpace(e) => Some(e),
             Self::Slab(e) => Some(e),
+            Self::Cpus(e) => Some(e),
             _ => None,
         }
     }

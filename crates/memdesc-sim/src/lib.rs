@@ -42,7 +42,6 @@ pub mod arena;
 mod config;
 mod error;
 mod machine;
-pub mod platform;
 #[cfg(feature = "race")]
 pub mod race;
 pub mod report;
@@ -55,7 +54,11 @@ pub use arena::Arena;
 pub use config::{Layout, SimConfig, Workload, MAX_WORKLOAD_CPUS, MIN_RAM_BYTES};
 pub use error::SimError;
 pub use machine::{run, run_interruptible, Phase, Progress};
-pub use platform::SimPlatform;
+/// The simulated CPUs' platform hooks: memdesc-host's, whose CPUs are
+/// threads bound to slots (each CPU thread keeps the [`memdesc_host::SlotBinding`]
+/// of [`SimPlatform::bind_current_thread`] for its life; the machine's own
+/// thread has no CPU).
+pub type SimPlatform = memdesc_host::HostPlatform;
 pub use report::{RcuSummary, Report};
 pub use scanner::{IsolateStats, ScannerStats};
 pub use workload::mm::MmStats;

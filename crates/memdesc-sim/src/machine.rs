@@ -9,7 +9,6 @@
 use crate::arena::Arena;
 use crate::config::{Layout, SimConfig};
 use crate::error::SimError;
-use crate::platform::SimPlatform;
 use crate::report::{self, Report, RunOutcome};
 use crate::scanner;
 use crate::violations::Violations;
@@ -17,6 +16,7 @@ use crate::workload::mm::{self, MmContext, MmResult, Registry};
 use crate::workload::slab::caches::Caches;
 use crate::workload::slab::{self, reader, SlabContext, SlabResult, SlabStats, Slots};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
+use crate::SimPlatform;
 use memdesc::migrate::CountingOps;
 use memdesc::pgtable::AddressSpace;
 use memdesc::slab::{SlabAllocator, SlabEvent};
@@ -108,7 +108,7 @@ pub fn run_interruptible(
     let mut arena = Arena::new(config.ram_bytes).map_err(SimError::Map)?;
     let machine = report::Machine::of(&arena, &layout);
     let base_addr = arena.base_addr();
-    let platform = SimPlatform::new(layout.nr_cpus());
+    let platform = SimPlatform::new(layout.nr_cpus()).map_err(SimError::Cpus)?;
     let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
     // Page-table frames the allocator CPUs free go through RCU (P5) and
     // come back to the page-table layer's freer after their grace period.
@@ -315,7 +315,7 @@ fn run_cpus<'m, 'c>(
         let scanner = thread::Builder::new()
             .name("scanner".into())
             .spawn_scoped(s, move || {
-                platform.bind_current_thread(CpuId(scanner_cpu));
+                let _cpu = platform.bind_current_thread(CpuId(scanner_cpu)).expect("one thread per simulated CPU");
                 let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, movable_ops, published);
                 scanner.run(deadline, interrupt, running)
             })
@@ -470,7 +470,7 @@ impl<'r> Spawned<'r> {
         let running = self.running;
         let handle = thread::Builder::new().name(name).spawn_scoped(s, move || {
             let _guard = RunningGuard(running);
-            platform.bind_current_thread(CpuId(cpu));
+            let _cpu = platform.bind_current_thread(CpuId(cpu)).expect("one thread per simulated CPU");
             f()
         });
         match handle {

@@ -131,6 +131,6 @@ pub use migrate::{
 pub use pgtable::{
     AddressSpace, AsAudit, Fault, MmError, MmEvent, Mmu, TableFreer, TableReturn, Vma, HUGE_SIZE, USER_END, USER_START,
 };
-pub use platform::{CpuId, Platform, SpinPlatform, WaitKey};
+pub use platform::{CpuId, LocalCpu, Platform, RcuReaderCpu, SpinPlatform, WaitKey};
 pub use rcu::{FrameCallback, FrameReturn, Rcu, RcuCallback, RcuConfig, RcuError, RcuHead, RcuReadGuard, RcuReport};
 pub use thp::{split_deferred, split_folio, DeferredOutcome, SplitDone, SplitMode, ThpSplitError};

@@ -100,14 +100,18 @@ impl Platform for ThreadCpus {
 
     fn wake_all(&self, _key: crate::platform::WaitKey) {}
 
-    fn rcu_reader_cpu(&self) -> Option<crate::platform::CpuId> {
-        THREAD_CPU.with(core::cell::Cell::get).map(crate::platform::CpuId)
+    fn rcu_reader_cpu(&self) -> Option<crate::platform::RcuReaderCpu> {
+        let cpu = crate::platform::CpuId(THREAD_CPU.with(core::cell::Cell::get)?);
+        // SAFETY: a test binds one thread per CPU with `set_thread_cpu`, for
+        // the thread's whole life (the tests' side of the contract).
+        Some(unsafe { crate::platform::RcuReaderCpu::new_unchecked(cpu) })
     }
 
-    fn local_enter(&self) -> Option<crate::platform::CpuId> {
-        // A thread bound with `set_thread_cpu` is that CPU for its whole
-        // life (one thread per CPU: the tests' side of the contract).
-        THREAD_CPU.with(core::cell::Cell::get).map(crate::platform::CpuId)
+    fn local_enter(&self) -> Option<crate::platform::LocalCpu> {
+        let cpu = crate::platform::CpuId(THREAD_CPU.with(core::cell::Cell::get)?);
+        // SAFETY: a thread bound with `set_thread_cpu` is that CPU for its
+        // whole life, one thread per CPU (the tests' side of the contract).
+        Some(unsafe { crate::platform::LocalCpu::new_unchecked(cpu) })
     }
 
     fn relax(&self) {
@@ -191,10 +195,12 @@ impl Platform for BlockingPlatform {
         CpuId(CPU.with(core::cell::Cell::get).unwrap_or(0))
     }
 
-    fn local_enter(&self) -> Option<CpuId> {
-        // Only a thread that chose its CPU is that CPU: a model gives each
-        // CPU one thread, so two threads never share a CPU's per-CPU state.
-        CPU.with(core::cell::Cell::get).map(CpuId)
+    fn local_enter(&self) -> Option<crate::platform::LocalCpu> {
+        let cpu = CpuId(CPU.with(core::cell::Cell::get)?);
+        // SAFETY: only a thread that chose its CPU is that CPU, and a model
+        // gives each CPU one thread, so two threads never share a CPU's
+        // per-CPU state (loom would report the race on the cells if one did).
+        Some(unsafe { crate::platform::LocalCpu::new_unchecked(cpu) })
     }
 
     fn nr_cpus(&self) -> u32 {

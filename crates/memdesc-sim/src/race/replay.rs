@@ -14,9 +14,10 @@
 //! and the driver wait with a timeout, so a step that never comes ends the
 //! replay with [`ReplayError`] ("schedule not followed"), never a hang.
 
-use crate::platform::SimPlatform;
+use crate::SimPlatform;
 use memdesc::platform::failpoints::{FailAction, Failpoint};
-use memdesc::platform::{CpuId, Platform, WaitKey};
+use memdesc::platform::{CpuId, LocalCpu, Platform, WaitKey};
+use memdesc_host::{SlotBinding, SlotError};
 use std::cell::Cell;
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -117,6 +118,13 @@ pub enum ReplayError {
         /// Its failpoint or action.
         at: String,
     },
+    /// A scenario thread could not run as its CPU.
+    Bind {
+        /// The CPU.
+        cpu: u32,
+        /// Why.
+        error: SlotError,
+    },
     /// A scenario thread panicked.
     Panicked {
         /// The thread's CPU.
@@ -137,6 +145,7 @@ impl fmt::Display for ReplayError {
                 "schedule not followed: step {} (CPU {cpu} at {at}) never reached CPU {cpu}'s next step or end",
                 index + 1
             ),
+            Self::Bind { cpu, error } => write!(f, "CPU {cpu} could not bind its thread: {error}"),
             Self::Panicked { cpu, message } => write!(f, "CPU {cpu} panicked: {message}"),
         }
     }
@@ -184,6 +193,10 @@ impl ReplayPlatform {
     /// A platform of `nr_cpus` CPUs following `steps` (CPU, step) in order,
     /// answering [`FailAction::Skip`] at the checks in `skip`; each wait
     /// gives up after `timeout`.
+    ///
+    /// # Panics
+    /// If `nr_cpus` is 0 or above memdesc's `MAX_CPUS` (scenarios use 2 or
+    /// 3).
     pub fn new(nr_cpus: u32, steps: Vec<(u32, StepAt)>, skip: Vec<Failpoint>, timeout: Duration) -> Self {
         let cpus = nr_cpus as usize;
         let next = (0..cpus).map(|c| first_step_of(&steps, c as u32, 0)).collect();
@@ -197,14 +210,21 @@ impl ReplayPlatform {
             exited: vec![false; cpus],
             aborted: false,
         };
-        Self { inner: SimPlatform::new(nr_cpus), steps, skip, timeout, state: Mutex::new(state), turn: Condvar::new() }
+        let inner = SimPlatform::new(nr_cpus).expect("a scenario has 1 to MAX_CPUS CPUs");
+        Self { inner, steps, skip, timeout, state: Mutex::new(state), turn: Condvar::new() }
     }
 
-    /// Binds the calling thread as `cpu` (one scenario thread per CPU) and
-    /// makes it follow the schedule; other threads pass every failpoint.
-    pub fn bind_current_thread(&self, cpu: CpuId) {
-        self.inner.bind_current_thread(cpu);
+    /// Binds the calling thread as `cpu` until the guard drops (one
+    /// scenario thread per CPU) and makes it follow the schedule; other
+    /// threads pass every failpoint.
+    ///
+    /// # Errors
+    /// As [`SimPlatform::bind_current_thread`]: `cpu` is out of range or
+    /// held, or this thread is bound already.
+    pub fn bind_current_thread(&self, cpu: CpuId) -> Result<SlotBinding<'_>, SlotError> {
+        let binding = self.inner.bind_current_thread(cpu)?;
         SCRIPTED.with(|s| s.set(true));
+        Ok(binding)
     }
 
     /// Runs a scenario action: waits for its turn if the schedule names it
@@ -214,6 +234,7 @@ impl ReplayPlatform {
     }
 
     /// Ends the calling CPU's script: its running step is over.
+    /// Call it while still bound (it finds the CPU by the binding).
     pub fn exit(&self) {
         let cpu = self.current_cpu().index();
         let mut state = self.lock();
@@ -341,13 +362,13 @@ impl Platform for ReplayPlatform {
         self.inner.wake_all(key);
     }
 
-    fn local_enter(&self) -> Option<CpuId> {
+    fn local_enter(&self) -> Option<LocalCpu> {
         // A scenario thread is its bound CPU, one thread per CPU (as in the
         // simulator): the slab's per-CPU sheaves run their fast paths.
         self.inner.local_enter()
     }
 
-    fn local_exit(&self, cpu: CpuId) {
+    fn local_exit(&self, cpu: LocalCpu) {
         self.inner.local_exit(cpu);
     }
 

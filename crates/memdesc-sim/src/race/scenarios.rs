@@ -125,12 +125,20 @@ fn spawn_cpu<'s, 'e: 's, T: Send + 's>(
     body: impl FnOnce() -> T + Send + 's,
 ) -> ScopedJoinHandle<'s, Result<T, ReplayError>> {
     scope.spawn(move || {
-        replay.bind_current_thread(CpuId(cpu));
+        let binding = match replay.bind_current_thread(CpuId(cpu)) {
+            Ok(binding) => binding,
+            Err(error) => {
+                replay.abort();
+                return Err(ReplayError::Bind { cpu, error });
+            }
+        };
         let result = catch_unwind(AssertUnwindSafe(body));
         if result.is_err() {
             replay.abort();
         }
+        // Still bound: `exit` finds the CPU by the binding.
         replay.exit();
+        drop(binding);
         result.map_err(|panic| {
             let message = panic
                 .downcast_ref::<&str>()

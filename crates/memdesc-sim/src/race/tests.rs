@@ -163,7 +163,7 @@ fn a_step_that_never_comes_ends_the_replay_with_an_error() {
         for cpu in 0..2 {
             let replay = &replay;
             scope.spawn(move || {
-                replay.bind_current_thread(CpuId(cpu));
+                let _cpu = replay.bind_current_thread(CpuId(cpu)).expect("a free CPU");
                 if cpu == 0 {
                     replay.act(Act::ThpSplit);
                 }
@@ -190,7 +190,7 @@ fn skip_is_answered_only_at_checks_and_only_to_scripts() {
     use memdesc::platform::failpoints::FailAction;
     // Setup and teardown run on threads that are not scripts: the real code.
     assert_eq!(replay.failpoint(Failpoint::P1HeadRecheck), FailAction::Continue);
-    replay.bind_current_thread(CpuId(0));
+    let _cpu = replay.bind_current_thread(CpuId(0)).expect("a free CPU");
     assert_eq!(replay.failpoint(Failpoint::P1HeadRecheck), FailAction::Skip);
     assert_eq!(replay.failpoint(Failpoint::P1Increment), FailAction::Continue);
     assert_eq!(replay.failpoint(Failpoint::P1SourceRecheck), FailAction::Continue);

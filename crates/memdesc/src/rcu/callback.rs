@@ -79,7 +79,7 @@ impl CallbackQueue<'_> {
 impl<'a> Rcu<'a> {
     /// The queue of this thread: its CPU's, or the non-CPU threads'.
     fn queue_index(&self) -> usize {
-        self.this_cpu().map_or(MAX_CPUS, |cpu| cpu.index())
+        self.this_cpu().map_or(MAX_CPUS, |cpu| cpu.cpu().index())
     }
 
     /// The queues in use: one per CPU, then the non-CPU threads'.

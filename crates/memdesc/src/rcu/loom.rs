@@ -44,8 +44,11 @@ impl Platform for ModelPlatform {
 
     fn wake_all(&self, _key: WaitKey) {}
 
-    fn rcu_reader_cpu(&self) -> Option<CpuId> {
-        CPU.with(core::cell::Cell::get).map(CpuId)
+    fn rcu_reader_cpu(&self) -> Option<crate::platform::RcuReaderCpu> {
+        let cpu = CpuId(CPU.with(core::cell::Cell::get)?);
+        // SAFETY: each model thread runs as at most one CPU, its own for its
+        // whole life, one thread per CPU.
+        Some(unsafe { crate::platform::RcuReaderCpu::new_unchecked(cpu) })
     }
 }
 

@@ -61,7 +61,7 @@ mod tests;
 pub use head::{FrameCallback, FrameReturn, RcuCallback, RcuHead};
 
 use crate::buddy::MAX_CPUS;
-use crate::platform::{CpuId, Platform};
+use crate::platform::{CpuId, Platform, RcuReaderCpu};
 use crate::sync::{fence, AtomicU64, Ordering, StatWord};
 use callback::CallbackQueue;
 use core::fmt;
@@ -216,9 +216,9 @@ impl fmt::Debug for Rcu<'_> {
 #[must_use = "dropping the guard ends the read section at once"]
 pub struct RcuReadGuard<'r, 'a> {
     rcu: &'r Rcu<'a>,
-    /// The CPU whose counter this section incremented; `None` for the
-    /// shared counter.
-    cpu: Option<CpuId>,
+    /// The CPU whose counter this section incremented (the platform's
+    /// proof that this thread runs as it); `None` for the shared counter.
+    cpu: Option<RcuReaderCpu>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -263,8 +263,8 @@ impl<'a> Rcu<'a> {
     }
 
     /// The CPU the platform lets this thread read as, if it is in range.
-    fn this_cpu(&self) -> Option<CpuId> {
-        self.platform.rcu_reader_cpu().filter(|cpu| cpu.index() < self.nr_cpus)
+    fn this_cpu(&self) -> Option<RcuReaderCpu> {
+        self.platform.rcu_reader_cpu().filter(|cpu| cpu.cpu().index() < self.nr_cpus)
     }
 
     /// Enters a read section: until the guard drops, nothing unpublished
@@ -273,7 +273,7 @@ impl<'a> Rcu<'a> {
         let cpu = self.this_cpu();
         // RCU.1. Relaxed: the fence below orders it before the section's
         // reads; the count itself publishes nothing.
-        self.reader_counter(cpu).fetch_add(1, Ordering::Relaxed);
+        self.reader_counter(cpu.as_ref().map(RcuReaderCpu::cpu)).fetch_add(1, Ordering::Relaxed);
         // RCU.1. SeqCst: the fence pairs with the scan's fence (RCU.4) in
         // gp_done: either that scan sees this count, or this section sees
         // every store made before the grace period started (store
@@ -365,7 +365,7 @@ impl<'a> Rcu<'a> {
     /// with a read section open. A non-CPU thread cannot be checked: the
     /// shared counter does not say whose sections it counts.
     pub fn synchronize(&self) {
-        if let Some(cpu) = self.this_cpu() {
+        if let Some(cpu) = self.this_cpu().as_ref().map(RcuReaderCpu::cpu) {
             debug_assert!(
                 // Relaxed: this thread's own counter, which only it moves.
                 self.cpus[cpu.index()].readers.load(Ordering::Relaxed) == 0,
@@ -454,6 +454,6 @@ impl Drop for RcuReadGuard<'_, '_> {
         }
         // RCU.2. Release: pairs with the Acquire loads of the scan (RCU.5):
         // this section's reads happen before the free that follows the GP.
-        self.rcu.reader_counter(self.cpu).fetch_sub(1, Ordering::Release);
+        self.rcu.reader_counter(self.cpu.as_ref().map(RcuReaderCpu::cpu)).fetch_sub(1, Ordering::Release);
     }
 }

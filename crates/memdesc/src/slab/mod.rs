@@ -287,7 +287,7 @@ unsafe impl Sync for SlabCore<'_> {}
 // SAFETY: as for Sync.
 unsafe impl Send for SlabCore<'_> {}
 // SAFETY: a cache is locks, atomics, a plain config and shared references;
-// its sheaves are per-CPU state made exclusive by the platform's
+// its sheaves are per-CPU state made exclusive by the `LocalCpu` token of
 // `local_enter` (their own argument).
 unsafe impl Sync for Cache<'_> {}
 // SAFETY: as for Sync.

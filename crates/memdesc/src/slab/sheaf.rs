@@ -147,10 +147,11 @@ struct CpuSheaves {
 }
 
 // SAFETY: `sheaves` is reached only by the thread running as this CPU,
-// inside its `local_enter` section and under the local lock (SHEAF.1–2), or
-// through `&mut PerCpuSheaves`; the other fields are atomics. Soundness thus
-// rests on `Platform::local_enter`'s contract (one thread per CPU), as a
-// kernel's per-CPU data rests on disabled preemption.
+// while it holds a `LocalCpu` token for it and under the local lock
+// (SHEAF.1–2), or through `&mut PerCpuSheaves`; the other fields are
+// atomics. Soundness thus rests on `LocalCpu::new_unchecked`'s contract (one
+// thread per CPU until `local_exit`), which a platform accepts in `unsafe`
+// code, as a kernel's per-CPU data rests on disabled preemption.
 unsafe impl Sync for CpuSheaves {}
 
 impl CpuSheaves {
@@ -167,8 +168,8 @@ impl CpuSheaves {
     /// re-entry), which then takes the fallback path.
     #[inline(always)]
     fn try_lock_local(&self) -> bool {
-        // Relaxed: only this CPU reads or writes the word (local_enter's
-        // contract); a re-entry on this CPU runs in program order with us.
+        // Relaxed: only this CPU reads or writes the word (the LocalCpu
+        // token's contract); a re-entry on this CPU runs in program order with us.
         if self.local_lock.load(Ordering::Relaxed) != 0 {
             return false;
         }
@@ -198,8 +199,8 @@ impl CpuSheaves {
         self.sheaves.with_mut(|state| {
             // Other CPUs never touch the state (only the flag), and
             // `flush_all` has `&mut self`.
-            // SAFETY: the caller holds the local lock (SHEAF.2) inside
-            // local_enter's section: the only reference to the state.
+            // SAFETY: the caller holds this CPU's LocalCpu token and its
+            // local lock (SHEAF.2): the only reference to the state.
             let state = unsafe { &mut *state };
             let r = f(state);
             // Relaxed: a statistic for `cached`, ordering nothing.
@@ -284,7 +285,7 @@ impl PerCpuSheaves {
         let Some(cpu) = platform.local_enter() else {
             return Self::alloc_fallback(src);
         };
-        let obj = match self.cpus.get(cpu.index()) {
+        let obj = match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
                 let obj = slot.with_locked(|state| match state.main.pop() {
@@ -316,7 +317,7 @@ impl PerCpuSheaves {
             src.give_back(&[obj]);
             return true;
         };
-        let freed = match self.cpus.get(cpu.index()) {
+        let freed = match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
                 let freed = slot.with_locked(|state| {
@@ -358,7 +359,7 @@ impl PerCpuSheaves {
         let own = platform.local_enter();
         let nr_cpus = (platform.nr_cpus() as usize).min(MAX_CPUS);
         for (index, slot) in self.cpus[..nr_cpus].iter().enumerate() {
-            if own.is_some_and(|cpu| cpu.index() == index) && slot.try_lock_local() {
+            if own.as_ref().is_some_and(|cpu| cpu.cpu().index() == index) && slot.try_lock_local() {
                 slot.with_locked(|state| state.flush(src));
                 slot.unlock_local();
             } else {

@@ -400,7 +400,7 @@ impl crate::platform::Platform for Balanced {
         self.inner.wake_all(key);
     }
 
-    fn local_enter(&self) -> Option<crate::platform::CpuId> {
+    fn local_enter(&self) -> Option<crate::platform::LocalCpu> {
         let cpu = self.inner.local_enter()?;
         // Relaxed: one test thread; a counter.
         self.depth.store(self.depth.load(crate::sync::Ordering::Relaxed) + 1, crate::sync::Ordering::Relaxed);
@@ -409,13 +409,14 @@ impl crate::platform::Platform for Balanced {
         Some(cpu)
     }
 
-    fn local_exit(&self, cpu: crate::platform::CpuId) {
-        assert_eq!(Some(cpu), self.inner.local_enter(), "local_exit of another CPU");
+    fn local_exit(&self, cpu: crate::platform::LocalCpu) {
+        assert_eq!(cpu.cpu(), self.inner.current_cpu(), "local_exit of another CPU");
         // Relaxed: as above.
         let depth = self.depth.load(crate::sync::Ordering::Relaxed);
         assert!(depth > 0, "local_exit without local_enter");
         // Relaxed: as above.
         self.depth.store(depth - 1, crate::sync::Ordering::Relaxed);
+        self.inner.local_exit(cpu);
     }
 }
 
