@@ -17,8 +17,9 @@
 //!   four classes per power of two up to 16 KiB, each a slab cache; larger
 //!   requests are buddy folios (large kmalloc), and above the largest folio
 //!   a direct `mmap` kept in a table (`large`).
-//! - **Per-thread CPU slots** (`platform`): a thread claims one of the
-//!   node's CPU slots on its first allocation and keeps it until it exits,
+//! - **Per-thread CPU slots** (`platform`, over `memdesc-host`'s
+//!   `HostPlatform`): a thread claims one of the node's CPU slots on its
+//!   first allocation and keeps it until it exits,
 //!   so the slab's per-CPU sheaves serve it with no locked instruction;
 //!   when every slot is taken it uses the locked slow path.
 //! - **Entry** (`thread`): every call enters through a guard that makes

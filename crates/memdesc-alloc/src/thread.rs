@@ -19,9 +19,9 @@
 //! thread is inside; threads entering meanwhile see the word and wait
 //! outside, holding nothing. The forking thread itself passes (other
 //! libraries' prefork handlers may allocate). The parent handler clears
-//! the word; the child's clears it and frees the CPU slots of the threads
-//! it does not have (their cached objects stay in the slots' sheaves and
-//! serve whichever thread claims the slot next).
+//! the word; the child's clears it and counts the CPU slots of the threads
+//! it does not have (they stay held, with what their sheaves and lists
+//! cache: `memdesc-host` cannot take a slot back from a gone thread).
 //!
 //! # Thread exit
 //! A claiming thread sets a pthread key (created at initialisation; a key
