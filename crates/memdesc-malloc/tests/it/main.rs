@@ -4,6 +4,7 @@
 
 mod misuse;
 mod semantics;
+mod stats;
 mod threads;
 
 use core::ffi::c_int;
