@@ -54,10 +54,18 @@ pub(crate) struct ThreadState {
     pub(crate) depth: Cell<u32>,
     /// This thread's [`Binding`], encoded (slot index or a sentinel).
     binding: Cell<u32>,
+    /// Allocations since a slot-less thread last tried to claim one.
+    since_claim: Cell<u32>,
 }
 
+/// A thread that found every slot taken tries again after this many
+/// allocations (slots free up as other threads exit).
+const RECLAIM_PERIOD: u32 = 4096;
+
 std::thread_local! {
-    static THREAD: ThreadState = const { ThreadState { depth: Cell::new(0), binding: Cell::new(UNCLAIMED) } };
+    static THREAD: ThreadState = const {
+        ThreadState { depth: Cell::new(0), binding: Cell::new(UNCLAIMED), since_claim: Cell::new(0) }
+    };
 }
 
 /// Runs `f` with this thread's state.
@@ -87,6 +95,21 @@ impl ThreadState {
     /// A token unique among live threads (the state's address).
     pub(crate) fn token(&self) -> usize {
         self as *const ThreadState as usize
+    }
+
+    /// Whether this thread should try to claim a slot now: never tried,
+    /// or slot-less for [`RECLAIM_PERIOD`] allocations.
+    #[inline(always)]
+    pub(crate) fn wants_slot(&self) -> bool {
+        match self.binding() {
+            Binding::Unclaimed => true,
+            Binding::NoSlot => {
+                let n = self.since_claim.get() + 1;
+                self.since_claim.set(if n == RECLAIM_PERIOD { 0 } else { n });
+                n == RECLAIM_PERIOD
+            }
+            Binding::Slot(_) | Binding::Exited => false,
+        }
     }
 
     /// Claims the first free slot for this thread (which has none).

@@ -142,12 +142,12 @@ impl Drop for Guard<'_> {
 }
 
 impl Guard<'_> {
-    /// Claims a CPU slot for this thread if it has never had one (the
-    /// engine is up, so the exit key exists). This call stays counted as
-    /// it entered.
+    /// Claims a CPU slot for this thread if it has never had one, or has
+    /// been without one for a while (the engine is up, so the exit key
+    /// exists). This call stays counted as it entered.
     #[inline]
     pub(crate) fn claim(&self) {
-        if self.thread.binding() != Binding::Unclaimed {
+        if !self.thread.wants_slot() {
             return;
         }
         if let Binding::Slot(_) = self.thread.claim_any() {

@@ -299,6 +299,47 @@ fn more_threads_than_cpu_slots_use_the_slow_path_correctly() {
     assert!(with_slot < 80, "every one of 80 live threads had a slot of 64");
 }
 
+#[test]
+fn a_thread_without_a_slot_claims_one_once_slots_free_up() {
+    // 70 threads hold on to their first allocation while all are alive;
+    // then the ones with slots exit and the rest keep allocating.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(70));
+    let (tx, rx) = mpsc::channel::<bool>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
+    let handles: Vec<_> = (0..70)
+        .map(|_| {
+            let (barrier, tx, go_rx) = (barrier.clone(), tx.clone(), go_rx.clone());
+            thread::spawn(move || {
+                let first = vec![1u8; 8];
+                barrier.wait();
+                let slot = memdesc_alloc::thread_has_cpu_slot();
+                tx.send(slot).unwrap();
+                if slot {
+                    return (true, true);
+                }
+                // Slot-less: wait until the others are gone, then allocate.
+                go_rx.lock().unwrap().recv().unwrap();
+                for i in 0..10_000 {
+                    drop(vec![i as u8; 32]);
+                }
+                drop(first);
+                (false, memdesc_alloc::thread_has_cpu_slot())
+            })
+        })
+        .collect();
+    let slotless = rx.iter().take(70).filter(|&s| !s).count();
+    assert!(slotless > 0, "70 live threads all found one of 64 slots");
+    // Give the slot holders time to exit, then release the slot-less.
+    thread::sleep(std::time::Duration::from_millis(200));
+    for _ in 0..slotless {
+        go_tx.send(()).unwrap();
+    }
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let reclaimed = results.iter().filter(|&&(first, later)| !first && later).count();
+    assert_eq!(reclaimed, slotless, "slot-less threads did not claim a freed slot");
+}
+
 static LATE_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 extern "C" fn late_destructor(value: *mut libc::c_void) {
