@@ -171,7 +171,7 @@ impl Engine {
         } else if let Some(len) = large::len_of(addr) {
             Block::Map(len)
         } else {
-            report::misuse(op, addr, Misuse::Foreign, &"outside the memdesc span and every direct map")
+            not_ours(op, addr)
         }
     }
 
@@ -194,7 +194,7 @@ impl Engine {
         } else if bootstrap::contains(addr) {
             // Bootstrap blocks are never reused.
         } else if !large::free(addr) {
-            report::misuse(op, addr, Misuse::Foreign, &"outside the memdesc span and every direct map");
+            not_ours(op, addr);
         }
     }
 }
@@ -220,6 +220,16 @@ impl Engine {
 /// Folios this large (and so this aligned) give their frames back to the
 /// kernel when freed.
 const RETURN_BYTES: usize = 1 << 20;
+
+/// Reports a pointer outside the span that starts no direct map, and
+/// aborts.
+#[cold]
+fn not_ours(op: &str, addr: usize) -> ! {
+    match large::containing(addr) {
+        Some(map) => report::misuse(op, addr, Misuse::Interior, &format_args!("inside the direct map at {map:#x}")),
+        None => report::misuse(op, addr, Misuse::Foreign, &"outside the memdesc span and every direct map"),
+    }
+}
 
 /// Reports a pointer the slab refused and aborts.
 #[cold]

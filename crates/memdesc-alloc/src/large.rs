@@ -108,6 +108,13 @@ pub(crate) fn len_of(addr: usize) -> Option<usize> {
     table.find(addr).map(|i| table.entries[i].len)
 }
 
+/// The start of the direct map that contains `addr` past its first byte,
+/// if any (for reports: a scan of the table).
+pub(crate) fn containing(addr: usize) -> Option<usize> {
+    let table = table();
+    table.entries.iter().find(|e| e.addr > TOMBSTONE && addr > e.addr && addr - e.addr < e.len).map(|e| e.addr)
+}
+
 /// Unmaps the direct map at `addr`; `false` if it is none.
 pub(crate) fn free(addr: usize) -> bool {
     let len = {

@@ -33,6 +33,12 @@ fn an_interior_pointer_is_reported() {
 }
 
 #[test]
+fn an_interior_pointer_of_a_direct_map_is_reported() {
+    let err = run_child("misuse::child_free_map_interior", false);
+    assert!(err.contains("middle of an allocation") && err.contains("inside the direct map"), "{err}");
+}
+
+#[test]
 fn a_double_free_of_a_large_block_is_reported() {
     let err = run_child("misuse::child_double_free_large", false);
     assert!(err.contains("not an allocated block"), "{err}");
@@ -77,6 +83,14 @@ fn child_free_interior() {
     let p = malloc(64);
     // SAFETY: deliberately wrong: 16 bytes into a block.
     unsafe { free(p.cast::<u8>().add(16).cast()) };
+}
+
+#[test]
+#[ignore = "run by an_interior_pointer_of_a_direct_map_is_reported"]
+fn child_free_map_interior() {
+    let p = malloc(10 << 20);
+    // SAFETY: deliberately wrong: a page into a 10 MiB direct map.
+    unsafe { free(p.cast::<u8>().add(4096).cast()) };
 }
 
 #[test]
