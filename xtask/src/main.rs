@@ -113,13 +113,17 @@ fn ci(runner: &mut Runner) -> Result<(), String> {
 /// core's test dependencies once, kept apart from the normal build).
 const COUNT_RMW_TARGET_DIR: &str = "target/count-rmw";
 
-/// Runs the test that counts locked instructions on the slab's per-CPU fast
-/// path: the core's lib tests under `--cfg memdesc_count_rmw`, filtered to it.
+/// Runs the tests that count locked instructions on the per-CPU fast paths
+/// (the slab's sheaves, the page allocator's order-0 pairs): the core's lib
+/// tests under `--cfg memdesc_count_rmw`, filtered to them.
 fn count_rmw(runner: &mut Runner) -> Result<(), String> {
     runner.run(
-        &Step::cargo("count-rmw", &["test", "-p", "memdesc", "--lib", "no_locked_instruction"])
-            .env("RUSTFLAGS", "--cfg memdesc_count_rmw")
-            .env("CARGO_TARGET_DIR", COUNT_RMW_TARGET_DIR),
+        &Step::cargo(
+            "count-rmw",
+            &["test", "-p", "memdesc", "--lib", "--", "no_locked_instruction", "one_locked_instruction"],
+        )
+        .env("RUSTFLAGS", "--cfg memdesc_count_rmw")
+        .env("CARGO_TARGET_DIR", COUNT_RMW_TARGET_DIR),
     )
 }
 

@@ -49,7 +49,7 @@ usage: memdesc-bench [--json PATH] [--markdown PATH] [--quick] [--filter ID[,ID.
   --json PATH      write the results as a JSON list (one object per goal and probe)
   --markdown PATH  write the report (BENCHMARKS.md)
   --quick          3 short repetitions: a smoke test, not numbers to quote
-  --filter IDS     run only these goals (P1 P2 P3 P4 P5 R1 G1 G2 T1 F1 F2 S1 S1k S2 S2g S3;
+  --filter IDS     run only these goals (P1 P1f P2 P3 P4 P5 R1 G1 G2 T1 F1 F2 S1 S1k S2 S2g S3;
                    repeatable, comma-separated)
   --iters N        run N iterations per repetition, uncalibrated: every workload
                    then runs N x (reps + 1) iterations, for instruction counts

@@ -66,6 +66,14 @@ pub fn pair_loop(node: &Node<'_>, order: Order, gfp: Gfp, iters: u64) -> Duratio
     time_loop(iters, || drop(node.alloc(order, gfp).expect("the node has free memory")))
 }
 
+/// Frozen order-0 alloc + drop pairs (`alloc_frozen` + drop of the
+/// `FrozenFolio`): the pcp fast path with no refcount traffic (P1f).
+#[inline(never)]
+pub fn frozen_pair_loop(node: &Node<'_>, iters: u64) -> Duration {
+    let gfp = black_box(Gfp::KERNEL);
+    time_loop(iters, || drop(node.alloc_frozen(Order::ZERO, gfp).expect("the node has free memory")))
+}
+
 /// Batches: `batch.capacity()` order-0 allocations kept in `batch`, then all
 /// dropped in allocation order.
 #[inline(never)]

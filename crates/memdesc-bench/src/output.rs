@@ -310,7 +310,7 @@ valgrind --tool=callgrind --toggle-collect='memdesc_bench::ours::pair_loop' \\
 ```
 
 Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loops are \
-`ours::pair_loop` (P1, P3, P4), `ours::batch_loop` (P2; 1000 ops per iteration), \
+`ours::pair_loop` (P1, P3, P4), `ours::frozen_pair_loop` (P1f), `ours::batch_loop` (P2; 1000 ops per iteration), \
 `ours::get_put_loop` (R1), `mm::pin_loop` (G1, G2, and G1's probes; 512 pages per iteration), \
 `memdesc::thp::split_folio` (T1: the split alone, without the THP fault and munmap around it), \
 `mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \

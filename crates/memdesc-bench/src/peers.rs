@@ -84,35 +84,39 @@ pub fn cas_then_fetch_sub_loop(iters: u64) -> Duration {
     elapsed
 }
 
-/// Takes and releases an uncontended test-and-set lock the way `SpinLock`
-/// does: a CAS, then a Release store.
-#[inline(always)]
-fn lock_cycle(lock: &AtomicU32) {
-    // Acquire, Relaxed on failure: SpinLock::try_lock's orderings.
-    while lock.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        std::hint::spin_loop();
-    }
-    // Release: SpinGuard::drop's ordering.
-    lock.store(0, Ordering::Release);
-}
-
-/// The atomics an order-0 pcp alloc+free pair needs in memdesc's current
-/// design, and nothing else: pcp lock cycle, refcount publish store, refcount
-/// `fetch_sub`, pcp lock cycle.
+/// The memory accesses an order-0 pcp alloc+free pair makes on shared
+/// words in memdesc's design, and nothing else: the CPU's local lock taken
+/// and released (a load and a store each way, no RMW), the refcount publish
+/// store, the put's `fetch_sub` and the last put's Acquire load.
 #[inline(never)]
 pub fn pcp_pair_atomics_loop(iters: u64) -> Duration {
-    let lock = Padded(AtomicU32::new(0));
+    let local = Padded(AtomicU32::new(0));
     let refcount = Padded(AtomicU32::new(0));
-    let (lock, refcount) = black_box((&lock.0, &refcount.0));
+    let (local, refcount) = black_box((&local.0, &refcount.0));
     time_loop(iters, || {
-        lock_cycle(lock);
+        local_lock_cycle(local);
         // Release: the publish store (P3.3) it stands for.
         refcount.store(1, Ordering::Release);
         // Release: the put it stands for.
         if refcount.fetch_sub(1, Ordering::Release) == 1 {
-            lock_cycle(lock);
+            // Acquire: the last put's load (R.3) it stands for.
+            black_box(refcount.load(Ordering::Acquire));
+            local_lock_cycle(local);
         }
     })
+}
+
+/// Takes and releases a CPU's local lock the way `buddy::pcp` does: a load,
+/// a store, and a store back (PCP.2, PCP.5).
+#[inline(always)]
+fn local_lock_cycle(lock: &AtomicU32) {
+    // Relaxed: pcp's local lock word, touched by its CPU only.
+    if lock.load(Ordering::Relaxed) == 0 {
+        // Relaxed: as above.
+        lock.store(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        lock.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The atomics GUP-fast pins and unpins one order-0 folio with, and nothing

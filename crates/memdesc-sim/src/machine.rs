@@ -266,7 +266,7 @@ fn run_cpus<'m, 'c>(
     let start = Instant::now();
     let deadline = start + config.duration;
     let outcome = thread::scope(|s| {
-        let mut spawned = Spawned { running: &running, outstanding: cpus as usize };
+        let mut spawned = Spawned { running: &running, node, outstanding: cpus as usize };
         let mut workers = Vec::new();
         for cpu in 0..layout.allocators {
             let ctx = worker_context(config, shared, cpu, start, deadline, interrupt);
@@ -317,7 +317,11 @@ fn run_cpus<'m, 'c>(
             .spawn_scoped(s, move || {
                 let _cpu = platform.bind_current_thread(CpuId(scanner_cpu)).expect("one thread per simulated CPU");
                 let scanner = scanner::Scanner::new(node, rcu, CpuId(scanner_cpu), config.seed, movable_ops, published);
-                scanner.run(deadline, interrupt, running)
+                let result = scanner.run(deadline, interrupt, running);
+                // A get whose put was a folio's last frees onto this CPU's
+                // lists: give them back before the CPU is released.
+                node.drain_local();
+                result
             })
             .map_err(SimError::Spawn)?;
         let finished = || {
@@ -345,7 +349,7 @@ type SlabHandles<'s> =
 #[allow(clippy::too_many_arguments)]
 fn spawn_slab<'s, 'e, 'm: 's, 'c: 's, 'r: 's>(
     s: &'s thread::Scope<'s, 'e>,
-    spawned: &mut Spawned<'r>,
+    spawned: &mut Spawned<'r, 'm>,
     seed: u64,
     layout: &Layout,
     shared: &Shared<'m>,
@@ -449,13 +453,16 @@ fn worker_context<'m>(
 
 /// Spawns CPU threads, each counted in `running` until it ends; if one
 /// cannot start, the ones not started are uncounted so the scanner stops.
-struct Spawned<'r> {
+/// Each thread gives its CPU's cached frames back as it ends
+/// (`Node::drain_local`): no thread answers a drain for that CPU later.
+struct Spawned<'r, 'n> {
     running: &'r AtomicUsize,
+    node: &'n Node<'n>,
     /// Threads counted in `running` but not started yet.
     outstanding: usize,
 }
 
-impl<'r> Spawned<'r> {
+impl<'r, 'n> Spawned<'r, 'n> {
     fn spawn<'s, 'e, T: Send + 's>(
         &mut self,
         s: &'s thread::Scope<'s, 'e>,
@@ -466,12 +473,15 @@ impl<'r> Spawned<'r> {
     ) -> Result<ScopedJoinHandle<'s, T>, SimError>
     where
         'r: 's,
+        'n: 's,
     {
-        let running = self.running;
+        let (running, node) = (self.running, self.node);
         let handle = thread::Builder::new().name(name).spawn_scoped(s, move || {
             let _guard = RunningGuard(running);
             let _cpu = platform.bind_current_thread(CpuId(cpu)).expect("one thread per simulated CPU");
-            f()
+            let result = f();
+            node.drain_local();
+            result
         });
         match handle {
             Ok(handle) => {

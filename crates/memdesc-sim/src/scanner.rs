@@ -191,6 +191,8 @@ impl<'n> Scanner<'n> {
                 self.walk_run();
                 drop(section);
                 self.rcu.quiescent(self.cpu);
+                // A last put of ours frees onto this CPU's page lists.
+                self.node.answer_drain();
             }
         }
         self.rcu.idle_enter(self.cpu);

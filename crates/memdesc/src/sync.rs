@@ -148,11 +148,11 @@ impl<T> SpinLock<T> {
     }
 }
 
-#[cfg(any(memdesc_mutant = "drain_without_pcp_lock", memdesc_mutant = "barn_unlocked_exchange"))]
+#[cfg(memdesc_mutant = "barn_unlocked_exchange")]
 impl<T> SpinLock<T> {
     /// Runs `f` on the protected data without taking the lock: exists only
-    /// for the mutants that drain a CPU's lists or take a sheaf from the
-    /// slab's barn without its lock.
+    /// for the mutant that takes a sheaf from the slab's barn without its
+    /// lock.
     ///
     /// # Safety
     /// 1. No other thread holds the lock or touches the data meanwhile; the

@@ -73,6 +73,23 @@ pub(crate) fn set_thread_cpu(cpu: Option<u32>) {
     THREAD_CPU.with(|c| c.set(cpu));
 }
 
+/// Boots a node like [`with_node`] on a one-CPU [`ThreadCpus`] platform and
+/// runs `f` as that CPU, so the allocator's per-CPU lists are in use (on a
+/// platform with no CPU every request takes the zones' locked path).
+#[cfg(not(memdesc_loom))]
+pub(crate) fn with_node_on_cpu0<R>(
+    frames: u64,
+    reserved: &[PhysRange],
+    config: NodeConfig,
+    f: impl FnOnce(&Node<'_>) -> R,
+) -> R {
+    static ONE_CPU: ThreadCpus = ThreadCpus { nr: 1 };
+    set_thread_cpu(Some(0));
+    let r = with_node(frames, reserved, config, &ONE_CPU, f);
+    set_thread_cpu(None);
+    r
+}
+
 /// A platform of `nr` CPUs for multi-threaded std tests (also under Miri):
 /// a thread is the CPU it set with [`set_thread_cpu`] (CPU 0's per-CPU
 /// lists and a non-CPU RCU reader if it set none); waits and RCU relaxing

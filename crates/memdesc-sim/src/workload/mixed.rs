@@ -126,8 +126,10 @@ impl<'n> Worker<'_, 'n> {
             // Relaxed: a progress statistic, read racily by the machine.
             self.ctx.ops.store(self.stats.ops(), Ordering::Relaxed);
             // Between operations: outside any read section (RCU.6); also
-            // runs this CPU's callbacks whose grace period is over.
+            // runs this CPU's callbacks whose grace period is over. A
+            // pending drain of this CPU's page lists is answered too.
             self.ctx.rcu.quiescent(CpuId(self.ctx.cpu));
+            self.ctx.node.answer_drain();
             let now = Instant::now();
             if now >= self.ctx.deadline {
                 break;

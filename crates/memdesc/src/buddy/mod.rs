@@ -45,14 +45,22 @@ use crate::folio::{
     UnfreezeRefusal,
 };
 use crate::memmap::{BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
+#[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
+use crate::platform::LocalCpu;
 use crate::platform::Platform;
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
 use core::num::NonZeroU32;
 use migratetype::set_pageblock_migratetype;
-use pcp::Pcp;
+use pcp::{Pcp, PcpLists};
 use vmstat::VmCounters;
 use zone::{max_block_order, Zone};
+
+/// `relax` rounds [`Node::drain_all`] waits for the CPUs it asked to answer
+/// (PCP.8) before it counts them as unanswered and goes on. Under the model,
+/// a few rounds: loom runs a yielding thread only once the others block or
+/// yield, so an owner that will answer does within them.
+const DRAIN_WAIT_ROUNDS: u32 = if cfg!(memdesc_loom) { 6 } else { 1 << 12 };
 
 /// A counted reference to a folio of a [`Node`]: the generic
 /// [`folio::FolioRef`](crate::folio::FolioRef), whose page documents its
@@ -210,6 +218,34 @@ impl fmt::Display for AllocError {
 
 impl core::error::Error for AllocError {}
 
+/// What [`Node::drain_all`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Frames the call gave back itself (the calling CPU's lists); the
+    /// other CPUs' owners give theirs back and count
+    /// [`VmEvent::PcpDrainAnswered`].
+    pub frames: u64,
+    /// CPUs asked to drain their own lists.
+    pub asked: u32,
+    /// CPUs that neither answered nor were seen empty within the wait, or
+    /// that still owed an answer to an earlier request (not waited for;
+    /// asked again).
+    pub unanswered: u32,
+}
+
+/// Counts an allocation of `order` from zone `id` on `stats`.
+#[inline(always)]
+fn count_alloc(stats: &VmCounters, id: ZoneId, order: Order, gfp: Gfp) {
+    let nr = order.nr_pages();
+    stats.add(if id == ZoneId::Movable { VmEvent::PgallocMovable } else { VmEvent::PgallocNormal }, nr);
+    if gfp.page_type.is_always_frozen() {
+        stats.add(VmEvent::PgallocFrozen, 1);
+    }
+    if gfp.zero {
+        stats.add(VmEvent::Pgzero, nr);
+    }
+}
+
 /// One bad-page report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadPageReport {
@@ -232,7 +268,7 @@ pub struct Node<'a> {
     platform: &'a dyn Platform,
     nr_cpus: u32,
     zones: [Zone; NR_ZONES],
-    pcp: [[Pcp; NR_ZONES]; MAX_CPUS],
+    pcp: [Pcp; MAX_CPUS],
     /// Event counters per CPU, written by the CPU itself.
     stats: [VmCounters; MAX_CPUS],
     config: NodeConfig,
@@ -304,7 +340,7 @@ impl<'a> Node<'a> {
                 platform,
                 nr_cpus,
                 zones,
-                pcp: core::array::from_fn(|_| core::array::from_fn(|_| Pcp::new())),
+                pcp: core::array::from_fn(|_| Pcp::new()),
                 stats: core::array::from_fn(|_| VmCounters::new()),
                 config,
                 bad: SpinLock::new(BadPageLog { reports: [None; BAD_PAGE_LOG], count: 0, frames: 0 }),
@@ -361,80 +397,141 @@ impl<'a> Node<'a> {
         if !gfp.page_type.is_owner_type() {
             return Err(AllocError::BadType(gfp.page_type));
         }
-        let cpu = self.cpu();
-        let stats = &self.stats[cpu];
-        let (pfn, zone) = match self.rmqueue(order, gfp, cpu) {
-            Some(found) => found,
-            None => {
-                // PCP.4: the free frames may all sit on other CPUs' lists.
-                // Mutant: fail without draining them.
-                #[cfg(not(memdesc_mutant = "no_drain_before_oom"))]
-                self.drain_all();
-                stats.add(VmEvent::DrainAllPages, 1);
-                // Mutant: drain, then fail without retrying.
-                #[cfg(memdesc_mutant = "no_retry_after_drain")]
-                let retried = None;
-                #[cfg(not(memdesc_mutant = "no_retry_after_drain"))]
-                let retried = self.rmqueue(order, gfp, cpu);
-                match retried {
-                    Some(found) => found,
-                    None => {
-                        stats.add(VmEvent::PgallocFail, 1);
-                        return Err(AllocError::OutOfMemory { order });
-                    }
-                }
-            }
+        let pfn = match self.rmqueue(order, gfp) {
+            Some(pfn) => pfn,
+            None => self.alloc_after_drain(order, gfp)?,
         };
         self.prep_new_folio(pfn, order, gfp);
-        let nr = order.nr_pages();
-        stats.add(if zone == ZoneId::Movable { VmEvent::PgallocMovable } else { VmEvent::PgallocNormal }, nr);
-        if gfp.page_type.is_always_frozen() {
-            stats.add(VmEvent::PgallocFrozen, 1);
-        }
-        if gfp.zero {
-            stats.add(VmEvent::Pgzero, nr);
-        }
         // SAFETY: duty 1: the block came off a free list, so it is ours alone;
         // prep_new_folio typed it as allocated; its refcount is still 0.
         Ok(unsafe { crate::folio::FrozenFolio::from_owned(self, self.map.page_of(pfn)) })
     }
 
-    /// Takes a free block for `gfp` from the first zone that has one.
+    /// PCP.11: every allowed zone failed. The free frames may all sit on
+    /// other CPUs' lists: drain them all, then retry once.
+    #[cold]
+    fn alloc_after_drain(&self, order: Order, gfp: Gfp) -> Result<Pfn, AllocError> {
+        // Mutant: fail without draining them.
+        #[cfg(not(memdesc_mutant = "no_drain_before_oom"))]
+        self.drain_all();
+        let stats = &self.stats[self.cpu()];
+        stats.add(VmEvent::DrainAllPages, 1);
+        // Mutant: drain, then fail without retrying.
+        #[cfg(memdesc_mutant = "no_retry_after_drain")]
+        let retried = None;
+        #[cfg(not(memdesc_mutant = "no_retry_after_drain"))]
+        let retried = self.rmqueue(order, gfp);
+        retried.ok_or_else(|| {
+            stats.add(VmEvent::PgallocFail, 1);
+            AllocError::OutOfMemory { order }
+        })
+    }
+
+    /// Takes a free block for `gfp` from the first zone that has one: from
+    /// the calling CPU's lists for orders up to [`PCP_MAX_ORDER`] (PCP.1–5),
+    /// else, or on the fallback path (PCP.10), from the zones under their
+    /// locks. Counts the allocation.
     #[inline]
-    fn rmqueue(&self, order: Order, gfp: Gfp, cpu: usize) -> Option<(Pfn, ZoneId)> {
-        let zones: &[ZoneId] = if gfp.migratetype == Migratetype::Movable {
+    fn rmqueue(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
+        if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
+            let local = self.with_local_cpu(|pcp, cpu| {
+                let stats = &self.stats[cpu];
+                pcp.with_locked(&self.zones, &self.map, stats, |lists| self.rmqueue_pcp(lists, order, gfp, stats))
+            });
+            if let Some(found) = local {
+                return found;
+            }
+        }
+        self.rmqueue_zones(order, gfp, &self.stats[self.cpu()])
+    }
+
+    /// The zones an allocation for `gfp` may use, in order.
+    #[inline(always)]
+    fn zones_for(gfp: Gfp) -> &'static [ZoneId] {
+        if gfp.migratetype == Migratetype::Movable {
             &[ZoneId::Movable, ZoneId::Normal]
         } else {
             &[ZoneId::Normal]
-        };
-        let nr = order.nr_pages();
-        for &id in zones {
+        }
+    }
+
+    /// PCP.4, alloc: the first allowed zone's list that has (or refills) a
+    /// block; the caller holds the local lock.
+    #[inline(always)]
+    fn rmqueue_pcp(&self, lists: &mut [PcpLists; NR_ZONES], order: Order, gfp: Gfp, stats: &VmCounters) -> Option<Pfn> {
+        for &id in Self::zones_for(gfp) {
             let zone = &self.zones[id as usize];
             if zone.end <= zone.start {
                 continue;
             }
-            let found = if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
-                self.pcp[cpu][id as usize].alloc(
-                    zone,
-                    &self.map,
-                    &self.config.pcp,
-                    order.get(),
-                    gfp.migratetype,
-                    gfp.high_priority,
-                    &self.stats[cpu],
-                )
-            } else if zone.watermark_ok(nr, gfp.high_priority) {
-                let mut area = zone.area.lock();
-                area.with(|area| area.take_block(zone, &self.map, order.get(), gfp.migratetype))
-            } else {
-                self.stats[cpu].add(VmEvent::WatermarkFail, 1);
-                None
-            };
+            let found = lists[id as usize].alloc(
+                zone,
+                &self.map,
+                &self.config.pcp,
+                order.get(),
+                gfp.migratetype,
+                gfp.high_priority,
+                stats,
+            );
             if let Some(pfn) = found {
-                return Some((pfn, id));
+                count_alloc(stats, id, order, gfp);
+                return Some(pfn);
             }
         }
         None
+    }
+
+    /// The zones' own locked path (orders above the lists, pcp disabled, or
+    /// PCP.10's fallback).
+    fn rmqueue_zones(&self, order: Order, gfp: Gfp, stats: &VmCounters) -> Option<Pfn> {
+        let nr = order.nr_pages();
+        for &id in Self::zones_for(gfp) {
+            let zone = &self.zones[id as usize];
+            if zone.end <= zone.start {
+                continue;
+            }
+            if !zone.watermark_ok(nr, gfp.high_priority) {
+                stats.add(VmEvent::WatermarkFail, 1);
+                continue;
+            }
+            let mut area = zone.area.lock();
+            let found = area.with(|area| area.take_block(zone, &self.map, order.get(), gfp.migratetype));
+            drop(area);
+            if let Some(pfn) = found {
+                count_alloc(stats, id, order, gfp);
+                return Some(pfn);
+            }
+        }
+        None
+    }
+
+    /// PCP.1, PCP.2 and PCP.5: runs `f` on the calling CPU's [`Pcp`] (with
+    /// its index) under the CPU's local lock, inside one `local_enter`
+    /// section. `None`: the thread has no CPU, or re-entered a CPU whose
+    /// local lock it holds; the caller takes the fallback path (PCP.10).
+    ///
+    /// The one place the allocator enters and leaves a CPU.
+    #[inline(always)]
+    fn with_local_cpu<R>(&self, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
+        // PCP.1. Mutant: a thread with no CPU uses CPU 0's lists.
+        #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
+        let cpu = self.platform.local_enter()?;
+        #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
+        // SAFETY: none: deliberately broken (the mutant), for loom to report.
+        let cpu = self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) });
+        let index = cpu.cpu().index();
+        let r = match self.pcp[..self.nr_cpus as usize].get(index) {
+            // PCP.2
+            Some(pcp) if pcp.try_lock_local() => {
+                let r = f(pcp, index);
+                // PCP.5
+                pcp.unlock_local();
+                Some(r)
+            }
+            _ => None,
+        };
+        self.platform.local_exit(cpu);
+        r
     }
 
     /// Prepares a block just taken off a free list as a folio (P3.1–P3.2).
@@ -509,14 +606,22 @@ impl<'a> Node<'a> {
             head.flags.store(0, Ordering::Relaxed);
         }
         let zone = self.zone_of(head_pfn);
-        let cpu = self.cpu();
-        self.stats[cpu].add(VmEvent::Pgfree, order.nr_pages());
         if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
-            self.pcp[cpu][zone.id as usize].free(zone, map, &self.config.pcp, head_pfn, order.get(), &self.stats[cpu]);
-        } else {
-            let mut area = zone.area.lock();
-            area.with(|area| area.free_block(zone, map, head_pfn, order.get()));
+            let local = self.with_local_cpu(|pcp, cpu| {
+                let stats = &self.stats[cpu];
+                pcp.with_locked(&self.zones, map, stats, |lists| {
+                    stats.add(VmEvent::Pgfree, order.nr_pages());
+                    lists[zone.id as usize].free(zone, map, &self.config.pcp, head_pfn, order.get(), stats);
+                });
+            });
+            if local.is_some() {
+                return;
+            }
         }
+        // PCP.10's fallback, or an order the lists do not cache.
+        self.stats[self.cpu()].add(VmEvent::Pgfree, order.nr_pages());
+        let mut area = zone.area.lock();
+        area.with(|area| area.free_block(zone, map, head_pfn, order.get()));
     }
 
     /// Takes the folio (or frame) at `pfn` out of service and logs a report.
@@ -582,16 +687,102 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Gives every CPU's cached blocks back to the zones; returns the frames
-    /// moved (`drain_all_pages`).
-    pub fn drain_all(&self) -> u64 {
-        let mut moved = 0;
-        for cpu in 0..self.nr_cpus as usize {
-            for zone in &self.zones {
-                moved += self.pcp[cpu][zone.id as usize].drain(zone, &self.map) as u64;
+    /// Gives the calling CPU's cached blocks back to the zones and answers
+    /// any drain request posted to it (PCP.9); returns the frames moved. An
+    /// embedder calls it on a thread that stops running as its CPU (the
+    /// adapters' thread-exit hook, before the CPU slot is released), so no
+    /// frames stay cached where no thread will answer a drain. Nothing (0)
+    /// on a thread with no CPU or a re-entry.
+    pub fn drain_local(&self) -> u64 {
+        self.with_local_cpu(|pcp, cpu| pcp.drain_own(&self.zones, &self.map, &self.stats[cpu])).unwrap_or(0)
+    }
+
+    /// Answers a drain request posted to the calling CPU, if any (PCP.3,
+    /// PCP.7): two loads when there is none. For an embedder's quiescent
+    /// points (a kernel's scheduler tick or idle entry, a user-space CPU's
+    /// loop between operations, its RCU quiescent states), so a CPU that
+    /// seldom allocates pages still answers [`Node::drain_all`] in time.
+    #[inline]
+    pub fn answer_drain(&self) {
+        self.with_local_cpu(|pcp, cpu| {
+            if pcp.drain_requested() {
+                pcp.with_locked(&self.zones, &self.map, &self.stats[cpu], |_| ());
+            }
+        });
+    }
+
+    /// Gives every CPU's cached blocks back to the zones
+    /// (`drain_all_pages`): the caller's own lists directly (PCP.9), every
+    /// other CPU by a request its owner answers at its next entry (PCP.6–8).
+    ///
+    /// Waits a bounded number of [`Platform::relax`] rounds for the answers:
+    /// a CPU whose thread does not enter the allocator meanwhile (asleep in
+    /// a syscall, or ended without [`Node::drain_local`]) keeps its frames
+    /// and is reported in [`DrainReport::unanswered`] and counted
+    /// ([`VmEvent::PcpDrainTimeout`]); its request stays posted and is
+    /// answered at its next entry, and until then later drains ask it
+    /// without waiting for it. A CPU whose lists are empty needs no answer.
+    pub fn drain_all(&self) -> DrainReport {
+        let own = self.with_local_cpu(|pcp, cpu| (cpu, pcp.drain_own(&self.zones, &self.map, &self.stats[cpu])));
+        let mut report = DrainReport { frames: own.map_or(0, |(_, moved)| moved), asked: 0, unanswered: 0 };
+        // PCP.6: ask every other CPU (and our own after a re-entry). A CPU
+        // still owing an answer to an earlier request is asked again but
+        // not waited for: it has not entered since, and every drain would
+        // otherwise wait out its rounds for it.
+        let mut pending = [None::<u32>; MAX_CPUS];
+        let mut owing = 0;
+        for (cpu, pcp) in self.pcp[..self.nr_cpus as usize].iter().enumerate() {
+            if own.is_some_and(|(own, _)| own == cpu) {
+                continue;
+            }
+            // Mutant: the drain takes the owner's lists itself, while the
+            // owner may be inside them.
+            #[cfg(memdesc_mutant = "remote_drain_takes_owner_lists")]
+            {
+                report.frames += pcp.drain_unasked(&self.zones, &self.map);
+                continue;
+            }
+            #[allow(unreachable_code)]
+            {
+                let stale = pcp.drain_requested();
+                let generation = pcp.request();
+                report.asked += 1;
+                if stale && !pcp.answered(generation) {
+                    owing += 1;
+                } else {
+                    pending[cpu] = Some(generation);
+                }
             }
         }
-        moved
+        // PCP.8: wait for each answer (or an empty CPU), a bounded time.
+        for round in 0..=DRAIN_WAIT_ROUNDS {
+            let mut waiting = false;
+            for (cpu, slot) in pending.iter_mut().enumerate() {
+                if let Some(generation) = *slot {
+                    if self.pcp[cpu].answered(generation) {
+                        *slot = None;
+                    } else {
+                        waiting = true;
+                    }
+                }
+            }
+            if !waiting || round == DRAIN_WAIT_ROUNDS {
+                break;
+            }
+            // While we wait, answer requests to our own CPU (PCP.3 at an
+            // entry), so two CPUs draining at once do not wait out each
+            // other's rounds.
+            if own.is_some() {
+                self.answer_drain();
+            }
+            self.platform.relax();
+        }
+        let timed_out = pending.iter().flatten().count() as u32;
+        if timed_out > 0 {
+            self.stats[self.cpu()].add(VmEvent::PcpDrainTimeout, u64::from(timed_out));
+        }
+        report.unanswered = timed_out + owing;
+        report
     }
 
     /// Takes a speculative reference to the folio containing `pfn` (P1) with

@@ -6,7 +6,7 @@
 
 use super::migratetype::{pageblock_migratetype, Migratetype, NR_MIGRATETYPES};
 use super::vmstat::{VmEvent, NR_VM_EVENTS};
-use super::zone::{Watermarks, ZoneId, NR_ORDERS, NR_ZONES};
+use super::zone::{Watermarks, ZoneId, NR_ORDERS};
 use super::Node;
 use crate::folio::{decode_compound, tail_word, PageType};
 use crate::memmap::{Pfn, PAGEBLOCK_FRAMES};
@@ -188,8 +188,8 @@ impl<'a> Node<'a> {
                 }
             });
         }
-        for cpu in 0..self.nr_cpus as usize {
-            info.pcp += self.pcp[cpu][id as usize].count() as u64;
+        for pcp in &self.pcp[..self.nr_cpus as usize] {
+            info.pcp += pcp.count(id as usize) as u64;
         }
         let mut pb = Pfn(zone.start.0 & !(PAGEBLOCK_FRAMES - 1));
         while pb < zone.end {
@@ -314,18 +314,22 @@ impl<'a> Node<'a> {
                 }
             });
         }
-        for cpu in 0..self.nr_cpus as usize {
-            for zone in 0..NR_ZONES {
-                let intact = self.pcp[cpu][zone].for_each_block(map, |order, _mt, block| {
-                    if map.page_of(block).page_type() != (PageType::Pcp { order: order as u8 }) {
-                        audit.violate(block, Violation::BadListEntry);
+        // The calling CPU's lists only: every other CPU's belong to its
+        // owner (PCP.1), so they are audited on that CPU, or after a drain.
+        self.with_local_cpu(|pcp, cpu| {
+            pcp.with_locked(&self.zones, map, &self.stats[cpu], |lists| {
+                for (zone, lists) in lists.iter().enumerate() {
+                    let intact = super::pcp::Pcp::for_each_block(lists, map, |order, _mt, block| {
+                        if map.page_of(block).page_type() != (PageType::Pcp { order: order as u8 }) {
+                            audit.violate(block, Violation::BadListEntry);
+                        }
+                    });
+                    if !intact {
+                        audit.violate(self.zones[zone].start, Violation::CorruptList);
                     }
-                });
-                if !intact {
-                    audit.violate(self.zones[zone].start, Violation::CorruptList);
                 }
-            }
-        }
+            })
+        });
         audit
     }
 }

@@ -266,7 +266,7 @@ fn without_pcp_every_request_takes_the_zone() {
 
 #[test]
 fn pcp_lists_give_back_past_high() {
-    node(1024, small_config(true), |n| {
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
         let held: Vec<_> = (0..32).map(|_| n.alloc(Order::ZERO, Gfp::KERNEL).unwrap()).collect();
         drop(held);
         let stat = n.vmstat();
@@ -370,5 +370,83 @@ fn clone_refuses_to_resurrect_a_freed_folio() {
         let (a, b) = unsafe { (FolioRef::from_raw(n, pfn).unwrap(), FolioRef::from_raw(n, pfn).unwrap()) };
         drop(a);
         let _resurrected = b.clone();
+    });
+}
+
+/// P1's lock budget, counted: 1000 order-0 `alloc` + drop pairs on a CPU
+/// whose list is warm make at most one locked instruction each (the last
+/// put's `fetch_sub`; publication is a store, the local lock a load and a
+/// store, the last put's Acquire a load); the warm-up's refill takes the
+/// zone lock, so the count is live. Run by `cargo xtask ci` under
+/// `--cfg memdesc_count_rmw`.
+#[cfg(memdesc_count_rmw)]
+#[test]
+fn pcp_counted_pair_makes_one_locked_instruction() {
+    use crate::sync::rmw_count;
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        let before = rmw_count();
+        drop(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap());
+        assert!(rmw_count() - before > 1, "the refill took the zone lock: the count must see it");
+
+        let before = rmw_count();
+        for _ in 0..1000 {
+            drop(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap());
+        }
+        let counted = rmw_count() - before;
+        assert!(counted <= 1000, "{counted} locked instructions in 1000 counted pairs (at most one each)");
+        assert_eq!(n.vmstat().event(VmEvent::PcpAllocHit), 1000, "the pairs took the per-CPU list");
+    });
+}
+
+/// The frozen pair's budget: 1000 order-0 `alloc_frozen` + drop pairs
+/// through the same warm list make no locked instruction at all (no
+/// refcount traffic: the folio stays at 0 throughout).
+#[cfg(memdesc_count_rmw)]
+#[test]
+fn pcp_frozen_pair_makes_no_locked_instruction() {
+    use crate::sync::rmw_count;
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        let before = rmw_count();
+        drop(n.alloc_frozen(Order::ZERO, Gfp::KERNEL).unwrap());
+        assert!(rmw_count() - before > 0, "the refill took the zone lock: the count must see it");
+
+        let before = rmw_count();
+        for _ in 0..1000 {
+            drop(n.alloc_frozen(Order::ZERO, Gfp::KERNEL).unwrap());
+        }
+        assert_eq!(rmw_count() - before, 0, "a frozen order-0 pair made a locked instruction");
+        assert_eq!(n.vmstat().event(VmEvent::PcpAllocHit), 1000, "the pairs took the per-CPU list");
+    });
+}
+
+/// PCP.2: an allocation and a free that re-enter a CPU already inside its
+/// lists (an interrupt, in a kernel) take the zone's locked path and leave
+/// the lists alone.
+#[test]
+fn a_reentry_takes_the_fallback_path() {
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        drop(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap());
+        let (hits, cached) = (n.vmstat().event(VmEvent::PcpAllocHit), n.vmstat().nr_free_pcp);
+        assert!(cached > 0, "the warm-up refilled CPU 0's list");
+        n.with_local_cpu(|_, _| drop(n.alloc(Order::ZERO, Gfp::KERNEL).unwrap())).expect("CPU 0 entered");
+        let stat = n.vmstat();
+        assert_eq!(stat.event(VmEvent::PcpAllocHit), hits, "a re-entry popped from the CPU's list");
+        assert_eq!(stat.nr_free_pcp, cached, "a re-entry changed the CPU's list");
+        assert_eq!(stat.event(VmEvent::Pgfree), 2);
+        assert_eq!(n.audit().violations, 0);
+    });
+}
+
+/// PCP.10: a thread with no CPU (`local_enter` is `None`) allocates and
+/// frees through the zones; no CPU's list is refilled or used.
+#[test]
+fn a_thread_with_no_cpu_takes_the_zone() {
+    node(1024, small_config(true), |n| {
+        let held: Vec<_> = (0..3).map(|_| n.alloc(Order::ZERO, Gfp::KERNEL).unwrap()).collect();
+        drop(held);
+        let stat = n.vmstat();
+        assert_eq!(stat.event(VmEvent::PcpAllocHit) + stat.event(VmEvent::PcpRefill), 0);
+        assert_eq!(stat.nr_free_pcp, 0);
+        assert_eq!((stat.event(VmEvent::PgallocNormal), stat.event(VmEvent::Pgfree)), (3, 3));
     });
 }

@@ -54,10 +54,15 @@ vm_events! {
     Pgzero => "pgzero",
     /// Bad-page reports (frames quarantined).
     BadPage => "bad_page",
+    /// Drain requests a CPU answered by giving its own lists back (PCP.7).
+    PcpDrainAnswered => "pcp_drain_answered",
+    /// CPUs a drain waited for in vain (PCP.8): they neither answered nor
+    /// were empty within its rounds, and their frames stayed cached.
+    PcpDrainTimeout => "pcp_drain_timeout",
 }
 
 /// How many events there are.
-pub const NR_VM_EVENTS: usize = 14;
+pub const NR_VM_EVENTS: usize = 16;
 
 /// One owner's counters: a CPU's (written only by the thread running as that
 /// CPU, per the [`Platform`](crate::platform::Platform) contract) or a zone's

@@ -384,8 +384,14 @@ impl<'a> Rcu<'a> {
     ///
     /// Call it from the thread running as `cpu` (the simulator between
     /// operations, a kernel on context switch). A report from inside a read
-    /// section, or for a CPU out of range, is ignored.
+    /// section, for a CPU out of range, or from a thread the platform does
+    /// not run as `cpu` ([`Platform::rcu_reader_cpu`]) is ignored: another
+    /// thread's report could race `cpu`'s own reader entry (RCU.1 against
+    /// RCU.5) and end a grace period under an open section.
     pub fn quiescent(&self, cpu: CpuId) {
+        if self.this_cpu().as_ref().map(RcuReaderCpu::cpu) != Some(cpu) {
+            return;
+        }
         let Some(state) = self.cpus[..self.nr_cpus].get(cpu.index()) else { return };
         // Relaxed: this CPU's own counter, moved only by the calling thread.
         if state.readers.load(Ordering::Relaxed) != 0 {

@@ -58,6 +58,15 @@ fn quiescent_report_ends_the_grace_period_of_a_busy_cpu() {
     // CPU 1 is seen inside a section, as a scan may always see a busy CPU.
     rcu.cpus[1].readers.store(1, Ordering::Relaxed);
     assert!(!rcu.gp_done(gp));
+    // A report ignored: made by a thread that is not running as CPU 1.
+    rcu.cpus[1].readers.store(0, Ordering::Relaxed);
+    set_thread_cpu(Some(0));
+    rcu.quiescent(CpuId(1));
+    set_thread_cpu(None);
+    rcu.quiescent(CpuId(1));
+    rcu.cpus[1].readers.store(1, Ordering::Relaxed);
+    assert!(!rcu.gp_done(gp), "another thread's report counted for CPU 1");
+    set_thread_cpu(Some(1));
     // A report ignored: made from inside a section.
     rcu.quiescent(CpuId(1));
     assert!(!rcu.gp_done(gp));
@@ -68,6 +77,7 @@ fn quiescent_report_ends_the_grace_period_of_a_busy_cpu() {
     let later = rcu.start_gp();
     assert!(!rcu.gp_done(later), "an old report counted for a later GP");
     rcu.cpus[1].readers.store(0, Ordering::Relaxed);
+    set_thread_cpu(None);
 }
 
 #[test]

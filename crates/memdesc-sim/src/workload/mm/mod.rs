@@ -228,8 +228,12 @@ impl MmContext<'_, '_, '_> {
 
     /// Reports a quiescent state for this CPU (between operations: no
     /// read section is open), which also runs its ready RCU callbacks.
+    /// Also answers a pending drain of this CPU's page lists.
     pub(crate) fn quiescent(&self) {
         self.rcu.quiescent(CpuId(self.cpu));
+        if let Some(aspace) = self.aspaces.first() {
+            aspace.mmu().node().answer_drain();
+        }
     }
 
     /// Publishes progress.

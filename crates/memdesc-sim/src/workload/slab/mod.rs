@@ -263,8 +263,10 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
             }
             // Relaxed: a progress statistic, read racily by the machine.
             self.ctx.ops.store(self.stats.ops(), Ordering::Relaxed);
-            // Between batches: outside any read section.
+            // Between batches: outside any read section; a pending drain
+            // of this CPU's page lists answered too.
             self.ctx.rcu.quiescent(CpuId(self.ctx.cpu));
+            self.ctx.caches.slab.node().answer_drain();
             // Relaxed: a stop flag; nothing is published through it.
             if Instant::now() >= self.ctx.deadline || self.ctx.interrupt.load(Ordering::Relaxed) {
                 break;
@@ -430,6 +432,7 @@ impl<'c, 'a> SlabCpu<'c, 'a> {
             }
             // Waiting for the others: not in a read section.
             self.ctx.rcu.quiescent(CpuId(self.ctx.cpu));
+            self.ctx.caches.slab.node().answer_drain();
         }
     }
 }

@@ -16,7 +16,7 @@ mod zone;
 use super::{Node, NodeConfig, PcpConfig};
 use crate::folio::Order;
 use crate::memmap::Pfn;
-use crate::platform::{CpuId, Platform, WaitKey};
+use crate::platform::{CpuId, LocalCpu, Platform, WaitKey};
 use core::cell::Cell;
 use loom::cell::UnsafeCell;
 use loom::thread;
@@ -33,18 +33,32 @@ loom::thread_local! {
     static CPU: Cell<u32> = Cell::new(0);
 }
 
-/// Says which CPU the running loom thread is.
+/// What [`set_cpu`] stores for a thread that is not a CPU.
+const NO_CPU: u32 = u32::MAX;
+
+/// Says which CPU the running loom thread is ([`NO_CPU`]: none, so its
+/// allocations take the fallback path, PCP.10).
 fn set_cpu(cpu: u32) {
     CPU.with(|c| c.set(cpu));
 }
 
-/// Two CPUs; each loom thread says which it is. The allocator only spins
-/// (zone, pcp and bad-page locks), so `wait` never needs to block here.
+/// Two CPUs; each loom thread says which it is, and is the only thread
+/// running as it (`local_enter`'s contract). The allocator only spins (zone
+/// and bad-page locks), so `wait` never needs to block here.
 struct TwoCpus;
 
 impl Platform for TwoCpus {
     fn current_cpu(&self) -> CpuId {
-        CpuId(CPU.with(Cell::get))
+        // A thread with no CPU counts its events on CPU 0's counters (lost
+        // updates at worst: they are atomic words).
+        CpuId(CPU.with(Cell::get).min(1))
+    }
+    fn local_enter(&self) -> Option<LocalCpu> {
+        let cpu = Some(CPU.with(Cell::get)).filter(|&cpu| cpu != NO_CPU)?;
+        // SAFETY: a model gives each CPU one thread, which says so with
+        // set_cpu for its whole life, so two threads never share a CPU's
+        // per-CPU state (loom would report the race on the lists if they did).
+        Some(unsafe { LocalCpu::new_unchecked(CpuId(cpu)) })
     }
     fn nr_cpus(&self) -> u32 {
         2
