@@ -26,6 +26,9 @@ fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
     if !ptr.is_null() {
         stats::count_alloc(guard.binding());
     }
+    if thread.should_answer_drain() {
+        engine.node.answer_drain();
+    }
     ptr
 }
 

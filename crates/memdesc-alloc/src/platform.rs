@@ -54,9 +54,16 @@ pub(crate) struct ThreadState {
     pub(crate) depth: Cell<u32>,
     /// This thread's [`Binding`], encoded (slot index or a sentinel).
     binding: Cell<u32>,
-    /// Allocations since a slot-less thread last tried to claim one.
+    /// Allocations since a slot-less thread last tried to claim one, or
+    /// since a slot holder last answered pcp drain requests.
     since_claim: Cell<u32>,
 }
+
+/// A slot holder answers pcp drain requests posted to its CPU every this
+/// many allocations, even if it allocates no frames meanwhile (its objects
+/// come from the sheaves), so a drainer under memory pressure does not wait
+/// for it.
+const ANSWER_PERIOD: u32 = 1024;
 
 /// A thread that found every slot taken tries again after this many
 /// allocations (slots free up as other threads exit).
@@ -110,6 +117,18 @@ impl ThreadState {
             }
             Binding::Slot(_) | Binding::Exited => false,
         }
+    }
+
+    /// Whether this slot holder should answer drain requests now (every
+    /// [`ANSWER_PERIOD`] allocations).
+    #[inline(always)]
+    pub(crate) fn should_answer_drain(&self) -> bool {
+        if !matches!(self.binding(), Binding::Slot(_)) {
+            return false;
+        }
+        let n = self.since_claim.get() + 1;
+        self.since_claim.set(if n == ANSWER_PERIOD { 0 } else { n });
+        n == ANSWER_PERIOD
     }
 
     /// Claims the first free slot for this thread (which has none).

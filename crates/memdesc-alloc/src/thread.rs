@@ -288,8 +288,11 @@ extern "C" fn postfork_child() {
 
 /// The engine's per-thread flush, for the exit hooks.
 impl Engine {
+    /// Gives the calling CPU's cached objects (its sheaves, and the barn's
+    /// full sheaves) and cached frames (its pcp lists, answering any drain
+    /// request) back, while the thread still runs as that CPU.
     pub(crate) fn flush_local(&self) {
         self.slab.shrink_all();
-        self.node.drain_all();
+        self.node.drain_local();
     }
 }
