@@ -319,41 +319,29 @@ pub const GOALS: &[Goal] = &[
 
 /// What limits S1 when it is missed.
 const S1_LIMIT: &str = "Under callgrind (`--quick --filter S1 --iters 100000`, toggle-collect on \
-    slab::cache_pair_loop, divided by 400 000) ours is about 271 instructions per pair against mimalloc's 72 \
-    (3.8x; the Ir goal is 1.5x), in three parts. (1) The free's descriptor lookup, about 95 instructions (the \
-    `free_lookup` probe times it through ksize): the address bounds-checked into a pfn (pfn_of_addr's frame_span, \
-    with checked arithmetic and the metadata-overlap test), the compound word, the head's descriptor and type tag, \
-    the cache registry's Acquire load, and the object-boundary check (a reciprocal multiply). (2) The sheaf steps, \
-    about 79 instructions (the `sheaf_pair_floor` probe replicates them): per operation a `dyn Platform` \
-    local_enter and local_exit (a thread-local read on the simulator), the bounds-checked CPU slot, the local \
-    lock's load and two stores, the cached-count store; the `local_enter_exit` probe times the four virtual calls \
-    alone, most of that floor. (3) About 100 instructions around them: the CacheRef and Cache derefs, the \
-    debug-cache test on both sides, Result and error plumbing, the arena's pointer rebuild, free_raw's \
-    cache-identity check. Meeting 1.5x needs all three cut: the CPU found once per operation without virtual calls \
-    (Linux reads a per-CPU base register; here `local_enter` could hand back the slot, and `local_exit` could be \
-    skipped when the platform has nothing to do), the lookup's arithmetic unchecked once the address is inside the \
-    memory, free_raw on a known cache comparing the tag with its own id instead of reading the registry, and the \
-    debug test folded into which path a cache takes at creation.";
+    slab::cache_pair_loop, divided by 400 000) ours is about 163 instructions per pair against mimalloc's 72 \
+    (2.3x; 287 before the lean free check and the inlined entry points). The free's check is now a few loads \
+    and compares (the address to a pfn by the memory's linear map, the descriptor, the compound word, the type \
+    tag against the cache's own id, the object-boundary multiply; the full lookup runs only to name a refusal). What is left is the trip into the \
+    per-CPU layer: per operation a `dyn Platform` local_enter and local_exit (about 56 instructions a pair), \
+    Result plumbing and the sheaf steps. The `pair_on` probe is the same pair as an adapter that owns its \
+    platform makes it (HostPlatform::enter_local, inlined, and `alloc_on`/`free_on` with the token): about 125 \
+    instructions (toggle-collect on slab::cache_pair_on_loop), 1.7x mimalloc's.";
 /// What limits S1k when it is missed.
 const S1K_LIMIT: &str = "S1's analysis. kmalloc adds its own steps (the alignment and size checks, the size class, \
-    the class's cache read from the registry) and kfree finds the cache from the slab's tag, with no \
-    cache-identity check and no handle: about 251 instructions per pair under callgrind (toggle-collect on \
-    slab::kmalloc_pair_loop, `--quick --filter S1k --iters 100000`) against S1's 271. The `cache_pair` probe is \
-    S1's pair in the same run.";
+    the class's cache read from the registry) and kfree finds the cache from the slab's tag and the registry: \
+    about 190 instructions per pair under callgrind (toggle-collect on slab::kmalloc_pair_loop, `--quick --filter \
+    S1k --iters 100000`) against S1's 163; the `kmalloc_on` probe (an adapter's kmalloc_on + kfree_on) about 145. \
+    The `cache_pair` probe is S1's pair in the same run.";
 /// What limits S2 when it is missed.
-const S2_LIMIT: &str = "A batch of 1000 overflows the per-CPU layer: a CPU caches two sheaves of 26 and the barn 8 \
-    more, so about 75% of allocations refill from the slabs (26 objects per list-lock hold) and as many frees give \
-    back 26 at a time (the row's note counts the objects moved per operation). The give-back frees object by \
-    object under the list lock (put_object: the slab's head found from the address again, the SlabView's freelist \
-    and count rewritten, the slab relisted); slabs that empty while the partial list already holds MIN_PARTIAL = 2 \
-    go back to the buddy allocator, and the next batch's refills take new ones (the note's slabs allocated and \
-    freed per 1000 allocs). Under callgrind (`--quick --filter S2 --iters 200`, toggle-collect on \
-    slab::cache_batch_loop) ours is about 400 instructions per alloc+free against mimalloc's 63: give_back about \
-    98 of them and refill about 45 (new slabs included); the `sheaf_only_batch` probe (a batch that stays in the \
-    sheaves) separates these slow paths from S1's per-operation cost, which by itself is above 1.5x. Meeting 1.5x \
-    needs S1's fixes, a give-back that groups objects by slab (one SlabView update and one relist per slab, as \
-    SLUB's detached freelists), and empty slabs kept while the cache is busy (a min_partial that grows with the \
-    cache's recent refills).";
+const S2_LIMIT: &str = "A 64-byte cache's sheaves hold 64 objects and the barn 16 sheaves, so a batch of 1000 stays \
+    in the per-CPU layer (the row's note counts the objects moved to and from the slabs: none); a give-back, when \
+    one happens, returns each slab's run of objects in one update, and min_partial (5 to 10 by size, as Linux) \
+    keeps the slabs the next refill needs. Under callgrind (`--quick --filter S2 --iters 200`, toggle-collect on \
+    slab::cache_batch_loop, which also counts the `sheaf_only_batch` probe's 128-object batches) ours is about \
+    180 instructions per alloc+free against mimalloc's 63 (about 410 before): S1's per-operation cost, virtual \
+    local_enter/local_exit included, is what remains; the `batch_on` probe (an adapter's alloc_on/free_on, \
+    toggle-collect on slab::cache_batch_on_loop) is about 140.";
 /// What limits S2g when it is missed.
 const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glibc batch of 31.9 ns. glibc measured \
     in this process is faster: 7 to 17 ns per alloc+free in this machine's runs (its tcache and fastbins; it is \
@@ -361,14 +349,13 @@ const S2G_LIMIT: &str = "The bound 0.35x glibc was set from the reference's glib
     of it between 2.5 and 6 ns, at or near mimalloc's own batch: S2g asks about as much as S2's 1.5x mimalloc, \
     sometimes more. What limits ours is S2's analysis.";
 /// What limits S3 when it is missed.
-const S3_LIMIT: &str = "Both threads share one cache, so the slow paths of S2 (75% of operations refill or give \
-    back) meet on one barn lock and one list lock, and the cache lines of the lists, the slab heads and the barn \
-    move between the vCPUs (about 230 ns per handoff on this machine, performance.md §3). The \
+const S3_LIMIT: &str = "Both threads share one cache: one barn of 16 sheaves of 64 and one list lock, so when both \
+    hold most of a batch the barn overflows to the slabs, and every barn trade (one per 64 operations) moves the \
+    barn's lock and lines between the vCPUs (about 230 ns per handoff on this machine, performance.md §3). The \
     `batch_2t_separate_caches` probe runs the same threads on a cache each: its ratio to S3 is the cost of \
     sharing, and its ratio to `batch_1t` the scaling with nothing shared; `fetch_add_2t_private` is the machine's \
     ceiling (near 1.0 means the other vCPU was busy and the run says nothing about scaling). mimalloc's threads \
-    never share: each has its own heap and pages. Meeting 1.5x needs S2's fixes first (fewer trips below the \
-    sheaves), then per-node barns sized to the batch.";
+    never share: each has its own heap and pages. What is left is S1's per-operation cost.";
 
 /// G2's bound: 0.5 ns per subpage in units of the reference machine's
 /// 6.1 ns `fetch_add` (performance.md §3): 0.5 / 6.1, rounded.

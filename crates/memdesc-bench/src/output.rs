@@ -316,8 +316,9 @@ Divide the total `I refs` by N × 4 (`--quick` runs 3 reps + 1 warm-up). The loo
 `mm::first_touch_loop` (F1, F2; it includes the untimed munmap, so toggle on \
 `memdesc::pgtable::aspace::AddressSpace::write` for the faults alone), `slab::cache_pair_loop` (S1), \
 `slab::kmalloc_pair_loop` (S1k), `slab::lookup_loop`, `slab::sheaf_floor_pair_loop` and \
-`slab::local_enter_exit_loop` (S1's probes), \
-`slab::cache_batch_loop` (S2, S2g, S3's 1-thread probe; 1000 ops per iteration, or 52 for the \
+`slab::local_enter_exit_loop` (S1's probes), `slab::cache_pair_on_loop` and `slab::kmalloc_pair_on_loop` \
+(the `pair_on` and `kmalloc_on` probes), `slab::cache_batch_on_loop` (S2's `batch_on` probe), \
+`slab::cache_batch_loop` (S2, S2g, S3's 1-thread probe; 1000 ops per iteration, or 128 for the \
 `sheaf_only_batch` probe, which the same toggle also counts), `peers::*_loop` for the peers, and \
 `mallocs::pair_on` and `mallocs::batch_on` for mimalloc and glibc (one symbol name for both: \
 `callgrind_annotate --inclusive=yes` splits them by source file, the `mimalloc` crate's lib.rs and \

@@ -25,10 +25,11 @@ use std::time::Duration;
 
 /// The object size of S1–S3.
 pub const OBJECT_SIZE: usize = 64;
-/// Objects per sheaf: `slab/sheaf.rs`'s `SHEAF_CAPACITY`, which the core
-/// keeps crate-private (the `sheaf_only_batch` probe and the replica
-/// assume it; a change there only makes the probe touch the barn).
-pub const SHEAF_CAPACITY: usize = 26;
+/// Objects per sheaf of a 64-byte cache: `slab/sheaf.rs`'s
+/// `SHEAF_CAPACITY` (what `slab/cache.rs` gives caches of up to 256 bytes),
+/// which the core keeps crate-private (the `sheaf_only_batch` probe and the
+/// replica assume it; a change there only makes the probe touch the barn).
+pub const SHEAF_CAPACITY: usize = 64;
 /// kmalloc's alignment argument in the kmalloc probe (what `malloc` gives
 /// at least).
 const KMALLOC_ALIGN: usize = 8;
@@ -118,6 +119,41 @@ pub fn kmalloc_pair_loop(slab: &SlabAllocator<'_>, iters: u64) -> Duration {
     })
 }
 
+/// S1's pair as a malloc adapter that owns its platform makes it: per
+/// operation `HostPlatform::enter_local` (a static, inlined call), the
+/// cache's `alloc_on` / `free_on` with the token, `exit_local`.
+#[inline(never)]
+pub fn cache_pair_on_loop(cache: &CacheRef<'_, '_>, platform: &SimPlatform, iters: u64) -> Duration {
+    time_loop(iters, || {
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: the token is from the platform the bench node booted with.
+        let obj = unsafe { cache.alloc_on(&cpu) }.expect("the node has free memory");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: `obj` was just allocated from this cache and is given up
+        // here, once; the token is as above.
+        unsafe { cache.free_on(&cpu, black_box(obj)) }.expect("a fresh object of this cache");
+        platform.exit_local(cpu);
+    })
+}
+
+/// S1k's pair as a malloc adapter makes it: `kmalloc_on` + `kfree_on`,
+/// each inside its own `enter_local` / `exit_local`.
+#[inline(never)]
+pub fn kmalloc_pair_on_loop(slab: &SlabAllocator<'_>, platform: &SimPlatform, iters: u64) -> Duration {
+    time_loop(iters, || {
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: the token is from the platform the bench node booted with.
+        let obj = unsafe { slab.kmalloc_on(&cpu, OBJECT_SIZE, KMALLOC_ALIGN) }.expect("the node has free memory");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: `obj` was just kmalloc'ed and is given up here, once; the
+        // token is as above.
+        unsafe { slab.kfree_on(&cpu, black_box(obj)) }.expect("a fresh kmalloc object");
+        platform.exit_local(cpu);
+    })
+}
+
 /// Frees `obj`, a kmalloc allocation the caller made and gives up.
 ///
 /// # Panics
@@ -156,6 +192,36 @@ pub fn cache_batch_loop(cache: &CacheRef<'_, '_>, batch: &mut Vec<NonNull<u8>>, 
             // SAFETY: each object of the batch was allocated above from this
             // cache and is freed once: the batch is cleared right after.
             unsafe { cache.free_raw(obj) }.expect("an object of this cache");
+        }
+        batch.clear();
+    })
+}
+
+/// S2's batch as a malloc adapter makes it: each alloc and free inside its
+/// own `HostPlatform::enter_local` / `exit_local`, through `alloc_on` /
+/// `free_on`.
+#[inline(never)]
+pub fn cache_batch_on_loop(
+    cache: &CacheRef<'_, '_>,
+    platform: &SimPlatform,
+    batch: &mut Vec<NonNull<u8>>,
+    iters: u64,
+) -> Duration {
+    let size = batch.capacity();
+    time_loop(iters, || {
+        for _ in 0..size {
+            let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+            // SAFETY: the token is from the platform the bench node booted with.
+            batch.push(unsafe { cache.alloc_on(&cpu) }.expect("the node has free memory"));
+            platform.exit_local(cpu);
+        }
+        for &obj in black_box(&*batch) {
+            let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+            // SAFETY: each object of the batch was allocated above from this
+            // cache and is freed once (the batch is cleared right after); the
+            // token is as above.
+            unsafe { cache.free_on(&cpu, obj) }.expect("an object of this cache");
+            platform.exit_local(cpu);
         }
         batch.clear();
     })

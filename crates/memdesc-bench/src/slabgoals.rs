@@ -32,6 +32,7 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(1, |n| slab::lookup_loop(alloc, held_ptr, n)),
                 Workload::new(1, peers::fetch_add_loop),
                 Workload::new(1, |n| slab::local_enter_exit_loop(platform, n)),
+                Workload::new(1, |n| slab::cache_pair_on_loop(cache, platform, n)),
             ],
         );
         let n = samples[0].iters;
@@ -80,6 +81,13 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                     format!("{:.0}% of sheaf_pair_floor", 100.0 * samples[6].median_ns / samples[3].median_ns),
                 ),
                 probe("fetch_add", "uncontended fetch_add (lock xadd), probe (a)", samples[5], String::new()),
+                probe(
+                    "pair_on",
+                    "S1's pair as a malloc adapter makes it: HostPlatform::enter_local (static, inlined), \
+                     alloc_on / free_on with the token, exit_local, per operation",
+                    samples[7],
+                    format!("{:.2}x mimalloc; {:.2}x ours", samples[7].median_ns / mi, samples[7].median_ns / ours),
+                ),
             ],
         }
     })
@@ -87,7 +95,7 @@ pub fn s1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
 
 /// S1k: S1 through kmalloc(64) and kfree.
 pub fn s1k(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
-    slab::with_slab(|alloc, cache, _| {
+    slab::with_slab(|alloc, cache, platform| {
         // A live object in the kmalloc-64 cache, as S1 keeps one in its own.
         let held = alloc.kmalloc(slab::OBJECT_SIZE, 8).expect("a fresh node has free memory");
         let samples = measure(
@@ -96,6 +104,7 @@ pub fn s1k(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(1, |n| slab::kmalloc_pair_loop(alloc, n)),
                 Workload::new(1, |n| mallocs::pair_loop(Malloc::Mimalloc, slab::OBJECT_SIZE, n)),
                 Workload::new(1, |n| slab::cache_pair_loop(cache, n)),
+                Workload::new(1, |n| slab::kmalloc_pair_on_loop(alloc, platform, n)),
             ],
         );
         slab::kfree_once(alloc, held);
@@ -103,20 +112,34 @@ pub fn s1k(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
             ours: samples[0],
             peer: samples[1],
             note: String::new(),
-            probes: vec![probe(
-                "cache_pair",
-                "S1's pair on a cache of its own (alloc_raw + free_raw)",
-                samples[2],
-                format!("kmalloc = {:.2}x this", samples[0].median_ns / samples[2].median_ns),
-            )],
+            probes: vec![
+                probe(
+                    "cache_pair",
+                    "S1's pair on a cache of its own (alloc_raw + free_raw)",
+                    samples[2],
+                    format!("kmalloc = {:.2}x this", samples[0].median_ns / samples[2].median_ns),
+                ),
+                probe(
+                    "kmalloc_on",
+                    "kmalloc_on + kfree_on, each inside HostPlatform::enter_local / exit_local (a malloc \
+                     adapter's pair)",
+                    samples[3],
+                    format!(
+                        "{:.2}x mimalloc; {:.2}x ours",
+                        samples[3].median_ns / samples[1].median_ns,
+                        samples[3].median_ns / samples[0].median_ns
+                    ),
+                ),
+            ],
         }
     })
 }
 
 /// S2's and S2g's shared measurement.
 fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measured, Box<dyn Error>> {
-    slab::with_slab(|alloc, cache, _| {
+    slab::with_slab(|alloc, cache, platform| {
         let mut ours_batch = Vec::with_capacity(BATCH);
+        let mut on_batch = Vec::with_capacity(BATCH);
         let mut small = Vec::with_capacity(SHEAF_BATCH);
         let (mut peer_batch, mut other_batch) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let samples = measure(
@@ -126,6 +149,7 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
                 Workload::new(BATCH as u64, |n| mallocs::batch_loop(peer, slab::OBJECT_SIZE, &mut peer_batch, n)),
                 Workload::new(BATCH as u64, |n| mallocs::batch_loop(other, slab::OBJECT_SIZE, &mut other_batch, n)),
                 Workload::new(SHEAF_BATCH as u64, |n| slab::cache_batch_loop(cache, &mut small, n)),
+                Workload::new(BATCH as u64, |n| slab::cache_batch_on_loop(cache, platform, &mut on_batch, n)),
             ],
         );
         let n = samples[0].iters;
@@ -152,11 +176,22 @@ fn batch_run(settings: &Settings, peer: Malloc, other: Malloc) -> Result<Measure
                 ),
                 probe(
                     "sheaf_only_batch",
-                    "ours, batch of 52 (one CPU's main and spare sheaves of 26: no barn, refill or give-back)",
+                    "ours, batch of 128 (one CPU's main and spare sheaves of 64: no barn, refill or give-back)",
                     samples[3],
                     format!(
                         "the barn, refill and give-back paths are {:.0}% of the batch-1000 figure",
                         100.0 * (ours - sheaf_only).max(0.0) / ours
+                    ),
+                ),
+                probe(
+                    "batch_on",
+                    "S2's batch as a malloc adapter makes it: alloc_on / free_on, each inside \
+                     HostPlatform::enter_local / exit_local",
+                    samples[4],
+                    format!(
+                        "{:.2}x the peer; {:.2}x ours",
+                        samples[4].median_ns / samples[1].median_ns,
+                        samples[4].median_ns / ours
                     ),
                 ),
             ],

@@ -59,6 +59,30 @@ impl HostPlatform {
         self.slots.bind(cpu)
     }
 
+    /// [`Platform::local_enter`] as a static call, for a host that owns
+    /// its platform (the malloc adapters): thread-local reads and one
+    /// store, inlined, no virtual call. Pass the token to the slab's `*_on`
+    /// entry points and back to [`HostPlatform::exit_local`].
+    #[inline(always)]
+    pub fn enter_local(&self) -> Option<LocalCpu> {
+        let cpu = self.slots.enter()?;
+        // SAFETY: this thread holds `cpu`'s slot (claimed by an Acquire CAS
+        // that no other thread can win until it is released by a Release
+        // store), and `enter` counted this section, so the slot cannot be
+        // released before the matching `local_exit` (`release_current`
+        // panics instead). Re-entry on this thread is allowed by the
+        // contract.
+        Some(unsafe { LocalCpu::new_unchecked(cpu) })
+    }
+
+    /// [`Platform::local_exit`] as a static call (see
+    /// [`HostPlatform::enter_local`]).
+    #[inline(always)]
+    pub fn exit_local(&self, cpu: LocalCpu) {
+        debug_assert_eq!(self.slots.current(), Some(cpu.cpu()), "local_exit of another CPU");
+        self.slots.exit();
+    }
+
     fn queue(&self, key: WaitKey) -> &(Mutex<()>, Condvar) {
         // Fibonacci hashing spreads neighbouring pfns over the buckets.
         let hash = key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
@@ -79,20 +103,12 @@ impl Platform for HostPlatform {
 
     #[inline]
     fn local_enter(&self) -> Option<LocalCpu> {
-        let cpu = self.slots.enter()?;
-        // SAFETY: this thread holds `cpu`'s slot (claimed by an Acquire CAS
-        // that no other thread can win until it is released by a Release
-        // store), and `enter` counted this section, so the slot cannot be
-        // released before the matching `local_exit` (`release_current`
-        // panics instead). Re-entry on this thread is allowed by the
-        // contract.
-        Some(unsafe { LocalCpu::new_unchecked(cpu) })
+        self.enter_local()
     }
 
     #[inline]
     fn local_exit(&self, cpu: LocalCpu) {
-        debug_assert_eq!(self.slots.current(), Some(cpu.cpu()), "local_exit of another CPU");
-        self.slots.exit();
+        self.exit_local(cpu);
     }
 
     fn rcu_reader_cpu(&self) -> Option<RcuReaderCpu> {

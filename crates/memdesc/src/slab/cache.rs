@@ -10,19 +10,34 @@ use super::{BadObject, CacheConfig, SlabCore, SlabError, SlabEvent, SlabFlags, S
 use crate::buddy::{FrozenFolio, Gfp};
 use crate::folio::PageType;
 use crate::memmap::{Page, Pfn};
+use crate::platform::LocalCpu;
 use crate::sync::{fence, Ordering, SpinLock};
 
-/// Objects per sheaf of a cache (the per-CPU layer's capacity).
-#[cfg(not(memdesc_loom))]
-const SHEAF_OBJECTS: usize = super::sheaf::SHEAF_CAPACITY;
-#[cfg(memdesc_loom)]
-const SHEAF_OBJECTS: usize = 1;
-/// Empty slabs a cache keeps before giving them back (Linux's
-/// `min_partial`).
-#[cfg(not(memdesc_loom))]
-const MIN_PARTIAL: u64 = 2;
-#[cfg(memdesc_loom)]
-const MIN_PARTIAL: u64 = 0;
+/// Objects per sheaf of a cache of `size`-byte objects (the per-CPU
+/// layer's capacity): larger for small objects, as Linux sizes a cache's
+/// `sheaf_capacity`, so a CPU caches a similar number of bytes whatever
+/// the size. One under the model, whose few objects must reach every path.
+fn sheaf_capacity(size: usize) -> usize {
+    if cfg!(memdesc_loom) {
+        return 1;
+    }
+    match size {
+        0..=256 => super::sheaf::SHEAF_CAPACITY,
+        257..=1024 => 32,
+        _ => 16,
+    }
+}
+/// Slabs a cache keeps on its partial list before giving empty ones back
+/// (Linux's `min_partial`): half the log2 of the object size, within
+/// `5..=10` as Linux's `set_min_partial`, so a busy cache does not send
+/// slabs to the buddy allocator that its next refill takes back. None under
+/// the model, whose small nodes must see slabs go back.
+fn min_partial(size: usize) -> u64 {
+    if cfg!(memdesc_loom) {
+        return 0;
+    }
+    u64::from(size.max(1).ilog2() / 2).clamp(5, 10)
+}
 /// Slabs one `give_back` may discard while it holds the lock; more stay on
 /// the empty list for the next shrink.
 const DISCARD_BATCH: usize = 8;
@@ -64,7 +79,10 @@ pub(crate) struct Lists {
 /// frozen Kernel frames the allocator placed it in.
 pub(crate) struct Cache<'a> {
     pub(crate) slabs: Slabs<'a>,
-    pub(crate) sheaves: PerCpuSheaves,
+    pub(crate) sheaves: PerCpuSheaves<'a>,
+    /// The head pfn of the frozen frames holding the sheaves' storage,
+    /// given back after the cache struct is dropped.
+    pub(crate) sheaf_home: u64,
 }
 
 impl<'a> core::ops::Deref for Cache<'a> {
@@ -75,26 +93,53 @@ impl<'a> core::ops::Deref for Cache<'a> {
 }
 
 impl<'a> Cache<'a> {
-    /// A cache `id` of `config` (checked by `layout`).
-    pub(crate) fn new(id: u16, config: CacheConfig, layout: Layout, core: &SlabCore<'a>, home: u64) -> Self {
-        Self { slabs: Slabs::new(id, config, layout, core, home), sheaves: PerCpuSheaves::new(SHEAF_OBJECTS) }
+    /// A cache `id` of `config` (checked by `layout`) whose sheaves live in
+    /// `storage`, frames given up with `into_raw` at `sheaf_home`.
+    ///
+    /// # Safety
+    /// 1. As [`PerCpuSheaves::in_storage`]'s duty 1 for `nr_cpus`, for `'a`
+    ///    or until the cache is dropped, whichever comes first.
+    pub(crate) unsafe fn new(
+        id: u16,
+        config: CacheConfig,
+        layout: Layout,
+        core: &SlabCore<'a>,
+        home: u64,
+        (storage, sheaf_home, nr_cpus): (core::ptr::NonNull<u8>, u64, usize),
+    ) -> Self {
+        let capacity = sheaf_capacity(config.size);
+        Self {
+            slabs: Slabs::new(id, config, layout, core, home),
+            // SAFETY: duty 1, passed on.
+            sheaves: unsafe { PerCpuSheaves::in_storage(capacity, nr_cpus, storage) },
+            sheaf_home,
+        }
     }
 
     /// Allocates one object: sheaves, then partial list, then a new slab.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self) -> Result<usize, SlabError> {
         let obj = if self.slabs.is_debug() {
-            let mut out = [0];
-            (self.slabs.refill(&mut out) == 1).then_some(out[0])
+            self.slabs.alloc_unsheaved()
         } else {
             self.sheaves.alloc(self.slabs.core().node.platform(), &self.slabs)
         };
-        obj.ok_or(SlabError::OutOfMemory(crate::buddy::AllocError::OutOfMemory { order: self.slabs.layout.order }))
+        obj.ok_or_else(|| self.slabs.out_of_memory())
+    }
+
+    /// [`Cache::alloc`] inside the caller's local section: `cpu` is a token
+    /// of the platform of this cache's node. `None`: out of memory.
+    #[inline(always)]
+    pub(crate) fn alloc_on(&self, cpu: &LocalCpu) -> Option<usize> {
+        if self.slabs.is_debug() {
+            return self.slabs.alloc_unsheaved();
+        }
+        self.sheaves.alloc_on(cpu, &self.slabs)
     }
 
     /// Frees `obj`, which the caller checked is an object boundary of a slab
     /// of this cache (`SlabCore::lookup`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&self, obj: usize) -> Result<(), SlabError> {
         if self.slabs.is_debug() {
             return self.slabs.free_debug(obj);
@@ -103,6 +148,31 @@ impl<'a> Cache<'a> {
             Ok(())
         } else {
             Err(self.slabs.double_free(obj))
+        }
+    }
+
+    /// [`Cache::free`] inside the caller's local section, with `cpu` as in
+    /// [`Cache::alloc_on`].
+    #[inline(always)]
+    pub(crate) fn free_on(&self, cpu: &LocalCpu, obj: usize) -> Result<(), SlabError> {
+        if self.slabs.is_debug() {
+            return self.slabs.free_debug(obj);
+        }
+        if self.sheaves.free_on(cpu, obj, &self.slabs) {
+            Ok(())
+        } else {
+            Err(self.slabs.double_free(obj))
+        }
+    }
+
+    /// Whether `addr` is an object boundary of a slab of this cache, by its
+    /// descriptor (`SlabCore::slab_of`): the check of every free through a
+    /// cache handle, loads and compares only.
+    #[inline(always)]
+    pub(crate) fn owns(&self, addr: usize) -> bool {
+        match self.slabs.core().slab_of(addr) {
+            Some((cache, offset)) => cache == self.slabs.id && self.slabs.layout.index_of(offset).is_some(),
+            None => false,
         }
     }
 }
@@ -117,6 +187,8 @@ pub(crate) struct Slabs<'a> {
     pub(crate) lists: SpinLock<Lists>,
     /// Where the cache struct lives (its own folio's head pfn).
     pub(crate) home: u64,
+    /// Partial slabs kept before empty ones go back ([`min_partial`]).
+    pub(crate) min_partial: u64,
 }
 
 impl<'a> Slabs<'a> {
@@ -139,6 +211,7 @@ impl<'a> Slabs<'a> {
             core: core::ptr::NonNull::from(core),
             lists: SpinLock::new(lists),
             home,
+            min_partial: min_partial(config.size),
         }
     }
 
@@ -161,8 +234,24 @@ impl<'a> Slabs<'a> {
 
     /// Whether allocations bypass the sheaves (debug caches check every
     /// object under the lock).
+    #[inline(always)]
     pub(crate) fn is_debug(&self) -> bool {
         self.config.flags.contains(SlabFlags::DEBUG)
+    }
+
+    /// One object straight from the slabs (a debug cache's allocation).
+    #[cold]
+    #[inline(never)]
+    fn alloc_unsheaved(&self) -> Option<usize> {
+        let mut out = [0];
+        (self.refill(&mut out) == 1).then_some(out[0])
+    }
+
+    /// The error of an allocation that found no object.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn out_of_memory(&self) -> SlabError {
+        SlabError::OutOfMemory(crate::buddy::AllocError::OutOfMemory { order: self.layout.order })
     }
 
     fn page(&self, pfn: u64) -> &'a Page {
@@ -371,27 +460,46 @@ impl<'a> Slabs<'a> {
     }
 
     /// Returns `obj` to its slab under the lock. Returns a slab to discard
-    /// if the empty list grew past `MIN_PARTIAL`.
+    /// if the partial list grew past `min_partial`.
     fn put_object(&self, lists: &mut Lists, obj: usize) -> Option<FrozenFolio<'a>> {
+        let head = self.slab_head(obj)?;
+        self.put_run(lists, head, &[obj])
+    }
+
+    /// The head pfn of the slab `obj` lies in.
+    fn slab_head(&self, obj: usize) -> Option<u64> {
         let map = self.core().node.memmap();
         let pfn = map.pfn_of_addr(obj)?;
-        let (head, _) = map.compound_head(pfn)?;
-        let Some(mut view) = SlabView::locked(&mut lists.lock, self.page(head.0)) else {
-            debug_assert!(false, "object {obj:#x} of a slab not on the lists");
+        Some(map.compound_head(pfn)?.0 .0)
+    }
+
+    /// Returns `run`, objects of the slab headed by `head`, to it under the
+    /// lock: chained in order onto its freelist with one update of its
+    /// counts and one relist (SLUB's detached freelist). Returns the slab to
+    /// discard if it emptied while the partial list is past `min_partial`.
+    fn put_run(&self, lists: &mut Lists, head: u64, run: &[usize]) -> Option<FrozenFolio<'a>> {
+        let Some(mut view) = SlabView::locked(&mut lists.lock, self.page(head)) else {
+            debug_assert!(false, "objects {run:x?} of a slab not on the lists");
             return None;
         };
         let mut counts = view.counts();
-        let free = view.freelist();
-        // SAFETY: duty 1 of write_word: the object was handed out and is
-        // given back to us (the caller gave up its pointer), under the lock.
-        unsafe { self.arena.write_word(self.layout.free_ptr(obj), free) };
-        view.set_freelist(obj);
-        counts.inuse -= 1;
+        let mut next = view.freelist();
+        for &obj in run.iter().rev() {
+            // SAFETY: duty 1 of write_word: the object was handed out and is
+            // given back to us (the caller gave up its pointer), under the lock.
+            unsafe { self.arena.write_word(self.layout.free_ptr(obj), next) };
+            next = obj;
+        }
+        view.set_freelist(next);
+        // A run is at most a sheaf, and every object of it was in use.
+        let n = run.len() as u16;
+        debug_assert!(n <= counts.inuse, "more objects given back than in use");
+        counts.inuse -= n;
         view.set_counts(counts);
-        lists.inuse -= 1;
-        self.relist(lists, head.0, counts);
-        if counts.inuse == 0 && lists.partial.len > MIN_PARTIAL {
-            return self.unlist_empty(lists, head.0);
+        lists.inuse -= u64::from(n);
+        self.relist(lists, head, counts);
+        if counts.inuse == 0 && lists.partial.len > self.min_partial {
+            return self.unlist_empty(lists, head);
         }
         None
     }
@@ -578,15 +686,27 @@ impl ObjectSource for Slabs<'_> {
     }
 
     fn give_back(&self, objs: &[usize]) {
+        let slab_bytes = self.layout.order.nr_pages() as usize * crate::memmap::PAGE_SIZE;
         let mut rest = objs;
         while !rest.is_empty() {
             // One lock hold until a slab must go back (rare: the partial
-            // list is past MIN_PARTIAL), which is done after unlocking.
+            // list is past min_partial), which is done after unlocking.
             let discard = self.lists.lock().with(|lists| {
-                while let Some((&obj, tail)) = rest.split_first() {
+                while let Some(&first) = rest.first() {
+                    // The run of objects of `first`'s slab: a slab is one
+                    // folio, contiguous in the memory from its head's frame.
+                    let Some(head) = self.slab_head(first) else {
+                        debug_assert!(false, "object {first:#x} outside the memory");
+                        rest = &rest[1..];
+                        continue;
+                    };
+                    let base = self.frame_addr(head);
+                    // `first` always, so the loop moves on whatever the rest is.
+                    let n = 1 + rest[1..].iter().take_while(|&&obj| obj.wrapping_sub(base) < slab_bytes).count();
+                    let (run, tail) = rest.split_at(n);
                     rest = tail;
-                    lists.frees += 1;
-                    if let Some(folio) = self.put_object(lists, obj) {
+                    lists.frees += n as u64;
+                    if let Some(folio) = self.put_run(lists, head, run) {
                         return Some(folio);
                     }
                 }

@@ -7,6 +7,7 @@ use super::{order_for_bytes, Found, SlabAllocator, SlabCore, SlabError, SlabEven
 use crate::buddy::Gfp;
 use crate::folio::PageType;
 use crate::memmap::PAGE_SIZE;
+use crate::platform::LocalCpu;
 use core::ptr::NonNull;
 
 /// The kmalloc size classes: powers of two plus 96 and 192, as Linux has.
@@ -65,7 +66,20 @@ fn class_for(size: usize, align: usize) -> Option<usize> {
 impl SlabCore<'_> {
     /// Frees what `addr` is by its descriptor: an object of any cache, or a
     /// large kmalloc.
+    #[inline(always)]
     pub(crate) fn kfree_addr(&self, addr: usize) -> Result<(), SlabError> {
+        match self.cache_of_object(addr) {
+            Some(cache) => cache.free(addr),
+            None => self.kfree_other(addr),
+        }
+    }
+
+    /// What the fast check of a kfree refused: a large kmalloc, a bad
+    /// pointer (named by the full lookup), or an object whose slab a retype
+    /// raced the check.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn kfree_other(&self, addr: usize) -> Result<(), SlabError> {
         match self.lookup(addr)? {
             Found::Object(cache, obj) => cache.free(obj),
             Found::Large(pfn, _) => {
@@ -92,8 +106,22 @@ impl SlabAllocator<'_> {
     /// [`SlabError::BadSize`] for 0 or above the largest folio,
     /// [`SlabError::BadAlign`] for an alignment not a power of two,
     /// [`SlabError::OutOfMemory`].
-    #[inline]
+    #[inline(always)]
     pub fn kmalloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
+        // One compare rejects 0 and the large sizes; the slow path names them.
+        if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE && align.is_power_of_two() {
+            let core = self.core();
+            if let Some(cache) = class_for(size, align).and_then(|index| core.cache(index)) {
+                return Ok(core.arena.ptr(cache.alloc()?));
+            }
+        }
+        self.kmalloc_slow(size, align)
+    }
+
+    /// kmalloc's checks and large allocations.
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_slow(&self, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
         if !align.is_power_of_two() {
             return Err(SlabError::BadAlign(align));
         }
@@ -113,6 +141,58 @@ impl SlabAllocator<'_> {
         Ok(core.arena.ptr(addr))
     }
 
+    /// [`SlabAllocator::kmalloc`] inside a local section the caller opened:
+    /// a size class's per-CPU fast path with no call to the platform; large
+    /// sizes and errors take kmalloc's own path.
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kmalloc`].
+    ///
+    /// # Safety
+    /// 1. `cpu` came from `local_enter` of the platform this allocator's
+    ///    node was booted with, as for
+    ///    [`CacheRef::alloc_on`](super::CacheRef::alloc_on).
+    #[inline(always)]
+    pub unsafe fn kmalloc_on(&self, cpu: &LocalCpu, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
+        // One compare rejects 0 and the large sizes; kmalloc names them.
+        if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE && align.is_power_of_two() {
+            let core = self.core();
+            if let Some(cache) = class_for(size, align).and_then(|index| core.cache(index)) {
+                if let Some(addr) = cache.alloc_on(cpu) {
+                    return Ok(core.arena.ptr(addr));
+                }
+            }
+        }
+        self.kmalloc_other(size, align)
+    }
+
+    /// What the fast path of `kmalloc_on` did not serve (through the
+    /// platform: an out-of-memory retry, or kmalloc's own slow path).
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_other(&self, size: usize, align: usize) -> Result<NonNull<u8>, SlabError> {
+        self.kmalloc(size, align)
+    }
+
+    /// [`SlabAllocator::kfree`] inside a local section the caller opened,
+    /// as [`SlabAllocator::kmalloc_on`].
+    ///
+    /// # Errors
+    /// As [`SlabAllocator::kfree`].
+    ///
+    /// # Safety
+    /// 1. As [`SlabAllocator::kfree`]'s duty 1.
+    /// 2. As [`SlabAllocator::kmalloc_on`]'s duty 1.
+    #[inline(always)]
+    pub unsafe fn kfree_on(&self, cpu: &LocalCpu, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        let addr = ptr.as_ptr() as usize;
+        let core = self.core();
+        match core.cache_of_object(addr) {
+            Some(cache) => cache.free_on(cpu, addr),
+            None => core.kfree_other(addr),
+        }
+    }
+
     /// Frees what `kmalloc` (or any cache's `alloc_raw`) returned, found by
     /// its descriptor.
     ///
@@ -125,7 +205,7 @@ impl SlabAllocator<'_> {
     ///    and gives it up (freed once, no access after). Double frees are
     ///    detected only by debug caches (and for large allocations only
     ///    once the frames are back in the buddy allocator).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn kfree(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
         self.core().kfree_addr(ptr.as_ptr() as usize)
     }
@@ -135,7 +215,19 @@ impl SlabAllocator<'_> {
     ///
     /// # Errors
     /// As [`SlabAllocator::kfree`]'s lookup.
+    #[inline]
     pub fn ksize(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
+        if let Some(cache) = self.core().cache_of_object(ptr.as_ptr() as usize) {
+            return Ok(cache.layout.size);
+        }
+        self.ksize_other(ptr)
+    }
+
+    /// What the fast check of `ksize` refused: a large kmalloc, or a bad
+    /// pointer the full lookup names.
+    #[cold]
+    #[inline(never)]
+    fn ksize_other(&self, ptr: NonNull<u8>) -> Result<usize, SlabError> {
         match self.core().lookup(ptr.as_ptr() as usize)? {
             Found::Object(cache, _) => Ok(cache.layout.size),
             Found::Large(_, order) => Ok(order.nr_pages() as usize * PAGE_SIZE),

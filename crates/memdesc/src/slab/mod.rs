@@ -19,8 +19,9 @@
 //!   contents (constructor, TYPESAFE_BY_RCU, debug). Debug caches add red
 //!   zones and a state word (`layout.rs`, `debug.rs`).
 //! - **Lists and locking**: each cache has one node's partial, full and
-//!   empty lists behind one `SpinLock`; empty slabs beyond `MIN_PARTIAL` go
-//!   back to the buddy allocator. A slab is typed `Slab { cache: id }`
+//!   empty lists behind one `SpinLock`; empty slabs beyond `min_partial`
+//!   (5 to 10 by object size, as Linux) go back to the buddy allocator, and
+//!   a give-back returns each slab's run of objects in one update. A slab is typed `Slab { cache: id }`
 //!   exactly while it is on cache `id`'s lists (both retypes happen under
 //!   the lock); while its creator or discarder holds it frozen it is typed
 //!   `Slab { cache: SLAB_UNLISTED }`. Above the lists sit the per-CPU
@@ -75,8 +76,9 @@ use core::ptr::NonNull;
 use raw::Arena;
 
 use crate::buddy::{Gfp, Node};
-use crate::folio::{Order, PageType};
-use crate::memmap::{Pfn, PAGE_SIZE};
+use crate::folio::{decode_compound, Order, PageType};
+use crate::memmap::{Pfn, PAGE_SHIFT, PAGE_SIZE};
+use crate::platform::LocalCpu;
 use crate::rcu::Rcu;
 use crate::sync::{AtomicPtr, Ordering, SpinLock, StatWord};
 
@@ -155,6 +157,12 @@ pub(crate) struct SlabCore<'a> {
     pub(crate) rcu: &'a Rcu<'a>,
     pub(crate) ret: &'a SlabReturn<'a>,
     pub(crate) arena: Arena,
+    /// `addr >> PAGE_SHIFT` minus the pfn of the frame at host address
+    /// `addr`, for every frame of the memory: the memory and its physical
+    /// base are both page-aligned (checked at boot), so frames map linearly.
+    /// What a free's lookup turns an address into a pfn with, before the
+    /// descriptor (which exists only inside the memory) checks it.
+    pfn_bias: usize,
     /// Cache `id`'s struct, or null. Written under `registry_lock`.
     registry: [AtomicPtr<Cache<'a>>; MAX_CACHES],
     registry_lock: SpinLock<()>,
@@ -203,6 +211,39 @@ impl<'a> SlabCore<'a> {
         // that lives until destroy or the allocator's drop clears the entry
         // (both need every handle to it gone: `CacheRef` by value, `&mut`).
         self.cache_ptr(id).map(|ptr| unsafe { ptr.as_ref() })
+    }
+
+    /// The type-tag cache id of the slab `addr` lies in and its offset from
+    /// the slab's first byte, by the descriptors (never trusting the
+    /// pointer): `None` outside the memory or for a frame not typed slab.
+    /// The frees' common check, loads and compares only; what it finds
+    /// still needs the object-boundary test.
+    #[inline(always)]
+    pub(crate) fn slab_of(&self, addr: usize) -> Option<(u16, usize)> {
+        let map = self.node.memmap();
+        // An address outside the memory gives a pfn the map does not cover
+        // (the descriptors describe frames of the memory only), so `page`
+        // refuses it; one inside the metadata gives a frame never typed slab.
+        let pfn = Pfn(((addr >> PAGE_SHIFT).wrapping_sub(self.pfn_bias)) as u64);
+        let page = map.page(pfn)?;
+        let (head, _) = decode_compound(pfn, page.compound_word());
+        let head_page = if head == pfn { page } else { map.page(head)? };
+        let PageType::Slab { cache } = head_page.page_type() else { return None };
+        // Frames are page-aligned in the memory (checked at boot), so the
+        // slab starts `pfn - head` frames before `addr`'s frame.
+        let offset = (addr & (PAGE_SIZE - 1)) + (pfn.0.wrapping_sub(head.0) as usize).wrapping_mul(PAGE_SIZE);
+        Some((cache, offset))
+    }
+
+    /// The cache whose object starts at `addr` (any cache: kfree's check),
+    /// or `None` for anything else (a large kmalloc, a foreign or interior
+    /// pointer), which [`SlabCore::lookup`] then names.
+    #[inline(always)]
+    pub(crate) fn cache_of_object(&self, addr: usize) -> Option<&Cache<'a>> {
+        let (id, offset) = self.slab_of(addr)?;
+        // SLAB_LARGE and SLAB_UNLISTED are past the registry: None.
+        let cache = self.cache(usize::from(id))?;
+        cache.layout.index_of(offset).map(|_| cache)
     }
 
     /// What `addr` is, by its descriptor (never trusting the pointer).
@@ -323,19 +364,22 @@ impl<'a> SlabAllocator<'a> {
         if !core::ptr::eq(ret.node(), node) {
             return Err(SlabError::ForeignReturn);
         }
+        let order = order_for_bytes(size_of::<SlabCore<'a>>()).ok_or(SlabError::BadSize(0))?;
+        let folio = node.alloc_frozen(order, Gfp::KERNEL)?;
+        // Any frame of the memory gives the memory's linear map.
+        let home_addr = node.memmap().frame_ptr(folio.pfn()).map_or(0, |p| p.as_ptr() as usize);
         let core = SlabCore {
             node,
             rcu,
             ret,
             arena: Arena::new(node.memmap()),
+            pfn_bias: (home_addr >> PAGE_SHIFT).wrapping_sub(folio.pfn().0 as usize),
             registry: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
             registry_lock: SpinLock::new(()),
             events: [const { StatWord::new(0) }; NR_SLAB_EVENTS],
             bad: SpinLock::new(report::BadLog::new()),
             batch: SpinLock::new(None),
         };
-        let order = order_for_bytes(size_of::<SlabCore<'a>>()).ok_or(SlabError::BadSize(0))?;
-        let folio = node.alloc_frozen(order, Gfp::KERNEL)?;
         let Ok((ptr, home)) = raw::place(folio, core) else {
             return Err(SlabError::BadSize(size_of::<SlabCore<'a>>()));
         };
@@ -381,9 +425,26 @@ impl<'a> SlabAllocator<'a> {
         let id = core.registry.iter().position(|e| e.load(Ordering::Relaxed).is_null());
         let id = id.ok_or(SlabError::TooManyCaches)?;
         let order = order_for_bytes(size_of::<Cache<'a>>()).ok_or(SlabError::BadSize(0))?;
+        // The per-CPU sheaves, sized by the platform's CPUs, in frames of
+        // their own (taken first: a failure below drops them back).
+        let nr_cpus = (self.node.platform().nr_cpus() as usize).clamp(1, crate::buddy::MAX_CPUS);
+        let storage_order =
+            order_for_bytes(sheaf::PerCpuSheaves::storage_bytes(nr_cpus)).ok_or(SlabError::BadSize(0))?;
+        let storage = self.node.alloc_frozen(storage_order, Gfp::KERNEL)?;
         let folio = self.node.alloc_frozen(order, Gfp::KERNEL)?;
-        let cache = Cache::new(id as u16, config, layout, core, folio.pfn().0);
+        let Some(storage_ptr) = self.node.memmap().frame_ptr(storage.pfn()) else {
+            return Err(SlabError::BadSize(sheaf::PerCpuSheaves::storage_bytes(nr_cpus)));
+        };
+        let storage_pfn = storage.into_raw().0;
+        // SAFETY: duty 1 of Cache::new: the frames are frozen and given up
+        // just above (page-aligned, `storage_bytes` long by the order), and
+        // taken back only by `unregister` after the cache struct is dropped.
+        let cache =
+            unsafe { Cache::new(id as u16, config, layout, core, folio.pfn().0, (storage_ptr, storage_pfn, nr_cpus)) };
         let Ok((ptr, _)) = raw::place(folio, cache) else {
+            // SAFETY: duty 1 of take_folio: given up above; the cache
+            // struct that used the frames came back and is dropped.
+            drop(unsafe { raw::take_folio(self.node, storage_pfn) });
             return Err(SlabError::BadSize(size_of::<Cache<'a>>()));
         };
         // Release: pairs with the Acquire load in SlabCore::cache, so a
@@ -443,7 +504,7 @@ impl<'a> SlabAllocator<'a> {
         let core = self.core();
         // SAFETY: a placed cache, alive until the unplace below.
         let cache = unsafe { ptr.as_ref() };
-        let (id, home) = (usize::from(cache.id), cache.home);
+        let (id, home, sheaf_home) = (usize::from(cache.id), cache.home, cache.sheaf_home);
         // The cache's counts join the allocator's before it goes.
         let (allocs, frees) = cache.lists.lock().with(|l| (l.allocs, l.frees));
         core.count(SlabEvent::SlabAlloc, allocs);
@@ -465,6 +526,9 @@ impl<'a> SlabAllocator<'a> {
         // SAFETY: duty 1 of unplace: placed by create_cache at `home`, and
         // this is its one unplace (the entry is cleared; no handle remains).
         drop(unsafe { raw::unplace(self.node, ptr, home) });
+        // SAFETY: duty 1 of take_folio: create_cache gave the sheaves'
+        // frames up, and the cache struct that used them is dropped.
+        drop(unsafe { raw::take_folio(self.node, sheaf_home) });
     }
 
     /// The counters so far (racy snapshot).
@@ -597,10 +661,27 @@ impl<'s, 'a> CacheRef<'s, 'a> {
     ///
     /// # Errors
     /// As [`CacheRef::alloc`].
-    #[inline]
+    #[inline(always)]
     pub fn alloc_raw(&self) -> Result<NonNull<u8>, SlabError> {
         let addr = self.cache().alloc()?;
         Ok(self.cache().core().arena.ptr(addr))
+    }
+
+    /// [`CacheRef::alloc_raw`] inside a local section the caller opened:
+    /// the per-CPU fast path with no call to the platform (an adapter that
+    /// owns its platform enters once, inline, and passes the token). `None`
+    /// when no slab has a free object and the buddy allocator has no
+    /// frames.
+    ///
+    /// # Safety
+    /// 1. `cpu` came from `local_enter` of the platform this allocator's
+    ///    node was booted with (a token of another platform may name a CPU
+    ///    another thread holds here).
+    #[inline(always)]
+    pub unsafe fn alloc_on(&self, cpu: &LocalCpu) -> Option<NonNull<u8>> {
+        let cache = self.cache();
+        let addr = cache.alloc_on(cpu)?;
+        Some(cache.core().arena.ptr(addr))
     }
 
     /// Frees an object of this cache.
@@ -615,9 +696,40 @@ impl<'s, 'a> CacheRef<'s, 'a> {
     /// 1. If `ptr` is an object of this cache, the caller owns it (from
     ///    `alloc_raw`, not freed since) and gives it up: no access after.
     ///    Double frees are detected only by debug caches.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free_raw(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
         let addr = ptr.as_ptr() as usize;
+        let cache = self.cache();
+        if cache.owns(addr) {
+            return cache.free(addr);
+        }
+        self.free_refused(addr)
+    }
+
+    /// [`CacheRef::free_raw`] inside a local section the caller opened, as
+    /// [`CacheRef::alloc_on`].
+    ///
+    /// # Errors
+    /// As [`CacheRef::free_raw`].
+    ///
+    /// # Safety
+    /// 1. As [`CacheRef::free_raw`]'s duty 1.
+    /// 2. As [`CacheRef::alloc_on`]'s duty 1.
+    #[inline(always)]
+    pub unsafe fn free_on(&self, cpu: &LocalCpu, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        let addr = ptr.as_ptr() as usize;
+        let cache = self.cache();
+        if cache.owns(addr) {
+            return cache.free_on(cpu, addr);
+        }
+        self.free_refused(addr)
+    }
+
+    /// A free whose pointer the fast check refused: the full lookup names
+    /// what it is (and frees it if a retype raced the check).
+    #[cold]
+    #[inline(never)]
+    fn free_refused(&self, addr: usize) -> Result<(), SlabError> {
         match self.cache().core().lookup(addr)? {
             Found::Object(c, obj) if c.id == self.cache().id => c.free(obj),
             Found::Object(c, _) => Err(SlabError::WrongCache { expected: self.cache().id, found: c.id }),

@@ -41,7 +41,7 @@ pub(crate) enum ListKind {
     /// On no list (being created or discarded).
     None = 0,
     /// Some objects free (empty slabs too, up to the cache's
-    /// `MIN_PARTIAL` slabs on the list).
+    /// `min_partial` slabs on the list).
     Partial = 1,
     /// Every object in use (or quarantined).
     Full = 2,

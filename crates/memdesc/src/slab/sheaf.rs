@@ -34,7 +34,7 @@
 //! returns everything. docs/PROTOCOLS.md, section SHEAF, numbers the steps.
 
 use crate::buddy::MAX_CPUS;
-use crate::platform::Platform;
+use crate::platform::{LocalCpu, Platform};
 use crate::sync::{compiler_fence, AtomicU32, Ordering, SpinLock, StatWord, UnsafeCell};
 
 #[cfg(all(test, memdesc_loom))]
@@ -42,16 +42,18 @@ mod loom;
 #[cfg(all(test, not(memdesc_loom)))]
 mod tests;
 
-/// Most objects one sheaf holds; a cache picks its capacity up to this.
-/// 26: the most that keeps a CPU's slot (two sheaves of 26 addresses and a
-/// length each, the lock, flag and statistics words) at 7 cache lines, so
-/// the sheaves of [`MAX_CPUS`] = 64 CPUs and the barn take about 30 KiB and
-/// a cache struct fits an order-3 folio.
-pub(crate) const SHEAF_CAPACITY: usize = 26;
+/// Most objects one sheaf holds; a cache picks its capacity up to this
+/// (64 for small objects, as Linux's sheaves of small caches). A CPU's slot
+/// (two sheaves of 64 addresses and a length each, the lock, flag and
+/// statistics words) is 17 cache lines; a cache's slots are sized by the
+/// platform's CPU count, in frames of their own ([`PerCpuSheaves::in_storage`]).
+pub(crate) const SHEAF_CAPACITY: usize = 64;
 
-/// Sheaves in a barn, full and empty together. One under the model, so two
-/// CPUs fill it at once and a free reaches the give-back path.
-pub(crate) const BARN_SHEAVES: usize = if cfg!(memdesc_loom) { 1 } else { 8 };
+/// Sheaves in a barn, full and empty together: with two sheaves per CPU,
+/// 18 sheaves of 64 hold a batch of 1000 small objects without a trip to
+/// the slabs. One under the model, so two CPUs fill it at once and a free
+/// reaches the give-back path.
+pub(crate) const BARN_SHEAVES: usize = if cfg!(memdesc_loom) { 1 } else { 16 };
 
 /// What the per-CPU layer needs from the slabs beneath it (implemented by the
 /// slab cache).
@@ -67,7 +69,7 @@ pub(crate) trait ObjectSource {
 
 /// A fixed-capacity stack of free objects' addresses.
 #[derive(Clone, Copy)]
-struct Sheaf {
+pub(crate) struct Sheaf {
     len: usize,
     objs: [usize; SHEAF_CAPACITY],
 }
@@ -104,9 +106,13 @@ impl Sheaf {
         self.len = from.len;
     }
 
-    /// Gives every object back to `src`, leaving the sheaf empty.
+    /// Gives every object back to `src`, leaving the sheaf empty: sorted
+    /// by address first, outside the source's lock, so each slab's objects
+    /// form one run the source returns in one update (objects freed in
+    /// random order would otherwise mostly be runs of one).
     fn give_back(&mut self, src: &dyn ObjectSource) {
         if self.len > 0 {
+            self.objs[..self.len].sort_unstable();
             src.give_back(self.objects());
             self.len = 0;
         }
@@ -133,7 +139,7 @@ impl CpuState {
 /// One CPU's slot, on cache lines of its own: the fast path writes only
 /// here.
 #[repr(align(64))]
-struct CpuSheaves {
+pub(crate) struct CpuSheaves {
     /// The local trylock: 1 while this CPU is inside `alloc`/`free`/`flush_local`.
     /// Only this CPU (and what interrupts it) touches it (SHEAF.2).
     local_lock: AtomicU32,
@@ -211,13 +217,13 @@ impl CpuSheaves {
 }
 
 /// The barn: sheaves shared by the node's CPUs, behind the barn lock.
-struct Barn {
+struct Barn<'s> {
     /// `full[..nr_full]` hold objects; the others are empty sheaves.
-    full: [Sheaf; BARN_SHEAVES],
+    full: &'s mut [Sheaf],
     nr_full: usize,
 }
 
-impl Barn {
+impl Barn<'_> {
     /// Trades the (empty) `into` for a full sheaf, if the barn has one.
     fn take_full(&mut self, into: &mut Sheaf) -> bool {
         let Some(last) = self.nr_full.checked_sub(1) else {
@@ -231,7 +237,7 @@ impl Barn {
 
     /// Trades the full `from` for an empty sheaf, if the barn has one.
     fn put_full(&mut self, from: &mut Sheaf) -> bool {
-        if self.nr_full == BARN_SHEAVES {
+        if self.nr_full == self.full.len() {
             return false;
         }
         self.full[self.nr_full].copy_from(from);
@@ -247,26 +253,132 @@ impl Barn {
 
 /// One cache's per-CPU sheaves (a main and a spare per CPU) and its barn.
 ///
-/// A plain `Sized` struct with no heap, about 30 KiB at [`MAX_CPUS`] = 64,
-/// so the cache that holds it can live in frozen frames. Objects still
-/// cached when it is dropped are not given back: call
-/// [`PerCpuSheaves::flush_all`] first.
-pub(crate) struct PerCpuSheaves {
-    cpus: [CpuSheaves; MAX_CPUS],
-    barn: SpinLock<Barn>,
+/// No heap: the slots and the barn's sheaves live in storage the cache
+/// took from its node ([`PerCpuSheaves::in_storage`]), sized by the
+/// platform's CPU count. Objects still cached when it is dropped are not
+/// given back: call [`PerCpuSheaves::flush_all`] first.
+pub(crate) struct PerCpuSheaves<'s> {
+    /// One slot per CPU of the platform (at most [`MAX_CPUS`]); a CPU past
+    /// them takes the fallback path.
+    cpus: &'s [CpuSheaves],
+    barn: SpinLock<Barn<'s>>,
     /// Objects per sheaf, `1..=SHEAF_CAPACITY`.
     capacity: usize,
 }
 
-impl PerCpuSheaves {
-    /// Empty sheaves holding up to `capacity` objects each (clamped to
-    /// `1..=SHEAF_CAPACITY`).
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            cpus: core::array::from_fn(|_| CpuSheaves::new()),
-            barn: SpinLock::new(Barn { full: [Sheaf::EMPTY; BARN_SHEAVES], nr_full: 0 }),
-            capacity: capacity.clamp(1, SHEAF_CAPACITY),
+/// [`PerCpuSheaves`] with the heap storage it borrows (tests and models):
+/// dereferences to the sheaves, and frees the storage after them.
+#[cfg(test)]
+pub(crate) struct OwnedSheaves {
+    sheaves: core::mem::ManuallyDrop<PerCpuSheaves<'static>>,
+    cpus: *mut [CpuSheaves],
+    full: *mut [Sheaf],
+}
+
+#[cfg(test)]
+impl core::ops::Deref for OwnedSheaves {
+    type Target = PerCpuSheaves<'static>;
+    fn deref(&self) -> &PerCpuSheaves<'static> {
+        &self.sheaves
+    }
+}
+
+#[cfg(test)]
+impl core::ops::DerefMut for OwnedSheaves {
+    fn deref_mut(&mut self) -> &mut PerCpuSheaves<'static> {
+        &mut self.sheaves
+    }
+}
+
+// SAFETY: the raw pointers are the storage the (Sync) sheaves borrow,
+// touched only by drop.
+#[cfg(test)]
+unsafe impl Sync for OwnedSheaves {}
+// SAFETY: as for Sync.
+#[cfg(test)]
+unsafe impl Send for OwnedSheaves {}
+
+#[cfg(test)]
+impl Drop for OwnedSheaves {
+    fn drop(&mut self) {
+        // SAFETY: the sheaves are dropped once, here, before their storage;
+        // the storage came from Box::into_raw in `PerCpuSheaves::owned` and is
+        // freed once; no borrow of it outlives `self`.
+        unsafe {
+            core::mem::ManuallyDrop::drop(&mut self.sheaves);
+            drop(std::boxed::Box::from_raw(self.cpus));
+            drop(std::boxed::Box::from_raw(self.full));
         }
+    }
+}
+
+/// Where a cache's per-CPU storage puts the barn's sheaves: after the
+/// slots (a multiple of their 64-byte alignment, which a sheaf's 8 divides).
+const fn barn_offset(nr_cpus: usize) -> usize {
+    nr_cpus * size_of::<CpuSheaves>()
+}
+
+impl<'s> PerCpuSheaves<'s> {
+    /// Bytes of storage [`PerCpuSheaves::in_storage`] needs for `nr_cpus`
+    /// CPUs: their slots, then the barn's sheaves.
+    pub(crate) const fn storage_bytes(nr_cpus: usize) -> usize {
+        barn_offset(nr_cpus) + BARN_SHEAVES * size_of::<Sheaf>()
+    }
+
+    /// Empty sheaves for `nr_cpus` CPUs (clamped to `1..=MAX_CPUS`), each
+    /// holding up to `capacity` objects (clamped to `1..=SHEAF_CAPACITY`),
+    /// built in `storage`.
+    ///
+    /// # Safety
+    /// 1. `storage` is aligned to 64 bytes and valid for reads and writes of
+    ///    [`PerCpuSheaves::storage_bytes`]`(nr_cpus)` bytes for `'s`, and
+    ///    nothing else uses those bytes during `'s` (frames the cache took
+    ///    frozen from its node and gives back only after dropping this).
+    pub(crate) unsafe fn in_storage(capacity: usize, nr_cpus: usize, storage: core::ptr::NonNull<u8>) -> Self {
+        let nr_cpus = nr_cpus.clamp(1, MAX_CPUS);
+        let slots = storage.cast::<CpuSheaves>();
+        // SAFETY: duty 1: the barn's sheaves start inside the storage; the
+        // offset is a multiple of 64, which Sheaf's alignment divides.
+        let sheaves = unsafe { storage.add(barn_offset(nr_cpus)) }.cast::<Sheaf>();
+        for i in 0..nr_cpus {
+            // SAFETY: duty 1: slot `i` lies inside the storage, aligned (the
+            // storage is 64-aligned and a slot is 64 bytes times n), and is
+            // ours to write.
+            unsafe { slots.add(i).write(CpuSheaves::new()) };
+        }
+        for i in 0..BARN_SHEAVES {
+            // SAFETY: duty 1: sheaf `i` lies inside the storage, after the
+            // slots, aligned as said above.
+            unsafe { sheaves.add(i).write(Sheaf::EMPTY) };
+        }
+        // SAFETY: duty 1: both runs were initialised just above, lie in
+        // storage valid and ours for 's, and do not overlap; the slots are
+        // only shared from here on, the sheaves only reached by this `&mut`.
+        let (cpus, full) = unsafe {
+            (
+                core::slice::from_raw_parts(slots.as_ptr(), nr_cpus),
+                core::slice::from_raw_parts_mut(sheaves.as_ptr(), BARN_SHEAVES),
+            )
+        };
+        Self { cpus, barn: SpinLock::new(Barn { full, nr_full: 0 }), capacity: capacity.clamp(1, SHEAF_CAPACITY) }
+    }
+
+    /// Sheaves for [`MAX_CPUS`] CPUs in heap storage they own (tests and
+    /// models).
+    #[cfg(test)]
+    pub(crate) fn owned(capacity: usize) -> OwnedSheaves {
+        let cpus: std::boxed::Box<[CpuSheaves]> = (0..MAX_CPUS).map(|_| CpuSheaves::new()).collect();
+        let full: std::boxed::Box<[Sheaf]> = (0..BARN_SHEAVES).map(|_| Sheaf::EMPTY).collect();
+        let (cpus, full) = (std::boxed::Box::into_raw(cpus), std::boxed::Box::into_raw(full));
+        // SAFETY: both boxes were just given up and are taken back only by
+        // OwnedSheaves' drop, after the sheaves that borrow them.
+        let (cpu_slice, full_slice) = unsafe { (&*cpus, &mut *full) };
+        let sheaves = PerCpuSheaves {
+            cpus: cpu_slice,
+            barn: SpinLock::new(Barn { full: full_slice, nr_full: 0 }),
+            capacity: capacity.clamp(1, SHEAF_CAPACITY),
+        };
+        OwnedSheaves { sheaves: core::mem::ManuallyDrop::new(sheaves), cpus, full }
     }
 
     /// Objects per sheaf.
@@ -279,13 +391,23 @@ impl PerCpuSheaves {
     /// read-modify-write and no lock (SHEAF.1–4); from the spare, the barn
     /// or `src` when it is empty (SHEAF.5); from `src` directly on the
     /// fallback path (SHEAF.8). `None`: `src` is out of objects.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self, platform: &dyn Platform, src: &dyn ObjectSource) -> Option<usize> {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
             return Self::alloc_fallback(src);
         };
-        let obj = match self.cpus.get(cpu.cpu().index()) {
+        let obj = self.alloc_on(&cpu, src);
+        platform.local_exit(cpu);
+        obj
+    }
+
+    /// [`Self::alloc`] inside a section the caller opened (SHEAF.2–5, 8):
+    /// `cpu` is the token of SHEAF.1, from the platform of this cache's
+    /// node (the caller's duty, `CacheRef::alloc_on`'s).
+    #[inline(always)]
+    pub(crate) fn alloc_on(&self, cpu: &LocalCpu, src: &dyn ObjectSource) -> Option<usize> {
+        match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
                 let obj = slot.with_locked(|state| match state.main.pop() {
@@ -296,9 +418,7 @@ impl PerCpuSheaves {
                 obj
             }
             _ => Self::alloc_fallback(src),
-        };
-        platform.local_exit(cpu);
-        obj
+        }
     }
 
     /// Frees `obj` (an object of this cache, not cached anywhere): onto the
@@ -310,14 +430,23 @@ impl PerCpuSheaves {
     /// repeated before the next allocation on this CPU (SLUB's hardened
     /// freelist makes the same one); other double frees are found only by
     /// debug caches.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) -> bool {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
-            src.give_back(&[obj]);
+            Self::free_fallback(obj, src);
             return true;
         };
-        let freed = match self.cpus.get(cpu.cpu().index()) {
+        let freed = self.free_on(&cpu, obj, src);
+        platform.local_exit(cpu);
+        freed
+    }
+
+    /// [`Self::free`] inside a section the caller opened (SHEAF.2–4, 6, 8),
+    /// with `cpu` as in [`Self::alloc_on`]; `false` as in [`Self::free`].
+    #[inline(always)]
+    pub(crate) fn free_on(&self, cpu: &LocalCpu, obj: usize, src: &dyn ObjectSource) -> bool {
+        match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
                 let freed = slot.with_locked(|state| {
@@ -335,12 +464,10 @@ impl PerCpuSheaves {
                 freed
             }
             _ => {
-                src.give_back(&[obj]);
+                Self::free_fallback(obj, src);
                 true
             }
-        };
-        platform.local_exit(cpu);
-        freed
+        }
     }
 
     /// Flushes the calling CPU's sheaves and every full sheaf of the barn
@@ -357,7 +484,7 @@ impl PerCpuSheaves {
     /// everything.
     pub(crate) fn flush_local(&self, platform: &dyn Platform, src: &dyn ObjectSource) {
         let own = platform.local_enter();
-        let nr_cpus = (platform.nr_cpus() as usize).min(MAX_CPUS);
+        let nr_cpus = (platform.nr_cpus() as usize).min(self.cpus.len());
         for (index, slot) in self.cpus[..nr_cpus].iter().enumerate() {
             if own.as_ref().is_some_and(|cpu| cpu.cpu().index() == index) && slot.try_lock_local() {
                 slot.with_locked(|state| state.flush(src));
@@ -379,7 +506,7 @@ impl PerCpuSheaves {
     /// the proof that no CPU is inside `alloc` or `free` (a cache being
     /// destroyed). Afterwards [`Self::cached`] is 0.
     pub(crate) fn flush_all(&mut self, src: &dyn ObjectSource) {
-        for slot in &self.cpus {
+        for slot in self.cpus {
             slot.with_locked(|state| state.flush(src));
             // Relaxed: exclusive access; nothing to order.
             slot.flush_requested.store(0, Ordering::Relaxed);
@@ -402,13 +529,23 @@ impl PerCpuSheaves {
     }
 
     /// The fallback path's allocation (SHEAF.8): one object from `src`.
+    #[cold]
+    #[inline(never)]
     fn alloc_fallback(src: &dyn ObjectSource) -> Option<usize> {
         let mut one = [0];
         (src.refill(&mut one) == 1).then_some(one[0])
     }
 
+    /// The fallback path's free (SHEAF.8): `obj` back to `src`.
+    #[cold]
+    #[inline(never)]
+    fn free_fallback(obj: usize, src: &dyn ObjectSource) {
+        src.give_back(&[obj]);
+    }
+
     /// SHEAF.5: the main sheaf is empty.
     #[cold]
+    #[inline(never)]
     fn alloc_slow(&self, slot: &CpuSheaves, state: &mut CpuState, src: &dyn ObjectSource) -> Option<usize> {
         Self::honour_flush_request(slot, state, src);
         if state.spare.len > 0 {
@@ -424,6 +561,7 @@ impl PerCpuSheaves {
 
     /// SHEAF.6: the main sheaf is full.
     #[cold]
+    #[inline(never)]
     fn free_slow(&self, slot: &CpuSheaves, state: &mut CpuState, obj: usize, src: &dyn ObjectSource) {
         Self::honour_flush_request(slot, state, src);
         if state.main.len == self.capacity {

@@ -164,6 +164,108 @@ fn frees_are_checked_through_the_descriptor() {
     });
 }
 
+/// The `*_on` entry points (a token the caller entered with): they take
+/// the sheaves (a freed object comes back first) and refuse what
+/// `free_raw` and `kfree` refuse, by the same checks.
+#[test]
+fn the_on_entry_points_take_the_sheaves_and_check_every_free() {
+    use crate::platform::Platform;
+    use crate::testutil::{set_thread_cpu, ThreadCpus};
+    static ONE: ThreadCpus = ThreadCpus { nr: 1 };
+    set_thread_cpu(Some(0));
+    with_node(FRAMES, &[], small_config(false), &ONE, |node| {
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(&ONE, RcuConfig::default()).expect("rcu");
+        let slab = SlabAllocator::new(node, &rcu, &ret).expect("slab");
+        let a = slab.create_cache(CacheConfig::new("a", 64)).unwrap();
+        let b = slab.create_cache(CacheConfig::new("b", 64)).unwrap();
+        let dbg = debug_cache(&slab);
+        let cpu = ONE.local_enter().expect("this thread runs as CPU 0");
+        // SAFETY: `cpu` is a token of the platform the node booted with;
+        // each pointer is freed once, or refused and not freed.
+        unsafe {
+            let pa = a.alloc_on(&cpu).unwrap();
+            stamp(pa, 64, 0xa5);
+            a.free_on(&cpu, pa).unwrap();
+            assert_eq!(a.alloc_on(&cpu), Some(pa), "the sheaf's last free comes back first");
+            let pb = b.alloc_on(&cpu).unwrap();
+            assert_eq!(a.free_on(&cpu, pb), Err(SlabError::WrongCache { expected: a.id(), found: b.id() }));
+            let inside = NonNull::new_unchecked(pa.as_ptr().add(8));
+            assert!(matches!(a.free_on(&cpu, inside), Err(SlabError::Misaligned { .. })));
+            assert!(matches!(slab.kfree_on(&cpu, inside), Err(SlabError::Misaligned { .. })));
+            let mut local = 0u64;
+            let stack = NonNull::from(&mut local).cast::<u8>();
+            assert_eq!(a.free_on(&cpu, stack), Err(SlabError::NotSlabObject(stack.as_ptr() as usize)));
+            assert!(matches!(slab.kfree_on(&cpu, stack), Err(SlabError::NotSlabObject(_))));
+            let k = slab.kmalloc_on(&cpu, 64, 8).unwrap();
+            assert_eq!(slab.ksize(k), Ok(64));
+            assert!(matches!(a.free_on(&cpu, k), Err(SlabError::WrongCache { .. })));
+            slab.kfree_on(&cpu, k).unwrap();
+            assert_eq!(slab.kmalloc_on(&cpu, 64, 8), Ok(k), "kfree_on cached it on this CPU");
+            slab.kfree_on(&cpu, k).unwrap();
+            assert_eq!(slab.kmalloc_on(&cpu, 0, 8), Err(SlabError::BadSize(0)));
+            assert_eq!(slab.kmalloc_on(&cpu, 64, 3), Err(SlabError::BadAlign(3)));
+            let large = slab.kmalloc_on(&cpu, 3 * PAGE_SIZE, 8).unwrap();
+            assert!(matches!(a.free_on(&cpu, large), Err(SlabError::WrongCache { found: SLAB_LARGE, .. })));
+            slab.kfree_on(&cpu, large).unwrap();
+            let pd = dbg.alloc_on(&cpu).unwrap();
+            dbg.free_on(&cpu, pd).unwrap();
+            assert!(matches!(dbg.free_on(&cpu, pd), Err(SlabError::DoubleFree { .. })));
+            a.free_on(&cpu, pa).unwrap();
+            b.free_on(&cpu, pb).unwrap();
+        }
+        ONE.local_exit(cpu);
+        slab.destroy(a).unwrap();
+        slab.destroy(b).unwrap();
+        slab.destroy(dbg).unwrap();
+        assert_eq!(slab.audit().violations, 0);
+        drop(slab);
+        rcu.barrier();
+        assert_eq!(node.audit().allocated, 0, "every frame is back");
+    });
+    set_thread_cpu(None);
+}
+
+/// Sheaves given back in runs of objects per slab (a shrink's flush): every
+/// slab's counts and freelist come out right, so all of them empty and go
+/// back, whatever order the objects were freed in.
+#[test]
+fn a_give_back_returns_runs_per_slab_and_every_slab_empties() {
+    use crate::platform::Platform;
+    use crate::testutil::{set_thread_cpu, ThreadCpus};
+    static ONE: ThreadCpus = ThreadCpus { nr: 1 };
+    set_thread_cpu(Some(0));
+    with_node(FRAMES, &[], small_config(false), &ONE, |node| {
+        let ret = SlabAllocator::slab_return(node);
+        let rcu = Rcu::new(&ONE, RcuConfig::default()).expect("rcu");
+        let slab = SlabAllocator::new(node, &rcu, &ret).expect("slab");
+        let cache = slab.create_cache(CacheConfig::new("runs", 64)).unwrap();
+        let before = node.audit().allocated;
+        let (per_slab, pages) = cache.slab_shape();
+        let objs: Vec<_> = (0..usize::from(per_slab) * 4 + 7).map(|_| cache.alloc_raw().unwrap()).collect();
+        let slabs = (node.audit().allocated - before) / pages;
+        assert!(slabs >= 4, "the objects span several slabs");
+        // Runs of one slab, single objects alternating between slabs, and
+        // runs in reverse: evens forwards, then odds backwards.
+        let order = objs.iter().step_by(2).chain(objs.iter().skip(1).step_by(2).rev());
+        let cpu = ONE.local_enter().expect("CPU 0");
+        for &p in order {
+            // SAFETY: allocated above, freed once; the token is this
+            // node's platform's.
+            unsafe { cache.free_on(&cpu, p) }.unwrap();
+        }
+        ONE.local_exit(cpu);
+        assert_eq!(slab.audit().violations, 0);
+        assert_eq!(slab.shrink(&cache), slabs, "every slab emptied and went back");
+        assert_eq!(node.audit().allocated, before);
+        slab.destroy(cache).unwrap();
+        drop(slab);
+        rcu.barrier();
+        assert_eq!(node.audit().allocated, 0, "every frame is back");
+    });
+    set_thread_cpu(None);
+}
+
 #[test]
 fn kmalloc_picks_classes_honours_alignment_and_goes_large() {
     with_slab(|_, slab| {
@@ -223,16 +325,19 @@ fn empty_slabs_beyond_min_partial_go_back_and_shrink_returns_the_rest() {
         let cache = slab.create_cache(CacheConfig::new("big", 1024)).unwrap();
         let (per_slab, pages) = cache.slab_shape();
         let before = node.audit().allocated;
-        let n = usize::from(per_slab) * 5;
+        let min_partial = cache.cache().min_partial;
+        assert_eq!(min_partial, 5, "Linux's floor: log2(1024) / 2 is below it");
+        let slabs = min_partial + 3;
+        let n = usize::from(per_slab) * slabs as usize;
         let objs: Vec<_> = (0..n).map(|_| cache.alloc_raw().unwrap()).collect();
-        assert_eq!(node.audit().allocated, before + 5 * pages);
+        assert_eq!(node.audit().allocated, before + slabs * pages);
         for p in objs {
             // SAFETY: allocated above, freed once.
             unsafe { cache.free_raw(p) }.unwrap();
         }
         let kept = slab.slabinfo().find(|i| i.name == "big").unwrap().slabs;
-        assert_eq!(kept, 2, "min_partial empty slabs kept, the rest given back");
-        assert_eq!(slab.shrink(&cache), 2);
+        assert_eq!(kept, min_partial, "min_partial empty slabs kept, the rest given back");
+        assert_eq!(slab.shrink(&cache), min_partial);
         assert_eq!(node.audit().allocated, before);
         slab.destroy(cache).unwrap();
     });
@@ -309,22 +414,24 @@ fn typesafe_by_rcu_slabs_go_back_only_after_a_grace_period() {
         let config = CacheConfig { flags: SlabFlags::TYPESAFE_BY_RCU, ..CacheConfig::new("rcu", 512) };
         let cache = slab.create_cache(config).unwrap();
         let (per_slab, pages) = cache.slab_shape();
-        let objs: Vec<_> = (0..usize::from(per_slab) * 3).map(|_| cache.alloc_raw().unwrap()).collect();
+        let min_partial = cache.cache().min_partial;
+        let slabs = min_partial + 1;
+        let objs: Vec<_> = (0..usize::from(per_slab) * slabs as usize).map(|_| cache.alloc_raw().unwrap()).collect();
         let reader = rcu.read_lock();
         for p in objs {
             // SAFETY: allocated above, freed once.
             unsafe { cache.free_raw(p) }.unwrap();
         }
-        assert_eq!(slab.shrink(&cache), 2, "the slabs beyond min_partial went earlier");
+        assert_eq!(slab.shrink(&cache), min_partial, "the slab beyond min_partial went earlier");
         let allocated = node.audit().allocated;
         rcu.poll();
         assert_eq!(node.audit().allocated, allocated, "no slab frame freed under a reader");
         assert_eq!(slab.event(SlabEvent::SlabsRcuFreed), 0);
-        assert_eq!(slab.audit().unlisted_frames, 3 * pages, "queued slabs keep the slab type");
+        assert_eq!(slab.audit().unlisted_frames, slabs * pages, "queued slabs keep the slab type");
         drop(reader);
         slab.rcu_barrier();
-        assert_eq!(slab.event(SlabEvent::SlabsRcuFreed), 3);
-        assert_eq!(node.audit().allocated, allocated - 3 * pages);
+        assert_eq!(slab.event(SlabEvent::SlabsRcuFreed), slabs);
+        assert_eq!(node.audit().allocated, allocated - slabs * pages);
         slab.destroy(cache).unwrap();
         drop(slab);
         rcu.barrier();

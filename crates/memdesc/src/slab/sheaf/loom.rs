@@ -90,12 +90,12 @@ impl ObjectSource for ModelSource {
 
 struct Model {
     platform: BlockingPlatform,
-    sheaves: PerCpuSheaves,
+    sheaves: super::OwnedSheaves,
     src: ModelSource,
 }
 
 fn model() -> Arc<Model> {
-    Arc::new(Model { platform: BlockingPlatform::new(2), sheaves: PerCpuSheaves::new(1), src: ModelSource::new() })
+    Arc::new(Model { platform: BlockingPlatform::new(2), sheaves: PerCpuSheaves::owned(1), src: ModelSource::new() })
 }
 
 impl Model {

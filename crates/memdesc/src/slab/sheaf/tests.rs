@@ -103,7 +103,7 @@ fn as_cpu<R>(cpu: Option<u32>, f: impl FnOnce() -> R) -> R {
 fn a_free_repeated_onto_the_sheaf_top_is_refused() {
     as_cpu(Some(0), || {
         let src = VecSource::new(8);
-        let mut sheaves = PerCpuSheaves::new(4);
+        let mut sheaves = PerCpuSheaves::owned(4);
         let (a, b) = (sheaves.alloc(&ONE_CPU, &src).expect("objects"), sheaves.alloc(&ONE_CPU, &src).expect("objects"));
         assert!(sheaves.free(&ONE_CPU, a, &src));
         assert!(!sheaves.free(&ONE_CPU, a, &src), "the double free of the sheaf's top was accepted");
@@ -118,7 +118,7 @@ fn a_free_repeated_onto_the_sheaf_top_is_refused() {
 fn objects_go_through_main_spare_and_barn_and_all_come_back() {
     as_cpu(Some(0), || {
         let src = VecSource::new(64);
-        let mut sheaves = PerCpuSheaves::new(4);
+        let mut sheaves = PerCpuSheaves::owned(4);
         let mut live = BTreeSet::new();
         for _ in 0..16 {
             let obj = sheaves.alloc(&ONE_CPU, &src).expect("the source has objects");
@@ -152,7 +152,7 @@ fn objects_go_through_main_spare_and_barn_and_all_come_back() {
 fn a_full_barn_sends_a_batch_back_to_the_source() {
     as_cpu(Some(0), || {
         let src = VecSource::new(128);
-        let mut sheaves = PerCpuSheaves::new(2);
+        let mut sheaves = PerCpuSheaves::owned(2);
         // main + spare + a full barn, then one sheaf more.
         let n = 2 * 2 + BARN_SHEAVES * 2 + 2;
         let objs: Vec<usize> = (0..n).map(|_| sheaves.alloc(&ONE_CPU, &src).expect("objects")).collect();
@@ -171,7 +171,7 @@ fn a_full_barn_sends_a_batch_back_to_the_source() {
 fn an_empty_source_fails_the_allocation() {
     as_cpu(Some(0), || {
         let src = VecSource::new(3);
-        let mut sheaves = PerCpuSheaves::new(4);
+        let mut sheaves = PerCpuSheaves::owned(4);
         let objs: Vec<usize> = (0..3).map(|_| sheaves.alloc(&ONE_CPU, &src).expect("three objects")).collect();
         assert_eq!(sheaves.alloc(&ONE_CPU, &src), None);
         for obj in objs {
@@ -186,7 +186,7 @@ fn an_empty_source_fails_the_allocation() {
 fn a_thread_with_no_cpu_goes_straight_to_the_source() {
     as_cpu(None, || {
         let src = VecSource::new(8);
-        let sheaves = PerCpuSheaves::new(4);
+        let sheaves = PerCpuSheaves::owned(4);
         let obj = sheaves.alloc(&ONE_CPU, &src).expect("objects");
         assert_eq!(src.read(|p| (p.refills, p.single_refills)), (1, 1));
         sheaves.free(&ONE_CPU, obj, &src);
@@ -200,7 +200,7 @@ fn a_thread_with_no_cpu_goes_straight_to_the_source() {
 /// as an interrupt on the same CPU would.
 struct Reentrant<'a> {
     inner: VecSource,
-    sheaves: &'a PerCpuSheaves,
+    sheaves: &'a PerCpuSheaves<'static>,
     nested_alloc: Cell<Option<usize>>,
     nested_free: Cell<bool>,
     /// An object to free from inside the next refill (instead of the
@@ -209,7 +209,7 @@ struct Reentrant<'a> {
 }
 
 impl<'a> Reentrant<'a> {
-    fn new(sheaves: &'a PerCpuSheaves, objects: usize) -> Self {
+    fn new(sheaves: &'a PerCpuSheaves<'static>, objects: usize) -> Self {
         Self {
             inner: VecSource::new(objects),
             sheaves,
@@ -242,7 +242,7 @@ impl ObjectSource for Reentrant<'_> {
 #[test]
 fn a_reentry_on_the_same_cpu_takes_the_fallback_path() {
     as_cpu(Some(0), || {
-        let mut sheaves = PerCpuSheaves::new(2);
+        let mut sheaves = PerCpuSheaves::owned(2);
         let src = Reentrant::new(&sheaves, 16);
         let obj = sheaves.alloc(&ONE_CPU, &src).expect("objects");
         // The nested allocation found the local lock held: one object from
@@ -262,7 +262,7 @@ fn a_reentry_on_the_same_cpu_takes_the_fallback_path() {
 #[test]
 fn a_reentered_free_takes_the_fallback_path() {
     as_cpu(Some(0), || {
-        let mut sheaves = PerCpuSheaves::new(2);
+        let mut sheaves = PerCpuSheaves::owned(2);
         let src = Reentrant::new(&sheaves, 64);
         // The first refill re-enters (nested_alloc), then frees fill main,
         // spare and the barn until a give-back re-enters with a free.
@@ -285,7 +285,7 @@ fn a_reentered_free_takes_the_fallback_path() {
 #[test]
 fn a_free_reentering_a_refill_takes_the_fallback_path() {
     as_cpu(Some(0), || {
-        let mut sheaves = PerCpuSheaves::new(4);
+        let mut sheaves = PerCpuSheaves::owned(4);
         let src = Reentrant::new(&sheaves, 16);
         let mut one = [0];
         assert_eq!(src.inner.refill(&mut one), 1);
@@ -305,7 +305,7 @@ fn a_free_reentering_a_refill_takes_the_fallback_path() {
 #[test]
 fn flush_local_flushes_the_caller_and_the_barn_and_asks_the_others() {
     let src = VecSource::new(64);
-    let mut sheaves = PerCpuSheaves::new(4);
+    let mut sheaves = PerCpuSheaves::owned(4);
     // CPU 0 ends with a full main and a full spare (8 objects).
     as_cpu(Some(0), || {
         let objs: Vec<usize> = (0..8).map(|_| sheaves.alloc(&TWO_CPUS, &src).expect("objects")).collect();
@@ -350,7 +350,7 @@ fn flush_local_flushes_the_caller_and_the_barn_and_asks_the_others() {
 #[test]
 fn an_allocation_that_finds_main_empty_honours_a_flush_request() {
     let src = VecSource::new(64);
-    let mut sheaves = PerCpuSheaves::new(4);
+    let mut sheaves = PerCpuSheaves::owned(4);
     // CPU 0 ends with an empty main and a full spare.
     as_cpu(Some(0), || {
         let objs: Vec<usize> = (0..8).map(|_| sheaves.alloc(&TWO_CPUS, &src).expect("objects")).collect();
@@ -428,7 +428,7 @@ fn every_local_enter_is_matched_by_a_local_exit() {
         enters: crate::sync::AtomicU64::new(0),
     };
     let src = VecSource::new(64);
-    let mut sheaves = PerCpuSheaves::new(2);
+    let mut sheaves = PerCpuSheaves::owned(2);
     as_cpu(Some(1), || {
         // Fast and slow paths of both operations, and a flush.
         let objs: Vec<usize> = (0..20).map(|_| sheaves.alloc(&platform, &src).expect("objects")).collect();
@@ -446,14 +446,16 @@ fn every_local_enter_is_matched_by_a_local_exit() {
 }
 
 #[test]
-fn the_sheaves_fit_the_cache_struct() {
-    // The cache struct, sheaves included, lives in an order-3 frozen folio
-    // (32 KiB): the sheaves leave it 1 KiB for the slabs' own fields.
-    let size = core::mem::size_of::<PerCpuSheaves>();
-    assert!(size <= 31 << 10, "{size} bytes");
-    assert_eq!(core::mem::size_of::<super::CpuSheaves>(), 7 * 64, "a CPU's slot grew past 7 cache lines");
-    assert_eq!(PerCpuSheaves::new(SHEAF_CAPACITY + 1).capacity(), SHEAF_CAPACITY);
-    assert_eq!(PerCpuSheaves::new(0).capacity(), 1);
+fn the_sheaves_fit_their_storage() {
+    // The cache struct keeps a slice and the barn lock; the slots and the
+    // barn's sheaves take frames sized by the CPU count: one order-2 folio
+    // (16 KiB) on a 2-CPU host, order 5 (128 KiB) at 64 CPUs.
+    assert!(core::mem::size_of::<PerCpuSheaves>() <= 128);
+    assert_eq!(core::mem::size_of::<super::CpuSheaves>(), 17 * 64, "a CPU's slot grew past 17 cache lines");
+    assert!(PerCpuSheaves::storage_bytes(2) <= 16 << 10);
+    assert!(PerCpuSheaves::storage_bytes(super::MAX_CPUS) <= 128 << 10);
+    assert_eq!(PerCpuSheaves::owned(SHEAF_CAPACITY + 1).capacity(), SHEAF_CAPACITY);
+    assert_eq!(PerCpuSheaves::owned(0).capacity(), 1);
 }
 
 /// Three CPUs pass objects round a ring: each allocates a batch, stamps it
@@ -470,7 +472,7 @@ fn three_cpus_free_each_others_objects() {
     const BATCH: usize = 7;
     const OBJECTS: usize = 256;
     let src = VecSource::new(OBJECTS);
-    let mut sheaves = PerCpuSheaves::new(3);
+    let mut sheaves = PerCpuSheaves::owned(3);
     let owner: Vec<AtomicU64> = (0..OBJECTS).map(|_| AtomicU64::new(0)).collect();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel::<Vec<usize>>()).unzip();
     std::thread::scope(|scope| {
@@ -522,7 +524,7 @@ fn sheaf_fast_path_makes_no_locked_instruction() {
     use crate::sync::rmw_count;
     as_cpu(Some(0), || {
         let src = VecSource::new(256);
-        let mut sheaves = PerCpuSheaves::new(SHEAF_CAPACITY);
+        let mut sheaves = PerCpuSheaves::owned(SHEAF_CAPACITY);
         let start = rmw_count();
         // Warm-up: the first allocation refills the main sheaf.
         let obj = sheaves.alloc(&ONE_CPU, &src).expect("objects");
@@ -593,6 +595,23 @@ fn slab_alloc_free_pair_makes_no_locked_instruction() {
                 unsafe { slab.kfree(p) }.expect("kfree");
             }
             assert_eq!(rmw_count() - before, 0, "a kmalloc + kfree pair made a locked instruction");
+
+            // The entry points a malloc adapter uses, inside its own section.
+            use crate::platform::Platform;
+            let cpu = ONE_CPU.local_enter().expect("CPU 0");
+            let before = rmw_count();
+            for _ in 0..1000 {
+                // SAFETY: `cpu` is a token of the node's platform; each
+                // object is allocated just above and freed once.
+                unsafe {
+                    let p = cache.alloc_on(&cpu).expect("object");
+                    cache.free_on(&cpu, p).expect("free");
+                    let k = slab.kmalloc_on(&cpu, 64, 8).expect("kmalloc");
+                    slab.kfree_on(&cpu, k).expect("kfree");
+                }
+            }
+            assert_eq!(rmw_count() - before, 0, "an alloc_on / kmalloc_on pair made a locked instruction");
+            ONE_CPU.local_exit(cpu);
 
             slab.destroy(cache).expect("no live objects");
             drop(slab);
