@@ -136,8 +136,27 @@ impl Engine {
     /// Allocates `size` bytes (at least 1) aligned to `align` (a power of
     /// two); `(pointer, fresh)` where `fresh` says the memory is a new map
     /// (already zero). Null when memory is exhausted.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self, size: usize, align: usize) -> (*mut u8, bool) {
+        if let Some(index) = classes::class_for(size, align) {
+            if let Some(cpu) = PLATFORM.enter_local() {
+                // SAFETY: duty 1 of alloc_on: the token comes from the
+                // platform this cache's node booted with, just entered.
+                let got = unsafe { self.classes[index].alloc_on(&cpu) };
+                PLATFORM.exit_local(cpu);
+                if let Some(ptr) = got {
+                    return (ptr.as_ptr(), false);
+                }
+            }
+        }
+        self.alloc_slow(size, align)
+    }
+
+    /// [`Engine::alloc`] past the per-CPU fast path: slot-less threads,
+    /// folios, direct maps, and growth when the node runs out.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, size: usize, align: usize) -> (*mut u8, bool) {
         loop {
             let result = if let Some(index) = classes::class_for(size, align) {
                 self.classes[index].alloc_raw()
@@ -186,9 +205,20 @@ impl Engine {
             if addr % RETURN_BYTES == 0 {
                 self.return_frames(op, ptr);
             }
-            // SAFETY: duty 1 of kfree is ours (duty 1); the descriptor
-            // check inside refuses what is not an allocation.
-            if let Err(e) = unsafe { self.slab.kfree(ptr) } {
+            let freed = match PLATFORM.enter_local() {
+                Some(cpu) => {
+                    // SAFETY: duty 1 of kfree_on is ours (duty 1; the
+                    // descriptor check inside refuses what is not an
+                    // allocation); duty 2: the token comes from the
+                    // platform the node booted with, just entered.
+                    let freed = unsafe { self.slab.kfree_on(&cpu, ptr) };
+                    PLATFORM.exit_local(cpu);
+                    freed
+                }
+                // SAFETY: duty 1 of kfree, as above.
+                None => unsafe { self.slab.kfree(ptr) },
+            };
+            if let Err(e) = freed {
                 misuse_of(op, addr, e);
             }
         } else if bootstrap::contains(addr) {
