@@ -2,7 +2,7 @@
 //! classes, initialised once without allocating through `malloc`.
 
 use crate::classes::{self, CLASS_NAMES, CLASS_SIZES, NR_CLASSES};
-use crate::platform::PLATFORM;
+use crate::platform;
 use crate::report::{self, Misuse};
 use crate::{bootstrap, large, span};
 use core::ptr::NonNull;
@@ -91,7 +91,8 @@ pub(crate) fn env_flag(name: &[u8]) -> bool {
 fn build() -> Option<Engine> {
     let debug = env_flag(b"MEMDESC_DEBUG\0");
     let stats = env_flag(b"MEMDESC_STATS\0");
-    let node = match span::boot(&PLATFORM) {
+    platform::choose();
+    let node = match span::boot(platform::platform()) {
         Ok(node) => node,
         Err(e) => {
             report::line(format_args!("cannot set up the memory span: {e}"));
@@ -99,7 +100,7 @@ fn build() -> Option<Engine> {
         }
     };
     let _ = RET.set(SlabAllocator::slab_return(node));
-    let _ = RCU.set(Rcu::new(&PLATFORM, RcuConfig::default()).ok()?);
+    let _ = RCU.set(Rcu::new(platform::platform(), RcuConfig::default()).ok()?);
     let slab = SlabAllocator::new(node, RCU.get()?, RET.get()?).ok()?;
     let _ = SLAB.set(slab);
     let slab = SLAB.get()?;
@@ -139,11 +140,12 @@ impl Engine {
     #[inline(always)]
     pub(crate) fn alloc(&self, size: usize, align: usize) -> (*mut u8, bool) {
         if let Some(index) = classes::class_for(size, align) {
-            if let Some(cpu) = PLATFORM.enter_local() {
+            let host = platform::platform();
+            if let Some(cpu) = host.enter_local() {
                 // SAFETY: duty 1 of alloc_on: the token comes from the
                 // platform this cache's node booted with, just entered.
                 let got = unsafe { self.classes[index].alloc_on(&cpu) };
-                PLATFORM.exit_local(cpu);
+                host.exit_local(cpu);
                 if let Some(ptr) = got {
                     return (ptr.as_ptr(), false);
                 }
@@ -205,14 +207,15 @@ impl Engine {
             if addr % RETURN_BYTES == 0 {
                 self.return_frames(op, ptr);
             }
-            let freed = match PLATFORM.enter_local() {
+            let host = platform::platform();
+            let freed = match host.enter_local() {
                 Some(cpu) => {
                     // SAFETY: duty 1 of kfree_on is ours (duty 1; the
                     // descriptor check inside refuses what is not an
                     // allocation); duty 2: the token comes from the
                     // platform the node booted with, just entered.
                     let freed = unsafe { self.slab.kfree_on(&cpu, ptr) };
-                    PLATFORM.exit_local(cpu);
+                    host.exit_local(cpu);
                     freed
                 }
                 // SAFETY: duty 1 of kfree, as above.

@@ -59,3 +59,10 @@ pub use stats::{print_summary, snapshot};
 pub fn thread_has_cpu_slot() -> bool {
     matches!(platform::binding(), platform::Binding::Slot(_))
 }
+
+/// How many CPU slots the engine runs with (at least four per CPU the
+/// process may run on, from 8 up to the core's `MAX_CPUS`; fixed at
+/// initialisation).
+pub fn cpu_slots() -> u32 {
+    platform::platform().slots().nr_cpus()
+}

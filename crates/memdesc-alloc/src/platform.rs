@@ -11,18 +11,52 @@
 //! never allocates and registers no destructor.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use memdesc::CpuId;
 use memdesc_host::HostPlatform;
 
-/// CPU slots: the most the core serves.
+/// CPU slots at most: the most the core serves.
 pub(crate) const NR_SLOTS: u32 = memdesc::MAX_CPUS as u32;
 
+const fn host(nr: u32) -> HostPlatform {
+    match HostPlatform::new(nr) {
+        Ok(platform) => platform,
+        Err(_) => panic!("slot counts are within 1..=MAX_CPUS"),
+    }
+}
+
+/// The platforms the engine may run on, by slot count. Every slot costs
+/// each size class's cache a CPU's sheaves (written at initialisation), so
+/// the engine picks the smallest count that is at least four slots per
+/// CPU the process may run on ([`choose`]): a thread beyond that takes
+/// the locked path until a slot frees up.
+static PLATFORMS: [HostPlatform; 4] = [host(8), host(16), host(32), host(NR_SLOTS)];
+/// The index of the chosen platform in [`PLATFORMS`].
+static CHOSEN: AtomicUsize = AtomicUsize::new(PLATFORMS.len() - 1);
+
 /// The platform every engine call runs on.
-pub(crate) static PLATFORM: HostPlatform = match HostPlatform::new(NR_SLOTS) {
-    Ok(platform) => platform,
-    Err(_) => panic!("NR_SLOTS is the core's MAX_CPUS, which HostPlatform accepts"),
-};
+#[inline(always)]
+pub(crate) fn platform() -> &'static HostPlatform {
+    // Relaxed: written once by the initialising thread before the engine
+    // (and so any caller) exists; published with the engine's OnceLock.
+    &PLATFORMS[CHOSEN.load(Ordering::Relaxed).min(PLATFORMS.len() - 1)]
+}
+
+/// Picks the platform from the CPUs this process may run on
+/// (`sched_getaffinity`: a system call, no allocation). Called once, at
+/// initialisation, before the node boots.
+pub(crate) fn choose() {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is a valid out-buffer of the size passed.
+    let ok = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    // SAFETY: `set` is an initialised cpu_set_t.
+    let cpus = if ok { unsafe { libc::CPU_COUNT(&set) }.max(1) as u32 } else { NR_SLOTS };
+    let want = cpus.saturating_mul(4);
+    let index = PLATFORMS.iter().position(|p| p.slots().nr_cpus() >= want).unwrap_or(PLATFORMS.len() - 1);
+    // Relaxed: see `platform`.
+    CHOSEN.store(index, Ordering::Relaxed);
+}
 
 /// Slots held by a thread of this process, by our count (the host's owner
 /// words are private): a forked child counts those of threads it lacks.
@@ -133,7 +167,7 @@ impl ThreadState {
 
     /// Claims the first free slot for this thread (which has none).
     pub(crate) fn claim_any(&self) -> Binding {
-        match PLATFORM.slots().claim_any() {
+        match platform().slots().claim_any() {
             Some(binding) => {
                 let cpu = binding.cpu().0;
                 // The slot is held until `release` (the exit hook), not
@@ -156,7 +190,7 @@ impl ThreadState {
     /// the slot (if any) and marks the thread exited.
     pub(crate) fn release_with(&self, flush: impl FnOnce()) {
         if let Binding::Slot(slot) = self.binding() {
-            PLATFORM.slots().release_current_with(|_: CpuId| flush());
+            platform().slots().release_current_with(|_: CpuId| flush());
             // Relaxed: a statistic.
             HELD[slot as usize].store(false, Ordering::Relaxed);
         }

@@ -152,7 +152,7 @@ pub fn print_summary() {
         s.present_bytes >> 20,
         s.direct_maps,
         s.slots_taken,
-        NR_SLOTS
+        platform::platform().slots().nr_cpus()
     ));
     if s.slots_orphaned_by_fork > 0 {
         crate::report::line(format_args!(
