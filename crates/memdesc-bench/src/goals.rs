@@ -88,14 +88,16 @@ pub const GOALS: &[Goal] = &[
                 the put's `lock xadd` (the CPU's lists are entered with a plain load and store of \
                 its local lock word, the publish is a Release store, the last put's Acquire a \
                 load). The `pcp_pair_atomics` probe times those accesses alone in the same run. \
-                What remains is plain work, about 460 instructions per pair under callgrind \
-                (`--quick --filter P1 --iters 100000`, toggle-collect on ours::pair_loop; the old \
-                design with two pcp spin-lock cycles counted about 470): per operation a \
-                `dyn Platform` local_enter and local_exit (a thread-local read on the simulator), \
-                the drain-request check, the vmstat counters, the free-time checks of the \
-                descriptor, the pageblock-migratetype lookup on free, prep_new_folio's owner-word \
-                clears, and bounds-checked descriptor lookups. Meeting 3x needs that work cut, \
-                starting with the virtual calls (a CPU found once per pair).",
+                What remains is plain work, about 260 instructions per pair under callgrind \
+                (`--quick --filter P1 --iters 100000`, toggle-collect on ours::pair_loop; 462 \
+                before the hot path was made straight-line): per operation a `dyn Platform` \
+                local_enter and local_exit (a thread-local read on the simulator), the \
+                drain-request check, the vmstat counters, the free-time check of the descriptor \
+                (one combined compare), the pageblock-migratetype lookup on free, \
+                prep_new_folio's owner-word clears, and bounds-checked descriptor lookups. The \
+                `pair_on` probe is the same pair as an adapter that owns its platform makes it \
+                (`alloc_on` + `put_on`, the CPU entered on the concrete type, inline): about \
+                230 instructions, no virtual call.",
         run: p1,
     },
     Goal {
@@ -106,10 +108,12 @@ pub const GOALS: &[Goal] = &[
         ratio_definition: "ours / peer",
         limit: "The frozen pair makes no locked instruction at all (the refcount stays 0; the \
                 `count-rmw` test proves it), so the bound is P1's 3x less the one `fetch_add` P1's \
-                put costs: what is left is the plain work of P1's analysis, about 450 instructions \
-                per pair under callgrind (toggle-collect on ours::frozen_pair_loop): the virtual \
-                calls, the counters, the free-time checks, the migratetype lookup, the owner-word \
-                clears, which meeting 2x has to cut the same way.",
+                put costs: what is left is the plain work of P1's analysis, about 270 \
+                instructions per pair under callgrind (toggle-collect on ours::frozen_pair_loop; \
+                453 before): the virtual calls, the counters, the free-time check, the \
+                migratetype lookup, the owner-word clears. The `frozen_pair_on` probe \
+                (`alloc_frozen_on` + `free_frozen_on` inside the caller's own entries, about 220 \
+                instructions) is the adapters' path.",
         run: p1f,
     },
     Goal {
@@ -375,7 +379,7 @@ pub(crate) fn probe(id: &'static str, description: &'static str, sample: Sample,
 }
 
 fn p1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
-    ours::with_node(default_node(), |node, _| {
+    ours::with_node(default_node(), |node, platform| {
         let before = node.vmstat();
         let samples = measure(
             settings,
@@ -383,6 +387,7 @@ fn p1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                 Workload::new(1, |n| ours::pair_loop(node, Order::ZERO, Gfp::KERNEL, n)),
                 Workload::new(1, peers::fetch_add_loop),
                 Workload::new(1, peers::pcp_pair_atomics_loop),
+                Workload::new(1, |n| ours::pair_on_loop(node, platform, n)),
             ],
         );
         let floor = samples[2].median_ns / samples[1].median_ns;
@@ -402,19 +407,39 @@ fn p1(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
                     samples[2],
                     format!("{floor:.2}x fetch_add: the floor of P1's design (one locked RMW)"),
                 ),
+                probe(
+                    "pair_on",
+                    "the pair through alloc_on + put_on, the platform entered on its concrete type (an adapter's path)",
+                    samples[3],
+                    format!("{:.2}x fetch_add", samples[3].median_ns / samples[1].median_ns),
+                ),
             ],
         }
     })
 }
 
 fn p1f(settings: &Settings) -> Result<Measured, Box<dyn Error>> {
-    ours::with_node(default_node(), |node, _| {
+    ours::with_node(default_node(), |node, platform| {
         let before = node.vmstat();
         let samples = measure(
             settings,
-            &mut [Workload::new(1, |n| ours::frozen_pair_loop(node, n)), Workload::new(1, peers::fetch_add_loop)],
+            &mut [
+                Workload::new(1, |n| ours::frozen_pair_loop(node, n)),
+                Workload::new(1, peers::fetch_add_loop),
+                Workload::new(1, |n| ours::frozen_pair_on_loop(node, platform, n)),
+            ],
         );
-        Measured { ours: samples[0], peer: samples[1], note: ours::pcp_note(&before, &node.vmstat()), probes: vec![] }
+        Measured {
+            ours: samples[0],
+            peer: samples[1],
+            note: ours::pcp_note(&before, &node.vmstat()),
+            probes: vec![probe(
+                "frozen_pair_on",
+                "the frozen pair through alloc_frozen_on + free_frozen_on, the platform entered on its concrete type",
+                samples[2],
+                format!("{:.2}x fetch_add", samples[2].median_ns / samples[1].median_ns),
+            )],
+        }
     })
 }
 

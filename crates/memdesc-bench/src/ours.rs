@@ -74,6 +74,45 @@ pub fn frozen_pair_loop(node: &Node<'_>, iters: u64) -> Duration {
     time_loop(iters, || drop(node.alloc_frozen(Order::ZERO, gfp).expect("the node has free memory")))
 }
 
+/// P1's pair as an embedder that owns its platform makes it: per operation
+/// `HostPlatform::enter_local` (a static, inlined call: no virtual call),
+/// `alloc_on` / `put_on` with the token, `exit_local`.
+#[inline(never)]
+#[allow(unsafe_code)]
+pub fn pair_on_loop(node: &Node<'_>, platform: &SimPlatform, iters: u64) -> Duration {
+    let gfp = black_box(Gfp::KERNEL);
+    time_loop(iters, || {
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: the token is from the platform the bench node booted with,
+        // and goes back to it just below.
+        let folio = unsafe { node.alloc_on(&cpu, Order::ZERO, gfp) }.expect("the node has free memory");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: as above.
+        unsafe { node.put_on(&cpu, folio) };
+        platform.exit_local(cpu);
+    })
+}
+
+/// P1f's pair as [`pair_on_loop`] makes P1's: `alloc_frozen_on` +
+/// `free_frozen_on`, each inside its own entry.
+#[inline(never)]
+#[allow(unsafe_code)]
+pub fn frozen_pair_on_loop(node: &Node<'_>, platform: &SimPlatform, iters: u64) -> Duration {
+    let gfp = black_box(Gfp::KERNEL);
+    time_loop(iters, || {
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: the token is from the platform the bench node booted with,
+        // and goes back to it just below.
+        let folio = unsafe { node.alloc_frozen_on(&cpu, Order::ZERO, gfp) }.expect("the node has free memory");
+        platform.exit_local(cpu);
+        let cpu = platform.enter_local().expect("the bench thread is bound to a CPU");
+        // SAFETY: as above.
+        unsafe { node.free_frozen_on(&cpu, folio) };
+        platform.exit_local(cpu);
+    })
+}
+
 /// Batches: `batch.capacity()` order-0 allocations kept in `batch`, then all
 /// dropped in allocation order.
 #[inline(never)]

@@ -45,9 +45,7 @@ use crate::folio::{
     UnfreezeRefusal,
 };
 use crate::memmap::{BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
-#[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
-use crate::platform::LocalCpu;
-use crate::platform::Platform;
+use crate::platform::{LocalCpu, Platform};
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
 use core::num::NonZeroU32;
@@ -378,12 +376,7 @@ impl<'a> Node<'a> {
     /// allocated, counted folio cannot have.
     #[inline]
     pub fn alloc(&self, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
-        if gfp.page_type.is_always_frozen() {
-            return Err(AllocError::BadType(gfp.page_type));
-        }
-        let folio = self.alloc_frozen(order, gfp)?;
-        crate::platform::failpoint!(self.platform, AllocPublish);
-        Ok(folio.publish())
+        self.alloc_with(None, order, gfp)
     }
 
     /// Allocates a folio of `order` and returns it frozen (refcount 0):
@@ -394,22 +387,107 @@ impl<'a> Node<'a> {
     /// As [`Node::alloc`].
     #[inline]
     pub fn alloc_frozen(&self, order: Order, gfp: Gfp) -> Result<FrozenFolio<'_>, AllocError> {
+        self.alloc_frozen_with(None, order, gfp)
+    }
+
+    /// [`Node::alloc`] inside a local section the caller opened: the
+    /// per-CPU fast path with no call to the platform. An embedder that owns
+    /// its platform (the malloc adapters, over `HostPlatform`) enters once,
+    /// inline, and passes the token; free with [`Node::put_on`].
+    ///
+    /// # Safety
+    /// 1. `cpu` came from `local_enter` of the platform this node booted
+    ///    with, and has not been passed back to its `local_exit` (a token of
+    ///    another platform may name a CPU another thread holds here).
+    ///
+    /// # Errors
+    /// As [`Node::alloc`].
+    #[inline]
+    pub unsafe fn alloc_on(&self, cpu: &LocalCpu, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
+        self.alloc_with(Some(cpu), order, gfp)
+    }
+
+    /// [`Node::alloc_frozen`] inside a local section the caller opened (see
+    /// [`Node::alloc_on`]); free with [`Node::free_frozen_on`].
+    ///
+    /// # Safety
+    /// As [`Node::alloc_on`].
+    ///
+    /// # Errors
+    /// As [`Node::alloc`].
+    #[inline]
+    pub unsafe fn alloc_frozen_on(
+        &self,
+        cpu: &LocalCpu,
+        order: Order,
+        gfp: Gfp,
+    ) -> Result<FrozenFolio<'_>, AllocError> {
+        self.alloc_frozen_with(Some(cpu), order, gfp)
+    }
+
+    /// Drops `folio`'s reference as its drop does, freeing a last one
+    /// through the caller's local section (see [`Node::alloc_on`]). A folio
+    /// of another node is put by its own drop.
+    ///
+    /// # Safety
+    /// As [`Node::alloc_on`].
+    #[inline]
+    pub unsafe fn put_on(&self, cpu: &LocalCpu, folio: FolioRef<'_>) {
+        if !core::ptr::eq(folio.owner(), self) {
+            return drop(folio);
+        }
+        folio.put_with(|_, pfn| self.free_folio_with(Some(cpu), pfn));
+    }
+
+    /// Frees `folio` as its drop does, through the caller's local section
+    /// (see [`Node::alloc_on`]). A folio of another node is freed by its own
+    /// drop.
+    ///
+    /// # Safety
+    /// As [`Node::alloc_on`].
+    #[inline]
+    pub unsafe fn free_frozen_on(&self, cpu: &LocalCpu, folio: FrozenFolio<'_>) {
+        if !core::ptr::eq(folio.owner(), self) {
+            return drop(folio);
+        }
+        let pfn = folio.into_raw();
+        self.free_folio_with(Some(cpu), pfn);
+    }
+
+    /// [`Node::alloc`]'s body: on `cpu` if the caller entered one, else
+    /// entering the platform's.
+    #[inline(always)]
+    fn alloc_with(&self, cpu: Option<&LocalCpu>, order: Order, gfp: Gfp) -> Result<FolioRef<'_>, AllocError> {
+        if gfp.page_type.is_always_frozen() {
+            return Err(AllocError::BadType(gfp.page_type));
+        }
+        let folio = self.alloc_frozen_with(cpu, order, gfp)?;
+        crate::platform::failpoint!(self.platform, AllocPublish);
+        Ok(folio.publish())
+    }
+
+    /// [`Node::alloc_frozen`]'s body (see [`Node::alloc_with`]).
+    #[inline(always)]
+    fn alloc_frozen_with(&self, cpu: Option<&LocalCpu>, order: Order, gfp: Gfp) -> Result<FrozenFolio<'_>, AllocError> {
         if !gfp.page_type.is_owner_type() {
             return Err(AllocError::BadType(gfp.page_type));
         }
-        let pfn = match self.rmqueue(order, gfp) {
+        let pfn = match self.rmqueue(cpu, order, gfp) {
             Some(pfn) => pfn,
             None => self.alloc_after_drain(order, gfp)?,
         };
-        self.prep_new_folio(pfn, order, gfp);
+        let head = self.prep_new_folio(pfn, order, gfp);
         // SAFETY: duty 1: the block came off a free list, so it is ours alone;
         // prep_new_folio typed it as allocated; its refcount is still 0.
-        Ok(unsafe { crate::folio::FrozenFolio::from_owned(self, self.map.page_of(pfn)) })
+        Ok(unsafe { crate::folio::FrozenFolio::from_owned(self, head) })
     }
 
     /// PCP.11: every allowed zone failed. The free frames may all sit on
-    /// other CPUs' lists: drain them all, then retry once.
+    /// other CPUs' lists: drain them all, then retry the zone walk once
+    /// (straight from the zones: a refill would only cache on this CPU
+    /// frames the retry was short of).
     #[cold]
+    #[inline(never)]
     fn alloc_after_drain(&self, order: Order, gfp: Gfp) -> Result<Pfn, AllocError> {
         // Mutant: fail without draining them.
         #[cfg(not(memdesc_mutant = "no_drain_before_oom"))]
@@ -420,7 +498,7 @@ impl<'a> Node<'a> {
         #[cfg(memdesc_mutant = "no_retry_after_drain")]
         let retried = None;
         #[cfg(not(memdesc_mutant = "no_retry_after_drain"))]
-        let retried = self.rmqueue(order, gfp);
+        let retried = self.rmqueue_zones(order, gfp, stats);
         retried.ok_or_else(|| {
             stats.add(VmEvent::PgallocFail, 1);
             AllocError::OutOfMemory { order }
@@ -431,17 +509,75 @@ impl<'a> Node<'a> {
     /// the calling CPU's lists for orders up to [`PCP_MAX_ORDER`] (PCP.1–5),
     /// else, or on the fallback path (PCP.10), from the zones under their
     /// locks. Counts the allocation.
-    #[inline]
-    fn rmqueue(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
-        if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
-            let local = self.with_local_cpu(|pcp, cpu| {
-                let stats = &self.stats[cpu];
-                pcp.with_locked(&self.zones, &self.map, stats, |lists| self.rmqueue_pcp(lists, order, gfp, stats))
-            });
+    #[inline(always)]
+    fn rmqueue(&self, cpu: Option<&LocalCpu>, order: Order, gfp: Gfp) -> Option<Pfn> {
+        if self.pcp_caches(order) {
+            let local = match cpu {
+                Some(cpu) => self.rmqueue_on(cpu, order, gfp),
+                None => match self.local_enter() {
+                    Some(cpu) => {
+                        let local = self.rmqueue_on(&cpu, order, gfp);
+                        self.platform.local_exit(cpu);
+                        local
+                    }
+                    None => None,
+                },
+            };
             if let Some(found) = local {
                 return found;
             }
         }
+        self.rmqueue_fallback(order, gfp)
+    }
+
+    /// PCP.2–5, alloc, inside the section of `cpu`: `None` when the lists
+    /// cannot be used (PCP.10).
+    #[inline(always)]
+    fn rmqueue_on(&self, cpu: &LocalCpu, order: Order, gfp: Gfp) -> Option<Option<Pfn>> {
+        let (pcp, index) = self.lock_local(cpu)?;
+        let found = self.rmqueue_locked(pcp, index, order, gfp);
+        // PCP.5
+        pcp.unlock_local();
+        Some(found)
+    }
+
+    /// Whether blocks of `order` go through the per-CPU lists.
+    #[inline(always)]
+    fn pcp_caches(&self, order: Order) -> bool {
+        self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER
+    }
+
+    /// PCP.3–4, alloc, on `pcp` (CPU `cpu`), whose local lock the caller
+    /// holds: a pop from the first allowed zone's list inline, anything
+    /// else (another zone, a refill) out of line.
+    #[inline(always)]
+    fn rmqueue_locked(&self, pcp: &Pcp, cpu: usize, order: Order, gfp: Gfp) -> Option<Pfn> {
+        let stats = &self.stats[cpu];
+        pcp.with_locked(
+            &self.zones,
+            &self.map,
+            stats,
+            #[inline(always)]
+            |lists| {
+                // The first of `zones_for(gfp)`.
+                let id = if gfp.migratetype == Migratetype::Movable { ZoneId::Movable } else { ZoneId::Normal };
+                match lists[id as usize].pop(&self.map, order.get(), gfp.migratetype) {
+                    Some(pfn) => {
+                        stats.add(VmEvent::PcpAllocHit, 1);
+                        count_alloc(stats, id, order, gfp);
+                        Some(pfn)
+                    }
+                    None => self.rmqueue_pcp(lists, order, gfp, stats),
+                }
+            },
+        )
+    }
+
+    /// The zones' locked path when the lists do not serve the request
+    /// (PCP.10's fallback, an order the lists do not cache, pcp disabled).
+    #[cold]
+    #[inline(never)]
+    fn rmqueue_fallback(&self, order: Order, gfp: Gfp) -> Option<Pfn> {
         self.rmqueue_zones(order, gfp, &self.stats[self.cpu()])
     }
 
@@ -456,8 +592,10 @@ impl<'a> Node<'a> {
     }
 
     /// PCP.4, alloc: the first allowed zone's list that has (or refills) a
-    /// block; the caller holds the local lock.
-    #[inline(always)]
+    /// block; the caller holds the local lock. The path past an empty list
+    /// ([`Node::rmqueue_locked`] pops inline).
+    #[cold]
+    #[inline(never)]
     fn rmqueue_pcp(&self, lists: &mut [PcpLists; NR_ZONES], order: Order, gfp: Gfp, stats: &VmCounters) -> Option<Pfn> {
         for &id in Self::zones_for(gfp) {
             let zone = &self.zones[id as usize];
@@ -513,25 +651,49 @@ impl<'a> Node<'a> {
     /// The one place the allocator enters and leaves a CPU.
     #[inline(always)]
     fn with_local_cpu<R>(&self, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
-        // PCP.1. Mutant: a thread with no CPU uses CPU 0's lists.
-        #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
-        let cpu = self.platform.local_enter()?;
-        #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
-        // SAFETY: none: deliberately broken (the mutant), for loom to report.
-        let cpu = self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) });
-        let index = cpu.cpu().index();
-        let r = match self.pcp[..self.nr_cpus as usize].get(index) {
-            // PCP.2
-            Some(pcp) if pcp.try_lock_local() => {
-                let r = f(pcp, index);
-                // PCP.5
-                pcp.unlock_local();
-                Some(r)
-            }
-            _ => None,
-        };
+        let cpu = self.local_enter()?;
+        let r = self.on_local_cpu(&cpu, f);
         self.platform.local_exit(cpu);
         r
+    }
+
+    /// PCP.1: enters the calling thread's CPU (`None`: it has none, PCP.10).
+    /// The caller passes the token back to `local_exit`.
+    #[inline(always)]
+    fn local_enter(&self) -> Option<LocalCpu> {
+        // Mutant: a thread with no CPU uses CPU 0's lists.
+        #[cfg(not(memdesc_mutant = "fallback_uses_cpu0_lists"))]
+        let cpu = self.platform.local_enter();
+        #[cfg(memdesc_mutant = "fallback_uses_cpu0_lists")]
+        // SAFETY: none: deliberately broken (the mutant), for loom to report.
+        let cpu =
+            Some(self.platform.local_enter().unwrap_or(unsafe { LocalCpu::new_unchecked(crate::platform::CpuId(0)) }));
+        cpu
+    }
+
+    /// PCP.2 and PCP.5 inside a section the caller entered (PCP.1, `cpu`):
+    /// runs `f` on `cpu`'s [`Pcp`] under its local lock. `None` for a CPU
+    /// the node does not serve or a re-entry (PCP.10).
+    #[inline(always)]
+    fn on_local_cpu<R>(&self, cpu: &LocalCpu, f: impl FnOnce(&Pcp, usize) -> R) -> Option<R> {
+        let (pcp, index) = self.lock_local(cpu)?;
+        let r = f(pcp, index);
+        // PCP.5
+        pcp.unlock_local();
+        Some(r)
+    }
+
+    /// PCP.2: takes `cpu`'s local lock; returns its [`Pcp`] and index, or
+    /// `None` for a CPU the node does not serve or a re-entry (PCP.10). The
+    /// caller unlocks (PCP.5) before it leaves the section.
+    #[inline(always)]
+    fn lock_local(&self, cpu: &LocalCpu) -> Option<(&Pcp, usize)> {
+        let index = cpu.cpu().index();
+        if index >= self.nr_cpus as usize {
+            return None;
+        }
+        let pcp = self.pcp.get(index)?;
+        pcp.try_lock_local().then_some((pcp, index))
     }
 
     /// Prepares a block just taken off a free list as a folio (P3.1–P3.2).
@@ -539,11 +701,10 @@ impl<'a> Node<'a> {
     /// Free frames keep compound word, flags, mapcount and pincount at 0
     /// (the free path resets or checks them, and the audit verifies it), so
     /// only what differs from that is written.
-    #[inline]
-    fn prep_new_folio(&self, pfn: Pfn, order: Order, gfp: Gfp) {
+    #[inline(always)]
+    fn prep_new_folio(&self, pfn: Pfn, order: Order, gfp: Gfp) -> &'a crate::memmap::Page {
         let map = &self.map;
-        let folio = map.pages_of(pfn, order.nr_pages());
-        let head = &folio[0];
+        let head = map.page_of(pfn);
         if gfp.zero {
             // SAFETY: duty 1: the block was just taken off a free list and is
             // not yet published; nobody else can reach its contents.
@@ -553,12 +714,7 @@ impl<'a> Node<'a> {
         // set_compound and set_type): the block is exclusively ours until
         // P3.3 publishes it.
         if order != Order::ZERO {
-            let tail = tail_word(pfn);
-            for page in &folio[1..] {
-                page.set_compound(tail);
-                page.set_type(PageType::Tail);
-            }
-            head.set_compound(head_word(order));
+            prep_compound(map.pages_of(pfn, order.nr_pages()), pfn, order);
         }
         for word in 0..crate::memmap::OWNER_WORDS {
             // SAFETY: duty 1 of set_owner_word: the block is exclusively ours
@@ -567,29 +723,126 @@ impl<'a> Node<'a> {
         }
         // P3.2: the type tag, last before publication.
         head.set_type(gfp.page_type);
+        head
     }
 
     /// Takes back a folio whose refcount reached 0 (or whose frozen owner
     /// dropped it): checks it, resets it, and frees its block.
+    ///
+    /// The common case, a clean order-0 folio, is checked with one branch
+    /// ([`order0_is_clean`]); anything else, or a check that fails, takes
+    /// [`Node::free_folio_checked`], which names the reason.
+    #[inline]
     fn free_folio(&self, head_pfn: Pfn) {
+        self.free_folio_with(None, head_pfn);
+    }
+
+    /// [`Node::free_folio`]'s body: on `cpu` if the caller entered one,
+    /// else entering the platform's.
+    #[inline(always)]
+    fn free_folio_with(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn) {
         crate::platform::failpoint!(self.platform, FreeFolio);
-        let map = &self.map;
-        let head = map.page_of(head_pfn);
+        let head = self.map.page_of(head_pfn);
+        if order0_is_clean(head) {
+            reset_flags(head);
+            return self.free_block(cpu, head_pfn, Order::ZERO);
+        }
+        if let Some(order) = self.free_folio_checked(head_pfn, head) {
+            self.free_block_any(cpu, head_pfn, order);
+        }
+    }
+
+    /// Frees the checked and reset block of `order` at `head_pfn`: to the
+    /// lists of `cpu` (or of the CPU it enters) for the orders they cache,
+    /// else, or on PCP.10's fallback, to its zone.
+    #[inline(always)]
+    fn free_block(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn, order: Order) {
+        let zone = self.zone_of(head_pfn);
+        if self.pcp_caches(order) {
+            let local = match cpu {
+                Some(cpu) => self.free_on(cpu, zone, head_pfn, order),
+                None => match self.local_enter() {
+                    Some(cpu) => {
+                        let local = self.free_on(&cpu, zone, head_pfn, order);
+                        self.platform.local_exit(cpu);
+                        local
+                    }
+                    None => None,
+                },
+            };
+            if local.is_some() {
+                return;
+            }
+        }
+        self.free_fallback(zone, head_pfn, order);
+    }
+
+    /// [`Node::free_block`] out of line, for the folios
+    /// [`Node::free_folio_checked`] passed.
+    #[inline(never)]
+    fn free_block_any(&self, cpu: Option<&LocalCpu>, head_pfn: Pfn, order: Order) {
+        self.free_block(cpu, head_pfn, order);
+    }
+
+    /// PCP.2–5, free, inside the section of `cpu`: `None` when the lists
+    /// cannot be used (PCP.10).
+    #[inline(always)]
+    fn free_on(&self, cpu: &LocalCpu, zone: &Zone, head_pfn: Pfn, order: Order) -> Option<()> {
+        let (pcp, index) = self.lock_local(cpu)?;
+        self.free_locked(pcp, index, zone, head_pfn, order);
+        // PCP.5
+        pcp.unlock_local();
+        Some(())
+    }
+
+    /// PCP.3–4, free, on `pcp` (CPU `cpu`), whose local lock the caller
+    /// holds: pushes the checked and reset block on `zone`'s list.
+    #[inline(always)]
+    fn free_locked(&self, pcp: &Pcp, cpu: usize, zone: &Zone, head_pfn: Pfn, order: Order) {
+        let stats = &self.stats[cpu];
+        pcp.with_locked(
+            &self.zones,
+            &self.map,
+            stats,
+            #[inline(always)]
+            |lists| {
+                stats.add(VmEvent::Pgfree, order.nr_pages());
+                lists[zone.id as usize].free(zone, &self.map, &self.config.pcp, head_pfn, order.get(), stats);
+            },
+        );
+    }
+
+    /// PCP.10's fallback, or an order the lists do not cache: the block goes
+    /// straight to its zone under the zone lock.
+    #[cold]
+    #[inline(never)]
+    fn free_fallback(&self, zone: &Zone, head_pfn: Pfn, order: Order) {
+        self.stats[self.cpu()].add(VmEvent::Pgfree, order.nr_pages());
+        let mut area = zone.area.lock();
+        area.with(|area| area.free_block(zone, &self.map, head_pfn, order.get()));
+    }
+
+    /// [`Node::free_folio`]'s checks for every folio (any order, every check
+    /// named) and its reset to the free-frame state: the order of the block
+    /// to free, or `None` when the folio was quarantined instead.
+    #[cold]
+    #[inline(never)]
+    fn free_folio_checked(&self, head_pfn: Pfn, head: &crate::memmap::Page) -> Option<Order> {
         if head.page_type() == PageType::Quarantined {
             // Quarantined while a reference was still held (a free that
             // found a nonzero refcount); that reference is now gone. The
             // frames stay out of service and were counted and reported once.
-            return;
+            return None;
         }
         let (_, order) = decode_compound(head_pfn, head.compound_word());
         let Some(order) = order else {
             self.quarantine(head_pfn, BadPageReason::BadCompound);
-            return;
+            return None;
         };
-        let folio = map.pages_of(head_pfn, order.nr_pages());
+        let folio = self.map.pages_of(head_pfn, order.nr_pages());
         if let Some(reason) = check_free(head_pfn, folio) {
             self.quarantine(head_pfn, reason);
-            return;
+            return None;
         }
         // Reset to the free-frame state prep_new_folio relies on: tails
         // become plain free frames; the head is typed by the list it joins.
@@ -600,28 +853,8 @@ impl<'a> Node<'a> {
             }
             head.set_compound(0);
         }
-        if head.flags() != PageFlags::EMPTY {
-            // Relaxed: refcount 0 and the folio ours (last put or frozen
-            // owner): nobody else may touch its flags.
-            head.flags.store(0, Ordering::Relaxed);
-        }
-        let zone = self.zone_of(head_pfn);
-        if self.config.pcp.enabled && order.get() <= PCP_MAX_ORDER {
-            let local = self.with_local_cpu(|pcp, cpu| {
-                let stats = &self.stats[cpu];
-                pcp.with_locked(&self.zones, map, stats, |lists| {
-                    stats.add(VmEvent::Pgfree, order.nr_pages());
-                    lists[zone.id as usize].free(zone, map, &self.config.pcp, head_pfn, order.get(), stats);
-                });
-            });
-            if local.is_some() {
-                return;
-            }
-        }
-        // PCP.10's fallback, or an order the lists do not cache.
-        self.stats[self.cpu()].add(VmEvent::Pgfree, order.nr_pages());
-        let mut area = zone.area.lock();
-        area.with(|area| area.free_block(zone, map, head_pfn, order.get()));
+        reset_flags(head);
+        Some(order)
     }
 
     /// Takes the folio (or frame) at `pfn` out of service and logs a report.
@@ -897,6 +1130,47 @@ impl<'a> Node<'a> {
         let guard = self.bad.lock();
         guard.with_ref(|log| (log.count, log.frames, log.reports))
     }
+}
+
+/// Whether `head`, a folio's head at its free, is an order-0 folio that
+/// passes every check of [`check_free`]: an allocated type, no compound
+/// word, no reference, mapping or pin left, no flag that must be clear.
+/// Loads and one combined compare, so the common free costs one branch;
+/// `false` sends the caller to [`check_free`], which names what failed.
+#[inline(always)]
+fn order0_is_clean(head: &crate::memmap::Page) -> bool {
+    // Relaxed: for all six loads below, checks at free time of a folio that
+    // is ours (last put or frozen owner); nothing is ordered by them.
+    let relaxed = Ordering::Relaxed;
+    let dirty = head.compound.load(relaxed)
+        | (head.flags.load(relaxed) & PageFlags::CHECK_AT_FREE.0)
+        | u64::from(head.refcount.load(relaxed))
+        | u64::from(head.mapcount.load(relaxed) as u32)
+        | u64::from(head.pincount.load(relaxed));
+    dirty == 0 && PageType::decode(head.ty.load(relaxed)).is_owner_type()
+}
+
+/// Clears a freed head's flags (bits no check refuses, such as a stale
+/// `PG_referenced`), writing only when one is set.
+#[inline(always)]
+fn reset_flags(head: &crate::memmap::Page) {
+    if head.flags() != PageFlags::EMPTY {
+        // Relaxed: refcount 0 and the folio ours (last put or frozen
+        // owner): nobody else may touch its flags.
+        head.flags.store(0, Ordering::Relaxed);
+    }
+}
+
+/// P3.1 for a large folio: compound words and tail types of `folio` (head
+/// first, headed at `pfn`, of `order`).
+#[inline(never)]
+fn prep_compound(folio: &[crate::memmap::Page], pfn: Pfn, order: Order) {
+    let tail = tail_word(pfn);
+    for page in &folio[1..] {
+        page.set_compound(tail);
+        page.set_type(PageType::Tail);
+    }
+    folio[0].set_compound(head_word(order));
 }
 
 /// What is wrong with the folio `folio` (head first) being freed, if

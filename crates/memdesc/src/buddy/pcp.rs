@@ -146,32 +146,37 @@ impl Pcp {
         stats: &VmCounters,
         f: impl FnOnce(&mut [PcpLists; NR_ZONES]) -> R,
     ) -> R {
-        self.lists.with_mut(|lists| {
-            // SAFETY: the caller holds this CPU's local lock inside its
-            // local_enter section (PCP.1–2): only this thread reaches the
-            // lists, and no other reference to them is live (remote drains
-            // only ask, PCP.6).
-            let lists = unsafe { &mut *lists };
-            // PCP.3. Mutant: the owner never looks at the request.
-            #[cfg(not(memdesc_mutant = "pcp_owner_ignores_drain_request"))]
-            {
-                // Relaxed: the request carries no data (the frames it asks
-                // for are our own); the answer's ordering is PCP.7's ack.
-                let req = self.drain_req.load(Ordering::Relaxed);
-                // Relaxed: only this CPU writes the ack word.
-                if req != self.drain_ack.load(Ordering::Relaxed) {
-                    self.answer(lists, zones, map, stats, req);
+        // Inlined whatever the call sites: the closure is the pcp fast path.
+        self.lists.with_mut(
+            #[inline(always)]
+            |lists| {
+                // SAFETY: the caller holds this CPU's local lock inside its
+                // local_enter section (PCP.1–2): only this thread reaches the
+                // lists, and no other reference to them is live (remote drains
+                // only ask, PCP.6).
+                let lists = unsafe { &mut *lists };
+                // PCP.3. Mutant: the owner never looks at the request.
+                #[cfg(not(memdesc_mutant = "pcp_owner_ignores_drain_request"))]
+                {
+                    // Relaxed: the request carries no data (the frames it asks
+                    // for are our own); the answer's ordering is PCP.7's ack.
+                    let req = self.drain_req.load(Ordering::Relaxed);
+                    // Relaxed: only this CPU writes the ack word.
+                    if req != self.drain_ack.load(Ordering::Relaxed) {
+                        self.answer(lists, zones, map, stats, req);
+                    }
                 }
-            }
-            let r = f(lists);
-            self.store_counts(lists);
-            r
-        })
+                let r = f(lists);
+                self.store_counts(lists);
+                r
+            },
+        )
     }
 
     /// PCP.7: gives every cached block back to the zones and acknowledges
     /// request `req`, under the local lock.
     #[cold]
+    #[inline(never)]
     fn answer(
         &self,
         lists: &mut [PcpLists; NR_ZONES],
@@ -323,6 +328,7 @@ impl PcpLists {
     /// Refill: up to `batch` frames in one zone-lock hold, stopping at the
     /// watermark.
     #[cold]
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn refill(
         &mut self,
@@ -366,9 +372,16 @@ impl PcpLists {
         let mt = pageblock_migratetype(map, pfn);
         self.push(map, pfn, order, mt);
         if self.count > config.high {
-            stats.add(VmEvent::PcpFreeBulk, 1);
-            self.give_back(zone, map, config.batch);
+            self.free_bulk(zone, map, config, stats);
         }
+    }
+
+    /// PCP.4's give-back past `high`: `batch` frames to `zone`.
+    #[cold]
+    #[inline(never)]
+    fn free_bulk(&mut self, zone: &Zone, map: &MemMap<'_>, config: &PcpConfig, stats: &VmCounters) {
+        stats.add(VmEvent::PcpFreeBulk, 1);
+        self.give_back(zone, map, config.batch);
     }
 
     #[inline(always)]
@@ -383,8 +396,10 @@ impl PcpLists {
         self.count += 1 << order;
     }
 
+    /// PCP.4: pops a block of `order` for `mt`; `None` when the list is
+    /// empty.
     #[inline(always)]
-    fn pop(&mut self, map: &MemMap<'_>, order: u32, mt: Migratetype) -> Option<Pfn> {
+    pub(crate) fn pop(&mut self, map: &MemMap<'_>, order: u32, mt: Migratetype) -> Option<Pfn> {
         let head = &mut self.heads[mt.index()][order as usize];
         if *head == NIL {
             return None;

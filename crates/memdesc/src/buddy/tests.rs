@@ -450,3 +450,96 @@ fn a_thread_with_no_cpu_takes_the_zone() {
         assert_eq!((stat.event(VmEvent::PgallocNormal), stat.event(VmEvent::Pgfree)), (3, 3));
     });
 }
+
+/// The `*_on` entry points run on the caller's token: the pairs pop from
+/// and push to CPU 0's lists (hits, no refill after the warm-up, the lists
+/// back to their size), a put that is not the last frees nothing, and a
+/// last put or frozen free returns the frame.
+#[test]
+fn the_on_entry_points_use_the_callers_cpu() {
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        let cpu = n.platform().local_enter().expect("the test thread runs as CPU 0");
+        // SAFETY: duty 1: the token is from this node's platform, exited below.
+        let warm = unsafe { n.alloc_on(&cpu, Order::ZERO, Gfp::KERNEL) }.unwrap();
+        // SAFETY: as above.
+        unsafe { n.put_on(&cpu, warm) };
+        let (hits, refills, cached) =
+            (n.vmstat().event(VmEvent::PcpAllocHit), n.vmstat().event(VmEvent::PcpRefill), n.vmstat().nr_free_pcp);
+        assert!(cached > 0, "the warm-up refilled CPU 0's list");
+
+        // SAFETY: as above.
+        let folio = unsafe { n.alloc_on(&cpu, Order::ZERO, Gfp::KERNEL) }.unwrap();
+        let other = folio.clone();
+        // SAFETY: as above.
+        unsafe { n.put_on(&cpu, other) };
+        assert_eq!(folio.ref_count(), 1, "a put that was not the last freed the folio");
+        assert_eq!(n.vmstat().nr_free_pcp, cached - 1);
+        // SAFETY: as above.
+        unsafe { n.put_on(&cpu, folio) };
+        // SAFETY: as above.
+        let frozen = unsafe { n.alloc_frozen_on(&cpu, Order::ZERO, Gfp::KERNEL) }.unwrap();
+        assert_eq!(frozen.head().ref_count(), 0);
+        // SAFETY: as above.
+        unsafe { n.free_frozen_on(&cpu, frozen) };
+        n.platform().local_exit(cpu);
+
+        let stat = n.vmstat();
+        assert_eq!(stat.event(VmEvent::PcpAllocHit), hits + 2, "the pairs took CPU 0's list");
+        assert_eq!(stat.event(VmEvent::PcpRefill), refills);
+        assert_eq!(stat.nr_free_pcp, cached, "the frames went back to CPU 0's list");
+        assert_eq!(stat.event(VmEvent::Pgfree), 3);
+        assert_eq!(n.audit().violations, 0);
+    });
+}
+
+/// A folio of another node given to `put_on` or `free_frozen_on` goes back
+/// to its own node, never onto the caller's node's lists.
+#[test]
+fn the_on_frees_leave_another_nodes_folio_to_it() {
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        node(1024, small_config(true), |other| {
+            let counted = other.alloc(Order::ZERO, Gfp::KERNEL).unwrap();
+            let frozen = other.alloc_frozen(Order::ZERO, Gfp::KERNEL).unwrap();
+            let free_before = other.vmstat().nr_free_pages;
+            let cpu = n.platform().local_enter().expect("the test thread runs as CPU 0");
+            // SAFETY: duty 1: the token is from `n`'s platform, exited below.
+            unsafe { n.put_on(&cpu, counted) };
+            // SAFETY: as above.
+            unsafe { n.free_frozen_on(&cpu, frozen) };
+            n.platform().local_exit(cpu);
+            assert_eq!(other.vmstat().nr_free_pages, free_before + 2, "the other node got its frames back");
+            assert_eq!(n.vmstat().event(VmEvent::Pgfree), 0, "the caller's node took a foreign frame");
+            assert_eq!((n.audit().violations, other.audit().violations), (0, 0));
+        });
+    });
+}
+
+/// The `*_on` pairs' budgets, as the counted and frozen pairs' above: 1000
+/// `alloc_on` + `put_on` pairs make at most one locked instruction each,
+/// 1000 `alloc_frozen_on` + `free_frozen_on` pairs none.
+#[cfg(memdesc_count_rmw)]
+#[test]
+fn pcp_on_pairs_make_one_and_no_locked_instruction() {
+    use crate::sync::rmw_count;
+    crate::testutil::with_node_on_cpu0(1024, &[], small_config(true), |n| {
+        let cpu = n.platform().local_enter().expect("the test thread runs as CPU 0");
+        // SAFETY: duty 1 (each call below): the token is from this node's
+        // platform, exited at the end.
+        unsafe { n.put_on(&cpu, n.alloc_on(&cpu, Order::ZERO, Gfp::KERNEL).unwrap()) };
+        let before = rmw_count();
+        for _ in 0..1000 {
+            // SAFETY: as above.
+            unsafe { n.put_on(&cpu, n.alloc_on(&cpu, Order::ZERO, Gfp::KERNEL).unwrap()) };
+        }
+        let counted = rmw_count() - before;
+        assert!(counted <= 1000, "{counted} locked instructions in 1000 counted pairs (at most one each)");
+        let before = rmw_count();
+        for _ in 0..1000 {
+            // SAFETY: as above.
+            unsafe { n.free_frozen_on(&cpu, n.alloc_frozen_on(&cpu, Order::ZERO, Gfp::KERNEL).unwrap()) };
+        }
+        assert_eq!(rmw_count() - before, 0, "a frozen order-0 pair made a locked instruction");
+        n.platform().local_exit(cpu);
+        assert_eq!(n.vmstat().event(VmEvent::PcpAllocHit), 2000, "the pairs took the per-CPU list");
+    });
+}

@@ -464,6 +464,17 @@ impl<R: FolioRelease> Clone for FolioRef<'_, R> {
     }
 }
 
+impl<'a, R: FolioRelease> FolioRef<'a, R> {
+    /// Puts this reference as its drop does, but a last put hands the
+    /// folio to `release` instead of [`FolioRelease::release`] (see
+    /// [`put_refs_with`]).
+    #[inline(always)]
+    pub(crate) fn put_with(self, release: impl FnOnce(&'a R, Pfn)) {
+        let this = ManuallyDrop::new(self);
+        put_refs_with(this.owner, this.head, NonZeroU32::MIN, release);
+    }
+}
+
 impl<R: FolioRelease> Drop for FolioRef<'_, R> {
     #[inline]
     fn drop(&mut self) {
@@ -478,6 +489,20 @@ impl<R: FolioRelease> Drop for FolioRef<'_, R> {
 /// it holds.
 #[inline]
 pub(crate) fn put_refs<R: FolioRelease>(owner: &R, head: &Page, n: NonZeroU32) {
+    put_refs_with(owner, head, n, |owner, pfn| owner.release(pfn));
+}
+
+/// [`put_refs`], handing a folio whose last reference this was to
+/// `release` (the owner's own release on a path that skips a step, such as
+/// a CPU entry its caller already made) instead of
+/// [`FolioRelease::release`].
+#[inline(always)]
+pub(crate) fn put_refs_with<'o, R: FolioRelease>(
+    owner: &'o R,
+    head: &Page,
+    n: NonZeroU32,
+    release: impl FnOnce(&'o R, Pfn),
+) {
     let n = n.get();
     // R.2. Release: our accesses to the folio happen before whoever frees or
     // freezes it; pairs with the Acquire load below (last put, R.3),
@@ -498,7 +523,7 @@ pub(crate) fn put_refs<R: FolioRelease>(owner: &R, head: &Page, n: NonZeroU32) {
         // Mutant: the Acquire removed, as if Arc::drop lacked its own.
         #[cfg(not(memdesc_mutant = "no_last_put_fence"))]
         head.refcount.load(Ordering::Acquire);
-        owner.release(owner.memmap().pfn_of(head));
+        release(owner, owner.memmap().pfn_of(head));
     } else if old < n {
         // Puts nobody owned (a raw API misused): undo our own wrap only, so
         // a concurrent publish of a reallocation is not overwritten, and

@@ -64,24 +64,33 @@ const PAYLOAD_SHIFT: u32 = 8;
 
 impl PageType {
     /// The encoded word.
+    #[inline(always)]
     pub const fn encode(self) -> u32 {
-        let (kind, payload): (u32, u32) = match self {
-            Self::Uninit => (0, 0),
-            Self::Hole => (1, 0),
-            Self::Reserved => (2, 0),
-            Self::Metadata => (3, 0),
-            Self::Buddy { order } => (4, order as u32),
-            Self::Free => (5, 0),
-            Self::Pcp { order } => (6, order as u32),
-            Self::Tail => (7, 0),
-            Self::Kernel => (8, 0),
-            Self::Anon => (9, 0),
-            Self::File => (10, 0),
-            Self::Slab { cache } => (11, cache as u32),
-            Self::Movable { ops } => (12, ops as u32),
-            Self::PageTable => (13, 0),
-            Self::Offline => (14, 0),
-            Self::Quarantined => (15, 0),
+        // Kind and payload apart: the kind is the variant's index, which
+        // the compiler reads off the discriminant instead of a jump table.
+        let kind: u32 = match self {
+            Self::Uninit => 0,
+            Self::Hole => 1,
+            Self::Reserved => 2,
+            Self::Metadata => 3,
+            Self::Buddy { .. } => 4,
+            Self::Free => 5,
+            Self::Pcp { .. } => 6,
+            Self::Tail => 7,
+            Self::Kernel => 8,
+            Self::Anon => 9,
+            Self::File => 10,
+            Self::Slab { .. } => 11,
+            Self::Movable { .. } => 12,
+            Self::PageTable => 13,
+            Self::Offline => 14,
+            Self::Quarantined => 15,
+        };
+        let payload: u32 = match self {
+            Self::Buddy { order } | Self::Pcp { order } => order as u32,
+            Self::Slab { cache } => cache as u32,
+            Self::Movable { ops } => ops as u32,
+            _ => 0,
         };
         kind | payload << PAYLOAD_SHIFT
     }
