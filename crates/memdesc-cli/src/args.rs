@@ -111,6 +111,11 @@ pub struct RunArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Boot with only the lower half of the RAM present and hot-add the
+    /// upper half in 4 MiB sections during the first half of the run, while
+    /// every CPU allocates, frees and scans.
+    #[arg(long)]
+    pub hot_add: bool,
 }
 
 /// The command line with its closing notes (memory, exit status), built

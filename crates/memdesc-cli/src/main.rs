@@ -49,7 +49,8 @@ fn run(args: &RunArgs) -> ExitCode {
     }
     let cpus = args.cpus.unwrap_or_else(args::default_cpus);
     let seed = args.seed.unwrap_or_else(args::fresh_seed);
-    let config = SimConfig::new(args.mem, cpus, args.duration, seed).with_workload(args.profile);
+    let config =
+        SimConfig::new(args.mem, cpus, args.duration, seed).with_workload(args.profile).with_hot_add(args.hot_add);
     if let Some(warning) = host::available_bytes().and_then(|free| host::warning(config.ram_bytes, free)) {
         eprintln!("memdesc: {warning}");
     }

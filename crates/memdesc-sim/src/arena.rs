@@ -18,6 +18,8 @@ pub const KERNEL_IMAGE: u64 = 8 << 20;
 pub const MID_HOLE: u64 = 64 << 20;
 /// RAM is a whole number of these: the requested size is rounded down to it.
 pub const RAM_GRANULE: u64 = 4 << 20;
+/// A hot-added section: the core's default section size.
+pub const SECTION_BYTES: u64 = (memdesc::memmap::PAGE_SIZE as u64) << memdesc::memmap::DEFAULT_SECTION_ORDER;
 
 /// Physical memory for one simulated machine.
 pub struct Arena {
@@ -59,13 +61,49 @@ impl Arena {
         (self.ram, self.reserved)
     }
 
+    /// The sections of the upper RAM range a node booted with
+    /// `hot_add` adds during the run: its whole [`SECTION_BYTES`] inside it.
+    pub fn hot_sections(&self) -> Vec<PhysRange> {
+        let upper = self.ram[1];
+        let mut start = upper.start.0.next_multiple_of(SECTION_BYTES);
+        let mut sections = Vec::new();
+        while start + SECTION_BYTES <= upper.end.0 {
+            sections.push(PhysRange::new(start, start + SECTION_BYTES));
+            start += SECTION_BYTES;
+        }
+        sections
+    }
+
     /// Boots a node over this memory.
     ///
     /// # Errors
     /// As [`Node::boot`].
     pub fn boot<'a>(&'a mut self, config: NodeConfig, platform: &'a dyn Platform) -> Result<&'a Node<'a>, BootError> {
+        self.boot_present(config, false, platform)
+    }
+
+    /// Boots a node over this memory with only the lower RAM range present:
+    /// [`Arena::hot_sections`] are added during the run.
+    ///
+    /// # Errors
+    /// As [`Node::boot`].
+    pub fn boot_for_hot_add<'a>(
+        &'a mut self,
+        config: NodeConfig,
+        platform: &'a dyn Platform,
+    ) -> Result<&'a Node<'a>, BootError> {
+        self.boot_present(config, true, platform)
+    }
+
+    fn boot_present<'a>(
+        &'a mut self,
+        config: NodeConfig,
+        lower_only: bool,
+        platform: &'a dyn Platform,
+    ) -> Result<&'a Node<'a>, BootError> {
         let (ram, reserved) = (self.ram, self.reserved);
-        let layout = MemoryLayout { ram: &ram, reserved: &reserved };
+        let present = if lower_only { &ram[..1] } else { &ram[..] };
+        let layout = MemoryLayout { ram: present, reserved: &reserved };
         Node::boot(&mut self.mapping[..], PhysAddr(0), &layout, config, platform).map_err(BootFailed::into_error)
     }
 }

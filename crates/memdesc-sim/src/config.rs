@@ -134,6 +134,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// What the CPUs run.
     pub workload: Workload,
+    /// Boot with only the lower RAM range present and hot-add the upper
+    /// one, section by section, during the first half of the run
+    /// ([`memdesc::Node::hot_add`]) while every CPU works.
+    pub hot_add: bool,
 }
 
 /// Share of managed memory, in percent, the processes map together at most:
@@ -149,7 +153,13 @@ impl SimConfig {
 
     /// The mixed workload on `cpus` CPUs and `ram_bytes` of RAM.
     pub fn new(ram_bytes: u64, cpus: u32, duration: Duration, seed: u64) -> Self {
-        Self { ram_bytes, cpus, duration, seed, workload: Workload::Mixed }
+        Self { ram_bytes, cpus, duration, seed, workload: Workload::Mixed, hot_add: false }
+    }
+
+    /// The same configuration, hot-adding the upper RAM range during the
+    /// run (`--hot-add`).
+    pub fn with_hot_add(self, hot_add: bool) -> Self {
+        Self { hot_add, ..self }
     }
 
     /// The same configuration running `workload`.
@@ -212,7 +222,8 @@ impl SimConfig {
 
     /// The command line that runs this configuration again, exactly:
     /// `memdesc run --mem … --cpus … --duration … --seed …` (and
-    /// `--profile …` when not the default), each value printed in the
+    /// `--profile …` when not the default, `--hot-add` when set), each
+    /// value printed in the
     /// largest unit that represents it without rounding.
     pub fn repeat_command(&self) -> String {
         let profile = match self.workload {
@@ -220,7 +231,8 @@ impl SimConfig {
             other => format!(" --profile {}", other.name()),
         };
         format!(
-            "memdesc run{profile} --mem {} --cpus {} --duration {} --seed {}",
+            "memdesc run{profile}{} --mem {} --cpus {} --duration {} --seed {}",
+            if self.hot_add { " --hot-add" } else { "" },
             size_arg(self.ram_bytes),
             self.cpus,
             duration_arg(self.duration),

@@ -17,10 +17,11 @@ use crate::workload::slab::caches::Caches;
 use crate::workload::slab::{self, reader, SlabContext, SlabResult, SlabStats, Slots};
 use crate::workload::{mixed, WorkerContext, WorkerResult};
 use crate::SimPlatform;
+use memdesc::memmap::PhysRange;
 use memdesc::migrate::CountingOps;
 use memdesc::pgtable::AddressSpace;
 use memdesc::slab::{SlabAllocator, SlabEvent};
-use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn};
+use memdesc::{CpuId, Mmu, Node, NodeConfig, Rcu, RcuConfig, TableReturn, ZoneId};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, ScopedJoinHandle};
@@ -109,7 +110,13 @@ pub fn run_interruptible(
     let machine = report::Machine::of(&arena, &layout);
     let base_addr = arena.base_addr();
     let platform = SimPlatform::new(layout.nr_cpus()).map_err(SimError::Cpus)?;
-    let node = arena.boot(NodeConfig::default(), &platform).map_err(SimError::Boot)?;
+    let hot_sections = if config.hot_add { arena.hot_sections() } else { Vec::new() };
+    let node = if config.hot_add {
+        arena.boot_for_hot_add(NodeConfig::default(), &platform)
+    } else {
+        arena.boot(NodeConfig::default(), &platform)
+    }
+    .map_err(SimError::Boot)?;
     // Page-table frames the allocator CPUs free go through RCU (P5) and
     // come back to the page-table layer's freer after their grace period.
     let table_return = Mmu::table_return(node);
@@ -144,7 +151,7 @@ pub fn run_interruptible(
         movable_ops: &movable_ops,
         published: slab_shared.map(|_| (&slots, base_addr)),
     };
-    let mut outcome = run_cpus(config, &layout, &shared, slab_shared, interrupt, &mut progress)?;
+    let mut outcome = run_cpus(config, &layout, &shared, slab_shared, &hot_sections, interrupt, &mut progress)?;
     if let (Some(slab), Some(caches)) = (&slab, caches) {
         let stats = std::mem::take(&mut outcome.slab_stats);
         let slabinfo = std::mem::take(&mut outcome.slabinfo);
@@ -249,6 +256,7 @@ fn run_cpus<'m, 'c>(
     layout: &Layout,
     shared: &Shared<'m>,
     slab: Option<SlabShared<'c, 'm>>,
+    hot_sections: &[PhysRange],
     interrupt: &'m AtomicBool,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<RunOutcome, SimError> {
@@ -324,6 +332,15 @@ fn run_cpus<'m, 'c>(
                 result
             })
             .map_err(SimError::Spawn)?;
+        // Not a CPU: hot_add takes the zone lock and counts under it.
+        let hot_adder = (!hot_sections.is_empty())
+            .then(|| {
+                thread::Builder::new().name("hotadd".into()).spawn_scoped(s, move || {
+                    hot_add_sections(node, hot_sections, start + config.duration / 2, interrupt)
+                })
+            })
+            .transpose()
+            .map_err(SimError::Spawn)?;
         let finished = || {
             workers.iter().all(|w| w.is_finished())
                 && actors.iter().all(|(_, a)| a.is_finished())
@@ -335,10 +352,55 @@ fn run_cpus<'m, 'c>(
         let elapsed = start.elapsed();
         let mut outcome = collect(workers, actors, scanner, elapsed);
         collect_slab(&mut outcome, slab_cpus, readers);
+        if let Some(adder) = hot_adder {
+            match adder.join() {
+                Ok(run) => {
+                    for error in &run.errors {
+                        outcome.violations.record(|| format!("hot-add refused: {error}"));
+                    }
+                    outcome.hot_add = Some(run);
+                }
+                Err(panic) => outcome.violations.record(|| format!("hot-add panicked: {}", panic_message(&*panic))),
+            }
+        }
         Ok(outcome)
     });
     drop(aspaces);
     outcome
+}
+
+/// Hot-adds `sections` one by one, evenly spaced until `by`, while the CPUs
+/// run; stops early on an interrupt.
+fn hot_add_sections(node: &Node<'_>, sections: &[PhysRange], by: Instant, interrupt: &AtomicBool) -> report::HotAddRun {
+    let mut run = report::HotAddRun::default();
+    let begin = Instant::now();
+    let span = by.saturating_duration_since(begin);
+    for (i, &range) in sections.iter().enumerate() {
+        let due = begin + span.mul_f64((i + 1) as f64 / sections.len() as f64);
+        loop {
+            // Relaxed: a stop request, polled; nothing is read after it.
+            if interrupt.load(Ordering::Relaxed) {
+                return run;
+            }
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            thread::sleep((due - now).min(Duration::from_millis(10)));
+        }
+        // Alternate the zones, so movable and unmovable requests both see
+        // memory arrive.
+        let zone = if i % 2 == 0 { ZoneId::Normal } else { ZoneId::Movable };
+        match node.hot_add(range, zone) {
+            Ok(added) => {
+                run.sections += added.sections;
+                run.frames += added.end.0 - added.start.0;
+                run.managed += added.managed;
+            }
+            Err(e) => run.errors.push(e.to_string()),
+        }
+    }
+    run
 }
 
 type SlabHandles<'s> =

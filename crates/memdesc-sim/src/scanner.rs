@@ -204,7 +204,11 @@ impl<'n> Scanner<'n> {
     /// Walks up to [`MAX_RUN`] consecutive pfns from a random start.
     fn walk_run(&mut self) {
         let map = self.node.memmap();
-        let (base, end) = (map.base_pfn().0, map.end_pfn().0);
+        // With hot-added sections, the whole hot-pluggable span: absent
+        // sections must look out of range (HOTADD.6).
+        let (hot_start, hot_end) = map.hot_span();
+        let end = if hot_end > hot_start { hot_end } else { map.end_pfn() };
+        let (base, end) = (map.base_pfn().0, end.0);
         let start = if self.rng.per_mille(OUT_OF_RANGE_PER_MILLE) {
             end + self.rng.below(MAX_RUN)
         } else {

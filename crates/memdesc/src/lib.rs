@@ -111,9 +111,9 @@ mod testutil;
 // generic types' methods.
 pub use buddy::report::{Audit, Violation, VmStat, ZoneInfo};
 pub use buddy::{
-    AllocError, BadPageReport, BootError, FolioRef, FolioRefs, FreezeError, FrozenFolio, Gfp, LockedFolio, Migratetype,
-    Node, NodeConfig, PcpConfig, PinError, PinnedFolio, SplitError, SplitFolios, UnfreezeError, UnfreezeSplitError,
-    VmEvent, Watermarks, ZoneId, BAD_PAGE_LOG, MAX_CPUS,
+    AllocError, BadPageReport, BootError, FolioRef, FolioRefs, FreezeError, FrozenFolio, Gfp, HotAdded, LockedFolio,
+    Migratetype, Node, NodeConfig, PcpConfig, PinError, PinnedFolio, SplitError, SplitFolios, UnfreezeError,
+    UnfreezeSplitError, VmEvent, Watermarks, ZoneId, BAD_PAGE_LOG, MAX_CPUS,
 };
 pub use folio::{
     BadPageReason, CopyError, FreezeFailed, GetError, Order, OrderTooLarge, PageFlags, PageType, PinFailed, RawError,
@@ -121,8 +121,8 @@ pub use folio::{
 };
 pub use gup::{get_user_pages, get_user_pages_fast, GupError, GupFlags, GupRun};
 pub use memmap::{
-    BootFailed, FrameReader, FrameWriter, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange, PAGEBLOCK_ORDER,
-    PAGE_SIZE,
+    BootFailed, FrameReader, FrameWriter, HotAddError, MemMapError, MemoryLayout, Pfn, PhysAddr, PhysRange,
+    DEFAULT_SECTION_ORDER, PAGEBLOCK_ORDER, PAGE_SIZE,
 };
 pub use migrate::{
     isolate_movable_page, scan_isolate, CountingOps, IsolateError, IsolatedPage, MovableOps, MovableOpsRegistry,

@@ -59,6 +59,25 @@ pub(crate) fn with_node<R>(
     f(node)
 }
 
+/// Boots a node over `frames` frames of memory starting at pfn 0, of which
+/// the first `boot_frames` are RAM at boot and the rest hot-pluggable in
+/// sections of `2^section_order` frames, and runs `f` on it.
+pub(crate) fn with_hotplug_node<R>(
+    boot_frames: u64,
+    frames: u64,
+    section_order: u32,
+    config: NodeConfig,
+    platform: &dyn Platform,
+    f: impl FnOnce(&Node<'_>) -> R,
+) -> R {
+    let mut memory = TestMemory::new((frames * PAGE_SIZE as u64) as usize);
+    let ram = [PhysRange::new(0, boot_frames * PAGE_SIZE as u64)];
+    let layout = MemoryLayout { ram: &ram, reserved: &[] };
+    let node =
+        Node::boot_with_sections(memory.bytes(), PhysAddr(0), &layout, config, section_order, platform).expect("boot");
+    f(node)
+}
+
 #[cfg(not(memdesc_loom))]
 std::thread_local! {
     /// The CPU a std test thread runs as ([`set_thread_cpu`]); `None` for a

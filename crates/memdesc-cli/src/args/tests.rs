@@ -205,7 +205,7 @@ fn config_of(line: &str) -> SimConfig {
     let cli = parse_line(line).unwrap_or_else(|e| panic!("{line:?} refused: {e}"));
     let Some(Command::Run(args)) = cli.command else { panic!("{line:?} is not run") };
     let (cpus, seed) = (args.cpus.expect("the line names --cpus"), args.seed.expect("the line names --seed"));
-    SimConfig::new(args.mem, cpus, args.duration, seed).with_workload(args.profile)
+    SimConfig::new(args.mem, cpus, args.duration, seed).with_workload(args.profile).with_hot_add(args.hot_add)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! and the final accounting checks.
 
 use super::{
-    AuditSummary, Machine, MemmapSummary, PageTables, PageTypeInfo, Range, RcuSummary, Report, SlabInfoLine,
+    AuditSummary, HotAddRun, Machine, MemmapSummary, PageTables, PageTypeInfo, Range, RcuSummary, Report, SlabInfoLine,
     SlabReport, Throughput, ZoneSummary,
 };
 use crate::arena::Arena;
@@ -43,6 +43,8 @@ pub(crate) struct RunOutcome {
     pub(crate) slabinfo: Vec<memdesc::slab::SlabInfo>,
     /// The slab layer at teardown, when slab CPUs ran.
     pub(crate) slab: Option<SlabRun>,
+    /// What the hot-add thread added, when the run hot-adds.
+    pub(crate) hot_add: Option<HotAddRun>,
 }
 
 /// The slab layer at the end of a run.
@@ -96,7 +98,8 @@ pub(crate) fn build(
     rcu: RcuReport,
     mmu: &Mmu<'_>,
 ) -> Report {
-    let RunOutcome { elapsed, stats, per_cpu, scanner, mm, mut violations, interrupted_after, slab, .. } = outcome;
+    let RunOutcome { elapsed, stats, per_cpu, scanner, mm, mut violations, interrupted_after, slab, hot_add, .. } =
+        outcome;
     check_scanner(config, &scanner, slab.as_ref(), interrupted_after.is_some(), &mut violations);
     let audit = node.audit();
     let vm = node.vmstat();
@@ -167,6 +170,7 @@ pub(crate) fn build(
         pagetypeinfo: ZoneId::ALL.iter().map(|&z| (z.name(), page_type_info(node, z))).collect(),
         zones: ZoneId::ALL.iter().map(|&z| zone_summary(node, z)).collect(),
         passed: violation_count == 0 && leaked_frames == 0 && bad_pages == 0,
+        hot_add,
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Report {
     pub first_violations: Vec<String>,
     /// Frames still allocated after every CPU freed everything. Must be 0.
     pub leaked_frames: u64,
+    /// What a `--hot-add` run added while the CPUs ran; `None` (JSON
+    /// `null`) otherwise.
+    pub hot_add: Option<HotAddRun>,
     /// Bad-page reports (frames quarantined). Expected 0 in this workload.
     pub bad_pages: u64,
     /// The most recent bad-page reports, described.
@@ -184,6 +187,19 @@ pub struct PageTables {
     pub table_frames_at_end: u64,
     /// What the processes, pinners and splitters did.
     pub activity: MmStats,
+}
+
+/// What the hot-add thread of a `--hot-add` run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HotAddRun {
+    /// Sections added.
+    pub sections: u64,
+    /// Frames added, the sections' own metadata included.
+    pub frames: u64,
+    /// Frames the additions freed into the zones.
+    pub managed: u64,
+    /// Hot-adds refused (each also a violation).
+    pub errors: Vec<String>,
 }
 
 /// What the memory map costs.

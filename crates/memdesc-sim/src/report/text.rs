@@ -86,6 +86,15 @@ impl Report {
             Bytes(mm.metadata_frames * PAGE_SIZE as u64),
             mm.overhead_percent
         )?;
+        if let Some(hot) = &self.hot_add {
+            writeln!(
+                f,
+                "  hot-add         {} sections ({}) added during the run, {} of them managed",
+                Count(hot.sections),
+                Bytes(hot.frames * PAGE_SIZE as u64),
+                Bytes(hot.managed * PAGE_SIZE as u64)
+            )?;
+        }
         for (i, z) in self.zones.iter().enumerate() {
             writeln!(
                 f,

@@ -87,3 +87,18 @@ fn report_serialises_with_the_documented_keys() {
     assert!(text.contains("Node 0, zone   Normal "), "{text}");
     assert!(text.ends_with("PASS\n") || text.ends_with("FAIL\n"), "{text}");
 }
+
+/// `--hot-add`: half the RAM arrives in sections while every CPU runs; the
+/// run still balances, and the hot-added memory is managed at the end.
+#[test]
+fn hot_add_run_passes_and_grows_the_node() {
+    let report = run(SimConfig::new(96 << 20, 2, Duration::from_millis(1000), 0x5eed).with_hot_add(true));
+    assert_eq!(report.violations, 0, "violations: {:#?}", report.first_violations);
+    assert!(report.passed());
+    let hot = report.hot_add.as_ref().expect("a hot-add run reports what it added");
+    assert!(hot.sections > 0 && hot.errors.is_empty(), "{hot:#?}");
+    let managed: u64 = report.zones.iter().map(|z| z.managed).sum();
+    assert!(managed > hot.managed, "the zones count the hot-added frames: {managed} vs {hot:#?}");
+    assert_eq!(report.vmstat.get("nr_hot_added"), Some(&hot.frames));
+    assert!(report.repeat.contains(" --hot-add "), "{}", report.repeat);
+}

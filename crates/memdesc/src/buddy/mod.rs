@@ -27,12 +27,15 @@
 //! [`ZoneId`]; reports in [`report`].
 
 mod freelist;
+mod hotadd;
 mod migratetype;
 mod pcp;
 pub mod report;
 mod vmstat;
 mod zone;
 
+pub use crate::memmap::HotAddError;
+pub use hotadd::HotAdded;
 pub use migratetype::{Migratetype, NR_MIGRATETYPES};
 pub use pcp::{PcpConfig, PCP_MAX_ORDER};
 pub use vmstat::{VmEvent, NR_VM_EVENTS};
@@ -44,7 +47,9 @@ use crate::folio::{
     decode_compound, head_word, raw_head, sealed, tail_word, BadPageReason, FolioRelease, Order, PageFlags, PageType,
     UnfreezeRefusal,
 };
-use crate::memmap::{BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, PAGEBLOCK_FRAMES};
+use crate::memmap::{
+    BootFailed, MemMap, MemMapError, MemoryLayout, Pfn, PhysAddr, DEFAULT_SECTION_ORDER, PAGEBLOCK_FRAMES,
+};
 use crate::platform::{LocalCpu, Platform};
 use crate::sync::{Ordering, SpinLock};
 use core::fmt;
@@ -317,11 +322,30 @@ impl<'a> Node<'a> {
         config: NodeConfig,
         platform: &'a dyn Platform,
     ) -> Result<&'a Node<'a>, BootFailed<'a, BootError>> {
+        Self::boot_with_sections(memory, phys_base, layout, config, DEFAULT_SECTION_ORDER, platform)
+    }
+
+    /// [`Node::boot`] with hot-pluggable sections of `2^section_order`
+    /// frames: `memory` covers the node's whole possible span, `layout` the
+    /// RAM present at boot, and [`Node::hot_add`] makes sections of the rest
+    /// present at run time.
+    ///
+    /// # Errors
+    /// As [`Node::boot`]; a bad section order is a
+    /// [`BootError::Layout`]([`MemMapError::BadSectionOrder`]).
+    pub fn boot_with_sections(
+        memory: &'a mut [u8],
+        phys_base: PhysAddr,
+        layout: &MemoryLayout<'_>,
+        config: NodeConfig,
+        section_order: u32,
+        platform: &'a dyn Platform,
+    ) -> Result<&'a Node<'a>, BootFailed<'a, BootError>> {
         let nr_cpus = platform.nr_cpus();
         if nr_cpus == 0 || nr_cpus as usize > MAX_CPUS {
             return Err(BootFailed { error: BootError::TooManyCpus(nr_cpus), memory });
         }
-        MemMap::boot(memory, phys_base, layout, |map, _info| {
+        MemMap::boot_with_sections(memory, phys_base, layout, section_order, |map, _info| {
             let (start, end) = (map.base_pfn(), map.end_pfn());
             let span = end.0 - start.0;
             // The boundary is aligned to absolute MAX_ORDER pfns, so no
@@ -599,7 +623,7 @@ impl<'a> Node<'a> {
     fn rmqueue_pcp(&self, lists: &mut [PcpLists; NR_ZONES], order: Order, gfp: Gfp, stats: &VmCounters) -> Option<Pfn> {
         for &id in Self::zones_for(gfp) {
             let zone = &self.zones[id as usize];
-            if zone.end <= zone.start {
+            if zone.is_empty() {
                 continue;
             }
             let found = lists[id as usize].alloc(
@@ -625,7 +649,7 @@ impl<'a> Node<'a> {
         let nr = order.nr_pages();
         for &id in Self::zones_for(gfp) {
             let zone = &self.zones[id as usize];
-            if zone.end <= zone.start {
+            if zone.is_empty() {
                 continue;
             }
             if !zone.watermark_ok(nr, gfp.high_priority) {
@@ -915,8 +939,10 @@ impl<'a> Node<'a> {
     fn zone_of(&self, pfn: Pfn) -> &Zone {
         if self.zones[ZoneId::Movable as usize].contains(pfn) {
             &self.zones[ZoneId::Movable as usize]
-        } else {
+        } else if pfn < self.map.end_pfn() {
             &self.zones[ZoneId::Normal as usize]
+        } else {
+            self.hot_zone_of(pfn)
         }
     }
 

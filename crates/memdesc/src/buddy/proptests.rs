@@ -144,3 +144,127 @@ proptest! {
         })?;
     }
 }
+
+/// Operations of the hot-add model: allocations, frees and hot-adds of one
+/// section into a zone.
+#[derive(Clone, Debug)]
+enum HotOp {
+    Alloc { order: u32, movable: bool },
+    Free { index: usize },
+    HotAdd { section: u64, movable: bool },
+}
+
+fn hot_op() -> impl Strategy<Value = HotOp> {
+    prop_oneof![
+        6 => (prop_oneof![8 => 0u32..=3, 1 => 8u32..=9], any::<bool>())
+            .prop_map(|(order, movable)| HotOp::Alloc { order, movable }),
+        4 => any::<usize>().prop_map(|index| HotOp::Free { index }),
+        1 => (0..HOT_SECTIONS, any::<bool>()).prop_map(|(section, movable)| HotOp::HotAdd { section, movable }),
+    ]
+}
+
+/// Sections of 512 frames, one pageblock each.
+const HOT_ORDER: u32 = crate::memmap::PAGEBLOCK_ORDER;
+/// RAM at boot (one section's worth), and the hot-pluggable sections after.
+const HOT_BOOT: u64 = 1 << HOT_ORDER;
+const HOT_SECTIONS: u64 = if cfg!(miri) { 1 } else { 4 };
+
+proptest! {
+    // Under Miri one small case: each step's audit walks every frame.
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 1 } else { 48 }, rng_algorithm: RNG, ..ProptestConfig::default() })]
+
+    /// Random allocations, frees and hot-adds against a model of present
+    /// sections and allocated intervals; the audit after every step.
+    #[test]
+    fn hot_add_matches_reference_model(ops in proptest::collection::vec(hot_op(), 1..if cfg!(miri) { 8 } else { 96 })) {
+        let section_frames = 1u64 << HOT_ORDER;
+        let total = HOT_BOOT + HOT_SECTIONS * section_frames;
+        crate::testutil::with_hotplug_node(HOT_BOOT, total, HOT_ORDER, crate::testutil::small_config(true), &SpinPlatform, |n| {
+            let meta = n.memmap().section_meta_frames();
+            let mut managed = n.vmstat().nr_managed;
+            let mut present: BTreeMap<u64, ZoneId> = BTreeMap::new(); // section index -> zone
+            let mut model: BTreeMap<u64, u64> = BTreeMap::new(); // pfn -> frames
+            let mut held: Vec<FolioRef<'_>> = Vec::new();
+            let section_of = |pfn: u64| (pfn >= HOT_BOOT).then(|| (pfn - HOT_BOOT) / section_frames);
+            for op in ops {
+                match op {
+                    HotOp::Alloc { order, movable } => {
+                        let gfp = if movable { Gfp::USER } else { Gfp::KERNEL };
+                        let order = Order::new(order).unwrap();
+                        let nr = order.nr_pages();
+                        match n.alloc(order, gfp) {
+                            Ok(f) => {
+                                let pfn = f.pfn().0;
+                                prop_assert!(f.pfn().is_aligned(order.get()));
+                                if let Some(s) = section_of(pfn) {
+                                    let zone = present.get(&s).copied();
+                                    prop_assert!(zone.is_some(), "frame {pfn} from an absent section");
+                                    prop_assert!(movable || zone == Some(ZoneId::Normal), "kernel frame {pfn} from Movable");
+                                    prop_assert!(pfn - HOT_BOOT - s * section_frames >= meta, "frame {pfn} is metadata");
+                                    prop_assert_eq!(section_of(pfn + nr - 1), Some(s));
+                                }
+                                if let Some((&p, &len)) = model.range(..pfn + nr).next_back() {
+                                    prop_assert!(p + len <= pfn, "overlap with {p}+{len}");
+                                }
+                                model.insert(pfn, nr);
+                                held.push(f);
+                            }
+                            Err(_) => {
+                                // Every pcp list was drained before failing:
+                                // no aligned block of free frames may exist
+                                // in a hot-added section the request may use.
+                                for (&s, &zone) in &present {
+                                    if !movable && zone == ZoneId::Movable {
+                                        continue;
+                                    }
+                                    let start = HOT_BOOT + s * section_frames;
+                                    let mut block = start + meta.next_multiple_of(nr);
+                                    while block + nr <= start + section_frames {
+                                        let taken = model.range(..block + nr).next_back().is_some_and(|(&a, &len)| a + len > block);
+                                        prop_assert!(taken, "order-{} block at {block} was free", order);
+                                        block += nr;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    HotOp::Free { index } => {
+                        if !held.is_empty() {
+                            let f = held.swap_remove(index % held.len());
+                            model.remove(&f.pfn().0);
+                        }
+                    }
+                    HotOp::HotAdd { section, movable } => {
+                        let zone = if movable { ZoneId::Movable } else { ZoneId::Normal };
+                        let start = (HOT_BOOT + section * section_frames) * PAGE_SIZE as u64;
+                        let range = PhysRange::new(start, start + section_frames * PAGE_SIZE as u64);
+                        match n.hot_add(range, zone) {
+                            Ok(added) => {
+                                prop_assert!(present.insert(section, zone).is_none(), "section {section} added twice");
+                                prop_assert_eq!(added.managed, section_frames - meta);
+                                managed += added.managed;
+                            }
+                            Err(e) => {
+                                prop_assert!(present.contains_key(&section), "refused: {e}");
+                                prop_assert_eq!(e, HotAddError::Present { section: Pfn(HOT_BOOT + section * section_frames) });
+                            }
+                        }
+                    }
+                }
+                let allocated: u64 = model.values().sum();
+                let stat = n.vmstat();
+                prop_assert_eq!(stat.nr_managed, managed);
+                prop_assert_eq!(stat.nr_free_pages, managed - allocated);
+                let audit = n.audit();
+                prop_assert_eq!(audit.violations, 0, "{:?}", audit.first_violation);
+                prop_assert_eq!(audit.allocated, allocated);
+                prop_assert_eq!(audit.free, managed - allocated);
+                prop_assert_eq!(stat.nr_hot_added, present.len() as u64 * section_frames);
+            }
+            drop(held);
+            n.drain_all();
+            prop_assert_eq!(n.audit().free, managed);
+            Ok(())
+        })?;
+    }
+}

@@ -17,12 +17,15 @@ use core::fmt;
 pub struct ZoneInfo {
     /// Which zone.
     pub id: ZoneId,
-    /// First frame.
+    /// First frame of the zone's boot span.
     pub start: Pfn,
-    /// One past the last frame.
+    /// One past the last frame of the zone's boot span.
     pub end: Pfn,
-    /// Frames given to the zone at boot.
+    /// Frames given to the zone, at boot and by hot-adds.
     pub managed: u64,
+    /// Frames of the sections hot-added to the zone, their metadata
+    /// included (they lie past every boot span).
+    pub hot_added: u64,
     /// Free frames on the buddy lists.
     pub free: u64,
     /// Free frames on the per-CPU lists.
@@ -44,10 +47,14 @@ pub struct VmStat {
     pub nr_free_pages: u64,
     /// Free frames on per-CPU lists.
     pub nr_free_pcp: u64,
-    /// Frames given to the allocator at boot.
+    /// Frames given to the allocator, at boot and by hot-adds.
     pub nr_managed: u64,
     /// Frames quarantined by bad-page reports.
     pub nr_quarantined: u64,
+    /// Frames of the sections hot-added ([`Node::hot_add`]), their
+    /// metadata included: a gauge, not an event, so that the per-CPU
+    /// event counters stay one cache line each.
+    pub nr_hot_added: u64,
     /// Event counts, indexed by [`VmEvent`].
     pub events: [u64; NR_VM_EVENTS],
 }
@@ -65,6 +72,7 @@ impl VmStat {
             ("nr_free_pcp", self.nr_free_pcp),
             ("nr_managed", self.nr_managed),
             ("nr_quarantined", self.nr_quarantined),
+            ("nr_hot_added", self.nr_hot_added),
         ]
         .into_iter()
         .chain(VmEvent::ALL.iter().map(|e| (e.name(), self.events[*e as usize])))
@@ -167,7 +175,8 @@ impl<'a> Node<'a> {
             id,
             start: zone.start,
             end: zone.end,
-            managed: zone.managed,
+            managed: zone.managed_pages(),
+            hot_added: zone.hot_present_pages(),
             free: 0,
             pcp: 0,
             watermarks: zone.watermarks,
@@ -192,10 +201,17 @@ impl<'a> Node<'a> {
             info.pcp += pcp.count(id as usize) as u64;
         }
         let mut pb = Pfn(zone.start.0 & !(PAGEBLOCK_FRAMES - 1));
-        while pb < zone.end {
+        while pb < zone.end && zone.start < zone.end {
             let at = pb.max(zone.start);
             info.pageblocks[pageblock_migratetype(map, at).index()] += 1;
             pb = pb.add(PAGEBLOCK_FRAMES);
+        }
+        for (section, tag) in map.online_sections() {
+            if tag == id as u8 {
+                for i in (0..map.section_frames()).step_by(PAGEBLOCK_FRAMES as usize) {
+                    info.pageblocks[pageblock_migratetype(map, section.add(i)).index()] += 1;
+                }
+            }
         }
         info
     }
@@ -206,13 +222,15 @@ impl<'a> Node<'a> {
         for stats in &self.stats[..self.nr_cpus as usize] {
             stats.sum_into(&mut events);
         }
-        let mut stat = VmStat { nr_free_pages: 0, nr_free_pcp: 0, nr_managed: 0, nr_quarantined: 0, events };
+        let mut stat =
+            VmStat { nr_free_pages: 0, nr_free_pcp: 0, nr_managed: 0, nr_quarantined: 0, nr_hot_added: 0, events };
         for zone in &self.zones {
             zone.stats.sum_into(&mut stat.events);
             let info = self.zone_info(zone.id);
             stat.nr_free_pages += info.free + info.pcp;
             stat.nr_free_pcp += info.pcp;
-            stat.nr_managed += zone.managed;
+            stat.nr_managed += zone.managed_pages();
+            stat.nr_hot_added += zone.hot_present_pages();
         }
         stat.nr_quarantined = self.bad_pages().1;
         stat
@@ -223,8 +241,20 @@ impl<'a> Node<'a> {
     pub fn audit(&self) -> Audit {
         let map = &self.map;
         let mut audit = Audit::default();
-        let mut pfn = map.base_pfn();
-        while pfn < map.end_pfn() {
+        self.audit_frames(&mut audit, map.base_pfn(), map.end_pfn());
+        for (section, _) in map.online_sections() {
+            self.audit_frames(&mut audit, section, section.add(map.section_frames()));
+        }
+        self.audit_lists(&mut audit);
+        audit
+    }
+
+    /// Checks the descriptors of `[start, end)`, a run of one descriptor
+    /// array (the boot span or one section).
+    fn audit_frames(&self, audit: &mut Audit, start: Pfn, end: Pfn) {
+        let map = &self.map;
+        let mut pfn = start;
+        while pfn < end {
             let page = map.page_of(pfn);
             let ty = page.page_type();
             match ty {
@@ -239,7 +269,7 @@ impl<'a> Node<'a> {
                     if !is_clean(page) {
                         audit.violate(pfn, Violation::DirtyFreeFrame);
                     }
-                    for i in 1..nr.min(map.end_pfn().0 - pfn.0) {
+                    for i in 1..nr.min(end.0 - pfn.0) {
                         let p = map.page_of(pfn.add(i));
                         if p.page_type() != PageType::Free {
                             audit.violate(pfn.add(i), Violation::BadFreeTail);
@@ -272,7 +302,7 @@ impl<'a> Node<'a> {
                 }
                 _ => {
                     let order = decode_compound(pfn, page.compound_word()).1.unwrap_or_default();
-                    let nr = order.nr_pages().min(map.end_pfn().0 - pfn.0);
+                    let nr = order.nr_pages().min(end.0 - pfn.0);
                     let tail = tail_word(pfn);
                     for i in 1..nr {
                         let p = map.page_of(pfn.add(i));
@@ -289,6 +319,11 @@ impl<'a> Node<'a> {
                 }
             }
         }
+    }
+
+    /// Checks every zone's and CPU's free lists against the descriptors.
+    fn audit_lists(&self, audit: &mut Audit) {
+        let map = &self.map;
         for zone in &self.zones {
             let guard = zone.area.lock();
             guard.with_ref(|area| {
@@ -297,7 +332,7 @@ impl<'a> Node<'a> {
                     for mt in Migratetype::ALL {
                         let intact = area.for_each_block(map, order, mt, |block| {
                             listed += 1u64 << order;
-                            let ok = zone.contains(block)
+                            let ok = zone.spans(map, block)
                                 && map.page_of(block).page_type() == (PageType::Buddy { order: order as u8 })
                                 && pageblocks_of(block, order).all(|pb| pageblock_migratetype(map, pb) == mt);
                             if !ok {
@@ -330,6 +365,5 @@ impl<'a> Node<'a> {
                 }
             })
         });
-        audit
     }
 }

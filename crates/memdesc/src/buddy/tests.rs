@@ -7,6 +7,8 @@ use std::vec::Vec;
 
 /// The embedder's API: contents, split, errors, orders.
 mod api;
+/// Sections hot-added at run time (HOTADD).
+mod hotadd;
 /// The free path and raw entry points trust nothing.
 mod trust;
 

@@ -69,9 +69,11 @@ pub struct Watermarks {
     pub high: u64,
 }
 
-/// A zone.
+/// A zone: the part of the boot span between `start` and `end`, plus the
+/// sections hot-added to it (tagged with its id in the section table).
 pub(crate) struct Zone {
     pub(crate) id: ZoneId,
+    /// The zone's boot span; hot-added sections lie past every boot span.
     pub(crate) start: Pfn,
     pub(crate) end: Pfn,
     pub(crate) area: SpinLock<FreeArea>,
@@ -79,6 +81,12 @@ pub(crate) struct Zone {
     free_pages: StatWord,
     /// Frames given to this zone at boot.
     pub(crate) managed: u64,
+    /// Frames given to this zone by hot-adds (HOTADD.5); written under the
+    /// zone lock, read racily.
+    hot_managed: StatWord,
+    /// Frames of the sections hot-added to this zone, metadata included;
+    /// written under the zone lock, read racily.
+    hot_present: StatWord,
     pub(crate) watermarks: Watermarks,
     /// Events counted under the zone lock.
     pub(crate) stats: VmCounters,
@@ -93,6 +101,8 @@ impl Zone {
             area: SpinLock::new(FreeArea { lists: [[FreeList::new(); NR_MIGRATETYPES]; NR_ORDERS], free: 0 }),
             free_pages: StatWord::new(0),
             managed: 0,
+            hot_managed: StatWord::new(0),
+            hot_present: StatWord::new(0),
             watermarks: Watermarks::default(),
             stats: VmCounters::new(),
         }
@@ -102,6 +112,52 @@ impl Zone {
     #[inline(always)]
     pub(crate) fn contains(&self, pfn: Pfn) -> bool {
         self.start <= pfn && pfn < self.end
+    }
+
+    /// Whether `pfn` lies in this zone: its boot span or a section
+    /// hot-added to it.
+    #[inline]
+    pub(crate) fn spans(&self, map: &MemMap<'_>, pfn: Pfn) -> bool {
+        self.contains(pfn) || (pfn >= map.end_pfn() && map.section_tag(pfn) == Some(self.id as u8))
+    }
+
+    /// Whether `buddy`, the buddy of the free block at `pfn`, may merge with
+    /// it: in the zone's boot span, or in the same hot-added section of this
+    /// zone (a block never spans two descriptor arrays).
+    #[inline(always)]
+    fn may_merge(&self, map: &MemMap<'_>, pfn: Pfn, buddy: Pfn) -> bool {
+        self.contains(buddy) || (map.same_section(pfn, buddy) && self.spans(map, buddy))
+    }
+
+    /// Frames managed by this zone: given at boot plus hot-added.
+    pub(crate) fn managed_pages(&self) -> u64 {
+        // Relaxed: a counter read as a snapshot.
+        self.managed + self.hot_managed.load(Ordering::Relaxed)
+    }
+
+    /// Frames of the sections hot-added to this zone, metadata included.
+    pub(crate) fn hot_present_pages(&self) -> u64 {
+        // Relaxed: a counter read as a snapshot.
+        self.hot_present.load(Ordering::Relaxed)
+    }
+
+    /// Whether the zone has no memory at all (an empty boot span and
+    /// nothing hot-added), so allocation skips it.
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        // Relaxed: a hint; a hot-add racing with this check only delays the
+        // zone's first use to the next allocation.
+        self.end <= self.start && self.hot_managed.load(Ordering::Relaxed) == 0
+    }
+
+    /// Accounts for a hot-added section range: `present` frames, `managed`
+    /// of them freed into the zone. Called under the zone lock (`_area`
+    /// proves it), the counters' one writer.
+    pub(crate) fn account_hot_add(&self, _area: &mut FreeArea, present: u64, managed: u64) {
+        // Relaxed: written under the zone lock; read as snapshots.
+        self.hot_present.store(self.hot_present.load(Ordering::Relaxed) + present, Ordering::Relaxed);
+        // Relaxed: as above.
+        self.hot_managed.store(self.hot_managed.load(Ordering::Relaxed) + managed, Ordering::Relaxed);
     }
 
     /// Free frames in the buddy lists, as a snapshot.
@@ -164,7 +220,7 @@ impl FreeArea {
         let mt = pageblock_migratetype(map, pfn);
         while order < MAX_ORDER {
             let buddy = Pfn(pfn.0 ^ (1 << order));
-            if !zone.contains(buddy) {
+            if !zone.may_merge(map, pfn, buddy) {
                 break;
             }
             let buddy_page = map.page_of(buddy);
@@ -302,7 +358,7 @@ impl FreeArea {
         let mut cursor = block_start;
         let end = block_start.add(span);
         while cursor < end {
-            if !zone.contains(cursor) {
+            if !zone.spans(map, cursor) {
                 cursor = cursor.add(1);
                 continue;
             }
@@ -333,7 +389,7 @@ impl FreeArea {
     fn free_frames_in(&self, zone: &Zone, map: &MemMap<'_>, start: Pfn, span: u64) -> u64 {
         let (mut cursor, end, mut free) = (start, start.add(span), 0);
         while cursor < end {
-            if zone.contains(cursor) {
+            if zone.spans(map, cursor) {
                 if let PageType::Buddy { order } = map.page_of(cursor).page_type() {
                     free += 1 << order;
                     cursor = cursor.add(1 << order);

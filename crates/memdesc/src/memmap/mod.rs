@@ -16,17 +16,20 @@
 mod addr;
 mod contents;
 mod page;
+mod section;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 pub use contents::{FrameReader, FrameWriter};
 pub use page::{Page, DESCRIPTOR_SIZE, OWNER_WORDS};
 pub(crate) use page::{RCU_HEAD_ALIGN, RCU_HEAD_BYTES};
+pub use section::{section_meta_frames, HotAddError, DEFAULT_SECTION_ORDER, MAX_SECTION_ORDER};
 
-use crate::sync::{AtomicU8, FrameWord};
+use crate::sync::{AtomicU8, FrameWord, SpinLock};
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
+use section::Sections;
 
 /// Order of a pageblock: the unit that carries a migratetype (2 MiB).
 #[cfg(not(memdesc_loom))]
@@ -88,6 +91,10 @@ pub enum MemMapError {
     },
     /// The span has more frames than a descriptor index can name.
     TooLarge,
+    /// The section order is below a pageblock, above
+    /// [`MAX_SECTION_ORDER`], or leaves no frame after a section's own
+    /// metadata.
+    BadSectionOrder(u32),
     /// Once the metadata is placed, no RAM frame is left to manage (every
     /// one is reserved or holds metadata).
     NoUsableFrames {
@@ -116,6 +123,7 @@ impl fmt::Display for MemMapError {
             }
             Self::MisalignedBase(base) => write!(f, "physical base {:#x} is not frame-aligned", base.0),
             Self::TooLarge => write!(f, "physical span too large"),
+            Self::BadSectionOrder(order) => write!(f, "section order {order} is not usable"),
             Self::NoUsableFrames { metadata_frames } => {
                 write!(f, "no RAM frame is left to manage after the {metadata_frames} frames of metadata")
             }
@@ -197,6 +205,8 @@ pub struct MemMap<'a> {
     phys_base: PhysAddr,
     memory_len: usize,
     metadata: (Pfn, Pfn),
+    /// The sections hot-added past the boot span (see `section`).
+    sections: Sections<'a>,
     _memory: PhantomData<&'a mut [u8]>,
     _pages: PhantomData<&'a [Page]>,
 }
@@ -250,7 +260,22 @@ impl<'a> MemMap<'a> {
         layout: &MemoryLayout<'_>,
         build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
     ) -> Result<&'a T, BootFailed<'a, MemMapError>> {
-        match plan::<T>(memory, phys_base, layout) {
+        Self::boot_with_sections(memory, phys_base, layout, DEFAULT_SECTION_ORDER, build)
+    }
+
+    /// [`MemMap::boot`] with sections of `2^section_order` frames for the
+    /// memory past the boot RAM (see [`MemMap::hot_span`]).
+    ///
+    /// # Errors
+    /// As [`MemMap::boot`], plus [`MemMapError::BadSectionOrder`].
+    pub fn boot_with_sections<T>(
+        memory: &'a mut [u8],
+        phys_base: PhysAddr,
+        layout: &MemoryLayout<'_>,
+        section_order: u32,
+        build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
+    ) -> Result<&'a T, BootFailed<'a, MemMapError>> {
+        match plan::<T>(memory, phys_base, layout, section_order) {
             // SAFETY: `plan` validated the layout against this very memory.
             Ok(plan) => Ok(unsafe { Self::place(memory, phys_base, plan, build) }),
             Err(error) => Err(BootFailed { error, memory }),
@@ -267,7 +292,19 @@ impl<'a> MemMap<'a> {
         plan: Plan,
         build: impl FnOnce(MemMap<'a>, BootInfo) -> T,
     ) -> &'a T {
-        let Plan { span_start, nr_pages, nr_pageblocks, pb_offset, root_offset, meta_start, meta_end } = plan;
+        let Plan {
+            span_start,
+            nr_pages,
+            nr_pageblocks,
+            pb_offset,
+            table_offset,
+            hot_base,
+            nr_sections,
+            section_order,
+            root_offset,
+            meta_start,
+            meta_end,
+        } = plan;
         // A slice's pointer is never null.
         let base = NonNull::from(&mut *memory).cast::<u8>();
         let memory_len = memory.len();
@@ -299,6 +336,24 @@ impl<'a> MemMap<'a> {
         // SAFETY: initialised above; borrowed for 'a like the descriptors.
         let pageblocks: &'a [AtomicU8] = unsafe { core::slice::from_raw_parts(pb_ptr, nr_pageblocks as usize) };
 
+        // SAFETY: `table_offset` is within the run, after the pageblock bytes
+        // (see `plan`).
+        let table_ptr = unsafe { meta.add(table_offset as usize) }.cast::<AtomicU8>();
+        for i in 0..nr_sections as usize {
+            // SAFETY: a slot inside the run, exclusively ours; aligned, as
+            // `plan` rounds the offset up to AtomicU8's alignment.
+            unsafe { table_ptr.add(i).write(AtomicU8::new(0)) };
+        }
+        // SAFETY: initialised above; borrowed for 'a like the descriptors.
+        let states: &'a [AtomicU8] = unsafe { core::slice::from_raw_parts(table_ptr, nr_sections as usize) };
+        let sections = Sections {
+            states,
+            base: hot_base,
+            order: section_order,
+            meta_frames: section_meta_frames(section_order),
+            lock: SpinLock::new(()),
+        };
+
         let map = MemMap {
             pages,
             nr_pages: nr_pages as usize,
@@ -308,6 +363,7 @@ impl<'a> MemMap<'a> {
             phys_base,
             memory_len,
             metadata: (meta_start, meta_end),
+            sections,
             _memory: PhantomData,
             _pages: PhantomData,
         };
@@ -353,9 +409,11 @@ impl<'a> MemMap<'a> {
     /// The descriptor of `pfn`, or `None` if the map does not cover it.
     #[inline(always)]
     pub fn page(&self, pfn: Pfn) -> Option<&'a Page> {
-        let index = pfn.0.checked_sub(self.base_pfn.0)?;
+        let index = pfn.0.wrapping_sub(self.base_pfn.0);
         if index >= self.nr_pages as u64 {
-            return None;
+            // Past the boot span (or below it: the index wrapped): a
+            // hot-added section, if online (HOTADD.6).
+            return self.hot_page(pfn, section::ONLINE);
         }
         // SAFETY: duty 1: index < nr_pages, checked just above.
         Some(unsafe { self.page_at(index as usize) })
@@ -370,7 +428,9 @@ impl<'a> MemMap<'a> {
         // A pfn below the base wraps to an index past the end.
         let index = pfn.0.wrapping_sub(self.base_pfn.0);
         if index >= self.nr_pages as u64 {
-            outside_map(pfn, 1);
+            // A hot-added section's frame, which an owner path reaches once
+            // its descriptors exist (HOTADD.7).
+            return self.hot_page(pfn, section::HAS_MEMMAP).unwrap_or_else(|| outside_map(pfn, 1));
         }
         // SAFETY: duty 1: index < nr_pages, checked just above.
         unsafe { self.page_at(index as usize) }
@@ -386,7 +446,7 @@ impl<'a> MemMap<'a> {
         let start = pfn.0.wrapping_sub(self.base_pfn.0);
         let nr_pages = self.nr_pages as u64;
         if start > nr_pages || nr > nr_pages - start {
-            outside_map(pfn, nr);
+            return self.hot_pages(pfn, nr).unwrap_or_else(|| outside_map(pfn, nr));
         }
         // SAFETY: start + nr <= nr_pages, checked just above, so the run is
         // inside the descriptor array, initialised and borrowed for 'a (type
@@ -413,15 +473,28 @@ impl<'a> MemMap<'a> {
     pub(crate) fn pfn_of(&self, page: &Page) -> Pfn {
         // Addresses, not provenance: no pointer is made from the result.
         let offset = (page as *const Page).addr().wrapping_sub(self.pages.as_ptr().addr());
-        debug_assert!(offset % DESCRIPTOR_SIZE == 0 && offset / DESCRIPTOR_SIZE < self.nr_pages);
+        if offset / DESCRIPTOR_SIZE >= self.nr_pages {
+            return self.hot_pfn_of(page);
+        }
+        debug_assert!(offset % DESCRIPTOR_SIZE == 0);
         self.base_pfn.add((offset / DESCRIPTOR_SIZE) as u64)
     }
 
-    /// The pageblock byte of the pageblock containing `pfn`.
+    /// The pageblock byte of the pageblock containing `pfn`: a pageblock
+    /// of the boot span (including the frames of its first and last
+    /// pageblocks outside it) or of a hot-added section.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn pageblock(&self, pfn: Pfn) -> &'a AtomicU8 {
-        &self.pageblocks
-            [((pfn.0 - self.base_pfn.0 + (self.base_pfn.0 & (PAGEBLOCK_FRAMES - 1))) >> PAGEBLOCK_ORDER) as usize]
+        // Hot-added sections start at a section (so pageblock) boundary at
+        // or past the boot span's last pageblock.
+        if pfn >= self.sections.base {
+            return self.hot_pageblock(pfn);
+        }
+        // Wrapping: a pfn below the base's pageblock indexes past the end
+        // and panics on the bounds check.
+        let first_pageblock = self.base_pfn.0 & !(PAGEBLOCK_FRAMES - 1);
+        &self.pageblocks[(pfn.0.wrapping_sub(first_pageblock) >> PAGEBLOCK_ORDER) as usize]
     }
 
     /// The contents of `nr` frames from `pfn`, as atomic words.
@@ -525,6 +598,12 @@ impl<'a> MemMap<'a> {
         if end > self.memory_len as u64 || overlaps_meta {
             return None;
         }
+        // Past the boot span only a hot-added section's managed frames may
+        // be viewed: absent sections may be unbacked, and a section's first
+        // frames hold its descriptors.
+        if pfn.0 + nr > self.end_pfn().0 && !self.hot_frames_ok(pfn, nr) {
+            return None;
+        }
         Some((start as usize, len as usize))
     }
 }
@@ -546,22 +625,40 @@ struct Plan {
     nr_pages: u64,
     nr_pageblocks: u64,
     pb_offset: u64,
+    table_offset: u64,
+    hot_base: Pfn,
+    nr_sections: u64,
+    section_order: u32,
     root_offset: u64,
     meta_start: Pfn,
     meta_end: Pfn,
 }
 
 /// Validates the layout and places the metadata for a root of type `T`.
-fn plan<T>(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Result<Plan, MemMapError> {
+fn plan<T>(
+    memory: &[u8],
+    phys_base: PhysAddr,
+    layout: &MemoryLayout<'_>,
+    section_order: u32,
+) -> Result<Plan, MemMapError> {
     // The root is placed at a frame-aligned offset rounded up to its
     // alignment, which is only its alignment if that divides a frame.
     const { assert!(align_of::<T>() <= PAGE_SIZE, "a memmap root must not be aligned above a frame") };
     let (span_start, span_end) = validate(memory, phys_base, layout)?;
+    if !section::section_order_ok(section_order) {
+        return Err(MemMapError::BadSectionOrder(section_order));
+    }
+    let memory_end = PhysAddr(phys_base.0 + memory.len() as u64);
+    let (hot_base, nr_sections) = section::plan_sections(span_start, span_end, memory_end, section_order);
     let nr_pages = span_end.0 - span_start.0;
     let nr_pageblocks = nr_pages.div_ceil(PAGEBLOCK_FRAMES) + 1;
     let desc_bytes = nr_pages.checked_mul(DESCRIPTOR_SIZE as u64).ok_or(MemMapError::TooLarge)?;
     let pb_offset = desc_bytes;
-    let root_offset = align_up(pb_offset + nr_pageblocks, align_of::<T>().max(64) as u64);
+    // A pageblock byte is one byte in production; the model's atomics are
+    // larger, and the table after them must not overlap them.
+    let pb_bytes = nr_pageblocks * size_of::<AtomicU8>() as u64;
+    let table_offset = align_up(pb_offset + pb_bytes, align_of::<AtomicU8>() as u64);
+    let root_offset = align_up(table_offset + section::table_bytes(nr_sections), align_of::<T>().max(64) as u64);
     let needed = root_offset + size_of::<T>() as u64;
     let meta_frames = needed.div_ceil(PAGE_SIZE as u64);
     let meta_start = find_metadata_room(layout, meta_frames).ok_or(MemMapError::NoRoomForMetadata { needed })?;
@@ -569,7 +666,19 @@ fn plan<T>(memory: &[u8], phys_base: PhysAddr, layout: &MemoryLayout<'_>) -> Res
     if usable_frames(layout, (meta_start, meta_end)) == 0 {
         return Err(MemMapError::NoUsableFrames { metadata_frames: meta_frames });
     }
-    Ok(Plan { span_start, nr_pages, nr_pageblocks, pb_offset, root_offset, meta_start, meta_end })
+    Ok(Plan {
+        span_start,
+        nr_pages,
+        nr_pageblocks,
+        pb_offset,
+        table_offset,
+        hot_base,
+        nr_sections,
+        section_order,
+        root_offset,
+        meta_start,
+        meta_end,
+    })
 }
 
 const fn align_up(value: u64, align: u64) -> u64 {

@@ -81,3 +81,18 @@ fn boot_refuses_a_span_past_the_address_space() {
     let err = MemMap::boot(m.bytes(), PhysAddr(!0xfff), &layout, |_, _| ()).map(|_| ()).unwrap_err();
     assert_eq!(err.error, MemMapError::TooLarge);
 }
+
+/// A boot span that starts and ends inside pageblocks: every frame of those
+/// pageblocks (below the base, past the end) shares their pageblock byte,
+/// which the claim of a block near either end retypes.
+#[test]
+fn partial_pageblocks_at_both_ends_have_their_byte() {
+    let mut m = TestMemory::new(4 * MIB as usize);
+    let ram = [PhysRange::new(MIB, 3 * MIB + 16 * 4096)];
+    let layout = MemoryLayout { ram: &ram, reserved: &[] };
+    let (map, _) = MemMap::boot(m.bytes(), PhysAddr(0), &layout, |map, info| (map, info)).unwrap();
+    assert_eq!((map.base_pfn(), map.end_pfn()), (Pfn(256), Pfn(768 + 16)));
+    assert!(core::ptr::eq(map.pageblock(Pfn(0)), map.pageblock(Pfn(256))), "the base's pageblock");
+    assert!(core::ptr::eq(map.pageblock(Pfn(1023)), map.pageblock(Pfn(768))), "the end's pageblock");
+    assert!(!core::ptr::eq(map.pageblock(Pfn(511)), map.pageblock(Pfn(512))));
+}

@@ -178,8 +178,22 @@ impl<'a> SlabAllocator<'a> {
             audit.violations += violations;
         }
         let map = self.node.memmap();
-        let mut pfn = map.base_pfn();
-        while pfn < map.end_pfn() {
+        // The boot span, then every hot-added section online.
+        let sections = map.online_sections().map(|(start, _)| (start, start.add(map.section_frames())));
+        for (start, end) in core::iter::once((map.base_pfn(), map.end_pfn())).chain(sections) {
+            self.audit_frames(&mut audit, start, end);
+        }
+        if audit.frames_owned != audit.slab_frames {
+            audit.violations += 1;
+        }
+        audit
+    }
+
+    /// Counts the slab frames of `[start, end)` by the list they belong to.
+    fn audit_frames(&self, audit: &mut SlabAudit, start: Pfn, end: Pfn) {
+        let map = self.node.memmap();
+        let mut pfn = start;
+        while pfn < end {
             let mut step = 1;
             if let (Some(page), Some((head, Some(order)))) = (map.page(pfn), map.compound_head(pfn)) {
                 if head == pfn {
@@ -196,9 +210,5 @@ impl<'a> SlabAllocator<'a> {
             }
             pfn = Pfn(pfn.0 + step);
         }
-        if audit.frames_owned != audit.slab_frames {
-            audit.violations += 1;
-        }
-        audit
     }
 }

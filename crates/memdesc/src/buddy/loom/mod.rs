@@ -10,6 +10,7 @@
 
 mod alloc;
 mod badpage;
+mod hotadd;
 mod pcp;
 mod zone;
 
