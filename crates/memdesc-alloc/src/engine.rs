@@ -160,6 +160,7 @@ impl Engine {
     #[inline(never)]
     fn alloc_slow(&self, size: usize, align: usize) -> (*mut u8, bool) {
         loop {
+            let seen = span::present();
             let result = if let Some(index) = classes::class_for(size, align) {
                 self.classes[index].alloc_raw()
             } else if size.max(align) <= MAX_FOLIO_BYTES {
@@ -169,7 +170,7 @@ impl Engine {
             };
             match result {
                 Ok(ptr) => return (ptr.as_ptr(), false),
-                Err(SlabError::OutOfMemory(_)) if span::grow(self.node) => crate::stats::count_hot_add(),
+                Err(SlabError::OutOfMemory(_)) if span::grow(self.node, seen) => {}
                 Err(_) => return (core::ptr::null_mut(), false),
             }
         }

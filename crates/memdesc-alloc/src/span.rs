@@ -6,16 +6,22 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use memdesc::memmap::{MemoryLayout, PhysAddr, PhysRange};
-use memdesc::{Node, NodeConfig, Platform, MAX_ORDER, PAGE_SIZE};
+use memdesc::{Node, NodeConfig, Platform, ZoneId, MAX_ORDER, PAGE_SIZE};
 use std::sync::Mutex;
 
 /// Virtual bytes reserved (halved until the kernel accepts the mapping).
 const RESERVE: usize = 64 << 30;
 /// The smallest reservation tried.
 const MIN_RESERVE: usize = 1 << 30;
-/// Bytes present at boot. Interim: without hot-add the first section is
-/// the whole node.
-pub(crate) const FIRST_SECTION: u64 = 128 << 20;
+/// Sections of 2^12 frames (16 MiB): each keeps its descriptors (256 KiB)
+/// in its first frames, so three of its four largest (4 MiB) blocks stay
+/// whole for folios; a 4 MiB section would lose its only one.
+const SECTION_ORDER: u32 = 12;
+/// Bytes of a section.
+const SECTION_BYTES: u64 = (PAGE_SIZE as u64) << SECTION_ORDER;
+/// Bytes present at boot: two sections (the node, the slab allocator and
+/// the class caches take about 2 MiB of it).
+pub(crate) const FIRST_SECTION: u64 = 2 * SECTION_BYTES;
 /// The span's base is aligned to the largest folio, so every buddy folio
 /// is naturally aligned in virtual memory too.
 const SPAN_ALIGN: usize = PAGE_SIZE << MAX_ORDER;
@@ -25,8 +31,9 @@ static BASE: AtomicUsize = AtomicUsize::new(0);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 /// Bytes of the span present in the node.
 static PRESENT: AtomicU64 = AtomicU64::new(0);
-/// Sections added after boot.
+/// Hot-adds after boot, and the sections they added.
 static HOT_ADDS: AtomicU64 = AtomicU64::new(0);
+static SECTIONS: AtomicU64 = AtomicU64::new(0);
 /// Serialises growth.
 static GROW: Mutex<()> = Mutex::new(());
 
@@ -40,10 +47,31 @@ pub(crate) fn contains(addr: usize) -> bool {
     addr.wrapping_sub(base) < LEN.load(Ordering::Relaxed)
 }
 
-/// Sections added after boot, and bytes present (statistics).
-pub(crate) fn growth() -> (u64, u64) {
+/// What growth did so far (statistics).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Growth {
+    /// Hot-adds after boot.
+    pub(crate) hot_adds: u64,
+    /// Sections they added.
+    pub(crate) sections: u64,
+    /// Bytes of the span present in the node.
+    pub(crate) present: u64,
+}
+
+/// What growth did so far.
+pub(crate) fn growth() -> Growth {
     // Relaxed: statistics.
-    (HOT_ADDS.load(Ordering::Relaxed), PRESENT.load(Ordering::Relaxed))
+    let (hot_adds, sections) = (HOT_ADDS.load(Ordering::Relaxed), SECTIONS.load(Ordering::Relaxed));
+    Growth { hot_adds, sections, present: present() }
+}
+
+/// Bytes of the span present now: read before an allocation, handed to
+/// [`grow`] if it fails.
+#[inline(always)]
+pub(crate) fn present() -> u64 {
+    // Relaxed: only compared with itself under the growth lock (a stale
+    // value makes `grow` report progress and the caller retry).
+    PRESENT.load(Ordering::Relaxed)
 }
 
 /// Why the span could not be set up.
@@ -102,7 +130,7 @@ pub(crate) fn boot(platform: &'static dyn Platform) -> Result<&'static Node<'sta
             libc::munmap(end as *mut libc::c_void, base + len - end);
         }
     }
-    let present = FIRST_SECTION.min(want as u64);
+    let present = FIRST_SECTION;
     // SAFETY: the span is mapped read-write for `want` bytes, never
     // unmapped, and handed to the node alone for the process's life.
     let memory: &'static mut [u8] = unsafe { core::slice::from_raw_parts_mut(start as *mut u8, want) };
@@ -111,7 +139,8 @@ pub(crate) fn boot(platform: &'static dyn Platform) -> Result<&'static Node<'sta
     // Every allocation is Unmovable kernel memory: no movable zone; a small
     // reserve, since running low means growing, not reclaiming.
     let config = NodeConfig { movable_percent: 0, min_free_frames: Some(64), ..NodeConfig::default() };
-    let node = Node::boot(memory, PhysAddr(0), &layout, config, platform).map_err(|f| SpanError::Boot(f.error))?;
+    let node = Node::boot_with_sections(memory, PhysAddr(0), &layout, config, SECTION_ORDER, platform)
+        .map_err(|f| SpanError::Boot(f.error))?;
     // Relaxed: published to other threads by the engine's OnceLock.
     BASE.store(start, Ordering::Relaxed);
     // Relaxed: as above.
@@ -121,9 +150,40 @@ pub(crate) fn boot(platform: &'static dyn Platform) -> Result<&'static Node<'sta
     Ok(node)
 }
 
-/// Adds a section to the node after an allocation failed; `false` when the
-/// span is full (or, until `Node::hot_add` lands, always).
-pub(crate) fn grow(_node: &Node<'_>) -> bool {
+/// Makes more of the span present after an allocation failed that had
+/// read [`present`] as `seen`: `true` if memory was added (by this call, or
+/// by another thread since `seen`), so the caller retries; `false` when
+/// the span is used up or the node refused.
+///
+/// Serialised; each hot-add adds a quarter of what is present (at least a
+/// section), so a growing heap takes a logarithmic number of them.
+pub(crate) fn grow(node: &Node<'_>, seen: u64) -> bool {
     let _serial = GROW.lock().unwrap_or_else(|e| e.into_inner());
-    false
+    let now = present();
+    if now != seen {
+        return true;
+    }
+    // Relaxed: set once at boot (see `contains`).
+    let len = LEN.load(Ordering::Relaxed) as u64 / SECTION_BYTES * SECTION_BYTES;
+    let step = (now / 4).next_multiple_of(SECTION_BYTES).max(SECTION_BYTES);
+    let end = now.saturating_add(step).min(len);
+    if end <= now {
+        return false;
+    }
+    match node.hot_add(PhysRange::new(now, end), ZoneId::Normal) {
+        Ok(added) => {
+            // Relaxed: statistics.
+            HOT_ADDS.fetch_add(1, Ordering::Relaxed);
+            // Relaxed: statistics.
+            SECTIONS.fetch_add(added.sections, Ordering::Relaxed);
+            // Relaxed: read under this lock, or as a hint (see `present`);
+            // the frames themselves are published by hot_add (HOTADD.4–.5).
+            PRESENT.store(end, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            crate::report::line(format_args!("hot-add of {now:#x}..{end:#x} refused: {e}"));
+            false
+        }
+    }
 }

@@ -22,7 +22,6 @@ impl Counters {
 
 static PER_SLOT: [Counters; NR_SLOTS as usize] = [const { Counters::new() }; NR_SLOTS as usize];
 static SHARED: Counters = Counters::new();
-static HOT_ADDS: AtomicU64 = AtomicU64::new(0);
 
 /// Adds one to `counter`, which only this thread writes (its slot's).
 #[inline(always)]
@@ -57,11 +56,6 @@ pub(crate) fn count_free(binding: Binding) {
     }
 }
 
-pub(crate) fn count_hot_add() {
-    // Relaxed: a statistic.
-    HOT_ADDS.fetch_add(1, Ordering::Relaxed);
-}
-
 /// The allocator's counters (a racy snapshot).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -72,8 +66,10 @@ pub struct Stats {
     /// Bytes in slab objects handed out (class sizes), large folios and
     /// direct maps.
     pub bytes_in_use: u64,
-    /// Sections hot-added after boot.
+    /// Hot-adds after boot.
     pub hot_adds: u64,
+    /// Sections they added.
+    pub sections_added: u64,
     /// Bytes of the span present in the node.
     pub present_bytes: u64,
     /// Live direct maps.
@@ -94,7 +90,7 @@ pub fn snapshot() -> Stats {
         PER_SLOT.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>() + f(&SHARED).load(Ordering::Relaxed)
     };
     let (maps, map_bytes) = crate::large::usage();
-    let (_, present) = crate::span::growth();
+    let growth = crate::span::growth();
     let mut slab_bytes = 0;
     if let Some(engine) = crate::engine::ready() {
         slab_bytes = engine.slab.slabinfo().map(|i| i.active_objs * i.obj_size as u64).sum::<u64>();
@@ -104,9 +100,9 @@ pub fn snapshot() -> Stats {
         allocs: sum(|c| &c.allocs),
         frees: sum(|c| &c.frees),
         bytes_in_use: slab_bytes + map_bytes as u64,
-        // Relaxed: a statistic.
-        hot_adds: HOT_ADDS.load(Ordering::Relaxed),
-        present_bytes: present,
+        hot_adds: growth.hot_adds,
+        sections_added: growth.sections,
+        present_bytes: growth.present,
         direct_maps: maps as u64,
         slots_taken: platform::slots_taken(),
         // Relaxed: a statistic.
@@ -143,12 +139,13 @@ fn peak_rss_kib() -> u64 {
 pub fn print_summary() {
     let s = snapshot();
     crate::report::line(format_args!(
-        "allocs {} frees {} in-use {} KiB peak-rss {} KiB hot-adds {} present {} MiB direct-maps {} cpu-slots {}/{}",
+        "allocs {} frees {} in-use {} KiB peak-rss {} KiB hot-adds {} ({} sections) present {} MiB direct-maps {} cpu-slots {}/{}",
         s.allocs,
         s.frees,
         s.bytes_in_use / 1024,
         s.peak_rss_kib,
         s.hot_adds,
+        s.sections_added,
         s.present_bytes >> 20,
         s.direct_maps,
         s.slots_taken,
