@@ -144,8 +144,11 @@ impl<'a> Cache<'a> {
         if self.slabs.is_debug() {
             return self.slabs.free_debug(obj);
         }
-        self.sheaves.free(self.slabs.core().node.platform(), obj, &self.slabs);
-        Ok(())
+        if self.sheaves.free(self.slabs.core().node.platform(), obj, &self.slabs) {
+            Ok(())
+        } else {
+            Err(self.slabs.double_free(obj))
+        }
     }
 
     /// [`Cache::free`] inside the caller's local section, with `cpu` as in
@@ -155,8 +158,11 @@ impl<'a> Cache<'a> {
         if self.slabs.is_debug() {
             return self.slabs.free_debug(obj);
         }
-        self.sheaves.free_on(cpu, obj, &self.slabs);
-        Ok(())
+        if self.sheaves.free_on(cpu, obj, &self.slabs) {
+            Ok(())
+        } else {
+            Err(self.slabs.double_free(obj))
+        }
     }
 
     /// Whether `addr` is an object boundary of a slab of this cache, by its
@@ -253,6 +259,18 @@ impl<'a> Slabs<'a> {
     }
 
     /// The address of frame `pfn`'s first byte.
+    /// The error for a double free of `obj` (an object of this cache).
+    #[cold]
+    fn double_free(&self, obj: usize) -> SlabError {
+        self.core().count(SlabEvent::DebugReports, 1);
+        let map = self.core().node.memmap();
+        let base = map
+            .pfn_of_addr(obj)
+            .and_then(|pfn| map.compound_head(pfn))
+            .map_or(obj, |(head, _)| self.frame_addr(head.0));
+        SlabError::DoubleFree { cache: self.id, offset: obj - base }
+    }
+
     pub(crate) fn frame_addr(&self, pfn: u64) -> usize {
         self.core().node.memmap().frame_ptr(Pfn(pfn)).map_or(0, |p| p.as_ptr() as usize)
     }

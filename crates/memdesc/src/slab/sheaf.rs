@@ -83,6 +83,12 @@ impl Sheaf {
         Some(self.objs[self.len])
     }
 
+    /// The object the next pop returns.
+    #[inline(always)]
+    fn top(&self) -> Option<usize> {
+        self.len.checked_sub(1).map(|i| self.objs[i])
+    }
+
     /// Pushes `obj`; the caller has checked there is room.
     #[inline(always)]
     fn push(&mut self, obj: usize) {
@@ -419,34 +425,48 @@ impl<'s> PerCpuSheaves<'s> {
     /// calling CPU's main sheaf with no atomic read-modify-write and no lock
     /// (SHEAF.1–4); onto the spare or the barn, or back to `src`, when the
     /// main sheaf is full (SHEAF.6); to `src` directly on the fallback path
-    /// (SHEAF.8). Never fails.
+    /// (SHEAF.8). Returns `false`, freeing nothing, when `obj` is the
+    /// main sheaf's top already: the cheap double-free check of a free
+    /// repeated before the next allocation on this CPU (SLUB's hardened
+    /// freelist makes the same one); other double frees are found only by
+    /// debug caches.
     #[inline(always)]
-    pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) {
+    pub(crate) fn free(&self, platform: &dyn Platform, obj: usize, src: &dyn ObjectSource) -> bool {
         // SHEAF.1
         let Some(cpu) = platform.local_enter() else {
-            return Self::free_fallback(obj, src);
+            Self::free_fallback(obj, src);
+            return true;
         };
-        self.free_on(&cpu, obj, src);
+        let freed = self.free_on(&cpu, obj, src);
         platform.local_exit(cpu);
+        freed
     }
 
     /// [`Self::free`] inside a section the caller opened (SHEAF.2–4, 6, 8),
-    /// with `cpu` as in [`Self::alloc_on`].
+    /// with `cpu` as in [`Self::alloc_on`]; `false` as in [`Self::free`].
     #[inline(always)]
-    pub(crate) fn free_on(&self, cpu: &LocalCpu, obj: usize, src: &dyn ObjectSource) {
+    pub(crate) fn free_on(&self, cpu: &LocalCpu, obj: usize, src: &dyn ObjectSource) -> bool {
         match self.cpus.get(cpu.cpu().index()) {
             Some(slot) if slot.try_lock_local() => {
                 // SHEAF.3
-                slot.with_locked(|state| {
-                    if state.main.len < self.capacity {
+                let freed = slot.with_locked(|state| {
+                    if state.main.top() == Some(obj) {
+                        false
+                    } else if state.main.len < self.capacity {
                         state.main.push(obj);
+                        true
                     } else {
                         self.free_slow(slot, state, obj, src);
+                        true
                     }
                 });
                 slot.unlock_local();
+                freed
             }
-            _ => Self::free_fallback(obj, src),
+            _ => {
+                Self::free_fallback(obj, src);
+                true
+            }
         }
     }
 

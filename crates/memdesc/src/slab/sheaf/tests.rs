@@ -100,6 +100,21 @@ fn as_cpu<R>(cpu: Option<u32>, f: impl FnOnce() -> R) -> R {
 }
 
 #[test]
+fn a_free_repeated_onto_the_sheaf_top_is_refused() {
+    as_cpu(Some(0), || {
+        let src = VecSource::new(8);
+        let mut sheaves = PerCpuSheaves::owned(4);
+        let (a, b) = (sheaves.alloc(&ONE_CPU, &src).expect("objects"), sheaves.alloc(&ONE_CPU, &src).expect("objects"));
+        assert!(sheaves.free(&ONE_CPU, a, &src));
+        assert!(!sheaves.free(&ONE_CPU, a, &src), "the double free of the sheaf's top was accepted");
+        assert_eq!(sheaves.cached(), 3, "the refused free cached the object twice");
+        assert!(sheaves.free(&ONE_CPU, b, &src));
+        sheaves.flush_all(&src);
+        src.assert_all_back();
+    });
+}
+
+#[test]
 fn objects_go_through_main_spare_and_barn_and_all_come_back() {
     as_cpu(Some(0), || {
         let src = VecSource::new(64);
