@@ -431,7 +431,7 @@ const S4_LIMIT: &str = "Every malloc and free of the preloaded library pays the 
     free, so they show the per-call ratio (glibc-simple's batches of 400 and 1600 also overflow a CPU's sheaves \
     and go through refill and give-back under the list lock, S2's limit); xmalloc-test is all remote frees: the \
     producer's sheaves empty and refill from the slabs while the consumer's fill and give back, both under one \
-    list lock whose lines move between the vCPUs (about 795 instructions per pair under callgrind, `xmalloc_test 2 1 \
+    list lock whose lines move between the vCPUs (about 835 instructions per pair under callgrind, `xmalloc_test 2 1 \
     2400`, against mimalloc's 125, whose remote frees go to a page-local atomic list its owner collects in a \
     batch). Meeting 1.2x needs the fast path within about 1.2x of mimalloc's instructions: the library's \
     thread-locals in the initial-exec model (one static block reached by an offset from the thread pointer; \
