@@ -4,7 +4,7 @@
 //! engine.
 
 use crate::engine::{self, Block, MAX_FOLIO_BYTES};
-use crate::platform::{self, ThreadState};
+use crate::platform::{self, Binding, ThreadState};
 use crate::thread;
 use crate::{bootstrap, large, stats};
 use core::ptr::NonNull;
@@ -22,9 +22,11 @@ fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
     let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size.max(1), align) };
     let Some(engine) = engine::get() else { return core::ptr::null_mut() };
     guard.claim();
-    let (ptr, _) = engine.alloc(size.max(1), align);
+    let binding = guard.binding();
+    // SAFETY: duty 1 of Engine::alloc: our binding, read under the guard.
+    let (ptr, _) = unsafe { engine.alloc(binding, size.max(1), align) };
     if !ptr.is_null() {
-        stats::count_alloc(guard.binding());
+        stats::count_alloc(binding);
     }
     if thread.should_answer_drain() {
         engine.node.answer_drain();
@@ -42,9 +44,11 @@ fn alloc_zeroed_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
     let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size, align) };
     let Some(engine) = engine::get() else { return core::ptr::null_mut() };
     guard.claim();
-    let (ptr, fresh) = engine.alloc(size, align);
+    let binding = guard.binding();
+    // SAFETY: duty 1 of Engine::alloc: our binding, read under the guard.
+    let (ptr, fresh) = unsafe { engine.alloc(binding, size, align) };
     if !ptr.is_null() {
-        stats::count_alloc(guard.binding());
+        stats::count_alloc(binding);
         if !fresh {
             // SAFETY: `ptr` is a new block of at least `size` bytes.
             unsafe { ptr.write_bytes(0, size) };
@@ -93,9 +97,13 @@ unsafe fn free_as_thread(thread: &ThreadState, op: &str, ptr: NonNull<u8>) {
         }
         crate::report::misuse(op, ptr.as_ptr() as usize, crate::report::Misuse::Foreign, &"allocator not initialised")
     };
-    // SAFETY: duty 1 is the caller's.
-    unsafe { engine.free(op, ptr) };
-    stats::count_free(thread.binding());
+    // A re-entrant free takes the locked path: its thread may be claiming
+    // or releasing its slot.
+    let binding = if guard.is_some() { thread.binding() } else { Binding::Unclaimed };
+    // SAFETY: duty 1 is the caller's; duty 2: our binding, read under the
+    // guard (or none).
+    unsafe { engine.free(binding, op, ptr) };
+    stats::count_free(binding);
     drop(guard);
 }
 
