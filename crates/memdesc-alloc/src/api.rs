@@ -11,6 +11,12 @@ use core::ptr::NonNull;
 
 pub use crate::stats::Stats;
 
+/// A slot holder answers pcp drain requests posted to its CPU every this
+/// many allocations, even if it allocates no frames meanwhile (its objects
+/// come from the sheaves), so a drainer under memory pressure does not wait
+/// for it.
+const ANSWER_PERIOD: u64 = 1024;
+
 /// Allocates `size` bytes aligned to `align` (a power of two; at least 16
 /// is given anyway); null when memory is exhausted. `size` 0 is served as 1.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
@@ -19,19 +25,48 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
-    let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size.max(1), align) };
+    let Some(guard) = thread::enter(thread) else { return bootstrap_alloc(size.max(1), align) };
     let Some(engine) = engine::get() else { return core::ptr::null_mut() };
-    guard.claim();
-    let binding = guard.binding();
+    let binding = match guard.binding() {
+        Binding::Slot(slot) => Binding::Slot(slot),
+        _ => claim(&guard),
+    };
     // SAFETY: duty 1 of Engine::alloc: our binding, read under the guard.
     let (ptr, _) = unsafe { engine.alloc(binding, size.max(1), align) };
     if !ptr.is_null() {
-        stats::count_alloc(binding);
-    }
-    if thread.should_answer_drain() {
-        engine.node.answer_drain();
+        match binding {
+            // The slot's allocation count doubles as the drain period.
+            Binding::Slot(slot) => {
+                if stats::count_alloc_on(slot) % ANSWER_PERIOD == 0 {
+                    answer_drain(engine);
+                }
+            }
+            _ => stats::count_alloc(binding),
+        }
     }
     ptr
+}
+
+/// A re-entrant allocation, from the bootstrap arena.
+#[cold]
+#[inline(never)]
+fn bootstrap_alloc(size: usize, align: usize) -> *mut u8 {
+    bootstrap::alloc(size, align)
+}
+
+/// A thread without a slot: claims one if it is time, and returns its
+/// binding now.
+#[cold]
+#[inline(never)]
+fn claim(guard: &thread::Guard<'_>) -> Binding {
+    guard.claim();
+    guard.binding()
+}
+
+#[cold]
+#[inline(never)]
+fn answer_drain(engine: &engine::Engine) {
+    engine.node.answer_drain();
 }
 
 /// [`alloc`], zeroed.

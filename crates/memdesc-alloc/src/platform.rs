@@ -97,16 +97,9 @@ pub(crate) struct ThreadState {
     /// This thread's [`Binding`], encoded and complemented (0 reads
     /// `Unclaimed`).
     binding: Cell<u32>,
-    /// Allocations since a slot-less thread last tried to claim one, or
-    /// since a slot holder last answered pcp drain requests.
+    /// Allocations since a slot-less thread last tried to claim one.
     since_claim: Cell<u32>,
 }
-
-/// A slot holder answers pcp drain requests posted to its CPU every this
-/// many allocations, even if it allocates no frames meanwhile (its objects
-/// come from the sheaves), so a drainer under memory pressure does not wait
-/// for it.
-const ANSWER_PERIOD: u32 = 1024;
 
 /// A thread that found every slot taken tries again after this many
 /// allocations (slots free up as other threads exit).
@@ -223,18 +216,6 @@ impl ThreadState {
             }
             Binding::Slot(_) | Binding::Exited => false,
         }
-    }
-
-    /// Whether this slot holder should answer drain requests now (every
-    /// [`ANSWER_PERIOD`] allocations).
-    #[inline(always)]
-    pub(crate) fn should_answer_drain(&self) -> bool {
-        if !matches!(self.binding(), Binding::Slot(_)) {
-            return false;
-        }
-        let n = self.since_claim.get() + 1;
-        self.since_claim.set(if n == ANSWER_PERIOD { 0 } else { n });
-        n == ANSWER_PERIOD
     }
 
     /// Claims the first free slot for this thread (which has none).
