@@ -25,9 +25,12 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
+    // Read before entering: only this thread changes it (claim, exit
+    // hook), and the entry's fences would make the compiler read it again.
+    let binding = thread.binding();
     let Some(guard) = thread::enter(thread) else { return bootstrap_alloc(size.max(1), align) };
     let Some(engine) = engine::get() else { return core::ptr::null_mut() };
-    let binding = match guard.binding() {
+    let binding = match binding {
         Binding::Slot(slot) => Binding::Slot(slot),
         _ => claim(&guard),
     };
@@ -120,6 +123,8 @@ pub(crate) unsafe fn free_as(op: &str, ptr: *mut u8) {
 /// As [`free`].
 #[inline(always)]
 unsafe fn free_as_thread(thread: &ThreadState, op: &str, ptr: NonNull<u8>) {
+    // Read before entering, as in alloc_as.
+    let binding = thread.binding();
     let guard = thread::enter(thread);
     if guard.is_none() && bootstrap::contains(ptr.as_ptr() as usize) {
         return;
@@ -134,7 +139,7 @@ unsafe fn free_as_thread(thread: &ThreadState, op: &str, ptr: NonNull<u8>) {
     };
     // A re-entrant free takes the locked path: its thread may be claiming
     // or releasing its slot.
-    let binding = if guard.is_some() { thread.binding() } else { Binding::Unclaimed };
+    let binding = if guard.is_some() { binding } else { Binding::Unclaimed };
     // SAFETY: duty 1 is the caller's; duty 2: our binding, read under the
     // guard (or none).
     unsafe { engine.free(binding, op, ptr) };
