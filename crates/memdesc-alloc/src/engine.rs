@@ -220,8 +220,8 @@ impl Engine {
                     // the platform the node booted with (local_cpu).
                     unsafe { self.slab.kfree_on(&cpu, ptr) }
                 }
-                // SAFETY: duty 1 of kfree, as above.
-                _ => unsafe { self.slab.kfree(ptr) },
+                // SAFETY: duty 1 of kfree_locked is our duty 1.
+                _ => unsafe { self.kfree_locked(ptr) },
             };
             if let Err(e) = freed {
                 misuse_of(op, addr, e);
@@ -235,6 +235,18 @@ impl Engine {
 }
 
 impl Engine {
+    /// [`Engine::free`]'s path for a thread without a CPU slot (the
+    /// core's locked lists), out of line.
+    ///
+    /// # Safety
+    /// 1. As [`SlabAllocator::kfree`]'s duty 1.
+    #[cold]
+    #[inline(never)]
+    unsafe fn kfree_locked(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        // SAFETY: duty 1 of kfree is our duty 1.
+        unsafe { self.slab.kfree(ptr) }
+    }
+
     /// Gives the frames of a large folio about to be freed back to the
     /// kernel (`MADV_DONTNEED`), so a process's resident memory falls when
     /// it frees big buffers; the span stays mapped and the frames come back
