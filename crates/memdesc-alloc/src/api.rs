@@ -25,17 +25,24 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
+    alloc_fresh(thread, size, align).0
+}
+
+/// [`alloc_as`], also saying whether the block is known zero (a new map,
+/// or the bootstrap arena's never-used bytes).
+#[inline(always)]
+fn alloc_fresh(thread: &ThreadState, size: usize, align: usize) -> (*mut u8, bool) {
     // Read before entering: only this thread changes it (claim, exit
     // hook), and the entry's fences would make the compiler read it again.
     let binding = thread.binding();
-    let Some(guard) = thread::enter(thread) else { return bootstrap_alloc(size.max(1), align) };
-    let Some(engine) = engine::get() else { return core::ptr::null_mut() };
+    let Some(guard) = thread::enter(thread) else { return (bootstrap_alloc(size.max(1), align), true) };
+    let Some(engine) = engine::get() else { return (core::ptr::null_mut(), false) };
     let binding = match binding {
         Binding::Slot(slot) => Binding::Slot(slot),
         _ => claim(&guard),
     };
     // SAFETY: duty 1 of Engine::alloc: our binding, read under the guard.
-    let (ptr, _) = unsafe { engine.alloc(binding, size.max(1), align) };
+    let (ptr, fresh) = unsafe { engine.alloc(binding, size.max(1), align) };
     if !ptr.is_null() {
         match binding {
             // The slot's allocation count doubles as the drain period.
@@ -47,7 +54,7 @@ fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
             _ => stats::count_alloc(binding),
         }
     }
-    ptr
+    (ptr, fresh)
 }
 
 /// A re-entrant allocation, from the bootstrap arena.
@@ -79,18 +86,11 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 }
 
 fn alloc_zeroed_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
-    let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size, align) };
-    let Some(engine) = engine::get() else { return core::ptr::null_mut() };
-    guard.claim();
-    let binding = guard.binding();
-    // SAFETY: duty 1 of Engine::alloc: our binding, read under the guard.
-    let (ptr, fresh) = unsafe { engine.alloc(binding, size, align) };
-    if !ptr.is_null() {
-        stats::count_alloc(binding);
-        if !fresh {
-            // SAFETY: `ptr` is a new block of at least `size` bytes.
-            unsafe { ptr.write_bytes(0, size) };
-        }
+    let (ptr, fresh) = alloc_fresh(thread, size, align);
+    if !ptr.is_null() && !fresh {
+        // SAFETY: `ptr` is a new block of at least `size` bytes, ours
+        // until we return it.
+        unsafe { ptr.write_bytes(0, size) };
     }
     ptr
 }
