@@ -91,7 +91,8 @@ fn slotless_thread_against_fork() {
 
 /// The forking thread allocates while its fork is pending (it passes its
 /// own gate) and a thread on slot 0 allocates meanwhile: that thread must
-/// stay outside until the postfork clear (FORK.3's wait, FORK.7).
+/// stay outside until the postfork clear (FORK.3's wait, FORK.7), and once
+/// let in it is marked again (the retry), so a second fork waits for it.
 fn waiter_against_allocating_fork() {
     let process = Process::new();
     let entrant = {
@@ -99,13 +100,33 @@ fn waiter_against_allocating_fork() {
         ::loom::thread::spawn(move || process.allocate(Some(0), ENTRANT))
     };
     let copy = process.fork(true);
+    let second = process.fork(false);
     entrant.join().unwrap();
     assert!((1..=2).contains(&copy), "FORK violated: the child's copy counts {copy} allocations");
+    assert!(second >= copy, "FORK violated: the second child's copy counts {second} < {copy}");
     let total = process.state.with(|state| {
         // SAFETY: both threads are done (joined).
         unsafe { *state }
     });
     assert_eq!(total, 2, "FORK violated: an allocation was lost");
+}
+
+/// The forking thread forks while it is itself inside (fork is
+/// async-signal-safe: a signal handler may fork while its thread is in the
+/// middle of an allocation) and a thread on slot 0 allocates meanwhile: the
+/// scan must not wait for the forking thread's own mark (FORK.6), and the
+/// other thread is still kept out.
+fn fork_from_inside() {
+    let process = Process::new();
+    let entrant = {
+        let process = process.clone();
+        ::loom::thread::spawn(move || process.allocate(Some(0), ENTRANT))
+    };
+    process.gate.enter(FORKER_SLOT, FORKER, false);
+    let copy = process.fork(false);
+    process.gate.leave(FORKER_SLOT);
+    entrant.join().unwrap();
+    assert!(copy <= 1, "FORK violated: the child's copy of the state counts {copy} allocations");
 }
 
 /// Runs `model` under loom at the preemption bound of `LOOM_MAX_PREEMPTIONS`
@@ -154,6 +175,11 @@ fn fork_waits_for_slotless_thread() {
 #[test]
 fn waiter_stays_out_until_postfork() {
     check_model(waiter_against_allocating_fork);
+}
+
+#[test]
+fn fork_from_inside_passes_its_own_mark() {
+    check_model(fork_from_inside);
 }
 
 #[cfg(memdesc_mutant = "fork_no_entry_barrier")]
