@@ -33,6 +33,7 @@ mod ours;
 mod output;
 #[allow(unsafe_code)]
 mod peers;
+mod s4;
 #[allow(unsafe_code)]
 mod slab;
 mod slabgoals;
@@ -49,8 +50,8 @@ usage: memdesc-bench [--json PATH] [--markdown PATH] [--quick] [--filter ID[,ID.
   --json PATH      write the results as a JSON list (one object per goal and probe)
   --markdown PATH  write the report (BENCHMARKS.md)
   --quick          3 short repetitions: a smoke test, not numbers to quote
-  --filter IDS     run only these goals (P1 P1f P2 P3 P4 P5 R1 G1 G2 T1 F1 F2 S1 S1k S2 S2g S3;
-                   repeatable, comma-separated)
+  --filter IDS     run only these goals (P1 P1f P2 P3 P4 P5 R1 G1 G2 T1 F1 F2 S1 S1k S2 S2g S3 S4;
+                   repeatable, comma-separated; S4 also selects S4-cfrac, S4-espresso, ...)
   --iters N        run N iterations per repetition, uncalibrated: every workload
                    then runs N x (reps + 1) iterations, for instruction counts
                    under `valgrind --tool=callgrind`
@@ -88,12 +89,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         }
     }
     for id in &parsed.filter {
-        if !goals::GOALS.iter().any(|g| g.id.eq_ignore_ascii_case(id)) {
+        if !goals::GOALS.iter().any(|g| selects(id, g.id)) {
             let known: Vec<&str> = goals::GOALS.iter().map(|g| g.id).collect();
             return Err(format!("no goal `{id}`; known: {}", known.join(", ")));
         }
     }
     Ok(Some(parsed))
+}
+
+/// Whether `--filter` id `id` selects goal `goal`: the goal itself, or a
+/// member of its family (`S4` selects `S4-cfrac`).
+fn selects(id: &str, goal: &str) -> bool {
+    goal.eq_ignore_ascii_case(id)
+        || goal.get(..id.len()).is_some_and(|head| head.eq_ignore_ascii_case(id)) && goal[id.len()..].starts_with('-')
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Box<dyn Error>> {
@@ -108,9 +116,8 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let settings = Settings { fixed_iters: args.iters, ..base };
     let info = RunInfo::collect(settings, args.quick);
     let mut rows = Vec::new();
-    let selected = goals::GOALS
-        .iter()
-        .filter(|g| args.filter.is_empty() || args.filter.iter().any(|id| g.id.eq_ignore_ascii_case(id)));
+    let selected =
+        goals::GOALS.iter().filter(|g| args.filter.is_empty() || args.filter.iter().any(|id| selects(id, g.id)));
     for goal in selected {
         eprintln!("memdesc-bench: {} ({})…", goal.id, goal.description);
         let started = std::time::Instant::now();
@@ -119,12 +126,16 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         rows.push(Row::goal(goal, &measured));
         rows.extend(measured.probes.iter().map(|p| Row::probe(goal, p)));
     }
+    let s4_table = s4::table();
     println!("{}", output::tables(&rows));
+    if let Some(table) = &s4_table {
+        println!("{table}");
+    }
     if let Some(path) = &args.json {
         write(path, &output::json(&rows))?;
     }
     if let Some(path) = &args.markdown {
-        write(path, &output::markdown(&info, &rows))?;
+        write(path, &output::markdown(&info, &rows, s4_table.as_deref()))?;
     }
     Ok(())
 }
@@ -147,5 +158,21 @@ fn main() -> ExitCode {
             eprintln!("memdesc-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_id_selects_its_members_only() {
+        assert!(selects("S4", "S4"));
+        assert!(selects("s4", "S4-cfrac"));
+        assert!(selects("S4-cfrac", "S4-cfrac"));
+        assert!(!selects("S4", "S1"));
+        assert!(!selects("S1", "S1k"));
+        assert!(!selects("S4-cfrac", "S4"));
+        assert!(!selects("S4-c", "S4-cfrac"));
     }
 }

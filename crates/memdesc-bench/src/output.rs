@@ -189,6 +189,7 @@ pub fn json(rows: &[Row]) -> String {
 fn ns(x: Option<f64>) -> String {
     match x {
         Some(v) if v < 100.0 => format!("{v:.1} ns"),
+        Some(v) if v >= 10_000_000.0 => format!("{:.1} ms", v / 1e6),
         Some(v) if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
         Some(v) => format!("{v:.0} ns"),
         None => "–".to_owned(),
@@ -229,8 +230,9 @@ pub fn tables(rows: &[Row]) -> String {
     out
 }
 
-/// BENCHMARKS.md: intro, command, tables, then what limits each unmet goal.
-pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
+/// BENCHMARKS.md: intro, command, tables (`extra`, S4's detail, after
+/// them), then what limits each unmet goal.
+pub fn markdown(info: &RunInfo, rows: &[Row], extra: Option<&str>) -> String {
     let mut out = String::from("# Benchmarks\n\n");
     let _ = writeln!(
         out,
@@ -250,7 +252,10 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
          the per-CPU sheaves serve it; mimalloc (the `mimalloc` crate) and glibc malloc (std's \
          `System`) are called directly in the same process, neither being the global allocator \
          (the reference measured mimalloc at 5.3 ns per pair and 6.1 ns per batch op, glibc at 8.8 \
-         and 31.9 ns).\n",
+         and 31.9 ns). S4 runs C programs as processes under `LD_PRELOAD` (our library, and mimalloc's built \
+         from the same sources as that crate's), with glibc without a preload as a third column, alternating; \
+         its rows are the median wall time per run, fork to exit, and the peak RSS of each run comes from \
+         `wait4`.\n",
         info.settings.reps,
         info.settings.target.as_millis()
     );
@@ -267,6 +272,10 @@ pub fn markdown(info: &RunInfo, rows: &[Row]) -> String {
     }
     out.push_str("\n## Results\n\n");
     out.push_str(&tables(rows));
+    if let Some(extra) = extra {
+        out.push('\n');
+        out.push_str(extra);
+    }
     out.push_str("\nSetup and spread (fastest–slowest repetition):\n\n");
     for r in rows.iter().filter(|r| r.kind == "goal") {
         let _ = writeln!(out, "- {}: {}.", r.id, r.note);
