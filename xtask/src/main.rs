@@ -26,7 +26,8 @@ commands:
                   miri
                   (and the core alone without its failpoints feature: clippy, doc tests)
   tidy            static checks: layering, atomics, unsafe allowlist, SAFETY and ordering comments
-  loom            loom models of the core crate (release, RUSTFLAGS=\"--cfg memdesc_loom\")
+  loom            loom models of the core crate and of memdesc-alloc's fork gate
+                  (release, RUSTFLAGS=\"--cfg memdesc_loom\")
   miri            the core crate's unit tests under Miri (needs `rustup component add
                   --toolchain nightly miri rust-src`; fails if Miri cannot run)
   mutants [NAME]  check that the loom models catch each mutant (all, or only the named ones)
@@ -133,12 +134,20 @@ fn tidy(runner: &mut Runner) -> Result<(), String> {
     runner.run_in_process("tidy", || tidy::run(&root))
 }
 
-/// Runs the core crate's loom models.
+/// Runs the core crate's loom models, then memdesc-alloc's (the fork gate;
+/// same target directory and flags, so the core is not rebuilt).
 fn loom(runner: &mut Runner) -> Result<(), String> {
     runner.run(
         &loom_env(Step::cargo(
             "loom",
             &["test", "-p", "memdesc", "--release", "--lib", "loom", "--", "--test-threads=2"],
+        ))
+        .env_default("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS),
+    )?;
+    runner.run(
+        &loom_env(Step::cargo(
+            "loom-alloc",
+            &["test", "-p", "memdesc-alloc", "--release", "--lib", "loom", "--", "--test-threads=2"],
         ))
         .env_default("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS),
     )

@@ -12,7 +12,10 @@
 //! `cfg(memdesc_mutant, values("a", "b", ...))` under `[workspace.lints.rust]`
 //! in the root `Cargo.toml`. The core's build script turns `MEMDESC_MUTANT`
 //! into that cfg for the core crate only, so each mutant rebuilds just the
-//! core, in the target directory `loom` already filled.
+//! core, in the target directory `loom` already filled. A mutant whose cfg
+//! appears in memdesc-alloc's sources (the fork gate's) is that crate's:
+//! its build script takes `MEMDESC_ALLOC_MUTANT` instead, so the core is
+//! not rebuilt for it.
 
 use std::fmt::Write as _;
 
@@ -45,13 +48,15 @@ pub fn run(runner: &mut Runner, only: &[String]) -> Result<(), String> {
         only.to_vec()
     };
 
+    let alloc_sources = read_sources(&runner.root().join(ALLOC_SRC))?;
     let (mut caught, mut held, mut missed) = (0usize, 0usize, 0usize);
     for name in &names {
+        let (package, variable) = owner(name, &alloc_sources);
         let step = crate::loom_env(Step::cargo(
             &format!("mutant {name}"),
-            &["test", "-p", "memdesc", "--release", "--lib", "mutant", "--", "--test-threads=2"],
+            &["test", "-p", package, "--release", "--lib", "mutant", "--", "--test-threads=2"],
         ))
-        .env("MEMDESC_MUTANT", name);
+        .env(variable, name);
         let out = runner.run_captured(&step)?;
         let passed = passed_tests(&out.stdout);
         let holds = EXPECTED_TO_HOLD.contains(&name.as_str());
@@ -81,6 +86,35 @@ pub fn run(runner: &mut Runner, only: &[String]) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// memdesc-alloc's sources, relative to the workspace root.
+const ALLOC_SRC: &str = "crates/memdesc-alloc/src";
+
+/// The package whose tests catch mutant `name`, and the variable its build
+/// script turns into the cfg: memdesc-alloc's if `alloc_sources` (its
+/// `.rs` files, concatenated) name the mutant's cfg, else the core's.
+pub fn owner(name: &str, alloc_sources: &str) -> (&'static str, &'static str) {
+    if alloc_sources.contains(&format!("memdesc_mutant = \"{name}\"")) {
+        ("memdesc-alloc", "MEMDESC_ALLOC_MUTANT")
+    } else {
+        ("memdesc", "MEMDESC_MUTANT")
+    }
+}
+
+/// Concatenates every `.rs` file under `dir`, recursively.
+fn read_sources(dir: &std::path::Path) -> Result<String, String> {
+    let mut text = String::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?.path();
+        if path.is_dir() {
+            text.push_str(&read_sources(&path)?);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            text.push_str(&std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+        }
+    }
+    Ok(text)
 }
 
 /// Extracts the mutant names from the root manifest's

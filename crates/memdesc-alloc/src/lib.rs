@@ -41,6 +41,7 @@ mod api;
 mod bootstrap;
 mod classes;
 mod engine;
+mod gate;
 mod global;
 mod large;
 mod platform;

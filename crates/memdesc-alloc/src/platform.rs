@@ -20,6 +20,10 @@ use memdesc_host::HostPlatform;
 pub(crate) const NR_SLOTS: u32 = memdesc::MAX_CPUS as u32;
 
 const fn host(nr: u32) -> HostPlatform {
+    // Under loom the core serves 2 CPUs: the counts are clamped there (only
+    // the fork gate's models run in that build, never the engine).
+    #[cfg(memdesc_loom)]
+    let nr = if nr < NR_SLOTS { nr } else { NR_SLOTS };
     match HostPlatform::new(nr) {
         Ok(platform) => platform,
         Err(_) => panic!("slot counts are within 1..=MAX_CPUS"),

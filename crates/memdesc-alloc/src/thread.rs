@@ -18,7 +18,8 @@
 //! on both sides where membarrier is unavailable), and waits until no
 //! thread is inside; threads entering meanwhile see the word and wait
 //! outside, holding nothing. The forking thread itself passes (other
-//! libraries' prefork handlers may allocate). The parent handler clears
+//! libraries' prefork handlers may allocate); the handshake is `gate`'s
+//! (FORK.1–7 in docs/PROTOCOLS.md). The parent handler clears
 //! the word; the child's clears it and counts the CPU slots of the threads
 //! it does not have (they stay held, with what their sheaves and lists
 //! cache: `memdesc-host` cannot take a slot back from a gone thread).
@@ -32,19 +33,18 @@
 //! a `.fini_array` hook, which also prints the statistics.
 
 use crate::engine::Engine;
+use crate::gate::Gate;
 use crate::platform::{self, Binding, ThreadState};
-use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// One flag per CPU slot: its thread is inside the allocator. Written only
-/// by the slot's thread (plain stores), read by the forking thread.
-#[repr(align(64))]
-struct Inside(AtomicU32);
-static INSIDE: [Inside; platform::NR_SLOTS as usize] =
-    [const { Inside(AtomicU32::new(0)) }; platform::NR_SLOTS as usize];
-/// Threads without a slot inside the allocator.
-static SHARED_INSIDE: AtomicU64 = AtomicU64::new(0);
-/// The forking thread's token while a fork is pending, else 0.
-static FORK_PENDING: AtomicUsize = AtomicUsize::new(0);
+/// The CPU slots' inside flags, the slot-less count and the fork pending
+/// word (`gate`).
+#[cfg(not(memdesc_loom))]
+static GATE: Gate<{ platform::NR_SLOTS as usize }> = Gate::new();
+/// Under loom the gate's atomics are loom's, which have no const
+/// constructor; only the gate's own models run under that cfg.
+#[cfg(memdesc_loom)]
+static GATE: std::sync::LazyLock<Gate<{ platform::NR_SLOTS as usize }>> = std::sync::LazyLock::new(Gate::new);
 /// Whether membarrier is registered (the entry then needs no fence).
 static MEMBARRIER: AtomicBool = AtomicBool::new(false);
 /// CPU slots held by threads a forked child does not have (statistics).
@@ -62,23 +62,6 @@ pub(crate) struct Guard<'t> {
     slot: Option<u32>,
 }
 
-/// The store-then-load barrier of the entry (pairs with `prefork`'s
-/// membarrier or fence).
-#[inline(always)]
-fn entry_barrier() {
-    // Relaxed: set once at initialisation, before any thread could fork.
-    if MEMBARRIER.load(Ordering::Relaxed) {
-        // SeqCst compiler fence: the store of our inside flag is not moved
-        // after the load of FORK_PENDING by the compiler; the CPU is
-        // ordered by prefork's membarrier (asymmetric barrier).
-        compiler_fence(Ordering::SeqCst);
-    } else {
-        // SeqCst: the store-buffering pattern with prefork's fence: either
-        // we see the pending fork or it sees us inside.
-        fence(Ordering::SeqCst);
-    }
-}
-
 /// Enters the allocator as `thread`; `None` for a re-entrant call.
 #[inline]
 pub(crate) fn enter(thread: &ThreadState) -> Option<Guard<'_>> {
@@ -90,53 +73,16 @@ pub(crate) fn enter(thread: &ThreadState) -> Option<Guard<'_>> {
         Binding::Slot(slot) => Some(slot),
         _ => None,
     };
-    loop {
-        match slot {
-            Some(s) => {
-                // Relaxed: ordered before the load below by entry_barrier.
-                INSIDE[s as usize].0.store(1, Ordering::Relaxed);
-                entry_barrier();
-            }
-            None => {
-                // SeqCst: counts us before the barrier below (slow path).
-                SHARED_INSIDE.fetch_add(1, Ordering::SeqCst);
-                // SeqCst: the store-buffering pattern with prefork, as in
-                // entry_barrier's fallback.
-                fence(Ordering::SeqCst);
-            }
-        }
-        // Relaxed: after entry_barrier (or the SeqCst RMW); see prefork.
-        let pending = FORK_PENDING.load(Ordering::Relaxed);
-        if pending == 0 || pending == thread.token() {
-            return Some(Guard { thread, slot });
-        }
-        leave_inside(slot);
-        wait_for_fork();
-    }
-}
-
-fn leave_inside(slot: Option<u32>) {
-    match slot {
-        // Release: pairs with prefork's Acquire scan: what we did inside
-        // (locks released) happens before the fork.
-        Some(s) => INSIDE[s as usize].0.store(0, Ordering::Release),
-        // Release: as above.
-        None => drop(SHARED_INSIDE.fetch_sub(1, Ordering::Release)),
-    }
-}
-
-#[cold]
-fn wait_for_fork() {
-    // Acquire: pairs with the Release clear in the fork handlers.
-    while FORK_PENDING.load(Ordering::Acquire) != 0 {
-        std::thread::yield_now();
-    }
+    // Relaxed: set once at initialisation, before any thread could fork.
+    let membarrier = MEMBARRIER.load(Ordering::Relaxed);
+    GATE.enter(slot.map(|s| s as usize), thread.token(), membarrier);
+    Some(Guard { thread, slot })
 }
 
 impl Drop for Guard<'_> {
     #[inline]
     fn drop(&mut self) {
-        leave_inside(self.slot);
+        GATE.leave(self.slot.map(|s| s as usize));
         self.thread.depth.set(0);
     }
 }
@@ -210,6 +156,11 @@ extern "C" fn thread_exit(_value: *mut libc::c_void) {
 
 /// At process exit (the main thread): flush and print the statistics.
 extern "C" fn process_exit() {
+    // Not under loom: the gate's atomics there exist only inside a model,
+    // and the test binary exits outside one.
+    if cfg!(memdesc_loom) {
+        return;
+    }
     platform::with_thread(process_exit_as);
 }
 
@@ -234,38 +185,26 @@ fn process_exit_as(thread: &ThreadState) {
 static PROCESS_EXIT: extern "C" fn() = process_exit;
 
 extern "C" fn prefork() {
-    // Release: nothing to publish but the word; the barrier below orders.
     let (token, own) = platform::with_thread(|t| (t.token(), t.binding()));
-    FORK_PENDING.store(token, Ordering::Release);
-    // Relaxed: set at initialisation (the handler exists only after it).
-    if MEMBARRIER.load(Ordering::Relaxed) {
-        // SAFETY: a registered command without pointers. It makes every
-        // running thread of the process execute a full barrier: their
-        // inside-flag stores are visible to the scan below.
-        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
-    } else {
-        // SeqCst: pairs with entry_barrier's fence (store buffering).
-        fence(Ordering::SeqCst);
-    }
     let own = match own {
         Binding::Slot(s) => Some(s as usize),
         _ => None,
     };
-    for (index, inside) in INSIDE.iter().enumerate() {
-        // Acquire: pairs with the Release in leave_inside.
-        while Some(index) != own && inside.0.load(Ordering::Acquire) != 0 {
-            std::thread::yield_now();
+    GATE.prefork(token, own, || {
+        // Relaxed: set at initialisation (the handler exists only after it).
+        if !MEMBARRIER.load(Ordering::Relaxed) {
+            return false;
         }
-    }
-    // Acquire: as above.
-    while SHARED_INSIDE.load(Ordering::Acquire) != 0 {
-        std::thread::yield_now();
-    }
+        // SAFETY: a registered command without pointers. It makes every
+        // running thread of the process execute a full barrier: their
+        // inside-flag stores are visible to the gate's scan.
+        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
+        true
+    });
 }
 
 extern "C" fn postfork_parent() {
-    // Release: pairs with wait_for_fork's Acquire.
-    FORK_PENDING.store(0, Ordering::Release);
+    GATE.postfork_parent();
 }
 
 extern "C" fn postfork_child() {
@@ -273,17 +212,10 @@ extern "C" fn postfork_child() {
     // slots belong to threads that do not exist here. Their slots stay
     // held (memdesc-host gives no way to take a slot from a thread that
     // is gone), with the objects and frames cached in them: counted.
-    for inside in &INSIDE {
-        // Relaxed: single-threaded.
-        inside.0.store(0, Ordering::Relaxed);
-    }
-    // Relaxed: single-threaded.
-    SHARED_INSIDE.store(0, Ordering::Relaxed);
     let orphaned = platform::orphaned_by_fork(platform::binding());
     // Relaxed: single-threaded.
     ORPHANED_SLOTS.store(orphaned, Ordering::Relaxed);
-    // Release: single-threaded; pairs with wait_for_fork for form's sake.
-    FORK_PENDING.store(0, Ordering::Release);
+    GATE.postfork_child();
 }
 
 /// The engine's per-thread flush, for the exit hooks.

@@ -322,17 +322,17 @@ fn a_thread_without_a_slot_claims_one_once_slots_free_up() {
     // all are alive; then the ones with slots exit and the rest allocate.
     let n = memdesc_alloc::cpu_slots() as usize + 6;
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
-    let (tx, rx) = mpsc::channel::<bool>();
+    let (tx, rx) = mpsc::channel::<(usize, bool)>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
+    let mut handles: Vec<_> = (0..n)
+        .map(|index| {
             let (barrier, tx, go_rx) = (barrier.clone(), tx.clone(), go_rx.clone());
-            thread::spawn(move || {
+            Some(thread::spawn(move || {
                 let first = vec![1u8; 8];
                 barrier.wait();
                 let slot = memdesc_alloc::thread_has_cpu_slot();
-                tx.send(slot).unwrap();
+                tx.send((index, slot)).unwrap();
                 if slot {
                     return (true, true);
                 }
@@ -343,19 +343,28 @@ fn a_thread_without_a_slot_claims_one_once_slots_free_up() {
                 }
                 drop(first);
                 (false, memdesc_alloc::thread_has_cpu_slot())
-            })
+            }))
         })
         .collect();
-    let slotless = rx.iter().take(n).filter(|&s| !s).count();
+    let reports: Vec<(usize, bool)> = rx.iter().take(n).collect();
+    let slotless = reports.iter().filter(|&&(_, s)| !s).count();
     assert!(slotless > 0, "{n} live threads all found a slot");
-    // Give the slot holders time to exit, then release the slot-less.
-    thread::sleep(std::time::Duration::from_millis(200));
+    // The slot holders have ended once joined (their exit key released
+    // their slots before the thread ended); then release the slot-less.
+    let mut results = Vec::with_capacity(n);
+    for &(index, _) in reports.iter().filter(|&&(_, s)| s) {
+        results.push(handles[index].take().expect("joined once").join().unwrap());
+    }
     for _ in 0..slotless {
         go_tx.send(()).unwrap();
     }
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    results.extend(handles.into_iter().flatten().map(|h| h.join().unwrap()));
     let reclaimed = results.iter().filter(|&&(first, later)| !first && later).count();
-    assert_eq!(reclaimed, slotless, "slot-less threads did not claim a freed slot");
+    // Threads of tests running beside this one may take some of the freed
+    // slots first, so not every slot-less thread need get one; none
+    // getting one means slot-less threads never retry.
+    let holders = n - slotless;
+    assert!(reclaimed > 0 || holders == 0, "no slot-less thread claimed one of the {holders} freed slots");
 }
 
 static LATE_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

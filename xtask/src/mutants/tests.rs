@@ -1,4 +1,4 @@
-use super::{mutant_names, passed_tests};
+use super::{mutant_names, owner, passed_tests};
 
 #[test]
 fn names_come_from_the_check_cfg_values() {
@@ -50,4 +50,21 @@ test result: FAILED. 1 passed; 1 failed; 0 ignored
     assert_eq!(passed_tests(out), 2);
     assert_eq!(passed_tests("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 42 filtered out"), 0);
     assert_eq!(passed_tests(""), 0);
+}
+
+#[test]
+fn a_mutant_named_in_the_alloc_sources_is_the_allocs() {
+    let sources = "#[cfg(memdesc_mutant = \"fork_relaxed_leave\")]\nfn f() {}\n";
+    assert_eq!(owner("fork_relaxed_leave", sources), ("memdesc-alloc", "MEMDESC_ALLOC_MUTANT"));
+    assert_eq!(owner("relaxed_put", sources), ("memdesc", "MEMDESC_MUTANT"));
+    // A name that only prefixes an alloc mutant's is still the core's.
+    assert_eq!(owner("fork_relaxed", sources), ("memdesc", "MEMDESC_MUTANT"));
+}
+
+#[test]
+fn the_real_alloc_sources_own_the_fork_mutants() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = super::read_sources(&root.join(super::ALLOC_SRC)).unwrap();
+    assert_eq!(owner("fork_no_entry_barrier", &sources).0, "memdesc-alloc");
+    assert_eq!(owner("relaxed_put", &sources).0, "memdesc");
 }
