@@ -4,12 +4,18 @@
 //! engine.
 
 use crate::engine::{self, Block, MAX_FOLIO_BYTES};
-use crate::platform::{self, ThreadState};
+use crate::platform::{self, Binding, ThreadState};
 use crate::thread;
 use crate::{bootstrap, large, stats};
 use core::ptr::NonNull;
 
 pub use crate::stats::Stats;
+
+/// A slot holder answers pcp drain requests posted to its CPU every this
+/// many allocations, even if it allocates no frames meanwhile (its objects
+/// come from the sheaves), so a drainer under memory pressure does not wait
+/// for it.
+const ANSWER_PERIOD: u64 = 1024;
 
 /// Allocates `size` bytes aligned to `align` (a power of two; at least 16
 /// is given anyway); null when memory is exhausted. `size` 0 is served as 1.
@@ -19,17 +25,58 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 fn alloc_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
-    let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size.max(1), align) };
-    let Some(engine) = engine::get() else { return core::ptr::null_mut() };
-    guard.claim();
-    let (ptr, _) = engine.alloc(size.max(1), align);
+    alloc_fresh(thread, size, align).0
+}
+
+/// [`alloc_as`], also saying whether the block is known zero (a new map,
+/// or the bootstrap arena's never-used bytes).
+#[inline(always)]
+fn alloc_fresh(thread: &ThreadState, size: usize, align: usize) -> (*mut u8, bool) {
+    // Read before entering: only this thread changes it (claim, exit
+    // hook), and the entry's fences would make the compiler read it again.
+    let binding = thread.binding();
+    let Some(guard) = thread::enter(thread) else { return (bootstrap_alloc(size.max(1), align), true) };
+    let Some(engine) = engine::get() else { return (core::ptr::null_mut(), false) };
+    let binding = match binding {
+        Binding::Slot(slot) => Binding::Slot(slot),
+        _ => claim(&guard),
+    };
+    // SAFETY: duty 1 of Engine::alloc: our binding, read under the guard.
+    let (ptr, fresh) = unsafe { engine.alloc(binding, size.max(1), align) };
     if !ptr.is_null() {
-        stats::count_alloc(guard.binding());
+        match binding {
+            // The slot's allocation count doubles as the drain period.
+            Binding::Slot(slot) => {
+                if stats::count_alloc_on(slot) % ANSWER_PERIOD == 0 {
+                    answer_drain(engine);
+                }
+            }
+            _ => stats::count_alloc(binding),
+        }
     }
-    if thread.should_answer_drain() {
-        engine.node.answer_drain();
-    }
-    ptr
+    (ptr, fresh)
+}
+
+/// A re-entrant allocation, from the bootstrap arena.
+#[cold]
+#[inline(never)]
+fn bootstrap_alloc(size: usize, align: usize) -> *mut u8 {
+    bootstrap::alloc(size, align)
+}
+
+/// A thread without a slot: claims one if it is time, and returns its
+/// binding now.
+#[cold]
+#[inline(never)]
+fn claim(guard: &thread::Guard<'_>) -> Binding {
+    guard.claim();
+    guard.binding()
+}
+
+#[cold]
+#[inline(never)]
+fn answer_drain(engine: &engine::Engine) {
+    engine.node.answer_drain();
 }
 
 /// [`alloc`], zeroed.
@@ -39,16 +86,11 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 }
 
 fn alloc_zeroed_as(thread: &ThreadState, size: usize, align: usize) -> *mut u8 {
-    let Some(guard) = thread::enter(thread) else { return bootstrap::alloc(size, align) };
-    let Some(engine) = engine::get() else { return core::ptr::null_mut() };
-    guard.claim();
-    let (ptr, fresh) = engine.alloc(size, align);
-    if !ptr.is_null() {
-        stats::count_alloc(guard.binding());
-        if !fresh {
-            // SAFETY: `ptr` is a new block of at least `size` bytes.
-            unsafe { ptr.write_bytes(0, size) };
-        }
+    let (ptr, fresh) = alloc_fresh(thread, size, align);
+    if !ptr.is_null() && !fresh {
+        // SAFETY: `ptr` is a new block of at least `size` bytes, ours
+        // until we return it.
+        unsafe { ptr.write_bytes(0, size) };
     }
     ptr
 }
@@ -81,6 +123,8 @@ pub(crate) unsafe fn free_as(op: &str, ptr: *mut u8) {
 /// As [`free`].
 #[inline(always)]
 unsafe fn free_as_thread(thread: &ThreadState, op: &str, ptr: NonNull<u8>) {
+    // Read before entering, as in alloc_as.
+    let binding = thread.binding();
     let guard = thread::enter(thread);
     if guard.is_none() && bootstrap::contains(ptr.as_ptr() as usize) {
         return;
@@ -93,9 +137,13 @@ unsafe fn free_as_thread(thread: &ThreadState, op: &str, ptr: NonNull<u8>) {
         }
         crate::report::misuse(op, ptr.as_ptr() as usize, crate::report::Misuse::Foreign, &"allocator not initialised")
     };
-    // SAFETY: duty 1 is the caller's.
-    unsafe { engine.free(op, ptr) };
-    stats::count_free(thread.binding());
+    // A re-entrant free takes the locked path: its thread may be claiming
+    // or releasing its slot.
+    let binding = if guard.is_some() { binding } else { Binding::Unclaimed };
+    // SAFETY: duty 1 is the caller's; duty 2: our binding, read under the
+    // guard (or none).
+    unsafe { engine.free(binding, op, ptr) };
+    stats::count_free(binding);
     drop(guard);
 }
 

@@ -2,13 +2,13 @@
 //! classes, initialised once without allocating through `malloc`.
 
 use crate::classes::{self, CLASS_NAMES, CLASS_SIZES, NR_CLASSES};
-use crate::platform;
+use crate::platform::{self, Binding};
 use crate::report::{self, Misuse};
 use crate::{bootstrap, large, span};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 use memdesc::slab::{CacheConfig, CacheRef, SlabAllocator, SlabError, SlabFlags, SlabReturn};
-use memdesc::{Node, Rcu, RcuConfig, MAX_ORDER, PAGE_SIZE};
+use memdesc::{CpuId, LocalCpu, Node, Rcu, RcuConfig, MAX_ORDER, PAGE_SIZE};
 use std::sync::OnceLock;
 
 /// The largest request served by a buddy folio (large kmalloc).
@@ -137,18 +137,19 @@ impl Engine {
     /// Allocates `size` bytes (at least 1) aligned to `align` (a power of
     /// two); `(pointer, fresh)` where `fresh` says the memory is a new map
     /// (already zero). Null when memory is exhausted.
+    ///
+    /// # Safety
+    /// 1. `binding` is the calling thread's, read inside the allocator
+    ///    (under a [`Guard`](crate::thread::Guard)): see [`local_cpu`].
     #[inline(always)]
-    pub(crate) fn alloc(&self, size: usize, align: usize) -> (*mut u8, bool) {
-        if let Some(index) = classes::class_for(size, align) {
-            let host = platform::platform();
-            if let Some(cpu) = host.enter_local() {
-                // SAFETY: duty 1 of alloc_on: the token comes from the
-                // platform this cache's node booted with, just entered.
-                let got = unsafe { self.classes[index].alloc_on(&cpu) };
-                host.exit_local(cpu);
-                if let Some(ptr) = got {
-                    return (ptr.as_ptr(), false);
-                }
+    pub(crate) unsafe fn alloc(&self, binding: Binding, size: usize, align: usize) -> (*mut u8, bool) {
+        if let (Some(index), Binding::Slot(slot)) = (classes::class_for(size, align), binding) {
+            // SAFETY: duty 1 of local_cpu is our duty 1.
+            let cpu = unsafe { local_cpu(slot) };
+            // SAFETY: duty 1 of alloc_on: `cpu` is this thread's slot of
+            // the platform the node booted with (local_cpu).
+            if let Some(ptr) = unsafe { self.classes[index].alloc_on(&cpu) } {
+                return (ptr.as_ptr(), false);
             }
         }
         self.alloc_slow(size, align)
@@ -201,26 +202,26 @@ impl Engine {
     ///
     /// # Safety
     /// 1. If `ptr` is a live allocation, the caller gives it up.
+    /// 2. As [`Engine::alloc`]'s duty 1.
     #[inline]
-    pub(crate) unsafe fn free(&self, op: &str, ptr: NonNull<u8>) {
+    pub(crate) unsafe fn free(&self, binding: Binding, op: &str, ptr: NonNull<u8>) {
         let addr = ptr.as_ptr() as usize;
         if span::contains(addr) {
             if addr % RETURN_BYTES == 0 {
                 self.return_frames(op, ptr);
             }
-            let host = platform::platform();
-            let freed = match host.enter_local() {
-                Some(cpu) => {
+            let freed = match binding {
+                Binding::Slot(slot) => {
+                    // SAFETY: duty 1 of local_cpu is our duty 2.
+                    let cpu = unsafe { local_cpu(slot) };
                     // SAFETY: duty 1 of kfree_on is ours (duty 1; the
                     // descriptor check inside refuses what is not an
-                    // allocation); duty 2: the token comes from the
-                    // platform the node booted with, just entered.
-                    let freed = unsafe { self.slab.kfree_on(&cpu, ptr) };
-                    host.exit_local(cpu);
-                    freed
+                    // allocation); duty 2: `cpu` is this thread's slot of
+                    // the platform the node booted with (local_cpu).
+                    unsafe { self.slab.kfree_on(&cpu, ptr) }
                 }
-                // SAFETY: duty 1 of kfree, as above.
-                None => unsafe { self.slab.kfree(ptr) },
+                // SAFETY: duty 1 of kfree_locked is our duty 1.
+                _ => unsafe { self.kfree_locked(ptr) },
             };
             if let Err(e) = freed {
                 misuse_of(op, addr, e);
@@ -234,6 +235,18 @@ impl Engine {
 }
 
 impl Engine {
+    /// [`Engine::free`]'s path for a thread without a CPU slot (the
+    /// core's locked lists), out of line.
+    ///
+    /// # Safety
+    /// 1. As [`SlabAllocator::kfree`]'s duty 1.
+    #[cold]
+    #[inline(never)]
+    unsafe fn kfree_locked(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        // SAFETY: duty 1 of kfree is our duty 1.
+        unsafe { self.slab.kfree(ptr) }
+    }
+
     /// Gives the frames of a large folio about to be freed back to the
     /// kernel (`MADV_DONTNEED`), so a process's resident memory falls when
     /// it frees big buffers; the span stays mapped and the frames come back
@@ -249,6 +262,30 @@ impl Engine {
             unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) };
         }
     }
+}
+
+/// The token of CPU `slot` for a thread that holds that slot, made from
+/// our own thread state: no call to the host platform's `enter_local`,
+/// whose binding table is a second thread-local (a second
+/// `__tls_get_addr` per call in the preloaded library). The host's section
+/// count guards against the slot's release inside a section; here the
+/// entry gate does: a slot is released only by the thread's exit hook,
+/// which runs outside every `malloc`/`free` call of its thread (a call made
+/// while inside is re-entrant and never reaches the engine's fast paths).
+///
+/// # Safety
+/// 1. `slot` is the calling thread's binding, read inside the allocator
+///    (under a guard) after the engine was built: the thread claimed it
+///    from [`platform::platform`] (chosen before the node booted, so the
+///    node's platform) and holds it until its exit hook, which does not
+///    run while the token lives.
+#[inline(always)]
+unsafe fn local_cpu(slot: u32) -> LocalCpu {
+    // SAFETY: duty 1: this thread holds `slot` (claimed by the host's
+    // Acquire CAS, released only by its exit hook), so no other thread
+    // uses that CPU's per-CPU state until the token is dropped, and the
+    // thread "stays" on the CPU it holds.
+    unsafe { LocalCpu::new_unchecked(CpuId(slot)) }
 }
 
 /// Folios this large (and so this aligned) give their frames back to the

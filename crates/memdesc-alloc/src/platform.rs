@@ -6,9 +6,10 @@
 //! exit hook releases it; while it holds the slot no other thread runs as
 //! that CPU, so `local_enter` hands out the CPU's token with thread-local
 //! reads. A thread that finds every slot taken gets none and takes the
-//! core's locked slow paths. Both thread-locals (ours here and the host's
-//! binding table) are const-initialised and Drop-free, so reading them
-//! never allocates and registers no destructor.
+//! core's locked slow paths. Both thread-locals (our block here and the
+//! host's binding table) are zero- or const-initialised and Drop-free, so
+//! reading them never allocates and registers no destructor; the fast
+//! paths read only ours (the engine makes the CPU token from it).
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -80,56 +81,120 @@ pub(crate) enum Binding {
     Exited,
 }
 
+// The binding word holds the complement of these (a slot index is stored
+// as `!slot`), so the all-zero block a new thread starts with reads
+// `Unclaimed`.
 const UNCLAIMED: u32 = u32::MAX;
 const NO_SLOT: u32 = u32::MAX - 1;
 const EXITED: u32 = u32::MAX - 2;
 
-/// A thread's allocator state: one thread-local, so each entry point looks
-/// it up once (in the `LD_PRELOAD` library every lookup is a
-/// `__tls_get_addr` call: rustc's cdylibs use the global-dynamic model).
+/// A thread's allocator state: one per-thread block, all zero at thread
+/// start, so each entry point looks it up once. On x86_64 Linux the block
+/// is an initial-exec TLS symbol (see [`tls`]): its address is the thread
+/// pointer plus a constant, two instructions, where a `thread_local!` in
+/// a cdylib costs a `__tls_get_addr` call (rustc builds cdylibs
+/// global-dynamic, and its TLS-model switch is unstable).
+#[repr(C, align(16))]
 pub(crate) struct ThreadState {
     /// How deep this thread is inside the allocator (0 or 1).
     pub(crate) depth: Cell<u32>,
-    /// This thread's [`Binding`], encoded (slot index or a sentinel).
+    /// This thread's [`Binding`], encoded and complemented (0 reads
+    /// `Unclaimed`).
     binding: Cell<u32>,
-    /// Allocations since a slot-less thread last tried to claim one, or
-    /// since a slot holder last answered pcp drain requests.
+    /// Allocations since a slot-less thread last tried to claim one.
     since_claim: Cell<u32>,
 }
-
-/// A slot holder answers pcp drain requests posted to its CPU every this
-/// many allocations, even if it allocates no frames meanwhile (its objects
-/// come from the sheaves), so a drainer under memory pressure does not wait
-/// for it.
-const ANSWER_PERIOD: u32 = 1024;
 
 /// A thread that found every slot taken tries again after this many
 /// allocations (slots free up as other threads exit).
 const RECLAIM_PERIOD: u32 = 4096;
 
-std::thread_local! {
-    static THREAD: ThreadState = const {
-        ThreadState { depth: Cell::new(0), binding: Cell::new(UNCLAIMED), since_claim: Cell::new(0) }
-    };
+/// The per-thread block as an initial-exec TLS symbol.
+///
+/// The block lives in `.tbss` (zero-filled for every thread by the C
+/// library) under a hidden symbol, and is reached as `%fs:0` plus its
+/// offset from the GOT (`@GOTTPOFF`): the model C allocators use
+/// (`tls_model("initial-exec")`). A library with initial-exec TLS must be
+/// in the static TLS block: always so under `LD_PRELOAD` or when linked,
+/// and for `dlopen` glibc reserves surplus space for such libraries.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+mod tls {
+    use super::ThreadState;
+
+    const _: () = assert!(size_of::<ThreadState>() == 16 && align_of::<ThreadState>() == 16);
+
+    core::arch::global_asm!(
+        ".pushsection .tbss.memdesc_alloc_thread_block,\"awT\",@nobits",
+        ".p2align 4",
+        ".globl memdesc_alloc_thread_block",
+        ".hidden memdesc_alloc_thread_block",
+        ".type memdesc_alloc_thread_block, @object",
+        ".size memdesc_alloc_thread_block, 16",
+        "memdesc_alloc_thread_block:",
+        ".zero 16",
+        ".popsection",
+    );
+
+    /// The calling thread's block.
+    #[inline(always)]
+    pub(super) fn block() -> *const ThreadState {
+        let block: *const ThreadState;
+        // SAFETY: reads the thread pointer's self-pointer (`%fs:0`, the
+        // x86_64 TLS ABI) and the GOT slot the dynamic linker fills with
+        // the block's offset from it; writes only the output register.
+        unsafe {
+            core::arch::asm!(
+                "mov {block}, qword ptr fs:[0]",
+                "add {block}, qword ptr [rip + memdesc_alloc_thread_block@GOTTPOFF]",
+                block = out(reg) block,
+                options(pure, readonly, nostack),
+            );
+        }
+        block
+    }
+}
+
+/// The per-thread block elsewhere: a const-initialised, Drop-free
+/// thread-local (no lazy initialisation, no destructor).
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
+mod tls {
+    use super::ThreadState;
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static THREAD: ThreadState = const {
+            ThreadState { depth: Cell::new(0), binding: Cell::new(0), since_claim: Cell::new(0) }
+        };
+    }
+
+    /// The calling thread's block.
+    #[inline(always)]
+    pub(super) fn block() -> *const ThreadState {
+        THREAD.with(|t| t as *const ThreadState)
+    }
 }
 
 /// Runs `f` with this thread's state.
 #[inline(always)]
 pub(crate) fn with_thread<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
-    THREAD.with(f)
+    // SAFETY: the calling thread's block: live and aligned for as long as
+    // the thread runs (so throughout `f`), zero at thread start (a valid
+    // ThreadState: Cells of integers), and used only by this thread (the
+    // reference does not leave `f`, and ThreadState is not Sync).
+    f(unsafe { &*tls::block() })
 }
 
 /// This thread's binding.
 #[inline(always)]
 pub(crate) fn binding() -> Binding {
-    THREAD.with(ThreadState::binding)
+    with_thread(ThreadState::binding)
 }
 
 impl ThreadState {
     /// This thread's binding.
     #[inline(always)]
     pub(crate) fn binding(&self) -> Binding {
-        match self.binding.get() {
+        match !self.binding.get() {
             UNCLAIMED => Binding::Unclaimed,
             NO_SLOT => Binding::NoSlot,
             EXITED => Binding::Exited,
@@ -157,18 +222,6 @@ impl ThreadState {
         }
     }
 
-    /// Whether this slot holder should answer drain requests now (every
-    /// [`ANSWER_PERIOD`] allocations).
-    #[inline(always)]
-    pub(crate) fn should_answer_drain(&self) -> bool {
-        if !matches!(self.binding(), Binding::Slot(_)) {
-            return false;
-        }
-        let n = self.since_claim.get() + 1;
-        self.since_claim.set(if n == ANSWER_PERIOD { 0 } else { n });
-        n == ANSWER_PERIOD
-    }
-
     /// Claims the first free slot for this thread (which has none).
     pub(crate) fn claim_any(&self) -> Binding {
         match platform().slots().claim_any() {
@@ -180,11 +233,11 @@ impl ThreadState {
                 // Relaxed: a statistic (and the fork child's count, where
                 // only one thread runs).
                 HELD[cpu as usize].store(true, Ordering::Relaxed);
-                self.binding.set(cpu);
+                self.binding.set(!cpu);
                 Binding::Slot(cpu)
             }
             None => {
-                self.binding.set(NO_SLOT);
+                self.binding.set(!NO_SLOT);
                 Binding::NoSlot
             }
         }
@@ -198,7 +251,7 @@ impl ThreadState {
             // Relaxed: a statistic.
             HELD[slot as usize].store(false, Ordering::Relaxed);
         }
-        self.binding.set(EXITED);
+        self.binding.set(!EXITED);
     }
 }
 

@@ -38,6 +38,25 @@ fn counters(binding: Binding) -> Option<&'static Counters> {
     }
 }
 
+/// Counts an allocation by the holder of `slot`; returns the slot's count
+/// so far (the caller's period for answering drain requests).
+#[inline(always)]
+pub(crate) fn count_alloc_on(slot: u32) -> u64 {
+    match PER_SLOT.get(slot as usize) {
+        Some(c) => {
+            // Relaxed: as in bump_own.
+            let n = c.allocs.load(Ordering::Relaxed) + 1;
+            // Relaxed: as in bump_own.
+            c.allocs.store(n, Ordering::Relaxed);
+            n
+        }
+        None => {
+            count_alloc(Binding::NoSlot);
+            1
+        }
+    }
+}
+
 #[inline(always)]
 pub(crate) fn count_alloc(binding: Binding) {
     match counters(binding) {

@@ -62,8 +62,10 @@ pub(crate) struct Guard<'t> {
     slot: Option<u32>,
 }
 
-/// Enters the allocator as `thread`; `None` for a re-entrant call.
-#[inline]
+/// Enters the allocator as `thread`; `None` for a re-entrant call. Always
+/// inlined: out of line, the guard comes back through memory (about 20
+/// instructions a call more).
+#[inline(always)]
 pub(crate) fn enter(thread: &ThreadState) -> Option<Guard<'_>> {
     if thread.depth.get() != 0 {
         return None;
@@ -80,7 +82,7 @@ pub(crate) fn enter(thread: &ThreadState) -> Option<Guard<'_>> {
 }
 
 impl Drop for Guard<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         GATE.leave(self.slot.map(|s| s as usize));
         self.thread.depth.set(0);
