@@ -419,25 +419,23 @@ const S3_LIMIT: &str = "Both threads share one cache: one barn of 16 sheaves of 
 const S4_LIMIT: &str = "Every malloc and free of the preloaded library pays the slab's per-call cost plus the \
     adapter's own, and a program here makes millions of them, so S4's ratios track instructions per call. Under \
     callgrind, a C loop of `malloc(64)` + `free` (memdesc-preload's `c/pairs.c`, at two N, the difference divided \
-    by the extra pairs) costs about 465 instructions per pair under our library (free about 250, malloc about \
-    215) against 64 under mimalloc's and 141 under glibc. About 44 of ours are in `__tls_get_addr`, and as many \
-    again in the `thread_local!` wrappers around it: Rust compiles `thread_local!` in a cdylib to the \
-    general-dynamic TLS model, a call into the dynamic linker for each of the several thread-locals a call \
-    touches (the thread's CPU slot, the engine's state, the sheaf section count). The rest is the slab's own \
-    path (S1k's analysis: the size class, the descriptor lookup on free, `local_enter`/`local_exit` through \
-    `dyn Platform`, the sheaf push and pop). mimalloc reaches its thread's heap with one initial-exec TLS load \
-    and pops a page-local free list. The programs differ in how much else they do: espresso computes more than \
-    it allocates and comes out near 1.0, and so does mstress; cfrac and glibc-simple are almost all malloc and \
+    by the extra pairs) costs about 335 instructions per pair under our library (free about 187, malloc about \
+    135) against 65 under mimalloc's and 141 under glibc. The library's per-thread block is already one \
+    initial-exec TLS access per call (a hidden `.tbss` symbol; no `__tls_get_addr`) and the CPU token is built \
+    from it, so what remains is about 100 instructions of the core's inlined path (the free's descriptor lookup \
+    and boundary check, the sheaf push and pop) and about 200 of the adapter's: the fork gate's entry and leave \
+    (a store, the barrier check, the pending load, a Release store), function prologues, the span and bootstrap \
+    checks and the per-slot counters. mimalloc reaches its thread's heap with one initial-exec TLS load and pops \
+    a page-local free list. The programs differ in how much else they do: espresso computes more than it \
+    allocates and comes out near 1.0, and so does mstress; cfrac and glibc-simple are almost all malloc and \
     free, so they show the per-call ratio (glibc-simple's batches of 400 and 1600 also overflow a CPU's sheaves \
     and go through refill and give-back under the list lock, S2's limit); xmalloc-test is all remote frees: the \
     producer's sheaves empty and refill from the slabs while the consumer's fill and give back, both under one \
-    list lock whose lines move between the vCPUs (about 835 instructions per pair under callgrind, `xmalloc_test 2 1 \
-    2400`, against mimalloc's 125, whose remote frees go to a page-local atomic list its owner collects in a \
-    batch). Meeting 1.2x needs the fast path within about 1.2x of mimalloc's instructions: the library's \
-    thread-locals in the initial-exec model (one static block reached by an offset from the thread pointer; \
-    rustc offers `-Z tls-model=initial-exec` only on nightly), the CPU slot found once per call, S1's lookup and \
-    sheaf fixes, and remote frees batched per slab (a per-slab remote list its owning CPU collects) instead of \
-    one list-lock trip per sheaf. Peak RSS, the other column: ours stays within a few MiB of glibc's on the small \
+    list lock whose lines move between the vCPUs (about 700 instructions per pair under callgrind, `xmalloc_test \
+    2 1 2400`, against mimalloc's 125, whose remote frees go to a page-local atomic list its owner collects in a \
+    batch). Meeting 1.2x needs the fast path within about 1.2x of mimalloc's instructions (a cheaper gate, e.g. \
+    the guard holding a pointer to its inside flag; a free lookup of a few loads) and remote frees batched per \
+    slab (a per-slab remote list its owning CPU collects) instead of one list-lock trip per sheaf. Peak RSS, the other column: ours stays within a few MiB of glibc's on the small \
     programs and well below mimalloc's on mstress.";
 
 /// G2's bound: 0.5 ns per subpage in units of the reference machine's
