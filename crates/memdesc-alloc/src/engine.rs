@@ -91,6 +91,9 @@ pub(crate) fn env_flag(name: &[u8]) -> bool {
 fn build() -> Option<Engine> {
     let debug = env_flag(b"MEMDESC_DEBUG\0");
     let stats = env_flag(b"MEMDESC_STATS\0");
+    if stats {
+        report::keep_stderr();
+    }
     platform::choose();
     let node = match span::boot(platform::platform()) {
         Ok(node) => node,

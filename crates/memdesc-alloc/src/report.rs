@@ -3,6 +3,41 @@
 //! `abort()`.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+/// A copy of the stderr the process started with, taken at initialisation
+/// when `MEMDESC_STATS=1`, or -1: programs such as coreutils close fd 2 in
+/// an exit handler, before the exit summary is printed.
+static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+
+/// Keeps a copy of fd 2 (close-on-exec, so children do not inherit it) for
+/// reports made after the program closed its stderr. The copy sits at fd 64
+/// or above, out of the low numbers a program's next `open` would take.
+pub(crate) fn keep_stderr() {
+    // SAFETY: fcntl on fd 2 takes no pointers; a failure returns -1.
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 64) };
+    // Relaxed: read by the same process at exit; whoever reads -1 writes
+    // to fd 2 alone, which is what happened before the copy existed.
+    SAVED_STDERR.store(fd, Ordering::Relaxed);
+}
+
+/// Writes `bytes` to `fd`; false if the fd is closed (EBADF) before any
+/// byte went out.
+fn write_all(fd: i32, bytes: &[u8]) -> bool {
+    let mut done = 0;
+    while done < bytes.len() {
+        // SAFETY: the pointer and length name initialised bytes of the
+        // slice; write(2) only reads them.
+        let n = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        if n <= 0 {
+            // SAFETY: errno is thread-local and always readable.
+            let closed = n < 0 && unsafe { *libc::__errno_location() } == libc::EBADF;
+            return !(closed && done == 0);
+        }
+        done += n as usize;
+    }
+    true
+}
 
 /// A line buffer on the stack; what does not fit is cut.
 pub(crate) struct StderrLine {
@@ -16,16 +51,15 @@ impl StderrLine {
     }
 
     /// Writes the buffer to stderr and empties it.
+    /// If the program closed fd 2, the copy [`keep_stderr`] kept is used.
     pub(crate) fn flush(&mut self) {
-        let mut done = 0;
-        while done < self.len {
-            // SAFETY: the pointer and length name initialised bytes of our
-            // buffer; write(2) only reads them.
-            let n = unsafe { libc::write(2, self.buf[done..].as_ptr().cast(), self.len - done) };
-            if n <= 0 {
-                break;
+        let bytes = &self.buf[..self.len];
+        if !write_all(2, bytes) {
+            // Relaxed: see SAVED_STDERR.
+            let saved = SAVED_STDERR.load(Ordering::Relaxed);
+            if saved >= 0 {
+                write_all(saved, bytes);
             }
-            done += n as usize;
         }
         self.len = 0;
     }

@@ -21,6 +21,30 @@ fn memdesc_stats_prints_a_summary_at_exit() {
 }
 
 #[test]
+fn the_summary_survives_a_program_that_closes_its_stderr() {
+    // coreutils close fd 2 in an exit handler, before the summary.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "stats::child_closes_stderr"])
+        .env("MEMDESC_STATS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("memdesc: allocs ")), "no summary after close(2):\n{err}");
+}
+
+#[test]
+#[ignore = "run by the_summary_survives_a_program_that_closes_its_stderr"]
+fn child_closes_stderr() {
+    let p = malloc(40);
+    // SAFETY: live, freed once.
+    unsafe { free(p) };
+    // The harness prints its result on stdout; stderr is no longer used.
+    // SAFETY: closing fd 2 of this process; nothing else here writes to it.
+    assert_eq!(unsafe { libc::close(2) }, 0);
+}
+
+#[test]
 fn without_memdesc_stats_nothing_is_printed() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "stats::child_allocates"])
