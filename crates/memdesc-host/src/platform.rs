@@ -66,12 +66,11 @@ impl HostPlatform {
     #[inline(always)]
     pub fn enter_local(&self) -> Option<LocalCpu> {
         let cpu = self.slots.enter()?;
-        // SAFETY: this thread holds `cpu`'s slot (claimed by an Acquire CAS
-        // that no other thread can win until it is released by a Release
-        // store), and `enter` counted this section, so the slot cannot be
-        // released before the matching `local_exit` (`release_current`
-        // panics instead). Re-entry on this thread is allowed by the
-        // contract.
+        // The slot was claimed by an Acquire CAS no other thread can win
+        // until a Release store gives it back; `release_current` panics
+        // while a section is open. Re-entry is allowed by the contract.
+        // SAFETY: this thread holds `cpu`'s slot, and `enter` counted this
+        // section, so the slot stays ours until the matching `local_exit`.
         Some(unsafe { LocalCpu::new_unchecked(cpu) })
     }
 
@@ -113,11 +112,11 @@ impl Platform for HostPlatform {
 
     fn rcu_reader_cpu(&self) -> Option<RcuReaderCpu> {
         let cpu = self.slots.current()?;
+        // The next holder claims the slot with an Acquire CAS of the owner
+        // word our release stores with Release, so it is ordered after us;
+        // a thread holds one CPU per set, never two of this platform.
         // SAFETY: this thread holds `cpu`'s slot, so no other thread runs
-        // as `cpu` until it releases it; the next holder claims it with an
-        // Acquire CAS of the owner word our release stores with Release, so
-        // it is ordered after us. A thread holds one CPU per set, so it does
-        // not run as another CPU of this platform meanwhile.
+        // as `cpu` until it releases it, and the next holder follows us.
         Some(unsafe { RcuReaderCpu::new_unchecked(cpu) })
     }
 

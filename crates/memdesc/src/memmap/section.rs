@@ -309,15 +309,15 @@ impl<'a> MemMap<'a> {
     /// 1. The section's state has `HAS_MEMMAP`, loaded with Acquire (or the
     ///    caller wrote it), so HOTADD.1's writes happen before this.
     unsafe fn section_pages(&self, section: Pfn) -> &'a [Page] {
-        // SAFETY: duty 1: the section's first `frames` descriptors were
-        // initialised in HOTADD.1 and are never written as anything else (a
+        // The descriptors are never written as anything else afterwards: a
         // section never goes back to absent, and frame views exclude the
-        // metadata frames: hot_frames_ok); they lie inside `memory`,
-        // borrowed for 'a; aligned (a frame boundary); only shared
+        // metadata frames (hot_frames_ok).
+        let first = self.section_base(section).cast::<Page>();
+        let frames = self.section_frames() as usize;
+        // SAFETY: duty 1: HOTADD.1 initialised these `frames` descriptors,
+        // frame-aligned inside `memory` (borrowed for 'a); only shared
         // references are ever made to them.
-        unsafe {
-            core::slice::from_raw_parts(self.section_base(section).cast::<Page>(), self.section_frames() as usize)
-        }
+        unsafe { core::slice::from_raw_parts(first, frames) }
     }
 
     /// Starts a hot-add of `range` (HOTADD.1–.2): takes the hot-add lock,
